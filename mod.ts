@@ -1,0 +1,56 @@
+/**
+ * An RFC 6455 WebSocket server for Deno, built on `Deno.listen`, whose
+ * whole surface is web-standard streams in the vocabulary of the WHATWG
+ * WebSocketStream proposal: each socket has a `readable` of messages (a
+ * `string` per text message, a `Uint8Array` per binary message), a
+ * `writable` to send them, `closed` and `close()`.
+ *
+ * The pipeline's stages are public too: {@linkcode FrameDecoderStream}
+ * (bytes to frames), {@linkcode MessageStream} (frames to messages) and
+ * {@linkcode FrameEncoderStream} (frames to bytes).
+ *
+ * @example An echo server
+ * ```ts ignore
+ * import { serve } from "@scope/ws";
+ *
+ * serve({ port: 8080 }, (socket) => socket.readable.pipeTo(socket.writable));
+ * ```
+ *
+ * @module
+ */
+export { CloseCode, isValidCloseCode, Opcode } from "./src/constants.ts";
+export {
+  type WebSocketCloseInfo,
+  WebSocketError,
+} from "./src/websocket_error.ts";
+export { applyMask } from "./src/mask.ts";
+export {
+  encodeFrame,
+  type Frame,
+  type FrameDecoderOptions,
+} from "./src/frame.ts";
+export {
+  type Message,
+  type MessageAssemblerOptions,
+} from "./src/message_assembler.ts";
+export { FrameDecoderStream } from "./src/frame_decoder_stream.ts";
+export {
+  FrameEncoderStream,
+  type FrameEncoderStreamOptions,
+} from "./src/frame_encoder_stream.ts";
+export {
+  MessageStream,
+  type MessageStreamOptions,
+} from "./src/message_stream.ts";
+export type {
+  WebSocketCloseResult,
+  WebSocketConnection,
+} from "./src/connection.ts";
+export {
+  serve,
+  type ServeInfo,
+  type ServeOptions,
+  type UpgradeAcceptance,
+  type WebSocketHandler,
+  type WebSocketServer,
+} from "./src/server.ts";

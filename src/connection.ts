@@ -1,0 +1,340 @@
+import { type CloseResult, Protocol } from "./_protocol.ts";
+import { WriteQueue } from "./_write_queue.ts";
+import type { Message } from "./message_assembler.ts";
+import { type WebSocketCloseInfo, WebSocketError } from "./websocket_error.ts";
+
+/** How a WebSocket closed cleanly: the peer's close code and reason. */
+export interface WebSocketCloseResult {
+  /** The close code from the peer's close frame (1005 if it had none). */
+  closeCode: number;
+  /** The close reason from the peer's close frame. */
+  reason: string;
+}
+
+/**
+ * One open WebSocket, in the vocabulary of the WHATWG WebSocketStream
+ * proposal. Messages are read from `readable` (a `string` per text message,
+ * a `Uint8Array` per binary message) and written to `writable`.
+ *
+ * @example An echo handler
+ * ```ts ignore
+ * import { serve } from "@scope/ws";
+ *
+ * serve({ port: 8080 }, (socket) => socket.readable.pipeTo(socket.writable));
+ * ```
+ */
+export interface WebSocketConnection {
+  /** The messages from the peer; ends on a clean close, errors otherwise. */
+  readonly readable: ReadableStream<string | Uint8Array>;
+  /** Where to write messages; `write()` waits while the peer is slow. */
+  readonly writable: WritableStream<string | Uint8Array>;
+  /** The negotiated subprotocol, or `""`. */
+  readonly protocol: string;
+  /** The negotiated extensions, or `""`. */
+  readonly extensions: string;
+  /**
+   * Resolves with the peer's close code and reason once the closing
+   * handshake is done and the TCP connection closed; rejects with a
+   * {@linkcode WebSocketError} when the connection ended otherwise.
+   */
+  readonly closed: Promise<WebSocketCloseResult>;
+  /** The opening handshake's request (for a server, the client's upgrade). */
+  readonly request: Request;
+  /** The peer's address. */
+  readonly remoteAddr: Deno.NetAddr;
+  /**
+   * Starts the closing handshake. `closeCode` must be 1000 or 3000–4999
+   * (default: a close frame with no code); the reason is cut to 123 bytes
+   * at a UTF-8 character boundary.
+   */
+  close(closeInfo?: WebSocketCloseInfo): void;
+}
+
+/** The byte stream under a connection: a `Deno.Conn` or `Deno.TlsConn`. */
+export interface Transport {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  closeWrite(): Promise<void>;
+  close(): void;
+}
+
+/** What {@linkcode _Connection} needs besides its transport. */
+export interface ConnectionInit {
+  role: "server" | "client";
+  request: Request;
+  remoteAddr: Deno.NetAddr;
+  protocol: string;
+  extensions: string;
+  /** Bytes that arrived after the handshake, already read from the transport. */
+  leftover: Uint8Array;
+  maxMessageSize: number;
+  /** How long the closing handshake and TCP close may take, in ms. */
+  closeTimeout: number;
+}
+
+/** Queued outgoing bytes above which `write()` waits and reading pauses. */
+const WRITE_HIGH_WATER_MARK = 64 * 1024;
+/** Read buffers start small (idle connections hold one) and grow with use. */
+const MIN_READ_SIZE = 4 * 1024;
+const MAX_READ_SIZE = 256 * 1024;
+
+/**
+ * The I/O half of a connection: it reads the transport into the protocol
+ * state machine only when `readable` has room (pull-based backpressure),
+ * feeds `writable` through the write queue, and closes the transport when the
+ * protocol is done (§7.1.1: a server closes TCP first; a client waits for it).
+ */
+export class _Connection implements WebSocketConnection {
+  readonly readable: ReadableStream<string | Uint8Array>;
+  readonly writable: WritableStream<string | Uint8Array>;
+  readonly protocol: string;
+  readonly extensions: string;
+  readonly closed: Promise<WebSocketCloseResult>;
+  readonly request: Request;
+  readonly remoteAddr: Deno.NetAddr;
+  /** Resolves once the transport is closed and every timer cleared. */
+  readonly done: Promise<void>;
+
+  #transport: Transport;
+  #init: ConnectionInit;
+  #protocol: Protocol;
+  #queue: WriteQueue;
+  #readableController!: ReadableStreamDefaultController<Message>;
+  #readableDone = false;
+  #wake: (() => void) | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #terminated = false;
+  #result: CloseResult | undefined;
+  #resolveClosed!: (result: WebSocketCloseResult) => void;
+  #rejectClosed!: (error: WebSocketError) => void;
+
+  constructor(transport: Transport, init: ConnectionInit) {
+    this.#transport = transport;
+    this.#init = init;
+    this.request = init.request;
+    this.remoteAddr = init.remoteAddr;
+    this.protocol = init.protocol;
+    this.extensions = init.extensions;
+    this.closed = new Promise((resolve, reject) => {
+      this.#resolveClosed = resolve;
+      this.#rejectClosed = reject;
+    });
+    // Nobody has to await `closed`: an unobserved rejection must not crash.
+    this.closed.catch(() => {});
+    this.#queue = new WriteQueue(transport, WRITE_HIGH_WATER_MARK, () => {
+      this.#protocol.abort("Writing to the peer failed");
+    });
+    this.#protocol = new Protocol(
+      { role: init.role, maxMessageSize: init.maxMessageSize },
+      {
+        message: (message) => this.#deliver(message),
+        send: (bytes) => this.#queue.push(bytes),
+        closed: (result) => this.#onClosed(result),
+      },
+    );
+    this.readable = new ReadableStream<Message>({
+      start: (controller) => {
+        this.#readableController = controller;
+      },
+      pull: () => this.#wakeUp(),
+      cancel: (reason) => {
+        this.#readableDone = true;
+        this.#closeFor(reason);
+      },
+    }, { highWaterMark: 1 });
+    this.writable = new WritableStream<Message>({
+      write: (message) => {
+        if (typeof message !== "string" && !(message instanceof Uint8Array)) {
+          throw new TypeError("A message must be a string or a Uint8Array");
+        }
+        this.#protocol.send(message);
+        return this.#queue.ready();
+      },
+      close: () => this.close(),
+      abort: (reason) => this.#closeFor(reason),
+    });
+    this.done = this.#run();
+  }
+
+  close(closeInfo: WebSocketCloseInfo = {}): void {
+    let code = closeInfo.closeCode;
+    const reason = closeInfo.reason ?? "";
+    if (code === undefined && reason !== "") code = 1000;
+    if (
+      code !== undefined && code !== 1000 && !(code >= 3000 && code <= 4999)
+    ) {
+      throw new RangeError(
+        `The close code must be 1000 or in 3000-4999, got ${code}`,
+      );
+    }
+    this.#closeWith(code, reason);
+  }
+
+  /**
+   * Closes with any sendable code, as the server does for 1001 (going away)
+   * and 1011 (handler fault).
+   */
+  _close(code: number, reason = ""): void {
+    this.#closeWith(code, reason);
+  }
+
+  /** Fails the connection with `code`, as for a limit or a timeout. */
+  _fail(code: number, reason: string): void {
+    this.#protocol.fail(code, reason);
+  }
+
+  /** Sends a ping, for heartbeats. */
+  _ping(): void {
+    this.#protocol.ping();
+  }
+
+  /** The state of the closing handshake. */
+  get _state(): "open" | "closing" | "closed" {
+    return this.#protocol.state;
+  }
+
+  #closeWith(code: number | undefined, reason: string): void {
+    if (this.#protocol.state !== "open") return;
+    this.#protocol.close(code, reason);
+    this.#startTimer();
+    this.#wakeUp();
+  }
+
+  /** Closes for a stream's cancel or abort reason, as WebSocketStream does. */
+  #closeFor(reason: unknown): void {
+    if (reason instanceof WebSocketError) {
+      this.#closeWith(reason.closeCode, reason.reason);
+    } else {
+      this.#closeWith(undefined, "");
+    }
+  }
+
+  #deliver(message: Message): void {
+    if (this.#readableDone) return;
+    const controller = this.#readableController;
+    // After our own close, a reader that does not keep up loses messages
+    // rather than letting the peer fill memory until the close timeout.
+    if (this.#protocol.state === "closing" && controller.desiredSize! <= 0) {
+      return;
+    }
+    controller.enqueue(message);
+  }
+
+  #onClosed(result: CloseResult): void {
+    this.#result = result;
+    if (!this.#readableDone) {
+      this.#readableDone = true;
+      if (result.error) this.#readableController.error(result.error);
+      else this.#readableController.close();
+    }
+    if (result.closeCode === 1006) {
+      // The transport failed or timed out: nothing more can be exchanged.
+      this.#terminate();
+    } else {
+      this.#startTimer();
+    }
+    this.#wakeUp();
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  #startTimer(): void {
+    if (this.#timer !== undefined || this.#terminated) return;
+    this.#timer = setTimeout(() => {
+      this.#protocol.abort("The closing handshake timed out");
+      this.#terminate();
+    }, this.#init.closeTimeout);
+  }
+
+  /** Closes the transport at once; pending reads and writes then fail. */
+  #terminate(): void {
+    if (this.#terminated) return;
+    this.#terminated = true;
+    try {
+      this.#transport.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  /** Whether the pump must wait before reading: nobody has room for more. */
+  #mustWait(): boolean {
+    if (this.#protocol.state !== "open") return false;
+    if (this.#queue.full) return true;
+    return !this.#readableDone && this.#readableController.desiredSize! <= 0;
+  }
+
+  async #run(): Promise<void> {
+    const protocol = this.#protocol;
+    let size = MIN_READ_SIZE;
+    try {
+      if (this.#init.leftover.length > 0) protocol.receive(this.#init.leftover);
+      while (protocol.state !== "closed") {
+        while (this.#mustWait()) {
+          const wait = new Promise<void>((resolve) => this.#wake = resolve);
+          if (this.#queue.full) this.#queue.ready().then(() => this.#wakeUp());
+          await wait;
+        }
+        if (this._state === "closed") break;
+        const buffer = new Uint8Array(size);
+        const n = await this.#transport.read(buffer);
+        if (n === null) {
+          protocol.abort(
+            "The peer closed the connection without a close frame",
+          );
+          break;
+        }
+        if (n === size) size = Math.min(size * 2, MAX_READ_SIZE);
+        else if (n < size >>> 2) size = Math.max(size >>> 1, MIN_READ_SIZE);
+        protocol.receive(buffer.subarray(0, n));
+      }
+      if (!this.#terminated) await this.#closeTransport();
+    } catch (error) {
+      if (!this.#terminated) {
+        protocol.abort(
+          error instanceof Error
+            ? error.message
+            : "Reading from the peer failed",
+        );
+      }
+    } finally {
+      clearTimeout(this.#timer);
+      this.#terminate();
+      const result = this.#result ??
+        { closeCode: 1006, reason: "", error: new WebSocketError() };
+      if (result.error) this.#rejectClosed(result.error);
+      else {
+        this.#resolveClosed({
+          closeCode: result.closeCode,
+          reason: result.reason,
+        });
+      }
+    }
+  }
+
+  /**
+   * After the closing handshake: flush what is queued (the close frame last),
+   * then close TCP. A server half-closes first and reads until the peer's FIN
+   * so that unread data does not turn the close into a reset that could
+   * destroy the close frame in flight; a client waits for the server's FIN.
+   */
+  async #closeTransport(): Promise<void> {
+    await this.#queue.idle();
+    if (this.#terminated) return;
+    if (this.#init.role === "server") {
+      try {
+        await this.#transport.closeWrite();
+      } catch {
+        return;
+      }
+    }
+    const sink = new Uint8Array(MIN_READ_SIZE);
+    while (!this.#terminated && await this.#transport.read(sink) !== null) {
+      // Discard: frames after the closing handshake are ignored (§5.5.1).
+    }
+  }
+}

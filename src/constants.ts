@@ -1,0 +1,77 @@
+/**
+ * Frame opcodes (RFC 6455 §5.2, §11.8).
+ *
+ * @example Checking whether a frame is a control frame
+ * ```ts
+ * import { Opcode } from "@scope/ws";
+ *
+ * const isControl = (opcode: number) => opcode >= Opcode.Close;
+ * console.log(isControl(Opcode.Ping)); // true
+ * ```
+ */
+export const Opcode = {
+  /** A continuation of a fragmented message. */
+  Continuation: 0,
+  /** The first frame of a UTF-8 text message. */
+  Text: 1,
+  /** The first frame of a binary message. */
+  Binary: 2,
+  /** A close frame, which starts or answers the closing handshake. */
+  Close: 8,
+  /** A ping, to be answered by a pong with the same payload. */
+  Ping: 9,
+  /** A pong, the answer to a ping or an unsolicited heartbeat. */
+  Pong: 10,
+} as const;
+
+/**
+ * Close status codes (RFC 6455 §7.4.1).
+ *
+ * @example Closing a socket for a policy violation
+ * ```ts ignore
+ * import { CloseCode } from "@scope/ws";
+ *
+ * socket.close({ closeCode: CloseCode.PolicyViolation, reason: "Not allowed" });
+ * ```
+ */
+export const CloseCode = {
+  /** The purpose of the connection was fulfilled. */
+  NormalClosure: 1000,
+  /** The endpoint is going away: a server shutting down or a page navigating. */
+  GoingAway: 1001,
+  /** The peer broke the protocol. */
+  ProtocolError: 1002,
+  /** The peer sent a type of data the endpoint cannot accept. */
+  UnsupportedData: 1003,
+  /** Reported (never sent) when a close frame had no status code. */
+  NoStatusReceived: 1005,
+  /** Reported (never sent) when the connection ended without a close frame. */
+  AbnormalClosure: 1006,
+  /** A message's data did not match its type, such as invalid UTF-8 in text. */
+  InvalidPayload: 1007,
+  /** A message broke the endpoint's policy. */
+  PolicyViolation: 1008,
+  /** A message was too big to process. */
+  MessageTooBig: 1009,
+  /** The client expected an extension that the server did not negotiate. */
+  MandatoryExtension: 1010,
+  /** The server met an unexpected condition. */
+  InternalError: 1011,
+} as const;
+
+/**
+ * Whether `code` may be sent in a close frame (RFC 6455 §7.4): 1000–1003,
+ * 1007–1011 and the registered and private range 3000–4999.
+ *
+ * @example Validating a close code
+ * ```ts
+ * import { isValidCloseCode } from "@scope/ws";
+ *
+ * console.log(isValidCloseCode(1000)); // true
+ * console.log(isValidCloseCode(1005)); // false: reserved for reporting
+ * ```
+ */
+export function isValidCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+    (code >= 3000 && code <= 4999);
+}

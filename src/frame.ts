@@ -1,0 +1,373 @@
+import { Opcode } from "./constants.ts";
+import { applyMask } from "./mask.ts";
+import { WebSocketError } from "./websocket_error.ts";
+
+/**
+ * One WebSocket frame (RFC 6455 §5.2) with its payload unmasked.
+ *
+ * @example A final text frame
+ * ```ts
+ * import { type Frame, Opcode } from "@scope/ws";
+ *
+ * const frame: Frame = {
+ *   fin: true,
+ *   opcode: Opcode.Text,
+ *   payload: new TextEncoder().encode("Hi"),
+ * };
+ * console.log(frame.payload.length); // 2
+ * ```
+ */
+export interface Frame {
+  /** Whether this is the last frame of its message. */
+  fin: boolean;
+  /** The opcode, one of {@linkcode Opcode}. */
+  opcode: number;
+  /** The payload, unmasked. */
+  payload: Uint8Array;
+  /** RSV1, used by extensions such as permessage-deflate. */
+  rsv1?: boolean;
+  /** RSV2, reserved for extensions. */
+  rsv2?: boolean;
+  /** RSV3, reserved for extensions. */
+  rsv3?: boolean;
+}
+
+/** A decoded frame header, as seen by a {@linkcode FrameHandler}. */
+export interface FrameHeader {
+  /** Whether this is the last frame of its message. */
+  fin: boolean;
+  /** RSV1, RSV2 and RSV3 as bits 4, 2 and 1. */
+  rsv: number;
+  /** The opcode. */
+  opcode: number;
+  /** The payload length in bytes. */
+  length: number;
+}
+
+/**
+ * Receives a decoded frame in pieces: the header, then the unmasked payload
+ * in one or more pieces as it arrives, then the end. Control frames always
+ * come as one piece.
+ */
+export interface FrameHandler {
+  /** A frame header has been decoded and validated. */
+  onFrameStart(header: FrameHeader): void;
+  /** More unmasked payload bytes of the current frame (never empty). */
+  onFramePayload(bytes: Uint8Array): void;
+  /** The current frame's payload is complete. */
+  onFrameEnd(): void;
+}
+
+/** Options for {@linkcode FrameDecoder} and {@linkcode FrameDecoderStream}. */
+export interface FrameDecoderOptions {
+  /**
+   * Which side decodes: a `"server"` requires masked frames from the client,
+   * a `"client"` refuses masked frames from the server (RFC 6455 §5.1).
+   * Default `"server"`.
+   */
+  role?: "server" | "client";
+  /** Whether RSV1 may be set, as when permessage-deflate is negotiated. */
+  allowRsv1?: boolean;
+  /**
+   * The largest payload length accepted; a bigger frame fails with 1009 from
+   * its header, before any payload is buffered. Default: no limit.
+   */
+  maxPayloadLength?: number;
+}
+
+const enum State {
+  Header,
+  Payload,
+}
+
+function protocolError(reason: string): WebSocketError {
+  return new WebSocketError(reason, { closeCode: 1002, reason });
+}
+
+/**
+ * The synchronous RFC 6455 frame parser: feed it bytes in any chunking and it
+ * calls a {@linkcode FrameHandler}. Headers are validated as soon as their
+ * bytes arrive; a violation throws a {@linkcode WebSocketError} carrying 1002
+ * (or 1009 for an oversized frame). Data frame payloads are passed on as views
+ * of the input, unmasked in place, so input chunks must not be reused.
+ */
+export class FrameDecoder {
+  #handler: FrameHandler;
+  #server: boolean;
+  #rsvAllowed: number;
+  #maxPayload: number;
+  #state = State.Header;
+  #head = new Uint8Array(14);
+  #headLength = 0;
+  #remaining = 0;
+  #masked = false;
+  #maskKey = new Uint8Array(4);
+  #maskOffset = 0;
+  #control: Uint8Array | null = null;
+  #controlLength = 0;
+  #error: WebSocketError | null = null;
+
+  /**
+   * @param handler Receives the decoded frames.
+   * @param options The role, allowed RSV bits and size limit.
+   */
+  constructor(handler: FrameHandler, options: FrameDecoderOptions = {}) {
+    this.#handler = handler;
+    this.#server = (options.role ?? "server") === "server";
+    this.#rsvAllowed = options.allowRsv1 ? 4 : 0;
+    this.#maxPayload = options.maxPayloadLength ?? Infinity;
+  }
+
+  /** Whether the decoder is between frames, with no partial frame held. */
+  get idle(): boolean {
+    return this.#state === State.Header && this.#headLength === 0;
+  }
+
+  /** Decodes `chunk`, calling the handler for every frame piece it holds. */
+  push(chunk: Uint8Array): void {
+    if (this.#error) throw this.#error;
+    try {
+      this.#push(chunk);
+    } catch (error) {
+      if (error instanceof WebSocketError) this.#error = error;
+      throw error;
+    }
+  }
+
+  #push(chunk: Uint8Array): void {
+    const length = chunk.length;
+    let pos = 0;
+    while (pos < length) {
+      if (this.#state === State.Header) {
+        if (
+          this.#headLength === 0 && length - pos >= 2 &&
+          _headerSize(chunk[pos + 1]) <= length - pos
+        ) {
+          pos += this.#parseHeader(chunk, pos);
+          continue;
+        }
+        // The header spans chunks: gather it in #head, a byte count at a time.
+        const need = this.#headLength < 2 ? 2 : _headerSize(this.#head[1]);
+        const take = Math.min(need - this.#headLength, length - pos);
+        this.#head.set(chunk.subarray(pos, pos + take), this.#headLength);
+        this.#headLength += take;
+        pos += take;
+        if (this.#headLength === 2) this.#checkFirstBytes(this.#head, 0);
+        if (
+          this.#headLength >= 2 &&
+          this.#headLength === _headerSize(this.#head[1])
+        ) {
+          this.#headLength = 0;
+          this.#parseHeader(this.#head, 0);
+        }
+        continue;
+      }
+      const take = Math.min(this.#remaining, length - pos);
+      const piece = chunk.subarray(pos, pos + take);
+      pos += take;
+      this.#remaining -= take;
+      if (this.#masked) {
+        applyMask(piece, this.#maskKey, this.#maskOffset);
+        this.#maskOffset += take;
+      }
+      if (this.#control) {
+        this.#control.set(piece, this.#controlLength);
+        this.#controlLength += take;
+        if (this.#remaining === 0) {
+          const payload = this.#control;
+          this.#control = null;
+          this.#state = State.Header;
+          this.#handler.onFramePayload(payload);
+          this.#handler.onFrameEnd();
+        }
+      } else {
+        if (this.#remaining === 0) this.#state = State.Header;
+        this.#handler.onFramePayload(piece);
+        if (this.#remaining === 0) this.#handler.onFrameEnd();
+      }
+    }
+  }
+
+  /** Validates what the first two bytes tell, before the rest arrives. */
+  #checkFirstBytes(bytes: Uint8Array, at: number): void {
+    const b0 = bytes[at];
+    const b1 = bytes[at + 1];
+    const rsv = (b0 >> 4) & 7;
+    const opcode = b0 & 15;
+    if (rsv & ~this.#rsvAllowed) {
+      throw protocolError("Reserved bits must be 0");
+    }
+    if (opcode >= 8) {
+      if (opcode > Opcode.Pong) {
+        throw protocolError(`Reserved opcode ${opcode}`);
+      }
+      if (!(b0 & 0x80)) {
+        throw protocolError("Control frames must not be fragmented");
+      }
+      if ((b1 & 127) > 125) {
+        throw protocolError("Control frame payloads must not exceed 125 bytes");
+      }
+    } else if (opcode > Opcode.Binary) {
+      throw protocolError(`Reserved opcode ${opcode}`);
+    }
+    const masked = (b1 & 0x80) !== 0;
+    if (this.#server && !masked) {
+      throw protocolError("Client frames must be masked");
+    }
+    if (!this.#server && masked) {
+      throw protocolError("Server frames must not be masked");
+    }
+  }
+
+  /** Parses a header known to be complete at `bytes[at]`; returns its size. */
+  #parseHeader(bytes: Uint8Array, at: number): number {
+    this.#checkFirstBytes(bytes, at);
+    const b0 = bytes[at];
+    const b1 = bytes[at + 1];
+    const size = _headerSize(b1);
+    let length = b1 & 127;
+    let pos = at + 2;
+    if (length === 126) {
+      length = (bytes[pos] << 8) | bytes[pos + 1];
+      pos += 2;
+    } else if (length === 127) {
+      const high = ((bytes[pos] << 24) >>> 0) + (bytes[pos + 1] << 16) +
+        (bytes[pos + 2] << 8) + bytes[pos + 3];
+      if (high >= 0x80000000) {
+        throw protocolError(
+          "The most significant bit of a 64-bit length must be 0",
+        );
+      }
+      const low = ((bytes[pos + 4] << 24) >>> 0) + (bytes[pos + 5] << 16) +
+        (bytes[pos + 6] << 8) + bytes[pos + 7];
+      length = high * 0x100000000 + low;
+      pos += 8;
+    }
+    if (length > this.#maxPayload) {
+      throw new WebSocketError("Frame payload too big", {
+        closeCode: 1009,
+        reason: "Message too big",
+      });
+    }
+    this.#masked = (b1 & 0x80) !== 0;
+    if (this.#masked) {
+      this.#maskKey[0] = bytes[pos];
+      this.#maskKey[1] = bytes[pos + 1];
+      this.#maskKey[2] = bytes[pos + 2];
+      this.#maskKey[3] = bytes[pos + 3];
+      pos += 4;
+    }
+    const opcode = b0 & 15;
+    this.#maskOffset = 0;
+    this.#remaining = length;
+    this.#handler.onFrameStart({
+      fin: (b0 & 0x80) !== 0,
+      rsv: (b0 >> 4) & 7,
+      opcode,
+      length,
+    });
+    if (length === 0) {
+      this.#handler.onFrameEnd();
+    } else {
+      this.#state = State.Payload;
+      if (opcode >= 8) {
+        this.#control = new Uint8Array(length);
+        this.#controlLength = 0;
+      }
+    }
+    return size;
+  }
+}
+
+/** The header size that the second header byte implies. */
+function _headerSize(b1: number): number {
+  const len = b1 & 127;
+  return 2 + (len === 126 ? 2 : len === 127 ? 8 : 0) + (b1 & 0x80 ? 4 : 0);
+}
+
+/**
+ * Writes a frame header into a new array.
+ *
+ * @param frame The frame's flags and opcode.
+ * @param length The payload length.
+ * @param mask A 4-byte masking key, for frames a client sends.
+ */
+export function _encodeHeader(
+  frame: Omit<Frame, "payload">,
+  length: number,
+  mask?: Uint8Array,
+): Uint8Array {
+  const extra = length < 126 ? 0 : length < 65536 ? 2 : 8;
+  const header = new Uint8Array(2 + extra + (mask ? 4 : 0));
+  _writeHeader(header, frame, length, mask);
+  return header;
+}
+
+/** Writes a frame header at the start of `target`; returns its size. */
+function _writeHeader(
+  target: Uint8Array,
+  frame: Omit<Frame, "payload">,
+  length: number,
+  mask?: Uint8Array,
+): number {
+  target[0] = (frame.fin ? 0x80 : 0) | (frame.rsv1 ? 0x40 : 0) |
+    (frame.rsv2 ? 0x20 : 0) | (frame.rsv3 ? 0x10 : 0) | (frame.opcode & 15);
+  const maskBit = mask ? 0x80 : 0;
+  let pos = 2;
+  if (length < 126) {
+    target[1] = maskBit | length;
+  } else if (length < 65536) {
+    target[1] = maskBit | 126;
+    target[2] = length >>> 8;
+    target[3] = length & 255;
+    pos = 4;
+  } else {
+    target[1] = maskBit | 127;
+    const high = Math.floor(length / 0x100000000);
+    target[2] = high >>> 24;
+    target[3] = (high >>> 16) & 255;
+    target[4] = (high >>> 8) & 255;
+    target[5] = high & 255;
+    target[6] = length >>> 24;
+    target[7] = (length >>> 16) & 255;
+    target[8] = (length >>> 8) & 255;
+    target[9] = length & 255;
+    pos = 10;
+  }
+  if (mask) {
+    target.set(mask.subarray(0, 4), pos);
+    pos += 4;
+  }
+  return pos;
+}
+
+/**
+ * Encodes a frame into a new array: header, masking key if `mask` is given
+ * (clients must mask, RFC 6455 §5.3), and the payload, masked in the copy so
+ * that `frame.payload` is left unchanged.
+ *
+ * @param frame The frame to encode.
+ * @param mask A 4-byte masking key; omit for frames a server sends.
+ * @returns The frame's bytes.
+ *
+ * @example Encoding RFC 6455 §5.7's unmasked "Hello"
+ * ```ts
+ * import { encodeFrame, Opcode } from "@scope/ws";
+ *
+ * const bytes = encodeFrame({
+ *   fin: true,
+ *   opcode: Opcode.Text,
+ *   payload: new TextEncoder().encode("Hello"),
+ * });
+ * console.log(bytes); // Uint8Array(7) [ 129, 5, 72, 101, 108, 108, 111 ]
+ * ```
+ */
+export function encodeFrame(frame: Frame, mask?: Uint8Array): Uint8Array {
+  const length = frame.payload.length;
+  const extra = length < 126 ? 0 : length < 65536 ? 2 : 8;
+  const out = new Uint8Array(2 + extra + (mask ? 4 : 0) + length);
+  const at = _writeHeader(out, frame, length, mask);
+  out.set(frame.payload, at);
+  if (mask) applyMask(out.subarray(at), mask);
+  return out;
+}

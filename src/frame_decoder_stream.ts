@@ -1,0 +1,83 @@
+import {
+  type Frame,
+  FrameDecoder,
+  type FrameDecoderOptions,
+  type FrameHeader,
+} from "./frame.ts";
+
+/**
+ * A `TransformStream` from bytes, in any chunking, to whole frames
+ * (RFC 6455 §5.2). A violation errors the stream with a
+ * {@linkcode WebSocketError} carrying its close code (1002, or 1009 for a
+ * frame over `maxPayloadLength`). Input chunks are unmasked in place and
+ * payloads may be views of them.
+ *
+ * @example Decoding a masked frame from a client
+ * ```ts
+ * import { FrameDecoderStream } from "@scope/ws";
+ *
+ * // RFC 6455 §5.7: a single-frame masked text message, "Hello".
+ * const bytes = new Uint8Array([
+ *   0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+ * ]);
+ * const frames = ReadableStream.from([bytes])
+ *   .pipeThrough(new FrameDecoderStream({ role: "server" }));
+ * for await (const frame of frames) {
+ *   console.log(frame.opcode, new TextDecoder().decode(frame.payload)); // 1 "Hello"
+ * }
+ * ```
+ */
+export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
+  /**
+   * Creates a frame decoding stream.
+   *
+   * @param options The role, allowed RSV bits and payload size limit.
+   */
+  constructor(options: FrameDecoderOptions = {}) {
+    let header: FrameHeader;
+    let pieces: Uint8Array[] = [];
+    let out: Frame[] = [];
+    const decoder = new FrameDecoder({
+      onFrameStart(h) {
+        header = h;
+        pieces = [];
+      },
+      onFramePayload(bytes) {
+        pieces.push(bytes);
+      },
+      onFrameEnd() {
+        out.push({
+          fin: header.fin,
+          opcode: header.opcode,
+          payload: _join(pieces, header.length),
+          rsv1: (header.rsv & 4) !== 0,
+          rsv2: (header.rsv & 2) !== 0,
+          rsv3: (header.rsv & 1) !== 0,
+        });
+      },
+    }, options);
+    super({
+      transform(chunk, controller) {
+        out = [];
+        decoder.push(chunk);
+        for (const frame of out) controller.enqueue(frame);
+      },
+      flush() {
+        if (!decoder.idle) {
+          throw new TypeError("The stream ended inside a frame");
+        }
+      },
+    });
+  }
+}
+
+function _join(pieces: Uint8Array[], length: number): Uint8Array {
+  if (pieces.length === 1) return pieces[0];
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const piece of pieces) {
+    out.set(piece, at);
+    at += piece.length;
+  }
+  return out;
+}

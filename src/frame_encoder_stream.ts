@@ -1,0 +1,44 @@
+import { encodeFrame, type Frame } from "./frame.ts";
+
+/** Options for {@linkcode FrameEncoderStream}. */
+export interface FrameEncoderStreamOptions {
+  /**
+   * Mask every frame with a fresh random key, as a client must (RFC 6455
+   * §5.3). Default `false` (a server's frames are not masked).
+   */
+  mask?: boolean;
+}
+
+/**
+ * A `TransformStream` from frames to their bytes (RFC 6455 §5.2).
+ *
+ * @example Encoding frames for a server to send
+ * ```ts
+ * import { FrameEncoderStream, Opcode } from "@scope/ws";
+ *
+ * const bytes = ReadableStream.from([
+ *   { fin: true, opcode: Opcode.Text, payload: new TextEncoder().encode("Hi") },
+ * ]).pipeThrough(new FrameEncoderStream());
+ * for await (const chunk of bytes) console.log(chunk); // Uint8Array(4) [ 129, 2, 72, 105 ]
+ * ```
+ */
+export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
+  /**
+   * Creates a frame encoding stream.
+   *
+   * @param options Whether to mask the frames.
+   */
+  constructor(options: FrameEncoderStreamOptions = {}) {
+    const mask = options.mask ?? false;
+    super({
+      transform(frame, controller) {
+        controller.enqueue(
+          encodeFrame(
+            frame,
+            mask ? crypto.getRandomValues(new Uint8Array(4)) : undefined,
+          ),
+        );
+      },
+    });
+  }
+}

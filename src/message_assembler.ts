@@ -1,0 +1,182 @@
+import { Opcode } from "./constants.ts";
+import type { FrameHandler, FrameHeader } from "./frame.ts";
+import { WebSocketError } from "./websocket_error.ts";
+
+/** A whole WebSocket message: text as a `string`, binary as a `Uint8Array`. */
+export type Message = string | Uint8Array;
+
+/** Receives what a {@linkcode MessageAssembler} makes of the frames. */
+export interface MessageHandler {
+  /** A whole data message. */
+  onMessage(message: Message): void;
+  /** A control frame (close, ping or pong) with its whole payload. */
+  onControl(opcode: number, payload: Uint8Array): void;
+}
+
+/** Options for {@linkcode MessageAssembler} and {@linkcode MessageStream}. */
+export interface MessageAssemblerOptions {
+  /**
+   * The largest message, in bytes, summed over its fragments; a frame that
+   * would exceed it fails with 1009 from its header. Default 16 MiB.
+   */
+  maxMessageSize?: number;
+}
+
+/** The default {@linkcode MessageAssemblerOptions.maxMessageSize}: 16 MiB. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Reassembles fragmented messages (RFC 6455 §5.4) from frame pieces, passes
+ * control frames on at once even between fragments, validates text as UTF-8
+ * as it arrives (§8.1) and enforces the message size limit. Violations throw
+ * a {@linkcode WebSocketError}: 1002 for fragmentation errors, 1007 for
+ * invalid UTF-8, 1009 for a message that is too big.
+ */
+export class MessageAssembler implements FrameHandler {
+  #handler: MessageHandler;
+  #maxSize: number;
+  #utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  /** The opcode of the message in progress, or -1 between messages. */
+  #opcode = -1;
+  #size = 0;
+  #pieces: Uint8Array[] = [];
+  #text = "";
+  /** Whether the UTF-8 decoder holds streaming state to flush. */
+  #streamed = false;
+  #frameFin = false;
+  #controlOpcode = -1;
+  #control: Uint8Array = EMPTY;
+
+  /**
+   * @param handler Receives whole messages and control frames.
+   * @param options The message size limit.
+   */
+  constructor(handler: MessageHandler, options: MessageAssemblerOptions = {}) {
+    this.#handler = handler;
+    this.#maxSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  }
+
+  /** Whether a fragmented message is in progress. */
+  get inMessage(): boolean {
+    return this.#opcode !== -1;
+  }
+
+  /** Checks fragmentation and the size limit from a frame's header. */
+  onFrameStart(header: FrameHeader): void {
+    const opcode = header.opcode;
+    if (opcode >= Opcode.Close) {
+      this.#controlOpcode = opcode;
+      this.#control = EMPTY;
+      return;
+    }
+    if (opcode === Opcode.Continuation) {
+      if (this.#opcode === -1) {
+        throw _protocolError("Unexpected continuation frame");
+      }
+    } else {
+      if (this.#opcode !== -1) {
+        throw _protocolError("Expected a continuation frame");
+      }
+      this.#opcode = opcode;
+      this.#size = 0;
+    }
+    this.#controlOpcode = -1;
+    if (this.#size + header.length > this.#maxSize) {
+      throw new WebSocketError("Message too big", {
+        closeCode: 1009,
+        reason: "Message too big",
+      });
+    }
+    this.#size += header.length;
+    this.#frameFin = header.fin;
+  }
+
+  /** Takes payload bytes; text is checked as UTF-8 piece by piece. */
+  onFramePayload(bytes: Uint8Array): void {
+    if (this.#controlOpcode !== -1) {
+      this.#control = bytes;
+      return;
+    }
+    if (this.#opcode === Opcode.Binary) {
+      this.#pieces.push(bytes);
+      return;
+    }
+    try {
+      if (this.#frameFin && this.#size === bytes.length) {
+        // The whole message is in this one piece.
+        this.#text = this.#utf8.decode(bytes);
+      } else {
+        this.#text += this.#utf8.decode(bytes, { stream: true });
+        this.#streamed = true;
+      }
+    } catch {
+      throw _invalidUtf8();
+    }
+  }
+
+  /** Completes a control frame or, on the final fragment, a message. */
+  onFrameEnd(): void {
+    if (this.#controlOpcode !== -1) {
+      const opcode = this.#controlOpcode;
+      const payload = this.#control;
+      this.#controlOpcode = -1;
+      this.#control = EMPTY;
+      this.#handler.onControl(opcode, payload);
+      return;
+    }
+    if (!this.#frameFin) return;
+    let message: Message;
+    if (this.#opcode === Opcode.Text) {
+      let text = this.#text;
+      if (this.#streamed) {
+        // Flush the streaming decoder: it throws on a sequence cut off at
+        // the end of the message.
+        this.#streamed = false;
+        try {
+          text += this.#utf8.decode();
+        } catch {
+          throw _invalidUtf8();
+        }
+      }
+      message = text;
+      this.#text = "";
+    } else {
+      message = _concat(this.#pieces, this.#size);
+      this.#pieces = [];
+    }
+    this.#opcode = -1;
+    this.#size = 0;
+    this.#handler.onMessage(message);
+  }
+}
+
+function _protocolError(reason: string): WebSocketError {
+  return new WebSocketError(reason, { closeCode: 1002, reason });
+}
+
+function _invalidUtf8(): WebSocketError {
+  return new WebSocketError("Invalid UTF-8 in text message", {
+    closeCode: 1007,
+    reason: "Invalid UTF-8",
+  });
+}
+
+/**
+ * Joins payload pieces. A single piece that is a small view of a large read
+ * buffer is copied so that a kept message does not pin the whole buffer.
+ */
+function _concat(pieces: Uint8Array[], size: number): Uint8Array {
+  if (pieces.length === 1) {
+    const piece = pieces[0];
+    return piece.length * 2 < piece.buffer.byteLength ? piece.slice() : piece;
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const piece of pieces) {
+    out.set(piece, at);
+    at += piece.length;
+  }
+  return out;
+}

@@ -1,0 +1,75 @@
+import type { Frame } from "./frame.ts";
+import {
+  type Message,
+  MessageAssembler,
+  type MessageAssemblerOptions,
+} from "./message_assembler.ts";
+
+/** Options for {@linkcode MessageStream}. */
+export interface MessageStreamOptions extends MessageAssemblerOptions {
+  /**
+   * Called with each control frame (close, ping, pong) as it arrives, even
+   * between the fragments of a message. Default: control frames are dropped.
+   */
+  onControl?: (frame: Frame) => void;
+}
+
+/**
+ * A `TransformStream` from frames to whole messages: it reassembles
+ * fragments (continuation opcode 0), validates text as UTF-8 as it arrives
+ * and enforces the size limit; violations error the stream with a
+ * {@linkcode WebSocketError} carrying 1002, 1007 or 1009.
+ *
+ * @example Reassembling a fragmented text message
+ * ```ts
+ * import { MessageStream, Opcode } from "@scope/ws";
+ *
+ * const encode = (text: string) => new TextEncoder().encode(text);
+ * const messages = ReadableStream.from([
+ *   { fin: false, opcode: Opcode.Text, payload: encode("Hel") },
+ *   { fin: true, opcode: Opcode.Continuation, payload: encode("lo") },
+ * ]).pipeThrough(new MessageStream());
+ * for await (const message of messages) console.log(message); // "Hello"
+ * ```
+ */
+export class MessageStream extends TransformStream<Frame, Message> {
+  /**
+   * Creates a message assembling stream.
+   *
+   * @param options The size limit and a control frame callback.
+   */
+  constructor(options: MessageStreamOptions = {}) {
+    let out: Message[] = [];
+    const onControl = options.onControl;
+    const assembler = new MessageAssembler({
+      onMessage(message) {
+        out.push(message);
+      },
+      onControl(opcode, payload) {
+        onControl?.({ fin: true, opcode, payload });
+      },
+    }, options);
+    super({
+      transform(frame, controller) {
+        out = [];
+        const rsv = (frame.rsv1 ? 4 : 0) | (frame.rsv2 ? 2 : 0) |
+          (frame.rsv3 ? 1 : 0);
+        const length = frame.payload.length;
+        assembler.onFrameStart({
+          fin: frame.fin,
+          rsv,
+          opcode: frame.opcode,
+          length,
+        });
+        if (length > 0) assembler.onFramePayload(frame.payload);
+        assembler.onFrameEnd();
+        for (const message of out) controller.enqueue(message);
+      },
+      flush() {
+        if (assembler.inMessage) {
+          throw new TypeError("The stream ended inside a fragmented message");
+        }
+      },
+    });
+  }
+}

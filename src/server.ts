@@ -1,0 +1,553 @@
+import {
+  computeAccept,
+  isUpgradeRequest,
+  validateUpgrade,
+} from "./_handshake.ts";
+import {
+  findHeadEnd,
+  HttpError,
+  parseRequestHead,
+  type RequestHead,
+  serializeResponse,
+  serializeSwitchingProtocols,
+} from "./_http.ts";
+import {
+  _Connection,
+  type Transport,
+  type WebSocketConnection,
+} from "./connection.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "./message_assembler.ts";
+
+/** What the server knows about a connection besides its request. */
+export interface ServeInfo {
+  /** The peer's address. */
+  remoteAddr: Deno.NetAddr;
+}
+
+/** What an `onUpgrade` hook may return to accept an upgrade. */
+export interface UpgradeAcceptance {
+  /** Extra headers for the `101 Switching Protocols` answer. */
+  headers?: HeadersInit;
+}
+
+/** Handles one accepted WebSocket. */
+export type WebSocketHandler = (
+  socket: WebSocketConnection,
+  request: Request,
+) => void | Promise<void>;
+
+/** Options for {@linkcode serve}. */
+export interface ServeOptions {
+  /** The port to listen on. Default `8000`, as `Deno.serve`; `0` picks one. */
+  port?: number;
+  /** The address to listen on. Default `"0.0.0.0"`, as `Deno.serve`. */
+  hostname?: string;
+  /** Aborting it shuts the server down, as {@linkcode WebSocketServer.shutdown}. */
+  signal?: AbortSignal;
+  /** Called once listening; default: logs the address. */
+  onListen?: (addr: Deno.NetAddr) => void;
+  /**
+   * Subprotocols the server speaks (the first one the client offers is
+   * chosen), or a function that picks one of the client's offers or none.
+   */
+  protocols?:
+    | string[]
+    | ((offered: string[], request: Request) => string | undefined);
+  /**
+   * Sees each valid upgrade request before it is accepted: return a
+   * `Response` to refuse it (origin checks, authentication), or extra headers
+   * for the `101` answer, or nothing to accept it.
+   */
+  onUpgrade?: (
+    request: Request,
+    info: ServeInfo,
+  ) =>
+    | Response
+    | UpgradeAcceptance
+    | void
+    | Promise<Response | UpgradeAcceptance | void>;
+  /**
+   * Answers plain HTTP requests (no WebSocket upgrade) on the same port; the
+   * request has no body and the connection closes after the answer.
+   * Default: `426 Upgrade Required`.
+   */
+  onRequest?: (
+    request: Request,
+    info: ServeInfo,
+  ) => Response | Promise<Response>;
+  /** Told about handler faults and internal errors; default: logs them. */
+  onError?: (error: unknown) => void;
+  /** The largest message, in bytes, after reassembly. Default 16 MiB. */
+  maxMessageSize?: number;
+  /** The largest HTTP request head, in bytes; bigger gets 431. Default 16 KiB. */
+  maxHeadSize?: number;
+  /** How long a client may take to send its request head, in ms. Default 10 s. */
+  handshakeTimeout?: number;
+  /**
+   * How long the closing handshake and TCP close may take, in ms, before
+   * the connection is dropped. Default 5 s.
+   */
+  closeTimeout?: number;
+}
+
+/**
+ * A running WebSocket server, as returned by {@linkcode serve}. Disposing of
+ * it (`await using`) shuts it down.
+ */
+export interface WebSocketServer extends AsyncDisposable {
+  /** The address it listens on. */
+  readonly addr: Deno.NetAddr;
+  /** Resolves once the server has shut down and every connection closed. */
+  readonly finished: Promise<void>;
+  /** How many WebSocket connections are open now. */
+  readonly connections: number;
+  /**
+   * Stops accepting, closes every open WebSocket with 1001 (going away),
+   * waits for their closing handshakes (bounded by `closeTimeout`), and
+   * resolves with `finished`.
+   */
+  shutdown(): Promise<void>;
+}
+
+const DEFAULT_MAX_HEAD_SIZE = 16 * 1024;
+const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
+const DEFAULT_CLOSE_TIMEOUT = 5_000;
+
+/**
+ * Serves WebSockets over `Deno.listen`, with the shape of `Deno.serve`:
+ * every accepted upgrade calls `handler` with the socket and the upgrade
+ * `Request`. Each connection is handled on its own; a failing one never
+ * affects another.
+ *
+ * @param handler Called with each accepted WebSocket.
+ * @returns The running server.
+ *
+ * @example An echo server
+ * ```ts ignore
+ * import { serve } from "@scope/ws";
+ *
+ * serve({ port: 8080 }, (socket) => socket.readable.pipeTo(socket.writable));
+ * ```
+ *
+ * @example Refusing other origins and choosing a subprotocol
+ * ```ts ignore
+ * import { serve } from "@scope/ws";
+ *
+ * serve({
+ *   port: 8080,
+ *   protocols: ["chat.v2", "chat.v1"],
+ *   onUpgrade: (request) => {
+ *     if (request.headers.get("origin") !== "https://example.com") {
+ *       return new Response("Forbidden", { status: 403 });
+ *     }
+ *   },
+ * }, async (socket) => {
+ *   const writer = socket.writable.getWriter();
+ *   await writer.write(`You speak ${socket.protocol}`);
+ * });
+ * ```
+ */
+export function serve(handler: WebSocketHandler): WebSocketServer;
+/**
+ * Serves WebSockets over `Deno.listen`, with the shape of `Deno.serve`:
+ * every accepted upgrade calls `handler` with the socket and the upgrade
+ * `Request`. Each connection is handled on its own; a failing one never
+ * affects another.
+ *
+ * @param options Where to listen, and the limits and hooks.
+ * @param handler Called with each accepted WebSocket.
+ * @returns The running server.
+ *
+ * @example An echo server
+ * ```ts ignore
+ * import { serve } from "@scope/ws";
+ *
+ * serve({ port: 8080 }, (socket) => socket.readable.pipeTo(socket.writable));
+ * ```
+ *
+ * @example Refusing other origins and choosing a subprotocol
+ * ```ts ignore
+ * import { serve } from "@scope/ws";
+ *
+ * serve({
+ *   port: 8080,
+ *   protocols: ["chat.v2", "chat.v1"],
+ *   onUpgrade: (request) => {
+ *     if (request.headers.get("origin") !== "https://example.com") {
+ *       return new Response("Forbidden", { status: 403 });
+ *     }
+ *   },
+ * }, async (socket) => {
+ *   const writer = socket.writable.getWriter();
+ *   await writer.write(`You speak ${socket.protocol}`);
+ * });
+ * ```
+ */
+export function serve(
+  options: ServeOptions,
+  handler: WebSocketHandler,
+): WebSocketServer;
+export function serve(
+  optionsOrHandler: ServeOptions | WebSocketHandler,
+  maybeHandler?: WebSocketHandler,
+): WebSocketServer {
+  const [options, handler] = typeof optionsOrHandler === "function"
+    ? [{}, optionsOrHandler]
+    : [optionsOrHandler, maybeHandler];
+  if (typeof handler !== "function") {
+    throw new TypeError("A handler function is required");
+  }
+  return new _Server(options, handler);
+}
+
+class _Server implements WebSocketServer {
+  readonly addr: Deno.NetAddr;
+  readonly finished: Promise<void>;
+  #options: ServeOptions;
+  #handler: WebSocketHandler;
+  #listener: Deno.Listener;
+  #sockets = new Set<_Connection>();
+  #handshaking = new Set<Deno.Conn>();
+  #tasks = new Set<Promise<void>>();
+  #stopping = false;
+  #onError: (error: unknown) => void;
+
+  constructor(options: ServeOptions, handler: WebSocketHandler) {
+    this.#options = options;
+    this.#handler = handler;
+    this.#onError = options.onError ??
+      ((error) => console.error("WebSocket server error:", error));
+    this.#listener = Deno.listen({
+      port: options.port ?? 8000,
+      hostname: options.hostname ?? "0.0.0.0",
+    });
+    this.addr = this.#listener.addr as Deno.NetAddr;
+    const onListen = options.onListen ??
+      ((addr) =>
+        console.log(`Listening on ws://${addr.hostname}:${addr.port}/`));
+    onListen(this.addr);
+    const signal = options.signal;
+    const onAbort = () => this.shutdown();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) this.shutdown();
+    this.finished = this.#acceptLoop().finally(() =>
+      signal?.removeEventListener("abort", onAbort)
+    );
+  }
+
+  get connections(): number {
+    return this.#sockets.size;
+  }
+
+  async #acceptLoop(): Promise<void> {
+    try {
+      for await (const conn of this.#listener) {
+        if (this.#stopping) {
+          conn.close();
+          continue;
+        }
+        const task = this.#handle(conn);
+        this.#tasks.add(task);
+        task.finally(() => this.#tasks.delete(task));
+      }
+    } catch (error) {
+      if (!this.#stopping) this.#onError(error);
+    }
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  }
+
+  shutdown(): Promise<void> {
+    if (!this.#stopping) {
+      this.#stopping = true;
+      try {
+        this.#listener.close();
+      } catch {
+        // Already closed.
+      }
+      for (const conn of this.#handshaking) _closeQuietly(conn);
+      for (const socket of this.#sockets) {
+        socket._close(1001, "Server shutting down");
+      }
+    }
+    return this.finished;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+
+  async #handle(conn: Deno.Conn): Promise<void> {
+    const info: ServeInfo = { remoteAddr: conn.remoteAddr as Deno.NetAddr };
+    this.#handshaking.add(conn);
+    let socket: _Connection | undefined;
+    try {
+      socket = await this.#handshake(conn, info);
+    } catch (error) {
+      if (!_isDisconnect(error)) this.#onError(error);
+    } finally {
+      this.#handshaking.delete(conn);
+    }
+    if (!socket) {
+      _closeQuietly(conn);
+      return;
+    }
+    this.#sockets.add(socket);
+    if (this.#stopping) socket._close(1001, "Server shutting down");
+    try {
+      await this.#handler(socket, socket.request);
+    } catch (error) {
+      // A rejection that is only the socket's own end is not a fault.
+      if (socket._state !== "closed") {
+        this.#onError(error);
+        socket._close(1011, "Internal error");
+      }
+    }
+    await socket.done;
+    this.#sockets.delete(socket);
+  }
+
+  /** Runs the opening handshake; returns the socket, or undefined if refused. */
+  async #handshake(
+    conn: Deno.Conn,
+    info: ServeInfo,
+  ): Promise<_Connection | undefined> {
+    const options = this.#options;
+    const read = await _readHead(
+      conn,
+      options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE,
+      options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+    );
+    if (read instanceof HttpError) {
+      await this.#refuse(conn, read);
+      return;
+    }
+    if (!read) return;
+    let head: RequestHead;
+    try {
+      head = parseRequestHead(read.head);
+    } catch (error) {
+      await this.#refuse(conn, error as HttpError);
+      return;
+    }
+    const upgrade = isUpgradeRequest(head);
+    let key: string;
+    let request: Request;
+    try {
+      key = upgrade ? validateUpgrade(head) : "";
+      request = this.#toRequest(head);
+    } catch (error) {
+      if (!(error instanceof HttpError)) throw error;
+      await this.#refuse(conn, error);
+      return;
+    }
+    if (!upgrade) {
+      await this.#respond(conn, request, async () => {
+        const onRequest = options.onRequest ?? _upgradeRequired;
+        return await onRequest(request, info);
+      });
+      return;
+    }
+    const headers = new Headers({
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-accept": await computeAccept(key),
+    });
+    let accepted = false;
+    let protocol = "";
+    await this.#respond(conn, request, async () => {
+      const verdict = await options.onUpgrade?.(request, info);
+      if (verdict instanceof Response) return verdict;
+      protocol = this.#chooseProtocol(head, request);
+      if (protocol) headers.set("sec-websocket-protocol", protocol);
+      for (const [name, value] of new Headers(verdict?.headers)) {
+        headers.append(name, value);
+      }
+      accepted = true;
+      return undefined;
+    });
+    if (!accepted) return;
+    await _writeAll(conn, serializeSwitchingProtocols(headers));
+    return new _Connection(conn as Transport, {
+      role: "server",
+      request,
+      remoteAddr: info.remoteAddr,
+      protocol,
+      extensions: "",
+      leftover: read.leftover,
+      maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
+    });
+  }
+
+  #toRequest(head: RequestHead): Request {
+    const host = head.headers.get("host") ??
+      `${this.addr.hostname}:${this.addr.port}`;
+    let url: URL;
+    try {
+      url = head.target.startsWith("/")
+        ? new URL(head.target, `http://${host}`)
+        : new URL(head.target);
+    } catch {
+      throw new HttpError(400, "Malformed request target");
+    }
+    return new Request(url, { method: head.method, headers: head.headers });
+  }
+
+  #chooseProtocol(head: RequestHead, request: Request): string {
+    const offered = (head.headers.get("sec-websocket-protocol") ?? "")
+      .split(",").map((token) => token.trim()).filter((token) => token);
+    const protocols = this.#options.protocols;
+    if (!protocols || offered.length === 0) return "";
+    if (typeof protocols === "function") {
+      const chosen = protocols(offered, request);
+      if (chosen === undefined || chosen === "") return "";
+      if (!offered.includes(chosen)) {
+        throw new Error(`The chosen subprotocol "${chosen}" was not offered`);
+      }
+      return chosen;
+    }
+    return offered.find((token) => protocols.includes(token)) ?? "";
+  }
+
+  /**
+   * Writes the `Response` that `respond` makes (nothing if it returns
+   * nothing), or 500 when it throws, and closes the connection after it.
+   */
+  async #respond(
+    conn: Deno.Conn,
+    request: Request,
+    respond: () => Promise<Response | void>,
+  ): Promise<void> {
+    let response: Response | void;
+    try {
+      response = await respond();
+    } catch (error) {
+      this.#onError(error);
+      response = new Response("Internal Server Error", { status: 500 });
+    }
+    if (!response) return;
+    await _writeAll(
+      conn,
+      await serializeResponse(response, request.method !== "HEAD"),
+    );
+    await this.#linger(conn);
+  }
+
+  async #refuse(conn: Deno.Conn, error: HttpError): Promise<void> {
+    const response = new Response(error.message, {
+      status: error.status,
+      headers: {
+        "content-type": "text/plain; charset=utf-8",
+        ...error.headers,
+      },
+    });
+    await _writeAll(conn, await serializeResponse(response));
+    await this.#linger(conn);
+  }
+
+  /**
+   * Half-closes and reads until the peer's FIN (bounded), so that unread
+   * request bytes do not turn the close into a reset that destroys the answer.
+   */
+  async #linger(conn: Deno.Conn): Promise<void> {
+    const timer = setTimeout(
+      () => _closeQuietly(conn),
+      this.#options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
+    );
+    try {
+      await conn.closeWrite();
+      const sink = new Uint8Array(4096);
+      while (await conn.read(sink) !== null) {
+        // Discard.
+      }
+    } catch {
+      // Closed by the timer or reset by the peer.
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function _upgradeRequired(): Response {
+  return new Response("Upgrade Required: this is a WebSocket endpoint", {
+    status: 426,
+    headers: {
+      "content-type": "text/plain; charset=utf-8",
+      upgrade: "websocket",
+      "sec-websocket-version": "13",
+    },
+  });
+}
+
+/** Whether an error only says that the peer went away. */
+function _isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.NotConnected;
+}
+
+function _closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+async function _writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    written += await conn.write(bytes.subarray(written));
+  }
+}
+
+/**
+ * Reads a request head: the head and the bytes after it (which belong to
+ * the WebSocket), `undefined` if the peer left before sending anything, or an
+ * `HttpError` (431 for a head over the limit, 400 for a truncated one).
+ * Gives up (closing the connection) after `timeout` ms.
+ */
+async function _readHead(
+  conn: Deno.Conn,
+  maxSize: number,
+  timeout: number,
+): Promise<{ head: Uint8Array; leftover: Uint8Array } | HttpError | undefined> {
+  let buffer = new Uint8Array(Math.min(4096, maxSize + 4));
+  let length = 0;
+  const timer = setTimeout(() => _closeQuietly(conn), timeout);
+  try {
+    while (true) {
+      if (length === buffer.length) {
+        if (length >= maxSize + 4) {
+          return new HttpError(431, "Request head too large");
+        }
+        const bigger = new Uint8Array(Math.min(length * 2, maxSize + 4));
+        bigger.set(buffer);
+        buffer = bigger;
+      }
+      const n = await conn.read(buffer.subarray(length));
+      if (n === null) {
+        return length === 0
+          ? undefined
+          : new HttpError(400, "Incomplete request head");
+      }
+      const end = findHeadEnd(buffer.subarray(0, length + n), length - 3);
+      length += n;
+      if (end !== -1) {
+        if (end > maxSize) return new HttpError(431, "Request head too large");
+        return {
+          head: buffer.subarray(0, end),
+          leftover: buffer.slice(end, length),
+        };
+      }
+      if (length > maxSize) return new HttpError(431, "Request head too large");
+    }
+  } catch {
+    // Timed out (the timer closed the connection) or reset.
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}
