@@ -69,3 +69,8 @@ export function validateUpgrade(head: RequestHead): string {
   }
   return key;
 }
+
+/** A fresh `Sec-WebSocket-Key`: 16 random bytes, base64-encoded (§4.1). */
+export function generateKey(): string {
+  return crypto.getRandomValues(new Uint8Array(16)).toBase64();
+}

@@ -2,7 +2,11 @@ import { isValidCloseCode } from "./constants.ts";
 import { WebSocketError } from "./websocket_error.ts";
 
 const encoder = new TextEncoder();
-const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the reason, not a byte order mark.
+const strictDecoder = new TextDecoder("utf-8", {
+  fatal: true,
+  ignoreBOM: true,
+});
 
 /** A close frame's payload may hold at most 123 bytes of reason (§5.5). */
 const MAX_REASON_BYTES = 123;

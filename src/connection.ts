@@ -43,6 +43,11 @@ export interface WebSocketConnection {
   /** The peer's address. */
   readonly remoteAddr: Deno.NetAddr;
   /**
+   * Bytes queued to send that the transport has not taken yet. `write()`
+   * waits while this is above 64 KiB, so it stays bounded.
+   */
+  readonly bufferedAmount: number;
+  /**
    * Starts the closing handshake. `closeCode` must be 1000 or 3000–4999
    * (default: a close frame with no code); the reason is cut to 123 bytes
    * at a UTF-8 character boundary.
@@ -156,6 +161,10 @@ export class _Connection implements WebSocketConnection {
     this.done = this.#run();
   }
 
+  get bufferedAmount(): number {
+    return this.#queue.pending;
+  }
+
   close(closeInfo: WebSocketCloseInfo = {}): void {
     let code = closeInfo.closeCode;
     const reason = closeInfo.reason ?? "";
@@ -203,7 +212,15 @@ export class _Connection implements WebSocketConnection {
   /** Closes for a stream's cancel or abort reason, as WebSocketStream does. */
   #closeFor(reason: unknown): void {
     if (reason instanceof WebSocketError) {
-      this.#closeWith(reason.closeCode, reason.reason);
+      // Only codes an application may send go on the wire; the default 1006
+      // of a WebSocketError made without one means "no code", and a reason
+      // alone then closes with 1000, as in the WHATWG proposal.
+      const code = reason.closeCode;
+      if (code === 1000 || (code >= 3000 && code <= 4999)) {
+        this.#closeWith(code, reason.reason);
+      } else {
+        this.#closeWith(reason.reason ? 1000 : undefined, reason.reason);
+      }
     } else {
       this.#closeWith(undefined, "");
     }

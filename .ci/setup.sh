@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs what the tests need on a fresh Debian machine, skipping what is
+# already there: Deno (from the npm registry), Chromium and Python's
+# websockets (from Debian) for the real-peer tests, and openssl for the
+# self-signed certificates of the wss: tests.
+set -eu
+
+if ! command -v deno >/dev/null 2>&1; then
+  npm install -g deno@2
+fi
+
+missing=""
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+/usr/bin/python3 -c "import websockets" >/dev/null 2>&1 || missing="$missing python3-websockets"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+if [ -n "$missing" ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends $missing
+fi

@@ -1,0 +1,297 @@
+import assert from "node:assert/strict";
+import { serve, type ServeOptions, type WebSocketHandler } from "../mod.ts";
+import {
+  frame,
+  GOOD_ACCEPT,
+  type HttpAnswer,
+  RawClient,
+  text,
+  upgradeRequest,
+} from "./_raw_client.ts";
+
+const echo: WebSocketHandler = (socket) =>
+  socket.readable.pipeTo(socket.writable);
+
+function start(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
+  return serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {}, ...options },
+    handler,
+  );
+}
+
+/** Sends a raw request head and returns the server's answer. */
+async function ask(
+  port: number,
+  head: string,
+): Promise<HttpAnswer & { eof: boolean }> {
+  await using client = await RawClient.connect(port);
+  await client.write(head);
+  const answer = await client.readHead();
+  return {
+    ...answer,
+    eof: answer.status === 101 ? false : await client.readEof(),
+  };
+}
+
+Deno.test("§4.2.2 server answers a valid upgrade with 101 and the RFC's accept value", async () => {
+  await using server = start();
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(upgradeRequest(server.addr.port));
+  const answer = await client.readHead();
+  assert.equal(answer.status, 101);
+  assert.equal(answer.headers.get("sec-websocket-accept"), GOOD_ACCEPT);
+  assert.equal(answer.headers.get("upgrade")?.toLowerCase(), "websocket");
+  assert.equal(answer.headers.get("connection")?.toLowerCase(), "upgrade");
+  assert.equal(answer.headers.get("sec-websocket-protocol"), null);
+  assert.equal(answer.headers.get("sec-websocket-extensions"), null);
+});
+
+Deno.test("§4.2.1 upgrade and connection tokens are matched case-insensitively in lists", async () => {
+  await using server = start();
+  const answer = await ask(
+    server.addr.port,
+    upgradeRequest(server.addr.port, {
+      Upgrade: "WebSocket",
+      Connection: "keep-alive, UPGRADE",
+    }),
+  );
+  assert.equal(answer.status, 101);
+});
+
+const refusals: [string, Record<string, string>, string | undefined, number][] =
+  [
+    [
+      "a Connection header without upgrade",
+      { Connection: "keep-alive" },
+      undefined,
+      400,
+    ],
+    [
+      "a missing Sec-WebSocket-Key",
+      { "Sec-WebSocket-Key": "" },
+      undefined,
+      400,
+    ],
+    [
+      "a key that decodes to 15 bytes",
+      { "Sec-WebSocket-Key": "AAAAAAAAAAAAAAAAAAAA" },
+      undefined,
+      400,
+    ],
+    [
+      "a key that is not base64",
+      { "Sec-WebSocket-Key": "!!!!!!!!!!!!!!!!!!!!!!==" },
+      undefined,
+      400,
+    ],
+    [
+      "a missing Sec-WebSocket-Version",
+      { "Sec-WebSocket-Version": "" },
+      undefined,
+      400,
+    ],
+    ["a missing Host", { Host: "" }, undefined, 400],
+    ["version 8", { "Sec-WebSocket-Version": "8" }, undefined, 426],
+    ["a POST upgrade", {}, "POST /chat HTTP/1.1", 405],
+    ["an HTTP/1.0 upgrade", {}, "GET /chat HTTP/1.0", 400],
+    ["an HTTP/2.0 upgrade", {}, "GET /chat HTTP/2.0", 505],
+    ["a malformed request line", {}, "GET  /chat HTTP/1.1", 400],
+  ];
+
+for (const [what, headers, requestLine, status] of refusals) {
+  Deno.test(`§4.2.1 server refuses ${what} with ${status} and closes`, async () => {
+    await using server = start();
+    const answer = await ask(
+      server.addr.port,
+      upgradeRequest(server.addr.port, headers, requestLine),
+    );
+    assert.equal(answer.status, status);
+    assert.equal(answer.eof, true);
+    assert.match(answer.headers.get("content-type") ?? "", /^text\/plain/);
+    assert.ok(answer.body.length > 0);
+    if (status === 426) {
+      assert.equal(answer.headers.get("sec-websocket-version"), "13");
+    }
+    if (status === 405) assert.equal(answer.headers.get("allow"), "GET");
+  });
+}
+
+Deno.test("§4.2.1 server refuses a malformed header line with 400", async () => {
+  await using server = start();
+  const head = upgradeRequest(server.addr.port).replace(
+    "Upgrade:",
+    "Upgrade :",
+  );
+  assert.equal((await ask(server.addr.port, head)).status, 400);
+  const folded = upgradeRequest(server.addr.port).replace(
+    "Upgrade: websocket\r\n",
+    "Upgrade: websocket\r\n continued\r\n",
+  );
+  assert.equal((await ask(server.addr.port, folded)).status, 400);
+});
+
+Deno.test("§4.2.1 server answers an oversized request head with 431", async () => {
+  await using server = start({ maxHeadSize: 1024 });
+  const answer = await ask(
+    server.addr.port,
+    upgradeRequest(server.addr.port, { "X-Padding": "a".repeat(2000) }),
+  );
+  assert.equal(answer.status, 431);
+  assert.equal(answer.eof, true);
+});
+
+Deno.test("§4.2.1 server answers a head cut off by the client's FIN with 400", async () => {
+  await using server = start();
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n");
+  await client.conn.closeWrite();
+  assert.equal((await client.readHead()).status, 400);
+});
+
+Deno.test("server answers a plain HTTP request with 426 by default", async () => {
+  await using server = start();
+  const answer = await ask(
+    server.addr.port,
+    `GET / HTTP/1.1\r\nHost: x\r\n\r\n`,
+  );
+  assert.equal(answer.status, 426);
+  assert.equal(answer.headers.get("upgrade"), "websocket");
+});
+
+Deno.test("server passes plain HTTP requests to onRequest", async () => {
+  let seen: Request | undefined;
+  await using server = start({
+    onRequest(request) {
+      seen = request;
+      return new Response("<h1>hi</h1>", {
+        headers: { "content-type": "text/html" },
+      });
+    },
+  });
+  const answer = await ask(
+    server.addr.port,
+    `GET /page?q=1 HTTP/1.1\r\nHost: example.test\r\n\r\n`,
+  );
+  assert.equal(answer.status, 200);
+  assert.equal(answer.body, "<h1>hi</h1>");
+  assert.equal(seen?.url, "http://example.test/page?q=1");
+});
+
+Deno.test("§4.2.2 server picks the first offered subprotocol it supports", async () => {
+  let protocol: string | undefined;
+  await using server = start(
+    { protocols: ["chat.v2", "chat.v1"] },
+    (socket) => {
+      protocol = socket.protocol;
+      socket.close();
+    },
+  );
+  const answer = await ask(
+    server.addr.port,
+    upgradeRequest(server.addr.port, {
+      "Sec-WebSocket-Protocol": "superchat, chat.v1 , chat.v2",
+    }),
+  );
+  assert.equal(answer.headers.get("sec-websocket-protocol"), "chat.v1");
+  const none = await ask(
+    server.addr.port,
+    upgradeRequest(server.addr.port, { "Sec-WebSocket-Protocol": "superchat" }),
+  );
+  assert.equal(none.status, 101);
+  assert.equal(none.headers.get("sec-websocket-protocol"), null);
+  await server.shutdown();
+  assert.equal(protocol, "");
+});
+
+Deno.test("§4.2.2 a protocols function chooses among the offers", async () => {
+  let offers: string[] = [];
+  await using server = start({
+    protocols: (offered) => {
+      offers = offered;
+      return offered.at(-1);
+    },
+  });
+  const answer = await ask(
+    server.addr.port,
+    upgradeRequest(server.addr.port, { "Sec-WebSocket-Protocol": "a, b, c" }),
+  );
+  assert.deepEqual(offers, ["a", "b", "c"]);
+  assert.equal(answer.headers.get("sec-websocket-protocol"), "c");
+});
+
+Deno.test("onUpgrade refuses an upgrade with its own 403 response", async () => {
+  let handled = false;
+  await using server = start({
+    onUpgrade(request, info) {
+      assert.equal(new URL(request.url).pathname, "/chat");
+      assert.equal(request.headers.get("cookie"), "session=abc");
+      assert.equal(info.remoteAddr.hostname, "127.0.0.1");
+      if (request.headers.get("origin") !== "https://good.test") {
+        return new Response("Forbidden origin", { status: 403 });
+      }
+    },
+  }, () => {
+    handled = true;
+  });
+  const answer = await ask(
+    server.addr.port,
+    upgradeRequest(server.addr.port, {
+      Origin: "https://evil.test",
+      Cookie: "session=abc",
+    }),
+  );
+  assert.equal(answer.status, 403);
+  assert.equal(answer.body, "Forbidden origin");
+  assert.equal(answer.eof, true);
+  assert.equal(handled, false);
+});
+
+Deno.test("onUpgrade accepts with extra response headers", async () => {
+  await using server = start({
+    onUpgrade: () => ({
+      headers: { "set-cookie": "seen=1", "x-server": "scope" },
+    }),
+  });
+  const answer = await ask(server.addr.port, upgradeRequest(server.addr.port));
+  assert.equal(answer.status, 101);
+  assert.equal(answer.headers.get("set-cookie"), "seen=1");
+  assert.equal(answer.headers.get("x-server"), "scope");
+});
+
+Deno.test("the handler gets the upgrade request with its URL and the remote address", async () => {
+  const seen = Promise.withResolvers<[string, string, string]>();
+  await using server = start({}, (socket, request) => {
+    seen.resolve([request.url, socket.request.url, socket.remoteAddr.hostname]);
+    socket.close();
+  });
+  await using _client = await RawClient.open(server.addr.port);
+  const [url, socketUrl, host] = await seen.promise;
+  assert.equal(url, `http://127.0.0.1:${server.addr.port}/chat?x=1`);
+  assert.equal(socketUrl, url);
+  assert.equal(host, "127.0.0.1");
+});
+
+Deno.test("§4.2 bytes sent in the same write as the request head are not lost", async () => {
+  await using server = start();
+  await using client = await RawClient.connect(server.addr.port);
+  const head = new TextEncoder().encode(upgradeRequest(server.addr.port));
+  const frames = [frame(1, "first"), frame(2, new Uint8Array([1, 2, 3]))];
+  const all = new Uint8Array(head.length + frames[0].length + frames[1].length);
+  all.set(head);
+  all.set(frames[0], head.length);
+  all.set(frames[1], head.length + frames[0].length);
+  await client.write(all);
+  assert.equal((await client.readHead()).status, 101);
+  const first = await client.readFrame();
+  assert.equal(first?.opcode, 1);
+  assert.equal(text(first!.payload), "first");
+  const second = await client.readFrame();
+  assert.deepEqual(second?.payload, new Uint8Array([1, 2, 3]));
+});
+
+Deno.test("a request head that stalls past handshakeTimeout is closed", async () => {
+  await using server = start({ handshakeTimeout: 100 });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\n");
+  assert.equal(await client.readEof(), true);
+});

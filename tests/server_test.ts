@@ -1,0 +1,515 @@
+import assert from "node:assert/strict";
+import {
+  serve,
+  type ServeOptions,
+  type WebSocketConnection,
+  WebSocketError,
+  type WebSocketHandler,
+} from "../mod.ts";
+import { closePayload, frame, RawClient, text } from "./_raw_client.ts";
+
+const echo: WebSocketHandler = (socket) =>
+  socket.readable.pipeTo(socket.writable);
+
+function start(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
+  return serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {}, ...options },
+    handler,
+  );
+}
+
+/** A server whose sockets a test can watch. */
+function watched(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
+  const sockets: WebSocketConnection[] = [];
+  const first = Promise.withResolvers<WebSocketConnection>();
+  const server = start(options, (socket, request) => {
+    sockets.push(socket);
+    first.resolve(socket);
+    return handler(socket, request);
+  });
+  return { server, sockets, first: first.promise };
+}
+
+/** Sends `bytes` and expects a close frame with `code`, then the TCP close. */
+async function expectClose(
+  port: number,
+  bytes: Uint8Array,
+  code: number,
+  chop = 0,
+): Promise<void> {
+  await using client = await RawClient.open(port);
+  if (chop > 0) await client.writeChopped(bytes, chop);
+  else await client.write(bytes);
+  const result = await client.readUntilClose();
+  assert.equal(result.code, code);
+  assert.equal(result.eof, true, "the server closes TCP after its close frame");
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+// §5.1, §5.2: framing rules over a real TCP connection.
+
+Deno.test("§5.1 server fails an unmasked client frame with 1002", async () => {
+  await using server = start();
+  await expectClose(server.addr.port, frame(1, "hi", { mask: false }), 1002);
+});
+
+Deno.test("§5.2 server fails nonzero RSV bits with no extension with 1002", async () => {
+  await using server = start();
+  for (const rsv of [1, 2, 4]) {
+    await expectClose(server.addr.port, frame(1, "hi", { rsv }), 1002);
+  }
+});
+
+Deno.test("§5.2 server fails reserved opcodes with 1002", async () => {
+  await using server = start();
+  for (const opcode of [3, 7, 11, 15]) {
+    await expectClose(server.addr.port, frame(opcode, "x"), 1002);
+  }
+});
+
+Deno.test("§5.2 server fails a 64-bit length with the top bit set with 1002", async () => {
+  await using server = start();
+  const bytes = new Uint8Array([
+    0x82,
+    0xff,
+    0x80,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    1,
+    1,
+    2,
+    3,
+    4,
+  ]);
+  await expectClose(server.addr.port, bytes, 1002);
+});
+
+Deno.test("§5.2 frames chopped into 1-byte writes are decoded", async () => {
+  await using server = start();
+  await using client = await RawClient.open(server.addr.port);
+  const big = new Uint8Array(300).map((_, i) => i & 255);
+  await client.writeChopped(concat(frame(1, "chopped"), frame(2, big)), 1);
+  assert.equal(text((await client.readFrame())!.payload), "chopped");
+  assert.deepEqual((await client.readFrame())!.payload, big);
+});
+
+Deno.test("§5.2 16-bit and 64-bit lengths round trip, and empty messages are valid", async () => {
+  await using server = start();
+  await using client = await RawClient.open(server.addr.port);
+  for (const size of [0, 125, 126, 65535, 65536, 100_000]) {
+    const payload = new Uint8Array(size).map((_, i) => (i * 7) & 255);
+    await client.write(frame(2, payload));
+    const echoed = await client.readFrame();
+    assert.equal(echoed?.opcode, 2);
+    assert.equal(echoed?.masked, false, "server frames are never masked");
+    assert.deepEqual(echoed?.payload, payload);
+  }
+  await client.write(frame(1, ""));
+  const empty = await client.readFrame();
+  assert.equal(empty?.opcode, 1);
+  assert.equal(empty?.payload.length, 0);
+});
+
+// §5.4: fragmentation.
+
+Deno.test("§5.4 fragmented messages are reassembled, with empty fragments", async () => {
+  const { server, first } = watched({}, () => {});
+  await using _server = server;
+  await using client = await RawClient.open(server.addr.port);
+  const socket = await first;
+  const reader = socket.readable.getReader();
+  await client.writeChopped(
+    concat(
+      frame(1, "Hel", { fin: false }),
+      frame(0, "", { fin: false }),
+      frame(0, "lo", { fin: true }),
+      frame(2, new Uint8Array([1]), { fin: false }),
+      frame(0, new Uint8Array([2, 3])),
+    ),
+    3,
+  );
+  assert.equal((await reader.read()).value, "Hello");
+  assert.deepEqual((await reader.read()).value, new Uint8Array([1, 2, 3]));
+  reader.releaseLock();
+});
+
+Deno.test("§5.4 a ping between fragments is answered before the message completes", async () => {
+  await using server = start();
+  await using client = await RawClient.open(server.addr.port);
+  await client.write(concat(frame(1, "a", { fin: false }), frame(9, "ping!")));
+  const pong = await client.readFrame();
+  assert.equal(pong?.opcode, 10);
+  assert.equal(text(pong!.payload), "ping!");
+  await client.write(frame(0, "b"));
+  assert.equal(text((await client.readFrame())!.payload), "ab");
+});
+
+Deno.test("§5.4 a continuation with no message in progress fails with 1002", async () => {
+  await using server = start();
+  await expectClose(server.addr.port, frame(0, "x"), 1002);
+});
+
+Deno.test("§5.4 a new data frame inside a fragmented message fails with 1002", async () => {
+  await using server = start();
+  await expectClose(
+    server.addr.port,
+    concat(frame(1, "a", { fin: false }), frame(1, "b")),
+    1002,
+  );
+});
+
+// §5.5: control frames.
+
+Deno.test("§5.5 a fragmented control frame fails with 1002", async () => {
+  await using server = start();
+  await expectClose(server.addr.port, frame(9, "x", { fin: false }), 1002);
+});
+
+Deno.test("§5.5 a control frame longer than 125 bytes fails with 1002", async () => {
+  await using server = start();
+  await expectClose(server.addr.port, frame(9, new Uint8Array(126)), 1002);
+});
+
+Deno.test("§5.5.2 every ping gets a pong with its payload, in order", async () => {
+  await using server = start();
+  await using client = await RawClient.open(server.addr.port);
+  await client.writeChopped(
+    concat(frame(9, "one"), frame(9, ""), frame(9, "three")),
+    2,
+  );
+  for (const expected of ["one", "", "three"]) {
+    const pong = await client.readFrame();
+    assert.equal(pong?.opcode, 10);
+    assert.equal(text(pong!.payload), expected);
+  }
+});
+
+Deno.test("§5.5.2 a ping is answered while a large message is being received", async () => {
+  await using server = start();
+  await using client = await RawClient.open(server.addr.port);
+  const big = frame(2, new Uint8Array(1 << 20), { fin: false });
+  await client.write(big.subarray(0, 1000));
+  // The big frame is half sent: the ping must wait for it on the wire, so
+  // fragment the message instead and put the ping between fragments.
+  await client.write(big.subarray(1000));
+  await client.write(frame(9, "mid"));
+  const pong = await client.readFrame();
+  assert.equal(pong?.opcode, 10);
+  assert.equal(text(pong!.payload), "mid");
+  await client.write(frame(0, new Uint8Array(10)));
+  const message = await client.readFrame();
+  assert.equal(message?.payload.length, (1 << 20) + 10);
+});
+
+Deno.test("§5.5.3 an unsolicited pong is ignored", async () => {
+  await using server = start();
+  await using client = await RawClient.open(server.addr.port);
+  await client.write(concat(frame(10, "unasked"), frame(1, "still here")));
+  const next = await client.readFrame();
+  assert.equal(next?.opcode, 1);
+  assert.equal(text(next!.payload), "still here");
+});
+
+// §5.5.1, §7: the closing handshake.
+
+Deno.test("§5.5.1 a peer's close is echoed with its code, then TCP closes", async () => {
+  const { server, first } = watched();
+  await using _server = server;
+  await using client = await RawClient.open(server.addr.port);
+  await client.write(frame(8, closePayload(4001, "done here")));
+  const result = await client.readUntilClose();
+  assert.equal(result.code, 4001);
+  assert.equal(result.eof, true);
+  assert.deepEqual(await (await first).closed, {
+    closeCode: 4001,
+    reason: "done here",
+  });
+});
+
+Deno.test("§5.5.1 an empty close is answered with 1000 and reported as 1005", async () => {
+  const { server, first } = watched();
+  await using _server = server;
+  await using client = await RawClient.open(server.addr.port);
+  await client.write(frame(8));
+  const result = await client.readUntilClose();
+  assert.equal(result.code, 1000);
+  assert.deepEqual(await (await first).closed, { closeCode: 1005, reason: "" });
+});
+
+Deno.test("§5.5.1 frames after the peer's close are ignored", async () => {
+  await using server = start();
+  await using client = await RawClient.open(server.addr.port);
+  await client.write(
+    concat(frame(8, closePayload(1000)), frame(1, "late"), frame(9, "p")),
+  );
+  const result = await client.readUntilClose();
+  assert.equal(result.frames.length, 0);
+  assert.equal(result.code, 1000);
+});
+
+Deno.test("§7.4 a close frame with a 1-byte payload fails with 1002", async () => {
+  await using server = start();
+  await expectClose(server.addr.port, frame(8, new Uint8Array([3])), 1002);
+});
+
+Deno.test("§7.4.1 a close code that may not be sent fails with 1002", async () => {
+  await using server = start();
+  for (const code of [0, 999, 1004, 1005, 1006, 1015, 2999, 5000]) {
+    await expectClose(server.addr.port, frame(8, closePayload(code)), 1002);
+  }
+});
+
+Deno.test("§7.4.1 a close frame with an invalid UTF-8 reason fails with 1007", async () => {
+  await using server = start();
+  const payload = concat(
+    closePayload(1000),
+    new Uint8Array([0xce, 0xba, 0xe1, 0xbd]),
+  );
+  await expectClose(server.addr.port, frame(8, payload), 1007);
+});
+
+Deno.test("§7.1.2 close() sends the code and reason and resolves with the peer's answer", async () => {
+  const { server, first } = watched({}, (socket) => {
+    socket.close({ closeCode: 4000, reason: "bye" });
+  });
+  await using _server = server;
+  await using client = await RawClient.open(server.addr.port);
+  const close = await client.readFrame();
+  assert.equal(close?.opcode, 8);
+  assert.deepEqual(close?.payload, closePayload(4000, "bye"));
+  await client.write(frame(8, closePayload(4000, "ok")));
+  assert.equal(await client.readEof(), true);
+  client.close();
+  assert.deepEqual(await (await first).closed, {
+    closeCode: 4000,
+    reason: "ok",
+  });
+});
+
+Deno.test("§7.1.2 close() gives up after closeTimeout when the peer never answers", async () => {
+  const { server, first } = watched({ closeTimeout: 100 }, (socket) => {
+    socket.close({ closeCode: 1000 });
+  });
+  await using _server = server;
+  await using client = await RawClient.open(server.addr.port);
+  assert.equal((await client.readFrame())?.opcode, 8);
+  const error = await (await first).closed.then(() => null, (e) => e);
+  assert.ok(error instanceof WebSocketError);
+  assert.equal(error.closeCode, 1006);
+  assert.equal(await client.readEof(), true);
+});
+
+Deno.test("§5.5 close() cuts a long reason at a UTF-8 boundary to fit 125 bytes", async () => {
+  await using server = start({}, (socket) => {
+    socket.close({ closeCode: 4000, reason: "é".repeat(100) });
+  });
+  await using client = await RawClient.open(server.addr.port);
+  const close = await client.readFrame();
+  assert.ok(close!.payload.length <= 125);
+  const reason = new TextDecoder("utf-8", { fatal: true }).decode(
+    close!.payload.subarray(2),
+  );
+  assert.equal(reason, "é".repeat(61));
+});
+
+Deno.test("close() refuses codes an application may not send", async () => {
+  const failure = Promise.withResolvers<unknown>();
+  await using server = start({}, (socket) => {
+    try {
+      socket.close({ closeCode: 1005 });
+      failure.resolve(null);
+    } catch (error) {
+      failure.resolve(error);
+    }
+    socket.close();
+  });
+  await using _client = await RawClient.open(server.addr.port);
+  assert.ok(await failure.promise instanceof RangeError);
+});
+
+// §8.1: UTF-8.
+
+Deno.test("§8.1 invalid UTF-8 in a text message fails with 1007", async () => {
+  await using server = start();
+  await expectClose(
+    server.addr.port,
+    frame(1, new Uint8Array([0x48, 0xff, 0x48])),
+    1007,
+  );
+});
+
+Deno.test("§8.1 invalid UTF-8 fails with 1007 before the rest of the frame arrives", async () => {
+  await using server = start();
+  await using client = await RawClient.open(server.addr.port);
+  const payload = new Uint8Array(1000).fill(0x41);
+  payload[10] = 0xc0; // Never valid in UTF-8.
+  const bytes = frame(1, payload);
+  await client.write(bytes.subarray(0, 30));
+  const result = await client.readUntilClose();
+  assert.equal(result.code, 1007);
+});
+
+Deno.test("§8.1 a code point split across fragments is valid", async () => {
+  await using server = start();
+  await using client = await RawClient.open(server.addr.port);
+  const euro = new TextEncoder().encode("€");
+  await client.write(
+    concat(
+      frame(1, euro.subarray(0, 1), { fin: false }),
+      frame(0, euro.subarray(1)),
+    ),
+  );
+  assert.equal(text((await client.readFrame())!.payload), "€");
+});
+
+Deno.test("§8.1 a code point cut off at the end of a message fails with 1007", async () => {
+  await using server = start();
+  const euro = new TextEncoder().encode("€");
+  await expectClose(server.addr.port, frame(1, euro.subarray(0, 2)), 1007);
+});
+
+// §10.4: limits.
+
+Deno.test("§10.4 a frame over maxMessageSize fails with 1009 from its header", async () => {
+  await using server = start({ maxMessageSize: 1000 });
+  // Only the header is sent: the server must not wait for the payload.
+  const header = frame(2, new Uint8Array(1001)).subarray(0, 8);
+  await expectClose(server.addr.port, header, 1009);
+});
+
+Deno.test("§10.4 fragments summing over maxMessageSize fail with 1009", async () => {
+  await using server = start({ maxMessageSize: 1000 });
+  await expectClose(
+    server.addr.port,
+    concat(
+      frame(2, new Uint8Array(600), { fin: false }),
+      frame(0, new Uint8Array(600)).subarray(0, 8),
+    ),
+    1009,
+  );
+});
+
+// §7.1.7 and the socket's streams.
+
+Deno.test("a peer that drops TCP errors readable and rejects closed with 1006", async () => {
+  const { server, first } = watched({}, () => {});
+  await using _server = server;
+  const client = await RawClient.open(server.addr.port);
+  const socket = await first;
+  client.close();
+  const readError = await socket.readable.getReader().read().then(
+    () => null,
+    (e) => e,
+  );
+  assert.ok(readError instanceof WebSocketError);
+  assert.equal(readError.closeCode, 1006);
+  const closedError = await socket.closed.then(() => null, (e) => e);
+  assert.equal(closedError?.closeCode, 1006);
+});
+
+Deno.test("a protocol error errors readable with a WebSocketError carrying the code", async () => {
+  const { server, first } = watched({}, () => {});
+  await using _server = server;
+  await using client = await RawClient.open(server.addr.port);
+  const socket = await first;
+  await client.write(frame(1, "x", { mask: false }));
+  const error = await socket.readable.getReader().read().then(
+    () => null,
+    (e) => e,
+  );
+  assert.ok(error instanceof WebSocketError);
+  assert.equal(error.closeCode, 1002);
+  assert.equal((await client.readUntilClose()).code, 1002);
+});
+
+Deno.test("a handler that throws closes its socket with 1011 and is reported to onError", async () => {
+  const errors: unknown[] = [];
+  await using server = start({ onError: (error) => errors.push(error) }, () => {
+    throw new Error("secret detail");
+  });
+  await using client = await RawClient.open(server.addr.port);
+  const result = await client.readUntilClose();
+  assert.equal(result.code, 1011);
+  assert.ok(!result.reason.includes("secret"), "no details leak to the peer");
+  assert.equal((errors[0] as Error).message, "secret detail");
+});
+
+Deno.test("a handler whose promise rejects closes its socket with 1011", async () => {
+  const errors: unknown[] = [];
+  await using server = start(
+    { onError: (error) => errors.push(error) },
+    async () => {
+      await Promise.resolve();
+      throw new TypeError("late failure");
+    },
+  );
+  await using client = await RawClient.open(server.addr.port);
+  assert.equal((await client.readUntilClose()).code, 1011);
+  assert.equal(errors.length, 1);
+});
+
+Deno.test("writing something other than a string or bytes is a TypeError", async () => {
+  const outcome = Promise.withResolvers<unknown>();
+  await using server = start({}, async (socket) => {
+    const writer = socket.writable.getWriter();
+    // deno-lint-ignore no-explicit-any
+    outcome.resolve(await writer.write(42 as any).then(() => null, (e) => e));
+    socket.close();
+  });
+  await using _client = await RawClient.open(server.addr.port);
+  assert.ok(await outcome.promise instanceof TypeError);
+});
+
+Deno.test("one misbehaving connection does not disturb another", async () => {
+  await using server = start();
+  await using good = await RawClient.open(server.addr.port);
+  await using bad = await RawClient.open(server.addr.port);
+  await good.write(frame(1, "before"));
+  assert.equal(text((await good.readFrame())!.payload), "before");
+  await bad.write(new Uint8Array(64).fill(0xff));
+  assert.equal((await bad.readUntilClose()).code, 1002);
+  await good.write(frame(1, "after"));
+  assert.equal(text((await good.readFrame())!.payload), "after");
+});
+
+Deno.test("shutdown() sends 1001 to open sockets and finished resolves", async () => {
+  const server = start();
+  await using a = await RawClient.open(server.addr.port);
+  await using b = await RawClient.open(server.addr.port);
+  assert.equal(server.connections, 2);
+  const done = server.shutdown();
+  for (const client of [a, b]) {
+    const close = await client.readFrame();
+    assert.equal(close?.opcode, 8);
+    assert.equal((close!.payload[0] << 8) | close!.payload[1], 1001);
+    await client.write(frame(8, closePayload(1001)));
+    assert.equal(await client.readEof(), true);
+    client.close();
+  }
+  await done;
+  await server.finished;
+  assert.equal(server.connections, 0);
+});
+
+Deno.test("an aborted signal shuts the server down", async () => {
+  const controller = new AbortController();
+  const server = start({ signal: controller.signal });
+  controller.abort();
+  await server.finished;
+  await assert.rejects(
+    Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
+  );
+});
