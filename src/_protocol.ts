@@ -30,6 +30,8 @@ export interface ProtocolOptions {
   role: "server" | "client";
   /** The largest message accepted, in bytes. */
   maxMessageSize: number;
+  /** The most fragments one message may have. */
+  maxFragments?: number;
 }
 
 /** Where the connection is in its life (RFC 6455 §4, §7). */
@@ -63,7 +65,7 @@ export class Protocol {
         if (this.#state !== "closed") events.message(message);
       },
       onControl: (opcode, payload) => this.#onControl(opcode, payload),
-    }, { maxMessageSize: options.maxMessageSize });
+    }, options);
     this.#decoder = new FrameDecoder(assembler, {
       role: options.role,
       maxPayloadLength: options.maxMessageSize,

@@ -75,6 +75,15 @@ export interface ConnectionInit {
   maxMessageSize: number;
   /** How long the closing handshake and TCP close may take, in ms. */
   closeTimeout: number;
+  /** The most fragments one message may have. */
+  maxFragments?: number;
+  /** Ping a peer that has sent nothing for this long, in ms; 0: never. */
+  pingInterval?: number;
+  /**
+   * Close (1001) a peer that has sent nothing, not even a pong, for this
+   * long, in ms; 0: never.
+   */
+  idleTimeout?: number;
 }
 
 /** Queued outgoing bytes above which `write()` waits and reading pauses. */
@@ -108,6 +117,11 @@ export class _Connection implements WebSocketConnection {
   #readableDone = false;
   #wake: (() => void) | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #heartbeat: ReturnType<typeof setTimeout> | undefined;
+  /** When the peer last sent anything, or reading last resumed (ms). */
+  #lastActivity = Date.now();
+  #lastPing = 0;
+  #paused = false;
   #terminated = false;
   #result: CloseResult | undefined;
   #resolveClosed!: (result: WebSocketCloseResult) => void;
@@ -130,7 +144,11 @@ export class _Connection implements WebSocketConnection {
       this.#protocol.abort("Writing to the peer failed");
     });
     this.#protocol = new Protocol(
-      { role: init.role, maxMessageSize: init.maxMessageSize },
+      {
+        role: init.role,
+        maxMessageSize: init.maxMessageSize,
+        maxFragments: init.maxFragments,
+      },
       {
         message: (message) => this.#deliver(message),
         send: (bytes) => this.#queue.push(bytes),
@@ -159,6 +177,7 @@ export class _Connection implements WebSocketConnection {
       abort: (reason) => this.#closeFor(reason),
     });
     this.done = this.#run();
+    this.#armHeartbeat();
   }
 
   get bufferedAmount(): number {
@@ -253,6 +272,35 @@ export class _Connection implements WebSocketConnection {
     this.#wakeUp();
   }
 
+  /**
+   * One timer per connection checks for idleness: while reading is paused
+   * for backpressure the peer is not idle, we are.
+   */
+  #armHeartbeat(): void {
+    const ping = this.#init.pingInterval ?? 0;
+    const idle = this.#init.idleTimeout ?? 0;
+    if (ping <= 0 && idle <= 0) return;
+    const tick = Math.min(
+      ping > 0 ? ping : Infinity,
+      idle > 0 ? idle / 4 : Infinity,
+    );
+    this.#heartbeat = setTimeout(() => {
+      if (this.#protocol.state !== "open") return;
+      const now = Date.now();
+      if (this.#paused) this.#lastActivity = now;
+      const silent = now - this.#lastActivity;
+      if (idle > 0 && silent >= idle) {
+        this.#protocol.fail(1001, "Idle timeout");
+        return;
+      }
+      if (ping > 0 && silent >= ping && now - this.#lastPing >= ping) {
+        this.#lastPing = now;
+        this.#protocol.ping();
+      }
+      this.#armHeartbeat();
+    }, tick);
+  }
+
   #wakeUp(): void {
     const wake = this.#wake;
     this.#wake = null;
@@ -292,9 +340,12 @@ export class _Connection implements WebSocketConnection {
       if (this.#init.leftover.length > 0) protocol.receive(this.#init.leftover);
       while (protocol.state !== "closed") {
         while (this.#mustWait()) {
+          this.#paused = true;
           const wait = new Promise<void>((resolve) => this.#wake = resolve);
           if (this.#queue.full) this.#queue.ready().then(() => this.#wakeUp());
           await wait;
+          this.#paused = false;
+          this.#lastActivity = Date.now();
         }
         if (this._state === "closed") break;
         const buffer = new Uint8Array(size);
@@ -305,6 +356,7 @@ export class _Connection implements WebSocketConnection {
           );
           break;
         }
+        this.#lastActivity = Date.now();
         if (n === size) size = Math.min(size * 2, MAX_READ_SIZE);
         else if (n < size >>> 2) size = Math.max(size >>> 1, MIN_READ_SIZE);
         protocol.receive(buffer.subarray(0, n));
@@ -320,6 +372,7 @@ export class _Connection implements WebSocketConnection {
       }
     } finally {
       clearTimeout(this.#timer);
+      clearTimeout(this.#heartbeat);
       this.#terminate();
       const result = this.#result ??
         { closeCode: 1006, reason: "", error: new WebSocketError() };

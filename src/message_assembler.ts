@@ -20,10 +20,17 @@ export interface MessageAssemblerOptions {
    * would exceed it fails with 1009 from its header. Default 16 MiB.
    */
   maxMessageSize?: number;
+  /**
+   * The most frames one message may be split into; more fails with 1008
+   * (each fragment costs bookkeeping even when empty). Default 1,024.
+   */
+  maxFragments?: number;
 }
 
 /** The default {@linkcode MessageAssemblerOptions.maxMessageSize}: 16 MiB. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+/** The default {@linkcode MessageAssemblerOptions.maxFragments}. */
+export const DEFAULT_MAX_FRAGMENTS = 1024;
 
 const EMPTY = new Uint8Array(0);
 
@@ -37,6 +44,8 @@ const EMPTY = new Uint8Array(0);
 export class MessageAssembler implements FrameHandler {
   #handler: MessageHandler;
   #maxSize: number;
+  #maxFragments: number;
+  #fragments = 0;
   #utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   /** The opcode of the message in progress, or -1 between messages. */
   #opcode = -1;
@@ -56,6 +65,7 @@ export class MessageAssembler implements FrameHandler {
   constructor(handler: MessageHandler, options: MessageAssemblerOptions = {}) {
     this.#handler = handler;
     this.#maxSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.#maxFragments = options.maxFragments ?? DEFAULT_MAX_FRAGMENTS;
   }
 
   /** Whether a fragmented message is in progress. */
@@ -81,8 +91,15 @@ export class MessageAssembler implements FrameHandler {
       }
       this.#opcode = opcode;
       this.#size = 0;
+      this.#fragments = 0;
     }
     this.#controlOpcode = -1;
+    if (++this.#fragments > this.#maxFragments) {
+      throw new WebSocketError("Too many fragments in one message", {
+        closeCode: 1008,
+        reason: "Too many fragments",
+      });
+    }
     if (this.#size + header.length > this.#maxSize) {
       throw new WebSocketError("Message too big", {
         closeCode: 1009,

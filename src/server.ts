@@ -17,6 +17,7 @@ import {
   type WebSocketConnection,
 } from "./connection.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "./message_assembler.ts";
+import type { WebSocketError } from "./websocket_error.ts";
 
 /** What the server knows about a connection besides its request. */
 export interface ServeInfo {
@@ -88,6 +89,46 @@ export interface ServeOptions {
    * the connection is dropped. Default 5 s.
    */
   closeTimeout?: number;
+  /** The most frames one message may be split into; more gets 1008. Default 1,024. */
+  maxFragments?: number;
+  /**
+   * The most open WebSockets; further upgrades are refused with 503.
+   * Default: no limit but the process's file descriptors.
+   */
+  maxConnections?: number;
+  /**
+   * Ping a peer that has sent nothing for this long, in ms, so that proxies
+   * see traffic and dead peers are found; 0 turns pings off. Default 30 s,
+   * as Deno's own server, half of nginx's 60 s proxy read timeout.
+   */
+  pingInterval?: number;
+  /**
+   * Close (1001, "Idle timeout") a peer that has sent nothing, not even a
+   * pong, for this long, in ms; 0 turns it off. Default 60 s: two ping
+   * intervals, so a live peer answering pings never reaches it.
+   */
+  idleTimeout?: number;
+  /** A PEM certificate chain: with `key`, serve `wss:` over `Deno.listenTls`. */
+  cert?: string;
+  /** The PEM private key for `cert`. */
+  key?: string;
+  /** Called when a WebSocket opens, before the handler. */
+  onOpen?: (socket: WebSocketConnection) => void;
+  /**
+   * Called when a WebSocket has closed, with its close code (1006 when it
+   * ended without a closing handshake) and whether the close was clean.
+   */
+  onClose?: (socket: WebSocketConnection, info: CloseEventInfo) => void;
+}
+
+/** How a WebSocket ended, as told to {@linkcode ServeOptions.onClose}. */
+export interface CloseEventInfo {
+  /** The close code received, sent on failure, or 1006. */
+  closeCode: number;
+  /** The close reason. */
+  reason: string;
+  /** Whether the closing handshake completed. */
+  wasClean: boolean;
 }
 
 /**
@@ -112,6 +153,8 @@ export interface WebSocketServer extends AsyncDisposable {
 const DEFAULT_MAX_HEAD_SIZE = 16 * 1024;
 const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
 const DEFAULT_CLOSE_TIMEOUT = 5_000;
+const DEFAULT_PING_INTERVAL = 30_000;
+const DEFAULT_IDLE_TIMEOUT = 60_000;
 
 /**
  * Serves WebSockets over `Deno.listen`, with the shape of `Deno.serve`:
@@ -206,7 +249,10 @@ class _Server implements WebSocketServer {
   #options: ServeOptions;
   #handler: WebSocketHandler;
   #listener: Deno.Listener;
+  #tls: boolean;
   #sockets = new Set<_Connection>();
+  /** Open WebSockets, counted from the moment the 101 is sent. */
+  #open = 0;
   #handshaking = new Set<Deno.Conn>();
   #tasks = new Set<Promise<void>>();
   #stopping = false;
@@ -217,14 +263,22 @@ class _Server implements WebSocketServer {
     this.#handler = handler;
     this.#onError = options.onError ??
       ((error) => console.error("WebSocket server error:", error));
-    this.#listener = Deno.listen({
+    const address = {
       port: options.port ?? 8000,
       hostname: options.hostname ?? "0.0.0.0",
-    });
+    };
+    if ((options.cert === undefined) !== (options.key === undefined)) {
+      throw new TypeError("The cert and key options go together");
+    }
+    this.#tls = options.cert !== undefined && options.key !== undefined;
+    this.#listener = options.cert !== undefined && options.key !== undefined
+      ? Deno.listenTls({ ...address, cert: options.cert, key: options.key })
+      : Deno.listen(address);
     this.addr = this.#listener.addr as Deno.NetAddr;
+    const scheme = this.#tls ? "wss" : "ws";
     const onListen = options.onListen ??
       ((addr) =>
-        console.log(`Listening on ws://${addr.hostname}:${addr.port}/`));
+        console.log(`Listening on ${scheme}://${addr.hostname}:${addr.port}/`));
     onListen(this.addr);
     const signal = options.signal;
     const onAbort = () => this.shutdown();
@@ -236,7 +290,7 @@ class _Server implements WebSocketServer {
   }
 
   get connections(): number {
-    return this.#sockets.size;
+    return this.#open;
   }
 
   async #acceptLoop(): Promise<void> {
@@ -294,6 +348,7 @@ class _Server implements WebSocketServer {
     this.#sockets.add(socket);
     if (this.#stopping) socket._close(1001, "Server shutting down");
     try {
+      this.#options.onOpen?.(socket);
       await this.#handler(socket, socket.request);
     } catch (error) {
       // A rejection that is only the socket's own end is not a fault.
@@ -304,6 +359,20 @@ class _Server implements WebSocketServer {
     }
     await socket.done;
     this.#sockets.delete(socket);
+    this.#open--;
+    const ended = await socket.closed.then(
+      ({ closeCode, reason }) => ({ closeCode, reason, wasClean: true }),
+      (error: WebSocketError) => ({
+        closeCode: error.closeCode,
+        reason: error.reason,
+        wasClean: false,
+      }),
+    );
+    try {
+      this.#options.onClose?.(socket, ended);
+    } catch (error) {
+      this.#onError(error);
+    }
   }
 
   /** Runs the opening handshake; returns the socket, or undefined if refused. */
@@ -366,7 +435,21 @@ class _Server implements WebSocketServer {
       return undefined;
     });
     if (!accepted) return;
-    await _writeAll(conn, serializeSwitchingProtocols(headers));
+    if (this.#open >= (options.maxConnections ?? Infinity)) {
+      await this.#refuse(
+        conn,
+        new HttpError(503, "Too many connections", { "retry-after": "1" }),
+      );
+      return;
+    }
+    // Counted from here, so that concurrent handshakes cannot overshoot.
+    this.#open++;
+    try {
+      await _writeAll(conn, serializeSwitchingProtocols(headers));
+    } catch (error) {
+      this.#open--;
+      throw error;
+    }
     return new _Connection(conn as Transport, {
       role: "server",
       request,
@@ -375,7 +458,10 @@ class _Server implements WebSocketServer {
       extensions: "",
       leftover: read.leftover,
       maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      maxFragments: options.maxFragments,
       closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
+      pingInterval: options.pingInterval ?? DEFAULT_PING_INTERVAL,
+      idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
     });
   }
 
@@ -385,7 +471,7 @@ class _Server implements WebSocketServer {
     let url: URL;
     try {
       url = head.target.startsWith("/")
-        ? new URL(head.target, `http://${host}`)
+        ? new URL(head.target, `${this.#tls ? "https" : "http"}://${host}`)
         : new URL(head.target);
     } catch {
       throw new HttpError(400, "Malformed request target");

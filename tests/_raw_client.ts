@@ -82,11 +82,11 @@ export interface HttpAnswer {
 }
 
 export class RawClient implements AsyncDisposable {
-  readonly conn: Deno.TcpConn;
+  readonly conn: Deno.Conn;
   #buffer = new Uint8Array(0);
   #eof = false;
 
-  private constructor(conn: Deno.TcpConn) {
+  constructor(conn: Deno.Conn) {
     this.conn = conn;
   }
 
@@ -99,8 +99,9 @@ export class RawClient implements AsyncDisposable {
   static async open(
     port: number,
     headers: Record<string, string> = {},
+    conn?: Deno.Conn,
   ): Promise<RawClient> {
-    const client = await RawClient.connect(port);
+    const client = conn ? new RawClient(conn) : await RawClient.connect(port);
     await client.write(upgradeRequest(port, headers));
     const answer = await client.readHead();
     if (answer.status !== 101) {

@@ -1,0 +1,240 @@
+import assert from "node:assert/strict";
+import {
+  type CloseEventInfo,
+  serve,
+  type ServeOptions,
+  type WebSocketHandler,
+} from "../mod.ts";
+import {
+  closePayload,
+  frame,
+  RawClient,
+  text,
+  upgradeRequest,
+} from "./_raw_client.ts";
+import { makeCertificates } from "./_tls.ts";
+
+const echo: WebSocketHandler = (socket) =>
+  socket.readable.pipeTo(socket.writable);
+
+function start(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
+  return serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {}, ...options },
+    handler,
+  );
+}
+
+async function roundTrip(client: RawClient, message: string): Promise<string> {
+  await client.write(frame(1, message));
+  return text((await client.readFrame())!.payload);
+}
+
+/** A small seeded PRNG (mulberry32), so that failures can be replayed. */
+function random(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+Deno.test("200 stalled half handshakes do not block a normal client, and are closed", async () => {
+  await using server = start({ handshakeTimeout: 1000 });
+  const stalled: RawClient[] = [];
+  try {
+    for (let i = 0; i < 200; i++) {
+      const client = await RawClient.connect(server.addr.port);
+      await client.write("GET / HTTP/1.1\r\nHost: x\r\n");
+      stalled.push(client);
+    }
+    await using good = await RawClient.open(server.addr.port);
+    assert.equal(await roundTrip(good, "still served"), "still served");
+    for (const client of stalled) assert.equal(await client.readEof(), true);
+  } finally {
+    for (const client of stalled) client.close();
+  }
+});
+
+Deno.test("a head that grows past maxHeadSize without ending gets 431", async () => {
+  await using server = start({ maxHeadSize: 2048 });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\n" + "X-Long: a\r\n".repeat(400));
+  assert.equal((await client.readHead()).status, 431);
+});
+
+Deno.test("heartbeat: a peer that never answers pings is closed with 1001 after idleTimeout", async () => {
+  const closes: CloseEventInfo[] = [];
+  await using server = start({
+    pingInterval: 50,
+    idleTimeout: 300,
+    onClose: (_socket, info) => closes.push(info),
+  });
+  await using client = await RawClient.open(server.addr.port);
+  const started = Date.now();
+  const ping = await client.readFrame();
+  assert.equal(ping?.opcode, 9, "the server pings an idle peer");
+  let close = await client.readFrame();
+  while (close?.opcode === 9) close = await client.readFrame();
+  assert.equal(close?.opcode, 8);
+  assert.equal((close!.payload[0] << 8) | close!.payload[1], 1001);
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed >= 250 && elapsed < 2000, `closed after ${elapsed} ms`);
+  client.close();
+  await server.shutdown();
+  assert.equal(closes[0].closeCode, 1001);
+  assert.equal(closes[0].wasClean, false);
+});
+
+Deno.test("heartbeat: a peer that answers pings stays open past idleTimeout", async () => {
+  await using server = start({ pingInterval: 40, idleTimeout: 200 });
+  await using client = await RawClient.open(server.addr.port);
+  const until = Date.now() + 600;
+  let pings = 0;
+  while (Date.now() < until) {
+    const ping = await client.readFrame();
+    assert.equal(ping?.opcode, 9);
+    pings++;
+    await client.write(frame(10, ping!.payload));
+  }
+  assert.ok(pings >= 3);
+  assert.equal(await roundTrip(client, "alive"), "alive");
+});
+
+Deno.test("a message split into more than maxFragments frames fails with 1008", async () => {
+  await using server = start({ maxFragments: 4 });
+  await using client = await RawClient.open(server.addr.port);
+  await client.write(frame(1, "a", { fin: false }));
+  for (let i = 0; i < 4; i++) await client.write(frame(0, "b", { fin: false }));
+  assert.equal((await client.readUntilClose()).code, 1008);
+  await using other = await RawClient.open(server.addr.port);
+  assert.equal(await roundTrip(other, "server still up"), "server still up");
+});
+
+Deno.test("upgrades beyond maxConnections are refused with 503", async () => {
+  await using server = start({ maxConnections: 2 });
+  await using a = await RawClient.open(server.addr.port);
+  await using b = await RawClient.open(server.addr.port);
+  await using c = await RawClient.connect(server.addr.port);
+  await c.write(upgradeRequest(server.addr.port));
+  const answer = await c.readHead();
+  assert.equal(answer.status, 503);
+  assert.equal(server.connections, 2);
+  assert.equal(await roundTrip(a, "a"), "a");
+  // Once one closes, a new upgrade is accepted again.
+  await b.write(frame(8, closePayload(1000)));
+  await b.readUntilClose();
+  while (server.connections > 1) await new Promise((r) => setTimeout(r, 5));
+  await using d = await RawClient.open(server.addr.port);
+  assert.equal(await roundTrip(d, "d"), "d");
+});
+
+Deno.test("onOpen and onClose report each socket with its close code", async () => {
+  const events: string[] = [];
+  await using server = start({
+    onOpen: () => events.push("open"),
+    onClose: (_socket, info) =>
+      events.push(`close ${info.closeCode} ${info.reason} ${info.wasClean}`),
+  });
+  await using client = await RawClient.open(server.addr.port);
+  await client.write(frame(8, closePayload(4321, "gone")));
+  await client.readUntilClose();
+  await server.shutdown();
+  assert.deepEqual(events, ["open", "close 4321 gone true"]);
+});
+
+Deno.test("wss: serve() with cert and key round trips over TLS trusting a private CA", async () => {
+  const { ca, cert, key } = await makeCertificates();
+  const seen = Promise.withResolvers<string>();
+  await using server = start({ cert, key }, (socket, request) => {
+    seen.resolve(request.url);
+    return socket.readable.pipeTo(socket.writable);
+  });
+  const conn = await Deno.connectTls({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+    caCerts: [ca],
+  });
+  await using client = await RawClient.open(server.addr.port, {}, conn);
+  assert.equal(await roundTrip(client, "over TLS"), "over TLS");
+  assert.match(await seen.promise, /^https:\/\/127\.0\.0\.1:\d+\/chat\?x=1$/);
+  await client.write(frame(8, closePayload(1000)));
+  assert.equal((await client.readUntilClose()).code, 1000);
+});
+
+Deno.test("fuzz: random and mutated bytes after the handshake never crash the server or disturb a good client", async () => {
+  const errors: unknown[] = [];
+  await using server = start({
+    closeTimeout: 500,
+    onError: (e) => errors.push(e),
+  });
+  await using good = await RawClient.open(server.addr.port);
+  const next = random(0x5eed);
+  const valid = [
+    frame(1, "hello"),
+    frame(2, new Uint8Array(300)),
+    frame(9, "p"),
+    frame(1, "frag", { fin: false }),
+    frame(0, "ment"),
+    frame(8, closePayload(1000, "bye")),
+  ];
+  const outcomes: string[] = [];
+  for (let round = 0; round < 6; round++) {
+    const clients = await Promise.all(
+      Array.from({ length: 20 }, () => RawClient.open(server.addr.port)),
+    );
+    await Promise.all(clients.map(async (client) => {
+      try {
+        const parts: Uint8Array[] = [];
+        for (let i = 0; i < 1 + Math.floor(next() * 6); i++) {
+          const base = valid[Math.floor(next() * valid.length)].slice();
+          if (next() < 0.5) {
+            for (let m = 0; m < 1 + Math.floor(next() * 4); m++) {
+              base[Math.floor(next() * base.length)] = Math.floor(next() * 256);
+            }
+          }
+          parts.push(
+            next() < 0.2 ? crypto.getRandomValues(new Uint8Array(64)) : base,
+          );
+        }
+        for (const part of parts) await client.write(part);
+        // Then stop sending: the server must end the connection itself,
+        // with a close frame, or be waiting for more (then we close).
+        const timer = setTimeout(
+          () => client.conn.closeWrite().catch(() => {}),
+          300,
+        );
+        try {
+          let f = await client.readFrame();
+          while (f && f.opcode !== 8) f = await client.readFrame();
+          outcomes.push(
+            f ? `close ${(f.payload[0] << 8) | f.payload[1]}` : "tcp close",
+          );
+        } finally {
+          clearTimeout(timer);
+        }
+      } catch (error) {
+        if (
+          !(error instanceof Deno.errors.ConnectionReset ||
+            error instanceof Deno.errors.BrokenPipe)
+        ) throw error;
+        outcomes.push("reset");
+      } finally {
+        client.close();
+      }
+    }));
+    assert.equal(await roundTrip(good, `round ${round}`), `round ${round}`);
+  }
+  assert.equal(outcomes.length, 120);
+  for (const outcome of outcomes) {
+    assert.match(
+      outcome,
+      /^(close (1000|1002|1005|1007|1008|1009)|tcp close|reset)$/,
+    );
+  }
+  assert.ok(
+    outcomes.some((o) => o === "close 1002"),
+    "some inputs were rejected with 1002",
+  );
+  assert.deepEqual(errors, [], "nothing reached onError");
+});
