@@ -9,11 +9,23 @@
  * (bytes to frames), {@linkcode MessageStream} (frames to messages) and
  * {@linkcode FrameEncoderStream} (frames to bytes).
  *
+ * The client side speaks to any WebSocket server with the same streams:
+ * {@linkcode connect} opens a socket over `Deno.connect` (TLS for `wss:`),
+ * and {@linkcode WebSocketStream} wraps it in the WHATWG proposal's shape.
+ *
  * @example An echo server
  * ```ts ignore
  * import { serve } from "@scope/ws";
  *
  * serve({ port: 8080 }, (socket) => socket.readable.pipeTo(socket.writable));
+ * ```
+ *
+ * @example A client
+ * ```ts ignore
+ * import { connect } from "@scope/ws";
+ *
+ * const socket = await connect("ws://127.0.0.1:8080/");
+ * await socket.writable.getWriter().write("Hello");
  * ```
  *
  * @module
@@ -47,6 +59,7 @@ export type {
   WebSocketConnection,
 } from "./src/connection.ts";
 export {
+  type CloseEventInfo,
   serve,
   type ServeInfo,
   type ServeOptions,
@@ -54,3 +67,9 @@ export {
   type WebSocketHandler,
   type WebSocketServer,
 } from "./src/server.ts";
+export { connect, type ConnectOptions } from "./src/client.ts";
+export {
+  type WebSocketOpenInfo,
+  WebSocketStream,
+  type WebSocketStreamOptions,
+} from "./src/websocket_stream.ts";

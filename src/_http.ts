@@ -113,3 +113,48 @@ export function serializeSwitchingProtocols(headers: Headers): Uint8Array {
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
   return encoder.encode(head + "\r\n");
 }
+
+/** An HTTP/1.1 response head, parsed from bytes (RFC 9112 §4). */
+export interface ResponseHead {
+  /** The version from the status line, such as `"HTTP/1.1"`. */
+  version: string;
+  status: number;
+  /** The reason phrase; may be empty. */
+  statusText: string;
+  headers: Headers;
+}
+
+const STATUS_LINE = /^(HTTP\/\d\.\d) (\d{3})(?: ([\t -~\x80-\xff]*))?$/;
+
+/**
+ * Parses a complete response head, ending in CRLF CRLF, as a client reads
+ * it; throws a `TypeError` that says what is malformed.
+ */
+export function parseResponseHead(bytes: Uint8Array): ResponseHead {
+  const lines = latin1.decode(bytes).split("\r\n");
+  // The head ends with an empty line, so the last two entries are empty.
+  lines.length -= 2;
+  const match = STATUS_LINE.exec(lines[0]);
+  if (!match) throw new TypeError("Malformed status line");
+  const headers = new Headers();
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(":");
+    const name = line.slice(0, colon);
+    // No obsolete line folding, no space before the colon (RFC 9112 §5).
+    if (colon <= 0 || !TOKEN.test(name)) {
+      throw new TypeError("Malformed header line");
+    }
+    try {
+      headers.append(name, line.slice(colon + 1).trim());
+    } catch {
+      throw new TypeError("Malformed header value");
+    }
+  }
+  return {
+    version: match[1],
+    status: Number(match[2]),
+    statusText: match[3] ?? "",
+    headers,
+  };
+}

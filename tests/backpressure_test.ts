@@ -84,5 +84,8 @@ Deno.test("§8 the server stops reading TCP while the application does not read"
   // A reader that stops reading has to cancel for the peer's end to be seen.
   client.close();
   await reader.cancel();
-  assert.equal((await socket.closed.then(() => null, (e) => e))?.closeCode, 1006);
+  assert.equal(
+    (await socket.closed.then(() => null, (e) => e))?.closeCode,
+    1006,
+  );
 });

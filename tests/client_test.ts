@@ -1,0 +1,1032 @@
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+// @ts-types="npm:@types/ws@8"
+// deno-lint-ignore no-import-prefix
+import { type WebSocket as WsSocket, WebSocketServer } from "npm:ws@8";
+import { connect, serve, WebSocketError } from "../mod.ts";
+import { _requestHead } from "../src/client.ts";
+import { computeAccept } from "../src/_handshake.ts";
+import {
+  findHeadEnd,
+  parseRequestHead,
+  type RequestHead,
+} from "../src/_http.ts";
+import { encodeClosePayload } from "../src/close_frame.ts";
+import { encodeFrame } from "../src/frame.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const LOCAL = { port: 0, hostname: "127.0.0.1", onListen() {} };
+
+// ---------------------------------------------------------------------------
+// Helpers: peers to test against.
+
+/** A frame as a raw test server reads it, with its masking key. */
+interface RawFrame {
+  fin: boolean;
+  opcode: number;
+  mask: Uint8Array | null;
+  payload: Uint8Array;
+}
+
+/** One accepted TCP connection, read and written byte by byte. */
+class RawPeer {
+  readonly conn: Deno.Conn;
+  #buffer = new Uint8Array(0);
+  #closed = false;
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+
+  async #fill(): Promise<boolean> {
+    const chunk = new Uint8Array(64 * 1024);
+    const n = await this.conn.read(chunk);
+    if (n === null) return false;
+    const next = new Uint8Array(this.#buffer.length + n);
+    next.set(this.#buffer);
+    next.set(chunk.subarray(0, n), this.#buffer.length);
+    this.#buffer = next;
+    return true;
+  }
+
+  async #take(size: number): Promise<Uint8Array> {
+    while (this.#buffer.length < size) {
+      if (!await this.#fill()) throw new Error("The client closed early");
+    }
+    const bytes = this.#buffer.slice(0, size);
+    this.#buffer = this.#buffer.subarray(size);
+    return bytes;
+  }
+
+  /** Reads the client's request head. */
+  async readHead(): Promise<RequestHead> {
+    let end: number;
+    while ((end = findHeadEnd(this.#buffer, 0)) === -1) {
+      if (!await this.#fill()) throw new Error("The client closed early");
+    }
+    return parseRequestHead(await this.#take(end));
+  }
+
+  /** Reads the client's handshake and accepts it with a valid 101. */
+  async accept(extra = "", after?: Uint8Array): Promise<RequestHead> {
+    const head = await this.readHead();
+    const key = head.headers.get("sec-websocket-key")!;
+    const answer = encoder.encode(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+        "Connection: Upgrade\r\n" +
+        `Sec-WebSocket-Accept: ${await computeAccept(key)}\r\n${extra}\r\n`,
+    );
+    await this.write(after ? concat(answer, after) : answer);
+    return head;
+  }
+
+  /** Reads one frame, unmasking its payload. */
+  async readFrame(): Promise<RawFrame> {
+    const [b0, b1] = await this.#take(2);
+    let length = b1 & 127;
+    if (length === 126) {
+      const ext = await this.#take(2);
+      length = (ext[0] << 8) | ext[1];
+    } else if (length === 127) {
+      const ext = await this.#take(8);
+      length = Number(new DataView(ext.buffer).getBigUint64(0));
+    }
+    const mask = b1 & 128 ? await this.#take(4) : null;
+    const payload = await this.#take(length);
+    if (mask) { for (let i = 0; i < length; i++) payload[i] ^= mask[i & 3]; }
+    return { fin: (b0 & 128) !== 0, opcode: b0 & 15, mask, payload };
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    return writeAll(this.conn, bytes);
+  }
+
+  /** Resolves once the client has closed its side (after discarding data). */
+  async eof(): Promise<void> {
+    this.#buffer = new Uint8Array(0);
+    while (await this.#fill()) this.#buffer = new Uint8Array(0);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
+/**
+ * A hand-written TCP server on 127.0.0.1:0 that runs `handle` for each
+ * connection; disposing of it waits for the handlers and rethrows their
+ * failures.
+ */
+function rawServer(handle: (peer: RawPeer) => Promise<void>) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const tasks: Promise<void>[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) {
+        const peer = new RawPeer(conn);
+        tasks.push(handle(peer).finally(() => peer.close()));
+      }
+    } catch {
+      // The listener was closed.
+    }
+  })();
+  const port = listener.addr.port;
+  return {
+    port,
+    url: `ws://127.0.0.1:${port}/`,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      await Promise.all(tasks);
+    },
+  };
+}
+
+/** Deno's own server (`Deno.serve` + `Deno.upgradeWebSocket`). */
+function denoServer(
+  onSocket: (socket: WebSocket) => void,
+  options: {
+    choose?: (offered: string[]) => string | undefined;
+    cert?: string;
+    key?: string;
+  } = {},
+) {
+  const closes: Promise<void>[] = [];
+  const sockets: WebSocket[] = [];
+  const tls = options.cert ? { cert: options.cert, key: options.key! } : {};
+  const server = Deno.serve({ ...LOCAL, ...tls }, (request) => {
+    const offered = (request.headers.get("sec-websocket-protocol") ?? "")
+      .split(",").map((token) => token.trim()).filter((token) => token);
+    const protocol = options.choose?.(offered);
+    const { socket, response } = Deno.upgradeWebSocket(
+      request,
+      protocol ? { protocol } : {},
+    );
+    socket.binaryType = "arraybuffer";
+    sockets.push(socket);
+    closes.push(
+      new Promise((resolve) =>
+        socket.addEventListener("close", () => resolve())
+      ),
+    );
+    onSocket(socket);
+    return response;
+  });
+  const scheme = options.cert ? "wss" : "ws";
+  return {
+    url: `${scheme}://127.0.0.1:${server.addr.port}/`,
+    async [Symbol.asyncDispose]() {
+      for (const socket of sockets) {
+        if (socket.readyState === WebSocket.OPEN) socket.close();
+      }
+      await Promise.all(closes);
+      await server.shutdown();
+    },
+  };
+}
+
+function denoEcho(socket: WebSocket): void {
+  socket.onmessage = (event) => socket.send(event.data);
+}
+
+/** An `npm:ws` server on 127.0.0.1:0. */
+async function wsServer(
+  onSocket: (socket: WsSocket) => void,
+  choose?: (offered: string[]) => string | false,
+) {
+  const server = new WebSocketServer({
+    host: "127.0.0.1",
+    port: 0,
+    ...(choose
+      ? { handleProtocols: (offered: Set<string>) => choose([...offered]) }
+      : {}),
+  });
+  await new Promise((resolve) => server.once("listening", resolve));
+  const closes: Promise<void>[] = [];
+  server.on("connection", (socket: WsSocket) => {
+    closes.push(new Promise((resolve) => socket.once("close", resolve)));
+    onSocket(socket);
+  });
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `ws://127.0.0.1:${port}/`,
+    async [Symbol.asyncDispose]() {
+      for (const socket of server.clients) socket.terminate();
+      await Promise.all(closes);
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+function wsEcho(socket: WsSocket): void {
+  socket.on("message", (data: Buffer, isBinary: boolean) => {
+    socket.send(data, { binary: isBinary });
+  });
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    written += await conn.write(bytes.subarray(written));
+  }
+}
+
+function randomBytes(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let at = 0; at < size; at += 65536) {
+    crypto.getRandomValues(bytes.subarray(at, Math.min(at + 65536, size)));
+  }
+  return bytes;
+}
+
+function frame(opcode: number, payload: Uint8Array | string, fin = true) {
+  const bytes = typeof payload === "string" ? encoder.encode(payload) : payload;
+  return encodeFrame({ fin, opcode, payload: bytes });
+}
+
+/** Sends each message and reads its echo, in order. */
+async function roundTrip(
+  url: string,
+  messages: (string | Uint8Array)[],
+  options: Parameters<typeof connect>[1] = {},
+): Promise<(string | Uint8Array)[]> {
+  const socket = await connect(url, options);
+  const writer = socket.writable.getWriter();
+  const reader = socket.readable.getReader();
+  const echoes: (string | Uint8Array)[] = [];
+  for (const message of messages) {
+    await writer.write(message);
+    const { value } = await reader.read();
+    echoes.push(value!);
+  }
+  reader.releaseLock();
+  socket.close({ closeCode: 1000 });
+  await socket.closed;
+  return echoes;
+}
+
+const MESSAGES = [
+  "Hello, world",
+  "ünïcödé ✓ 🎉",
+  new Uint8Array([0, 1, 2, 254, 255]),
+  "",
+  new Uint8Array(0),
+  randomBytes(1024 * 1024),
+  "x".repeat(1024 * 1024),
+];
+
+// ---------------------------------------------------------------------------
+// Against Deno's own server.
+
+Deno.test("client against Deno.upgradeWebSocket: text, binary, empty and 1 MiB messages echo unchanged", async () => {
+  await using server = denoServer(denoEcho);
+  assert.deepEqual(await roundTrip(server.url, MESSAGES), MESSAGES);
+});
+
+Deno.test("client against Deno.upgradeWebSocket: the subprotocol the server picks is negotiated", async () => {
+  await using server = denoServer(denoEcho, {
+    choose: (offered) => offered.find((token) => token === "chat.v1"),
+  });
+  const socket = await connect(server.url, {
+    protocols: ["chat.v2", "chat.v1"],
+  });
+  assert.equal(socket.protocol, "chat.v1");
+  assert.equal(socket.extensions, "");
+  socket.close();
+  assert.deepEqual(await socket.closed, { closeCode: 1005, reason: "" });
+});
+
+Deno.test("client against Deno.upgradeWebSocket: a client close sends its code and reason", async () => {
+  const seen = Promise.withResolvers<{ code: number; reason: string }>();
+  await using server = denoServer((socket) => {
+    socket.onclose = (event) =>
+      seen.resolve({ code: event.code, reason: event.reason });
+  });
+  const socket = await connect(server.url);
+  socket.close({ closeCode: 4001, reason: "Client bye" });
+  assert.deepEqual(await seen.promise, { code: 4001, reason: "Client bye" });
+  assert.deepEqual(await socket.closed, {
+    closeCode: 4001,
+    reason: "Client bye",
+  });
+});
+
+Deno.test("client against Deno.upgradeWebSocket: a server close ends readable and resolves closed with its code and reason", async () => {
+  await using server = denoServer((socket) => {
+    socket.onopen = () => socket.close(4002, "Server bye");
+  });
+  const socket = await connect(server.url);
+  const messages = await Array.fromAsync(socket.readable);
+  assert.deepEqual(messages, []);
+  assert.deepEqual(await socket.closed, {
+    closeCode: 4002,
+    reason: "Server bye",
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Against npm:ws.
+
+Deno.test("client against npm:ws: text, binary, empty and 1 MiB messages echo unchanged", async () => {
+  await using server = await wsServer(wsEcho);
+  assert.deepEqual(await roundTrip(server.url, MESSAGES), MESSAGES);
+});
+
+Deno.test("client against npm:ws: the subprotocol the server picks is negotiated", async () => {
+  await using server = await wsServer(
+    wsEcho,
+    (offered) => offered.includes("chat.v1") ? "chat.v1" : false,
+  );
+  const socket = await connect(server.url, {
+    protocols: ["chat.v2", "chat.v1"],
+  });
+  assert.equal(socket.protocol, "chat.v1");
+  socket.close();
+  await socket.closed;
+});
+
+Deno.test("client against npm:ws: a server ping is answered by a pong with the same payload", async () => {
+  const pong = Promise.withResolvers<Uint8Array>();
+  await using server = await wsServer((socket) => {
+    socket.on("pong", (data: Buffer) => pong.resolve(new Uint8Array(data)));
+    socket.ping(Buffer.from("are you there?"));
+  });
+  const socket = await connect(server.url);
+  assert.equal(decoder.decode(await pong.promise), "are you there?");
+  socket.close();
+  await socket.closed;
+});
+
+Deno.test("client against npm:ws: a client close sends its code and reason", async () => {
+  const seen = Promise.withResolvers<[number, string]>();
+  await using server = await wsServer((socket) => {
+    socket.on("close", (code: number, reason: Buffer) => {
+      seen.resolve([code, reason.toString()]);
+    });
+  });
+  const socket = await connect(server.url);
+  socket.close({ closeCode: 4001, reason: "Client bye" });
+  assert.deepEqual(await seen.promise, [4001, "Client bye"]);
+  assert.deepEqual(await socket.closed, {
+    closeCode: 4001,
+    reason: "Client bye",
+  });
+});
+
+Deno.test("client against npm:ws: a server close ends readable and resolves closed with its code and reason", async () => {
+  await using server = await wsServer((socket) => {
+    socket.send("last words");
+    socket.close(4002, "Server bye");
+  });
+  const socket = await connect(server.url);
+  assert.deepEqual(await Array.fromAsync(socket.readable), ["last words"]);
+  assert.deepEqual(await socket.closed, {
+    closeCode: 4002,
+    reason: "Server bye",
+  });
+});
+
+Deno.test("client against npm:ws: a server that drops the connection rejects closed with 1006", async () => {
+  await using server = await wsServer((socket) => socket.terminate());
+  const socket = await connect(server.url);
+  await assert.rejects(socket.readable.getReader().read(), WebSocketError);
+  await assert.rejects(
+    socket.closed,
+    (error) => error instanceof WebSocketError && error.closeCode === 1006,
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Against our own server.
+
+function ourEcho() {
+  return serve(LOCAL, (socket) => socket.readable.pipeTo(socket.writable));
+}
+
+Deno.test("client against serve(): text, binary, empty and 1 MiB messages echo unchanged", async () => {
+  await using server = ourEcho();
+  const url = `ws://127.0.0.1:${server.addr.port}/`;
+  assert.deepEqual(await roundTrip(url, MESSAGES), MESSAGES);
+});
+
+Deno.test("client against serve(): an http: URL is taken as ws:", async () => {
+  await using server = ourEcho();
+  const url = `http://127.0.0.1:${server.addr.port}/`;
+  assert.deepEqual(await roundTrip(url, ["via http:"]), ["via http:"]);
+});
+
+Deno.test("client against serve(): the subprotocol and the request are those of the handshake", async () => {
+  const seen = Promise.withResolvers<Request>();
+  await using server = serve(
+    { ...LOCAL, protocols: ["chat.v1"] },
+    (socket, request) => {
+      seen.resolve(request);
+      socket.close({ closeCode: 1000 });
+    },
+  );
+  const url = `ws://127.0.0.1:${server.addr.port}/room/7?user=ada`;
+  const socket = await connect(url, {
+    protocols: ["chat.v2", "chat.v1"],
+    headers: { origin: "https://example.com", "x-token": "t0k3n" },
+  });
+  assert.equal(socket.protocol, "chat.v1");
+  assert.equal(socket.request.url, url);
+  assert.equal(socket.remoteAddr.port, server.addr.port);
+  const request = await seen.promise;
+  assert.equal(new URL(request.url).pathname, "/room/7");
+  assert.equal(new URL(request.url).search, "?user=ada");
+  assert.equal(request.headers.get("origin"), "https://example.com");
+  assert.equal(request.headers.get("x-token"), "t0k3n");
+  assert.equal(
+    request.headers.get("sec-websocket-protocol"),
+    "chat.v2, chat.v1",
+  );
+  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+});
+
+Deno.test("client against serve(): close codes and reasons travel in both directions", async (t) => {
+  await t.step("client closes", async () => {
+    const seen = Promise.withResolvers<unknown>();
+    await using server = serve(LOCAL, async (socket) => {
+      await Array.fromAsync(socket.readable);
+      seen.resolve(await socket.closed);
+    });
+    const socket = await connect(`ws://127.0.0.1:${server.addr.port}/`);
+    socket.close({ closeCode: 4100, reason: "Client done" });
+    assert.deepEqual(await seen.promise, {
+      closeCode: 4100,
+      reason: "Client done",
+    });
+    assert.deepEqual(await socket.closed, { closeCode: 4100, reason: "" });
+  });
+  await t.step("server closes", async () => {
+    await using server = serve(LOCAL, (socket) => {
+      socket.close({ closeCode: 4200, reason: "Server done" });
+    });
+    const socket = await connect(`ws://127.0.0.1:${server.addr.port}/`);
+    assert.deepEqual(await Array.fromAsync(socket.readable), []);
+    assert.deepEqual(await socket.closed, {
+      closeCode: 4200,
+      reason: "Server done",
+    });
+  });
+});
+
+Deno.test("client against serve(): a message over maxMessageSize fails the connection with 1009", async () => {
+  await using server = serve(LOCAL, async (socket) => {
+    await socket.writable.getWriter().write("x".repeat(100));
+    await socket.closed.catch(() => {});
+  });
+  const socket = await connect(`ws://127.0.0.1:${server.addr.port}/`, {
+    maxMessageSize: 99,
+  });
+  await assert.rejects(
+    socket.closed,
+    (error) => error instanceof WebSocketError && error.closeCode === 1009,
+  );
+});
+
+Deno.test("§5.4 a message in more than maxFragments frames fails the client connection with 1008", async () => {
+  await using server = rawServer(async (peer) => {
+    await peer.accept();
+    await peer.write(concat(
+      frame(1, "a", false),
+      frame(0, "b", false),
+      frame(0, "c", false),
+    ));
+    const close = await peer.readFrame();
+    assert.equal(close.opcode, 8);
+    assert.equal((close.payload[0] << 8) | close.payload[1], 1008);
+  });
+  const socket = await connect(server.url, { maxFragments: 2 });
+  await assert.rejects(
+    socket.closed,
+    (error) => error instanceof WebSocketError && error.closeCode === 1008,
+  );
+});
+
+Deno.test("client aborting its signal after the handshake closes the open socket", async () => {
+  await using server = ourEcho();
+  const controller = new AbortController();
+  const socket = await connect(`ws://127.0.0.1:${server.addr.port}/`, {
+    signal: controller.signal,
+  });
+  controller.abort();
+  assert.deepEqual(await Array.fromAsync(socket.readable), []);
+  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+});
+
+// ---------------------------------------------------------------------------
+// wss: with a certificate made for the test.
+
+async function makeCertificate(
+  dir: string,
+): Promise<{ cert: string; key: string }> {
+  const { success, stderr } = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      `${dir}/key.pem`,
+      "-out",
+      `${dir}/cert.pem`,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.ok(success, decoder.decode(stderr));
+  return {
+    cert: await Deno.readTextFile(`${dir}/cert.pem`),
+    key: await Deno.readTextFile(`${dir}/key.pem`),
+  };
+}
+
+Deno.test("client over wss: trusts a self-signed certificate given in caCerts, and only then", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { cert, key } = await makeCertificate(dir);
+    await using server = denoServer(denoEcho, { cert, key });
+    assert.ok(server.url.startsWith("wss://"));
+    const messages = ["over TLS", randomBytes(256 * 1024)];
+    assert.deepEqual(
+      await roundTrip(server.url, messages, { caCerts: [cert] }),
+      messages,
+    );
+    await assert.rejects(
+      connect(server.url),
+      (error) =>
+        error instanceof WebSocketError &&
+        /^The TLS handshake with wss:\/\/127\.0\.0\.1:\d+\/ failed: /.test(
+          error.message,
+        ),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("client over wss: talks to serve() with cert and key", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { cert, key } = await makeCertificate(dir);
+    await using server = serve(
+      { ...LOCAL, cert, key },
+      (socket) => socket.readable.pipeTo(socket.writable),
+    );
+    const url = `wss://127.0.0.1:${server.addr.port}/`;
+    const messages = ["over TLS", "", randomBytes(1024 * 1024)];
+    assert.deepEqual(
+      await roundTrip(url, messages, { caCerts: [cert] }),
+      messages,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// §4.1 the opening handshake, as the client sends it.
+
+Deno.test("§4.1 the client sends GET with the path and query, Host with the port, Upgrade, Connection, version 13 and a fresh 16-byte key", async () => {
+  const heads: RequestHead[] = [];
+  await using server = rawServer(async (peer) => {
+    heads.push(await peer.accept());
+    await peer.write(frame(8, encodeClosePayload(1000)));
+    await peer.readFrame();
+  });
+  for (let i = 0; i < 2; i++) {
+    const socket = await connect(`${server.url}chat/room?id=${i}&x=%20y`, {
+      protocols: ["a", "b"],
+    });
+    await socket.closed;
+  }
+  assert.equal(heads.length, 2);
+  for (const [i, head] of heads.entries()) {
+    assert.equal(head.method, "GET");
+    assert.equal(head.target, `/chat/room?id=${i}&x=%20y`);
+    assert.equal(head.version, "HTTP/1.1");
+    assert.equal(head.headers.get("host"), `127.0.0.1:${server.port}`);
+    assert.equal(head.headers.get("upgrade"), "websocket");
+    assert.equal(head.headers.get("connection"), "Upgrade");
+    assert.equal(head.headers.get("sec-websocket-version"), "13");
+    assert.equal(head.headers.get("sec-websocket-protocol"), "a, b");
+    assert.equal(head.headers.has("sec-websocket-extensions"), false);
+    const key = head.headers.get("sec-websocket-key")!;
+    assert.match(key, /^[A-Za-z0-9+/]{22}==$/);
+    assert.equal(Uint8Array.fromBase64(key).length, 16);
+  }
+  assert.notEqual(
+    heads[0].headers.get("sec-websocket-key"),
+    heads[1].headers.get("sec-websocket-key"),
+  );
+});
+
+Deno.test("§4.1 Host leaves out the port only when it is the scheme's default", () => {
+  const host = (url: string) => {
+    const { head } = _requestHead(new URL(url), "k", [], new Headers());
+    return /\r\nHost: ([^\r]*)\r\n/.exec(decoder.decode(head))![1];
+  };
+  assert.equal(host("ws://example.com/"), "example.com");
+  assert.equal(host("ws://example.com:80/"), "example.com");
+  assert.equal(host("wss://example.com:443/"), "example.com");
+  assert.equal(host("ws://example.com:443/"), "example.com:443");
+  assert.equal(host("wss://example.com:8443/"), "example.com:8443");
+  assert.equal(host("ws://[::1]:8080/"), "[::1]:8080");
+  const { head } = _requestHead(new URL("ws://h"), "k", [], new Headers());
+  assert.match(decoder.decode(head), /^GET \/ HTTP\/1\.1\r\n/);
+});
+
+Deno.test("§4.1 invalid URLs and options reject with a TypeError before connecting", async () => {
+  const cases: [string, Parameters<typeof connect>[1], RegExp][] = [
+    ["not a url", {}, /^Invalid WebSocket URL/],
+    ["ftp://127.0.0.1/", {}, /must use ws: or wss:/],
+    ["ws://127.0.0.1/#top", {}, /must not have a fragment/],
+    ["ws://127.0.0.1/", { protocols: ["a", "a"] }, /offered twice/],
+    ["ws://127.0.0.1/", { protocols: ["a b"] }, /Invalid subprotocol name/],
+    ["ws://127.0.0.1/", { protocols: [""] }, /Invalid subprotocol name/],
+    [
+      "ws://127.0.0.1/",
+      { headers: { "sec-websocket-key": "x" } },
+      /is set by the WebSocket handshake/,
+    ],
+    ["ws://127.0.0.1/", { headers: { upgrade: "h2c" } }, /is set by/],
+  ];
+  for (const [url, options, message] of cases) {
+    await assert.rejects(connect(url, options), (error) => {
+      assert.ok(error instanceof TypeError, `${url}: ${error}`);
+      assert.match(error.message, message);
+      return true;
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// §4.1 the client's checks of the server's answer. Each failure rejects with
+// a WebSocketError (1006) and closes the TCP connection: the raw server sees
+// the client's FIN.
+
+async function rejectsHandshake(
+  answer: (key: string) => Promise<string> | string,
+  message: RegExp,
+  options: Parameters<typeof connect>[1] = {},
+  hangUp = false,
+): Promise<void> {
+  await using server = rawServer(async (peer) => {
+    const head = await peer.readHead();
+    const text = await answer(head.headers.get("sec-websocket-key")!);
+    await peer.write(encoder.encode(text));
+    // Unless the server hangs up, the client must close the connection.
+    if (!hangUp) await peer.eof();
+  });
+  await assert.rejects(connect(server.url, options), (error) => {
+    assert.ok(error instanceof WebSocketError, String(error));
+    assert.equal(error.closeCode, 1006);
+    assert.match(error.message, message);
+    return true;
+  });
+}
+
+const ok101 = async (key: string, extra = "") =>
+  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+  `Connection: Upgrade\r\nSec-WebSocket-Accept: ${await computeAccept(
+    key,
+  )}\r\n` +
+  `${extra}\r\n`;
+
+Deno.test("§4.1 a non-101 answer rejects with its HTTP status in the message", async () => {
+  await rejectsHandshake(
+    () =>
+      "HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nForbidden",
+    /^The server answered the WebSocket handshake with HTTP 403 Forbidden instead of 101 Switching Protocols$/,
+  );
+  await rejectsHandshake(
+    () => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    /HTTP 200 OK instead of 101/,
+  );
+  await rejectsHandshake(
+    () => "HTTP/1.1 426 \r\n\r\n",
+    /HTTP 426 instead of 101/,
+  );
+});
+
+Deno.test("§4.1 a 101 without Upgrade: websocket or Connection: Upgrade rejects", async () => {
+  await rejectsHandshake(
+    async (key) =>
+      "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n" +
+      `Sec-WebSocket-Accept: ${await computeAccept(key)}\r\n\r\n`,
+    /lacks an Upgrade: websocket header/,
+  );
+  await rejectsHandshake(
+    async (key) =>
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n" +
+      `Sec-WebSocket-Accept: ${await computeAccept(key)}\r\n\r\n`,
+    /lacks an Upgrade: websocket header/,
+  );
+  await rejectsHandshake(
+    async (key) =>
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+      `Sec-WebSocket-Accept: ${await computeAccept(key)}\r\n\r\n`,
+    /lacks a Connection: Upgrade header/,
+  );
+  await rejectsHandshake(
+    async (key) => (await ok101(key)).replace("HTTP/1.1", "HTTP/1.0"),
+    /with HTTP\/1\.0 instead of HTTP\/1\.1/,
+  );
+});
+
+Deno.test("§4.1 a wrong or missing Sec-WebSocket-Accept rejects", async () => {
+  await rejectsHandshake(
+    async () => await ok101("dGhlIHNhbXBsZSBub25jZQ=="),
+    /wrong Sec-WebSocket-Accept/,
+  );
+  await rejectsHandshake(
+    () =>
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    /lacks Sec-WebSocket-Accept/,
+  );
+});
+
+Deno.test("§4.1 a subprotocol the client did not offer rejects", async () => {
+  await rejectsHandshake(
+    (key) => ok101(key, "Sec-WebSocket-Protocol: chat.v3\r\n"),
+    /^The server chose the subprotocol "chat\.v3", which the client did not offer$/,
+    { protocols: ["chat.v1", "chat.v2"] },
+  );
+  await rejectsHandshake(
+    (key) => ok101(key, "Sec-WebSocket-Protocol: chat.v1\r\n"),
+    /subprotocol "chat\.v1", which the client did not offer/,
+  );
+  await rejectsHandshake(
+    (key) => ok101(key, "Sec-WebSocket-Protocol: chat.v1, chat.v2\r\n"),
+    /which the client did not offer/,
+    { protocols: ["chat.v1", "chat.v2"] },
+  );
+});
+
+Deno.test("§4.1 an extension the client did not offer rejects", async () => {
+  await rejectsHandshake(
+    (key) => ok101(key, "Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+    /^The server chose the extension "permessage-deflate", which the client did not offer$/,
+  );
+});
+
+Deno.test("§4.1 a malformed, truncated or oversized answer rejects", async () => {
+  await rejectsHandshake(
+    () => "HTTP/1.1 101\r\nbad header\r\n\r\n",
+    /^Invalid handshake response: Malformed header line$/,
+  );
+  await rejectsHandshake(
+    () => "SSH-2.0-OpenSSH\r\n\r\n",
+    /^Invalid handshake response: Malformed status line$/,
+  );
+  await rejectsHandshake(
+    () => "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n",
+    /^The server closed the connection before answering the WebSocket handshake$/,
+    {},
+    true,
+  );
+  await rejectsHandshake(
+    async (key) => await ok101(key, `X-Padding: ${"x".repeat(2000)}\r\n`),
+    /response head is larger than 1024 bytes/,
+    { maxHeadSize: 1024 },
+  );
+});
+
+Deno.test("§4.1 a refused TCP connection rejects with a WebSocketError", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  await assert.rejects(
+    connect(`ws://127.0.0.1:${port}/`),
+    (error) => {
+      assert.ok(error instanceof WebSocketError);
+      assert.equal(error.closeCode, 1006);
+      assert.match(
+        error.message,
+        new RegExp(`^Cannot connect to ws://127\\.0\\.0\\.1:${port}/: `),
+      );
+      assert.ok(error.cause instanceof Deno.errors.ConnectionRefused);
+      return true;
+    },
+  );
+});
+
+Deno.test("§4.1 a server that never answers rejects after handshakeTimeout and the connection is closed", async () => {
+  await using server = rawServer(async (peer) => {
+    await peer.readHead();
+    await peer.eof();
+  });
+  await assert.rejects(
+    connect(server.url, { handshakeTimeout: 100 }),
+    (error) =>
+      error instanceof WebSocketError &&
+      /^The WebSocket handshake with ws:\/\/127\.0\.0\.1:\d+\/ timed out after 100 ms$/
+        .test(error.message),
+  );
+});
+
+Deno.test("§4.1 aborting the signal during the handshake rejects with its reason and closes the connection", async () => {
+  const controller = new AbortController();
+  const reason = new Error("Changed my mind");
+  await using server = rawServer(async (peer) => {
+    await peer.readHead();
+    controller.abort(reason);
+    await peer.eof();
+  });
+  await assert.rejects(
+    connect(server.url, { signal: controller.signal }),
+    (error) => error === reason,
+  );
+});
+
+Deno.test("§4.1 an already aborted signal rejects with its reason", async () => {
+  const reason = new Error("Too late");
+  await assert.rejects(
+    connect("ws://127.0.0.1:1/", { signal: AbortSignal.abort(reason) }),
+    (error) => error === reason,
+  );
+});
+
+// ---------------------------------------------------------------------------
+// §5 framing as a client.
+
+Deno.test("§5.3 every client frame is masked, each with a fresh key", async () => {
+  const frames = Promise.withResolvers<RawFrame[]>();
+  await using server = rawServer(async (peer) => {
+    await peer.accept();
+    const seen = [];
+    for (let i = 0; i < 4; i++) seen.push(await peer.readFrame());
+    frames.resolve(seen);
+    // Answer the close and close TCP first, as a server does (§7.1.1).
+    await peer.write(frame(8, encodeClosePayload(1000)));
+  });
+  const socket = await connect(server.url);
+  const writer = socket.writable.getWriter();
+  await writer.write("same");
+  await writer.write("same");
+  await writer.write(new Uint8Array([1, 2, 3]));
+  socket.close({ closeCode: 4000, reason: "bye" });
+  const [a, b, c, close] = await frames.promise;
+  for (const each of [a, b, c, close]) {
+    assert.ok(each.mask, "frame is masked");
+    assert.equal(each.fin, true);
+  }
+  assert.deepEqual([a.opcode, b.opcode, c.opcode, close.opcode], [1, 1, 2, 8]);
+  assert.equal(decoder.decode(a.payload), "same");
+  assert.equal(decoder.decode(b.payload), "same");
+  assert.deepEqual(c.payload, new Uint8Array([1, 2, 3]));
+  assert.deepEqual(close.payload, encodeClosePayload(4000, "bye"));
+  const keys = new Set([a, b, c, close].map((each) => each.mask!.toHex()));
+  assert.equal(keys.size, 4);
+  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+});
+
+Deno.test("§5.1 a masked frame from the server fails the connection with 1002", async () => {
+  const closeFrame = Promise.withResolvers<RawFrame>();
+  await using server = rawServer(async (peer) => {
+    await peer.accept();
+    await peer.write(
+      encodeFrame(
+        { fin: true, opcode: 1, payload: encoder.encode("masked") },
+        new Uint8Array([1, 2, 3, 4]),
+      ),
+    );
+    closeFrame.resolve(await peer.readFrame());
+  });
+  const socket = await connect(server.url);
+  await assert.rejects(
+    socket.readable.getReader().read(),
+    (error) => error instanceof WebSocketError && error.closeCode === 1002,
+  );
+  const close = await closeFrame.promise;
+  assert.equal(close.opcode, 8);
+  assert.equal((close.payload[0] << 8) | close.payload[1], 1002);
+  await assert.rejects(
+    socket.closed,
+    (error) => error instanceof WebSocketError && error.closeCode === 1002,
+  );
+});
+
+Deno.test("§5.5.2 a ping between fragments is answered with a masked pong with the same payload", async () => {
+  const pong = Promise.withResolvers<RawFrame>();
+  await using server = rawServer(async (peer) => {
+    await peer.accept();
+    await peer.write(concat(
+      frame(1, "Hel", false),
+      frame(9, "ping payload"),
+      frame(0, "lo", true),
+    ));
+    pong.resolve(await peer.readFrame());
+    await peer.write(frame(8, encodeClosePayload(1000)));
+    await peer.readFrame();
+  });
+  const socket = await connect(server.url);
+  const reader = socket.readable.getReader();
+  assert.deepEqual(await reader.read(), { value: "Hello", done: false });
+  const answer = await pong.promise;
+  assert.equal(answer.opcode, 10);
+  assert.ok(answer.mask);
+  assert.equal(decoder.decode(answer.payload), "ping payload");
+  assert.deepEqual(await reader.read(), { value: undefined, done: true });
+  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+});
+
+Deno.test("§4.1 frames sent right after the 101, in the same packet, are delivered", async () => {
+  await using server = rawServer(async (peer) => {
+    await peer.accept(
+      "",
+      concat(frame(1, "early"), frame(8, encodeClosePayload(1000, "done"))),
+    );
+    await peer.readFrame();
+  });
+  const socket = await connect(server.url);
+  assert.deepEqual(await Array.fromAsync(socket.readable), ["early"]);
+  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "done" });
+});
+
+// ---------------------------------------------------------------------------
+// §7.1.1 the server closes TCP first.
+
+Deno.test("§7.1.1 after the closing handshake the client waits for the server to close TCP", async () => {
+  let settled = false;
+  const waited = Promise.withResolvers<boolean>();
+  await using server = rawServer(async (peer) => {
+    await peer.accept();
+    await peer.write(frame(8, encodeClosePayload(1000, "bye")));
+    const echo = await peer.readFrame();
+    assert.equal(echo.opcode, 8);
+    assert.ok(echo.mask);
+    assert.deepEqual(echo.payload, encodeClosePayload(1000));
+    // The client must keep TCP open: a read sees no FIN while we wait.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const eof = peer.eof().then(() => "closed by client", () => "closed");
+    const verdict = await Promise.race([
+      eof,
+      new Promise((resolve) => timer = setTimeout(resolve, 200, "open")),
+    ]);
+    clearTimeout(timer);
+    waited.resolve(verdict === "open" && !settled);
+    peer.close();
+    await eof;
+  });
+  const socket = await connect(server.url);
+  socket.closed.finally(() => settled = true);
+  assert.equal(await waited.promise, true);
+  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "bye" });
+});
+
+Deno.test("§7.1.1 the client closes TCP itself after closeTimeout when the server does not", async () => {
+  await using server = rawServer(async (peer) => {
+    await peer.accept();
+    await peer.readFrame();
+    await peer.write(frame(8, encodeClosePayload(4000)));
+    await peer.eof();
+  });
+  const socket = await connect(server.url, { closeTimeout: 100 });
+  socket.close({ closeCode: 4000 });
+  assert.deepEqual(await socket.closed, { closeCode: 4000, reason: "" });
+});
+
+Deno.test("§7.1.1 a server that never answers the client's close is dropped after closeTimeout with 1006", async () => {
+  await using server = rawServer(async (peer) => {
+    await peer.accept();
+    await peer.readFrame();
+    await peer.eof();
+  });
+  const socket = await connect(server.url, { closeTimeout: 100 });
+  socket.close();
+  await assert.rejects(
+    socket.closed,
+    (error) => error instanceof WebSocketError && error.closeCode === 1006,
+  );
+});
