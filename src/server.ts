@@ -347,16 +347,18 @@ class _Server implements WebSocketServer {
     }
     this.#sockets.add(socket);
     if (this.#stopping) socket._close(1001, "Server shutting down");
-    try {
+    // The connection's task follows the socket, not the handler: a handler
+    // that never settles must not hold up shutdown.
+    (async () => {
       this.#options.onOpen?.(socket);
       await this.#handler(socket, socket.request);
-    } catch (error) {
+    })().catch((error) => {
       // A rejection that is only the socket's own end is not a fault.
       if (socket._state !== "closed") {
         this.#onError(error);
         socket._close(1011, "Internal error");
       }
-    }
+    });
     await socket.done;
     this.#sockets.delete(socket);
     this.#open--;

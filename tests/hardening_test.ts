@@ -238,3 +238,15 @@ Deno.test("fuzz: random and mutated bytes after the handshake never crash the se
   );
   assert.deepEqual(errors, [], "nothing reached onError");
 });
+
+Deno.test("shutdown() does not wait for a handler that never settles", async () => {
+  const server = start({}, () => new Promise<void>(() => {}));
+  await using client = await RawClient.open(server.addr.port);
+  const done = server.shutdown();
+  const close = await client.readFrame();
+  assert.equal(close?.opcode, 8);
+  await client.write(frame(8, close!.payload));
+  assert.equal(await client.readEof(), true);
+  client.close();
+  await done;
+});
