@@ -1,0 +1,132 @@
+/**
+ * The micro benchmark cases, shared by `micro_bench.ts` (which registers them
+ * with `Deno.bench`) and `run.ts` (which turns their times into bytes/s).
+ *
+ * @module
+ */
+import { encodeFrame, FrameDecoder, type FrameHandler } from "../src/frame.ts";
+import { applyMask } from "../src/mask.ts";
+import { encodeMaskedFrame } from "./load.ts";
+
+/** One micro benchmark. */
+export interface MicroCase {
+  /** What `Deno.bench` calls it. */
+  name: string;
+  /** `decode`, `unmask` or `encode`. */
+  group: string;
+  /** Payload bytes handled per iteration. */
+  bytes: number;
+  /** Frames handled per iteration. */
+  frames: number;
+  /** One iteration. */
+  fn: () => void;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const KEY = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
+
+/** A handler that only counts, so that the decoder's own cost is measured. */
+class _CountingHandler implements FrameHandler {
+  frames = 0;
+  bytes = 0;
+  onFrameStart(): void {
+    this.frames++;
+  }
+  onFramePayload(bytes: Uint8Array): void {
+    this.bytes += bytes.length;
+  }
+  onFrameEnd(): void {}
+}
+
+function _random(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let at = 0; at < size; at += 65536) {
+    crypto.getRandomValues(bytes.subarray(at, Math.min(at + 65536, size)));
+  }
+  return bytes;
+}
+
+function _size(bytes: number): string {
+  return bytes >= MiB
+    ? `${bytes / MiB} MiB`
+    : bytes >= KiB
+    ? `${bytes / KiB} KiB`
+    : `${bytes} B`;
+}
+
+/**
+ * Decoding `count` masked client frames of `size` bytes that arrive in
+ * `chunkSize`-byte reads (the server's side). The decoder unmasks in place,
+ * so every iteration XORs the same buffer again: the work is the same.
+ */
+function _decodeCase(
+  size: number,
+  count: number,
+  chunkSize = Infinity,
+): MicroCase {
+  const frame = encodeMaskedFrame(2, _random(size), KEY);
+  const stream = new Uint8Array(frame.length * count);
+  for (let i = 0; i < count; i++) stream.set(frame, i * frame.length);
+  const chunks: Uint8Array[] = [];
+  for (let at = 0; at < stream.length; at += chunkSize) {
+    chunks.push(stream.subarray(at, Math.min(at + chunkSize, stream.length)));
+  }
+  const handler = new _CountingHandler();
+  const decoder = new FrameDecoder(handler, { role: "server" });
+  const framesText = count === 1 ? "frame" : `${count} × ${_size(size)} frames`;
+  const name = count === 1
+    ? `decode ${_size(size)} frame` +
+      (chunks.length > 1 ? ` in ${_size(chunkSize)} reads` : "")
+    : `decode ${framesText}`;
+  return {
+    name,
+    group: "decode",
+    bytes: size * count,
+    frames: count,
+    fn: () => {
+      for (const chunk of chunks) decoder.push(chunk);
+    },
+  };
+}
+
+function _unmaskCase(size: number, offset: number): MicroCase {
+  const buffer = _random(size + offset);
+  const data = buffer.subarray(offset);
+  return {
+    name: `applyMask ${_size(size)}` + (offset ? ", unaligned" : ""),
+    group: "unmask",
+    bytes: size,
+    frames: 1,
+    fn: () => applyMask(data, KEY),
+  };
+}
+
+function _encodeCase(size: number, masked: boolean): MicroCase {
+  const frame = { fin: true, opcode: 2, payload: _random(size) };
+  return {
+    name: `encodeFrame ${_size(size)}` + (masked ? ", masked" : ""),
+    group: "encode",
+    bytes: size,
+    frames: 1,
+    fn: masked ? () => encodeFrame(frame, KEY) : () => encodeFrame(frame),
+  };
+}
+
+/** Every micro benchmark, in the order they run. */
+export const MICRO_CASES: MicroCase[] = [
+  _decodeCase(16, 1024),
+  _decodeCase(KiB, 64),
+  _decodeCase(64 * KiB, 1),
+  _decodeCase(MiB, 1),
+  _decodeCase(MiB, 1, 64 * KiB),
+  _unmaskCase(16, 0),
+  _unmaskCase(64 * KiB, 0),
+  _unmaskCase(MiB, 0),
+  _unmaskCase(MiB, 1),
+  _encodeCase(16, false),
+  _encodeCase(KiB, false),
+  _encodeCase(64 * KiB, false),
+  _encodeCase(MiB, false),
+  _encodeCase(KiB, true),
+];

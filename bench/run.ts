@@ -1,0 +1,732 @@
+/**
+ * `deno task bench`: runs the load generator against three echo servers,
+ * each in its own subprocess (this module, `Deno.upgradeWebSocket` and
+ * `npm:ws`), alternating the servers run by run over several rounds, then the
+ * micro benchmarks; prints a markdown table of the medians and the ratios of
+ * this module to each peer, and writes `bench/results.md`,
+ * `bench/results.json` (every sample) and `bench/ratios.svg`.
+ *
+ * Flags: `--rounds N` (3), `--duration MS` (3000, measured per run),
+ * `--warmup MS` (1000), `--idle N` (5000), `--quick` (1 round of 1 s, 1000
+ * idle connections, no files written), `--servers ours,deno,ws`,
+ * `--scenarios a,b,c,d`, `--no-micro`, `--no-pin` (do not run (b) on one
+ * CPU), `--profile DIR` (CPU profiles of our server, one per run), `--out
+ * DIR` (where the report goes; by default only a full run writes it, into
+ * `bench/`).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  mediansTable,
+  type Metric,
+  quantile,
+  ratioChart,
+  type Results,
+  resultsTable,
+  runsTable,
+  type Sample,
+} from "./_report.ts";
+import {
+  cpuSeconds,
+  type ServerName,
+  ServerProcess,
+  SERVERS,
+} from "./_server_process.ts";
+import { MICRO_CASES } from "./_micro_cases.ts";
+import { IdleConnections, runLoad } from "./load.ts";
+
+const MiB = 1024 * 1024;
+const HOST = "127.0.0.1";
+/** Idle connections opened (and kept) before the memory baseline. */
+const IDLE_WARM = 50;
+
+interface _Flags {
+  rounds: number;
+  duration: number;
+  warmup: number;
+  idle: number;
+  servers: ServerName[];
+  scenarios: string[];
+  micro: boolean;
+  pin: boolean;
+  profile?: string;
+  out?: string;
+  quick: boolean;
+}
+
+interface _LoadScenario {
+  id: string;
+  title: string;
+  connections: number;
+  inFlight: number;
+  size: number;
+  text: boolean;
+  latency: boolean;
+  /**
+   * Run the generator and the server on one CPU: on a virtual machine a
+   * wake-up across CPUs can cost ~100 µs, which would hide the servers' own
+   * latency (every server then measures about the same).
+   */
+  pin: boolean;
+}
+
+const LOAD_SCENARIOS: _LoadScenario[] = [
+  {
+    id: "a",
+    title: "64 connections × 16 in flight, 16 B text",
+    connections: 64,
+    inFlight: 16,
+    size: 16,
+    text: true,
+    latency: false,
+    pin: false,
+  },
+  {
+    id: "b",
+    title: "1 connection × 1 in flight, 16 B text",
+    connections: 1,
+    inFlight: 1,
+    size: 16,
+    text: true,
+    latency: true,
+    pin: true,
+  },
+  {
+    id: "c",
+    title: "4 connections × 2 in flight, 1 MiB binary",
+    connections: 4,
+    inFlight: 2,
+    size: MiB,
+    text: false,
+    latency: false,
+    pin: false,
+  },
+];
+
+const TITLES: Record<string, string> = {
+  ...Object.fromEntries(LOAD_SCENARIOS.map((s) => [s.id, s.title])),
+  d: "idle connections: server memory per connection",
+};
+
+export const METRICS: Metric[] = [
+  {
+    scenario: "a",
+    key: "msgs",
+    label: "messages/s",
+    higherIsBetter: true,
+    targetRatio: 2,
+    chartLabel: "(a) 64 × 16, 16 B",
+    decimals: 0,
+  },
+  {
+    scenario: "b",
+    key: "msgs",
+    label: "messages/s",
+    higherIsBetter: true,
+    targetRatio: 1,
+    chartLabel: "(b) 1 × 1, 16 B",
+    decimals: 0,
+  },
+  {
+    scenario: "b",
+    key: "p50",
+    label: "p50 round trip, µs",
+    higherIsBetter: false,
+    decimals: 0,
+  },
+  {
+    scenario: "b",
+    key: "p99",
+    label: "p99 round trip, µs",
+    higherIsBetter: false,
+    chartLabel: "(b) p99 latency",
+    decimals: 0,
+  },
+  {
+    scenario: "c",
+    key: "mibs",
+    label: "MiB/s echoed",
+    higherIsBetter: true,
+    targetRatio: 1,
+    chartLabel: "(c) 4 × 2, 1 MiB",
+    decimals: 0,
+  },
+  {
+    scenario: "d",
+    key: "kib",
+    label: "KiB per idle connection",
+    higherIsBetter: false,
+    targetMax: 8,
+    unit: "KiB",
+    chartLabel: "(d) memory per idle conn.",
+    decimals: 1,
+  },
+];
+
+const CPU_METRICS: Metric[] = ["a", "b", "c"].flatMap((scenario) => [
+  {
+    scenario,
+    key: "serverCpu",
+    label: "server CPU, % of one core",
+    higherIsBetter: false,
+    decimals: 0,
+  },
+  {
+    scenario,
+    key: "loadCpu",
+    label: "load generator CPU, % of one core",
+    higherIsBetter: false,
+    decimals: 0,
+  },
+]);
+
+const RUN_METRICS: Metric[] = [
+  ...METRICS,
+  ...CPU_METRICS,
+  {
+    scenario: "d",
+    key: "kibNoGc",
+    label: "KiB per idle connection, before the forced GC",
+    higherIsBetter: false,
+    decimals: 1,
+  },
+  {
+    scenario: "d",
+    key: "rssBefore",
+    label: "server RSS before, MiB",
+    higherIsBetter: false,
+    decimals: 1,
+  },
+  {
+    scenario: "d",
+    key: "rssAfter",
+    label: "server RSS with the idle connections, MiB",
+    higherIsBetter: false,
+    decimals: 1,
+  },
+];
+
+function _parseFlags(args: string[]): _Flags {
+  const { values } = parseArgs({
+    args,
+    options: {
+      rounds: { type: "string" },
+      duration: { type: "string" },
+      warmup: { type: "string" },
+      idle: { type: "string" },
+      quick: { type: "boolean", default: false },
+      servers: { type: "string", default: "ours,deno,ws" },
+      scenarios: { type: "string", default: "a,b,c,d" },
+      "no-micro": { type: "boolean", default: false },
+      "no-pin": { type: "boolean", default: false },
+      profile: { type: "string" },
+      out: { type: "string" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      "deno task bench [--quick] [--rounds N] [--duration MS] [--warmup MS] " +
+        "[--idle N] [--servers ours,deno,ws] [--scenarios a,b,c,d] " +
+        "[--no-micro] [--no-pin] [--profile DIR] [--out DIR]",
+    );
+    Deno.exit(0);
+  }
+  const quick = values.quick;
+  const number = (value: string | undefined, fallback: number) => {
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) {
+      throw new RangeError(`Expected a whole number, got ${value}`);
+    }
+    return n;
+  };
+  const servers = values.servers.split(",").map((name) => name.trim());
+  for (const name of servers) {
+    if (!(name in SERVERS)) throw new RangeError(`Unknown server: ${name}`);
+  }
+  if (!servers.includes("ours")) {
+    throw new RangeError("The servers must include ours");
+  }
+  const scenarios = values.scenarios.split(",").map((id) => id.trim());
+  for (const id of scenarios) {
+    if (!(id in TITLES)) throw new RangeError(`Unknown scenario: ${id}`);
+  }
+  return {
+    rounds: Math.max(1, number(values.rounds, quick ? 1 : 3)),
+    duration: number(values.duration, quick ? 1000 : 3000),
+    warmup: number(values.warmup, quick ? 300 : 1000),
+    idle: number(values.idle, quick ? 1000 : 5000),
+    servers: servers as ServerName[],
+    scenarios,
+    micro: !values["no-micro"],
+    pin: !values["no-pin"],
+    profile: values.profile,
+    out: values.out,
+    quick,
+  };
+}
+
+async function _shell(script: string, cwd?: string): Promise<string> {
+  const { stdout } = await new Deno.Command("sh", {
+    args: ["-c", script],
+    cwd,
+    stdin: "null",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(stdout).trim();
+}
+
+/**
+ * Scenario (d) needs a file descriptor per connection in the generator and
+ * in the server. Deno raises its soft limit to the hard one; when that is
+ * still too low, reruns this script once under a shell that tries to raise
+ * it (root may raise the hard limit too; the servers inherit it). Returns how
+ * many idle connections fit.
+ */
+async function _ensureFdLimit(idle: number): Promise<number> {
+  const needed = idle + IDLE_WARM + 256;
+  const limit = await _shell("ulimit -n");
+  if (limit === "unlimited" || Number(limit) >= needed) return idle;
+  if (Deno.env.get("BENCH_FD_RAISED") !== "1") {
+    console.log(`Raising the open file limit from ${limit} to ${needed}`);
+    const child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        `ulimit -n ${needed} 2>/dev/null; exec "$0" "$@"`,
+        Deno.execPath(),
+        "run",
+        "-A",
+        new URL(import.meta.url).pathname,
+        ...Deno.args,
+      ],
+      env: { BENCH_FD_RAISED: "1" },
+    }).spawn();
+    Deno.exit((await child.status).code);
+  }
+  const fit = Math.max(0, Number(limit) - IDLE_WARM - 256);
+  console.log(
+    `The open file limit (${limit}) allows only ${fit} idle connections`,
+  );
+  return fit;
+}
+
+function _sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function _payload(size: number, text: boolean): Uint8Array {
+  const payload = new Uint8Array(size);
+  if (text) {
+    for (let i = 0; i < size; i++) payload[i] = 97 + (i % 26);
+  } else {
+    for (let at = 0; at < size; at += 65536) {
+      crypto.getRandomValues(payload.subarray(at, Math.min(at + 65536, size)));
+    }
+  }
+  return payload;
+}
+
+/**
+ * Sets the CPU affinity of every thread of process `pid` with `taskset`;
+ * returns the mask it had, or undefined when taskset is missing.
+ */
+async function _setAffinity(
+  pid: number,
+  mask: string,
+): Promise<string | undefined> {
+  const previous = /mask: ([0-9a-f]+)/.exec(
+    await _shell(`taskset -p ${pid}`),
+  )?.[1];
+  if (previous === undefined) return undefined;
+  await _shell(`taskset -a -p ${mask} ${pid}`);
+  return previous;
+}
+
+async function _runLoadScenario(
+  scenario: _LoadScenario,
+  server: ServerProcess,
+  flags: _Flags,
+): Promise<Sample> {
+  if (scenario.pin && flags.pin) {
+    const previous = await _setAffinity(Deno.pid, "1");
+    if (previous === undefined) {
+      return await _measureLoad(scenario, server, flags);
+    }
+    try {
+      await _setAffinity(server.pid, "1");
+      return await _measureLoad(scenario, server, flags);
+    } finally {
+      await _setAffinity(Deno.pid, previous);
+    }
+  }
+  return await _measureLoad(scenario, server, flags);
+}
+
+async function _measureLoad(
+  scenario: _LoadScenario,
+  server: ServerProcess,
+  flags: _Flags,
+): Promise<Sample> {
+  let serverCpu = 0;
+  let loadCpu = 0;
+  const result = await runLoad({
+    hostname: HOST,
+    port: server.port,
+    connections: scenario.connections,
+    inFlight: scenario.inFlight,
+    payload: _payload(scenario.size, scenario.text),
+    text: scenario.text,
+    warmup: flags.warmup,
+    duration: flags.duration,
+    latency: scenario.latency,
+    onCountStart: () => {
+      serverCpu = server.cpuSeconds();
+      loadCpu = cpuSeconds(Deno.pid);
+    },
+    onCountEnd: () => {
+      serverCpu = server.cpuSeconds() - serverCpu;
+      loadCpu = cpuSeconds(Deno.pid) - loadCpu;
+    },
+  });
+  if (result.unclean > 0) {
+    console.warn(
+      `  ${result.unclean} connection(s) did not close cleanly in time`,
+    );
+  }
+  const values: Record<string, number> = {
+    msgs: result.messages / result.seconds,
+    mibs: result.bytes / MiB / result.seconds,
+    serverCpu: (serverCpu / result.seconds) * 100,
+    loadCpu: (loadCpu / result.seconds) * 100,
+  };
+  if (scenario.latency) {
+    values.p50 = quantile(result.latencies, 0.5) * 1000;
+    values.p99 = quantile(result.latencies, 0.99) * 1000;
+  }
+  return { values };
+}
+
+async function _runIdleScenario(
+  server: ServerProcess,
+  idle: number,
+): Promise<Sample> {
+  const warm = await IdleConnections.open(HOST, server.port, IDLE_WARM);
+  let conns: IdleConnections | undefined;
+  try {
+    server.collectGarbage();
+    await _sleep(500);
+    const before = server.rssBytes();
+    conns = await IdleConnections.open(HOST, server.port, idle);
+    await _sleep(1000);
+    const settled = server.rssBytes();
+    server.collectGarbage();
+    await _sleep(500);
+    const after = server.rssBytes();
+    return {
+      values: {
+        kib: (after - before) / idle / 1024,
+        kibNoGc: (settled - before) / idle / 1024,
+        rssBefore: before / MiB,
+        rssAfter: after / MiB,
+      },
+    };
+  } finally {
+    // Stop the server first: thousands of closes would only keep it busy.
+    await server.stop();
+    conns?.close();
+    warm.close();
+  }
+}
+
+function _describe(id: string, sample: Sample): string {
+  const v = sample.values;
+  const n = (value: number, digits = 0) =>
+    value.toLocaleString("en-US", { maximumFractionDigits: digits });
+  const cpu = () =>
+    `server CPU ${n(v.serverCpu)}%, generator CPU ${n(v.loadCpu)}%`;
+  switch (id) {
+    case "a":
+      return `${n(v.msgs)} msg/s (${cpu()})`;
+    case "b":
+      return `${n(v.msgs)} msg/s, p50 ${n(v.p50)} µs, p99 ${
+        n(v.p99)
+      } µs (${cpu()})`;
+    case "c":
+      return `${n(v.mibs)} MiB/s (${cpu()})`;
+    default:
+      return `${n(v.kib, 1)} KiB per connection (${
+        n(v.kibNoGc, 1)
+      } before GC; RSS ${n(v.rssBefore, 1)} → ${n(v.rssAfter, 1)} MiB)`;
+  }
+}
+
+async function _runScenarios(flags: _Flags): Promise<Results> {
+  const results: Results = new Map();
+  for (let round = 0; round < flags.rounds; round++) {
+    for (const id of flags.scenarios) {
+      // Alternate the servers run by run: each round starts with another.
+      const order = flags.servers.map((_, i) =>
+        flags.servers[(i + round) % flags.servers.length]
+      );
+      for (const name of order) {
+        const server = await ServerProcess.start(
+          name,
+          flags.profile && name === "ours"
+            ? {
+              profileDir: flags.profile,
+              profileName: `ours-${id}-round${round + 1}.cpuprofile`,
+            }
+            : {},
+        );
+        let sample: Sample;
+        try {
+          const load = LOAD_SCENARIOS.find((s) => s.id === id);
+          sample = load
+            ? await _runLoadScenario(load, server, flags)
+            : await _runIdleScenario(server, flags.idle);
+        } finally {
+          await server.stop();
+        }
+        const byServer = results.get(id) ?? new Map<ServerName, Sample[]>();
+        results.set(id, byServer);
+        byServer.set(name, [...(byServer.get(name) ?? []), sample]);
+        console.log(
+          `round ${round + 1}/${flags.rounds} (${id}) ${
+            SERVERS[name].label.padEnd(21)
+          } ${_describe(id, sample)}`,
+        );
+      }
+    }
+  }
+  return results;
+}
+
+interface _MicroRow {
+  name: string;
+  group: string;
+  nsPerIteration: number;
+  bytesPerSecond: number;
+  framesPerSecond: number;
+}
+
+async function _runMicro(): Promise<_MicroRow[]> {
+  const file = new URL("./micro_bench.ts", import.meta.url).pathname;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["bench", "--json", file],
+    stdin: "null",
+    stderr: "inherit",
+  }).output();
+  if (!output.success) throw new Error("The micro benchmarks failed");
+  const report = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+    benches: { name: string; results: { ok?: { avg: number } }[] }[];
+  };
+  const rows: _MicroRow[] = [];
+  for (const bench of report.benches) {
+    const micro = MICRO_CASES.find((c) => c.name === bench.name);
+    const avg = bench.results[0]?.ok?.avg;
+    if (!micro || avg === undefined) continue;
+    rows.push({
+      name: micro.name,
+      group: micro.group,
+      nsPerIteration: avg,
+      bytesPerSecond: micro.bytes / (avg / 1e9),
+      framesPerSecond: micro.frames / (avg / 1e9),
+    });
+  }
+  return rows;
+}
+
+function _microTable(rows: _MicroRow[]): string {
+  const time = (ns: number) =>
+    ns >= 1e6
+      ? `${(ns / 1e6).toFixed(2)} ms`
+      : ns >= 1e3
+      ? `${(ns / 1e3).toFixed(1)} µs`
+      : `${ns.toFixed(0)} ns`;
+  const rate = (bytes: number) =>
+    bytes >= 1024 ** 3
+      ? `${(bytes / 1024 ** 3).toFixed(2)} GiB/s`
+      : `${(bytes / MiB).toFixed(0)} MiB/s`;
+  const lines = [
+    "| Case | Time per iteration | Payload throughput | Frames/s |",
+    "| --- | --- | --- | --- |",
+  ];
+  for (const row of rows) {
+    lines.push(
+      `| ${row.name} | ${time(row.nsPerIteration)} | ${
+        rate(row.bytesPerSecond)
+      } | ${Math.round(row.framesPerSecond).toLocaleString("en-US")} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+async function _machine(): Promise<string> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? "unknown CPU";
+  const cores = navigator.hardwareConcurrency;
+  const memory = Deno.systemMemoryInfo().total / 1024 ** 3;
+  return `${model}, ${cores} cores, ${memory.toFixed(0)} GiB RAM, ` +
+    `Linux ${Deno.osRelease()}`;
+}
+
+/** The commit measured, marked when the module's files have changes. */
+async function _source(): Promise<string> {
+  const root = new URL("..", import.meta.url).pathname;
+  const commit = await _shell("git rev-parse --short HEAD", root);
+  if (!commit) return "unknown (not a git checkout)";
+  const changed = await _shell("git status --porcelain -- src mod.ts", root);
+  return changed ? `${commit} with uncommitted changes to src/` : commit;
+}
+
+/** The 1-minute load average: other work on the machine skews results. */
+async function _loadAverage(): Promise<string> {
+  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "");
+  return text.split(" ")[0] || "unknown";
+}
+
+async function _wsVersion(): Promise<string> {
+  try {
+    const lock = JSON.parse(
+      await Deno.readTextFile(new URL("../deno.lock", import.meta.url)),
+    );
+    return lock.specifiers?.["npm:ws@8"] ?? "8";
+  } catch {
+    return "8";
+  }
+}
+
+async function main(): Promise<void> {
+  const flags = _parseFlags(Deno.args);
+  if (flags.scenarios.includes("d")) {
+    flags.idle = await _ensureFdLimit(flags.idle);
+    if (flags.idle === 0) {
+      console.log("Skipping (d): no idle connections to open");
+      flags.scenarios = flags.scenarios.filter((id) => id !== "d");
+    }
+  }
+  if (flags.profile) {
+    flags.profile = await Deno.realPath(
+      await Deno.mkdir(flags.profile, { recursive: true }).then(() =>
+        flags.profile!
+      ),
+    );
+  }
+  const command = ["deno task bench", ...Deno.args].join(" ");
+  const machine = await _machine();
+  const wsVersion = await _wsVersion();
+  const source = await _source();
+  const setup = [
+    `${flags.rounds} round(s)`,
+    `per run ${flags.warmup} ms warm-up, then ${flags.duration} ms measured`,
+    ...(flags.scenarios.includes("d")
+      ? [`${flags.idle.toLocaleString("en-US")} idle connections in (d)`]
+      : []),
+    ...(flags.pin && flags.scenarios.includes("b")
+      ? ["in (b) the generator and the server are pinned to CPU 0 (taskset)"]
+      : []),
+  ].join("; ");
+  console.log(`${command}\n${machine}\nDeno ${Deno.version.deno}\n${setup}\n`);
+  const loadBefore = await _loadAverage();
+  const results = await _runScenarios(flags);
+  const micro = flags.micro ? await _runMicro() : [];
+  const loadAfter = await _loadAverage();
+
+  const table = resultsTable(results, METRICS, flags.servers);
+  const cpu = mediansTable(results, CPU_METRICS, flags.servers);
+  console.log(`\nMedians of ${flags.rounds} round(s):\n\n${table}\n`);
+  console.log(`CPU during the measured window (medians):\n\n${cpu}\n`);
+  if (micro.length > 0) {
+    console.log(`Micro benchmarks:\n\n${_microTable(micro)}\n`);
+  }
+  const fullRun = !flags.quick && flags.servers.length === 3 &&
+    flags.scenarios.length === 4 && !flags.profile;
+  const out = flags.out ??
+    (fullRun ? new URL(".", import.meta.url).pathname : undefined);
+  if (out === undefined) return;
+  await Deno.mkdir(out, { recursive: true });
+  const subtitle =
+    `Medians of ${flags.rounds} round(s), Deno ${Deno.version.deno}, ${machine}`;
+  const report = [
+    "# Benchmark results",
+    "",
+    "Written by `deno task bench` (bench/run.ts); see bench/README.md for how to read it.",
+    "",
+    `- Command: \`${command}\``,
+    `- Date: ${new Date().toISOString().slice(0, 10)}`,
+    `- Source measured: ${source}`,
+    `- Machine: ${machine}`,
+    `- Runtime: Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); npm:ws ${wsVersion} runs on Deno's Node.js compatibility layer`,
+    `- Setup: ${setup}; servers alternated run by run, each run in a fresh server subprocess`,
+    "- The load generator (bench/load.ts) runs in the benchmark's own process, on the same cores as the server",
+    `- 1-minute load average before and after the run (other work on the machine skews results): ${loadBefore}, ${loadAfter}`,
+    "",
+    `## Medians of ${flags.rounds} round(s)`,
+    "",
+    ...flags.scenarios.map((id) => `- (${id}) ${TITLES[id]}`),
+    "",
+    table,
+    "",
+    "![Ratios of @scope/ws to each peer](ratios.svg)",
+    "",
+    "## CPU during the measured window (medians)",
+    "",
+    cpu,
+    "",
+    "## Every run",
+    "",
+    runsTable(results, RUN_METRICS, flags.servers),
+    "",
+    ...(micro.length > 0
+      ? [
+        "## Micro benchmarks (`deno bench bench/micro_bench.ts`)",
+        "",
+        _microTable(micro),
+        "",
+      ]
+      : []),
+  ].join("\n");
+  const files = ["results.md", "results.json", "ratios.svg"].map((name) =>
+    `${out}/${name}`
+  );
+  await Deno.writeTextFile(`${out}/results.md`, report);
+  const raw = {
+    command,
+    date: new Date().toISOString(),
+    machine,
+    source,
+    deno: Deno.version,
+    ws: wsVersion,
+    flags,
+    loadAverage: [loadBefore, loadAfter],
+    samples: Object.fromEntries(
+      [...results].map(([id, byServer]) => [
+        id,
+        Object.fromEntries(
+          [...byServer].map((
+            [server, samples],
+          ) => [server, samples.map((sample) => sample.values)]),
+        ),
+      ]),
+    ),
+    micro,
+  };
+  await Deno.writeTextFile(
+    `${out}/results.json`,
+    JSON.stringify(raw, null, 2) + "\n",
+  );
+  await Deno.writeTextFile(
+    `${out}/ratios.svg`,
+    ratioChart(results, METRICS, flags.servers, subtitle),
+  );
+  // Keep the written files as `deno fmt` wants them (CI checks formatting).
+  await new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "--quiet", ...files],
+    stdin: "null",
+  }).output();
+  console.log(`Wrote results.md, results.json and ratios.svg to ${out}`);
+}
+
+if (import.meta.main) await main();
