@@ -1,3 +1,9 @@
+/** Whether typed-array words are little-endian on this platform. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** Below this many bytes a byte loop beats creating a word view. */
+const WORD_THRESHOLD = 64;
+
 /**
  * XORs `data` in place with the 4-byte masking key (RFC 6455 §5.3), starting
  * at byte `offset` of the key stream so that a payload can be unmasked in
@@ -24,18 +30,30 @@ export function applyMask(
   offset = 0,
 ): void {
   const length = data.length;
+  const k0 = key[offset & 3];
+  const k1 = key[(offset + 1) & 3];
+  const k2 = key[(offset + 2) & 3];
+  const k3 = key[(offset + 3) & 3];
   let i = 0;
-  // Bytes before the first 4-byte boundary of the underlying buffer.
-  const head = Math.min(length, (4 - (data.byteOffset & 3)) & 3);
-  for (; i < head; i++) data[i] ^= key[(offset + i) & 3];
-  const words = (length - i) >>> 2;
-  if (words > 0) {
-    // The key rotated to the word boundary, read as a little- or big-endian
-    // word the same way the data words are read (platform byte order).
+  if (length < WORD_THRESHOLD) {
+    for (; i + 4 <= length; i += 4) {
+      data[i] ^= k0;
+      data[i + 1] ^= k1;
+      data[i + 2] ^= k2;
+      data[i + 3] ^= k3;
+    }
+  } else {
+    // Bytes before the first 4-byte boundary of the underlying buffer, then
+    // whole words with the key rotated to that boundary, in platform order.
+    const head = (4 - (data.byteOffset & 3)) & 3;
+    for (; i < head; i++) data[i] ^= key[(offset + i) & 3];
     const k = (offset + i) & 3;
-    const rotated = new Uint8Array(4);
-    for (let j = 0; j < 4; j++) rotated[j] = key[(k + j) & 3];
-    const keyWord = new Uint32Array(rotated.buffer)[0];
+    const b0 = key[k], b1 = key[(k + 1) & 3];
+    const b2 = key[(k + 2) & 3], b3 = key[(k + 3) & 3];
+    const keyWord = LITTLE_ENDIAN
+      ? b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)
+      : (b0 << 24) | (b1 << 16) | (b2 << 8) | b3;
+    const words = (length - i) >>> 2;
     const view = new Uint32Array(data.buffer, data.byteOffset + i, words);
     for (let w = 0; w < words; w++) view[w] ^= keyWord;
     i += words << 2;
