@@ -1,21 +1,34 @@
+import { setImmediate } from "node:timers";
+
 /** The writing half of a transport, as the write queue needs it. */
 export interface Writer {
   write(bytes: Uint8Array): Promise<number>;
 }
 
+/** Small frames are written into batch buffers of at least this size. */
+const MIN_BATCH = 4 * 1024;
+
 /**
  * The one outbound queue of a connection: data frames from `writable` and the
  * control frames the protocol sends (pongs, closes) go through it in order.
- * While one socket write is in flight, the frames queued behind it are
- * gathered into the next single write (write coalescing).
+ * Small frames are written straight into a shared batch buffer (`reserve`),
+ * large payloads are queued by reference (`push`); while one socket write is
+ * in flight, everything queued behind it goes out in the next write (write
+ * coalescing). `cork()` holds writing back until the current task's
+ * microtasks have run, so that the replies to one read go out in one write.
  */
 export class WriteQueue {
   #writer: Writer;
   #highWaterMark: number;
   #onError: (error: unknown) => void;
+  /** Sealed parts waiting to be written, in order. */
   #chunks: Uint8Array[] = [];
+  /** The open batch buffer and how much of it is used. */
+  #batch: Uint8Array | null = null;
+  #batchUsed = 0;
   #pending = 0;
   #writing = false;
+  #corked = false;
   #failed = false;
   #readyWaiters: (() => void)[] = [];
   #idleWaiters: (() => void)[] = [];
@@ -45,12 +58,57 @@ export class WriteQueue {
     return this.#pending > this.#highWaterMark;
   }
 
-  /** Queues bytes to write; starts writing if no write is in flight. */
+  /**
+   * Returns `size` writable bytes at the end of the open batch; the caller
+   * fills them and then calls `commit` with how many it used (at most
+   * `size`), before anything else is queued.
+   */
+  reserve(size: number): Uint8Array {
+    let batch = this.#batch;
+    if (batch === null || batch.length - this.#batchUsed < size) {
+      this.#seal();
+      batch = this.#batch = new Uint8Array(Math.max(size, MIN_BATCH));
+    }
+    return batch.subarray(this.#batchUsed, this.#batchUsed + size);
+  }
+
+  /** Queues the first `used` bytes of the last `reserve`. */
+  commit(used: number): void {
+    if (this.#failed) {
+      this.#batch = null;
+      return;
+    }
+    this.#batchUsed += used;
+    this.#pending += used;
+    this.#kick();
+  }
+
+  /**
+   * Queues bytes: small ones are copied into the batch, larger ones are
+   * queued by reference and must not change until written.
+   */
   push(bytes: Uint8Array): void {
     if (this.#failed) return;
+    if (bytes.length < MIN_BATCH) {
+      this.reserve(bytes.length).set(bytes);
+      this.commit(bytes.length);
+      return;
+    }
+    this.#seal();
     this.#chunks.push(bytes);
     this.#pending += bytes.length;
-    if (!this.#writing) this.#flush();
+    this.#kick();
+  }
+
+  /** Holds writing back until the current task's microtasks have run. */
+  cork(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    setImmediate(() => {
+      this.#corked = false;
+      this.#kick();
+      if (!this.#writing) _wake(this.#idleWaiters);
+    });
   }
 
   /** Resolves once the queue is at or below its high-water mark (or failed). */
@@ -61,45 +119,53 @@ export class WriteQueue {
 
   /** Resolves once everything queued has been written (or the queue failed). */
   idle(): Promise<void> {
-    if (!this.#writing || this.#failed) return Promise.resolve();
+    if ((!this.#writing && !this.#corked) || this.#failed) {
+      return Promise.resolve();
+    }
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Moves the used part of the open batch to the parts to write. */
+  #seal(): void {
+    if (this.#batch !== null && this.#batchUsed > 0) {
+      this.#chunks.push(this.#batch.subarray(0, this.#batchUsed));
+      // The rest of the buffer stays open for the next small frames.
+      this.#batch = this.#batch.subarray(this.#batchUsed);
+      this.#batchUsed = 0;
+    }
+  }
+
+  #kick(): void {
+    if (!this.#writing && !this.#corked && this.#pending > 0) this.#flush();
   }
 
   async #flush(): Promise<void> {
     this.#writing = true;
     try {
-      while (this.#chunks.length > 0) {
+      while (true) {
+        this.#seal();
+        if (this.#chunks.length === 0) break;
         const chunks = this.#chunks;
         this.#chunks = [];
-        let bytes: Uint8Array;
-        if (chunks.length === 1) {
-          bytes = chunks[0];
-        } else {
-          let size = 0;
-          for (const chunk of chunks) size += chunk.length;
-          bytes = new Uint8Array(size);
-          let at = 0;
-          for (const chunk of chunks) {
-            bytes.set(chunk, at);
-            at += chunk.length;
+        for (const bytes of chunks) {
+          let written = 0;
+          while (written < bytes.length) {
+            written += await this.#writer.write(bytes.subarray(written));
           }
+          this.#pending -= bytes.length;
+          if (!this.full) _wake(this.#readyWaiters);
         }
-        let written = 0;
-        while (written < bytes.length) {
-          written += await this.#writer.write(bytes.subarray(written));
-        }
-        this.#pending -= bytes.length;
-        if (!this.full) _wake(this.#readyWaiters);
       }
     } catch (error) {
       this.#failed = true;
       this.#chunks = [];
+      this.#batch = null;
       this.#pending = 0;
       _wake(this.#readyWaiters);
       this.#onError(error);
     } finally {
       this.#writing = false;
-      _wake(this.#idleWaiters);
+      if (!this.#corked) _wake(this.#idleWaiters);
     }
   }
 }
