@@ -12,6 +12,7 @@ import {
 import { FrameDecoderStream } from "../src/frame_decoder_stream.ts";
 import { FrameEncoderStream } from "../src/frame_encoder_stream.ts";
 import { WebSocketError } from "../src/websocket_error.ts";
+import { concat, mulberry32 } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -22,28 +23,6 @@ function hex(text: string): Uint8Array {
     { length: digits.length / 2 },
     (_, i) => parseInt(digits.slice(2 * i, 2 * i + 2), 16),
   );
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-/** A tiny seeded PRNG (mulberry32), so random tests replay exactly. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomBytes(random: () => number, length: number): Uint8Array {

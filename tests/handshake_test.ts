@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { serve, type ServeOptions, type WebSocketHandler } from "../mod.ts";
 import {
   frame,
   GOOD_ACCEPT,
@@ -8,16 +7,7 @@ import {
   text,
   upgradeRequest,
 } from "./_raw_client.ts";
-
-const echo: WebSocketHandler = (socket) =>
-  socket.readable.pipeTo(socket.writable);
-
-function start(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
-  return serve(
-    { port: 0, hostname: "127.0.0.1", onListen() {}, ...options },
-    handler,
-  );
-}
+import { start } from "./_util.ts";
 
 /** Sends a raw request head and returns the server's answer. */
 async function ask(

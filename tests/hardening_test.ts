@@ -1,10 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  type CloseEventInfo,
-  serve,
-  type ServeOptions,
-  type WebSocketHandler,
-} from "../mod.ts";
+import type { CloseEventInfo } from "../mod.ts";
 import {
   closePayload,
   frame,
@@ -13,30 +8,11 @@ import {
   upgradeRequest,
 } from "./_raw_client.ts";
 import { makeCertificates } from "./_tls.ts";
-
-const echo: WebSocketHandler = (socket) =>
-  socket.readable.pipeTo(socket.writable);
-
-function start(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
-  return serve(
-    { port: 0, hostname: "127.0.0.1", onListen() {}, ...options },
-    handler,
-  );
-}
+import { mulberry32, start } from "./_util.ts";
 
 async function roundTrip(client: RawClient, message: string): Promise<string> {
   await client.write(frame(1, message));
   return text((await client.readFrame())!.payload);
-}
-
-/** A small seeded PRNG (mulberry32), so that failures can be replayed. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 Deno.test("200 stalled half handshakes do not block a normal client, and are closed", async () => {
@@ -169,7 +145,7 @@ Deno.test("fuzz: random and mutated bytes after the handshake never crash the se
     onError: (e) => errors.push(e),
   });
   await using good = await RawClient.open(server.addr.port);
-  const next = random(0x5eed);
+  const next = mulberry32(0x5eed);
   const valid = [
     frame(1, "hello"),
     frame(2, new Uint8Array(300)),

@@ -9,6 +9,7 @@ import {
 } from "../src/message_assembler.ts";
 import { MessageStream } from "../src/message_stream.ts";
 import { WebSocketError } from "../src/websocket_error.ts";
+import { concat } from "./_util.ts";
 
 const encoder = new TextEncoder();
 const KEY = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
@@ -22,16 +23,6 @@ function bytesOf(payload: Payload): Uint8Array {
 
 function frame(fin: boolean, opcode: number, payload: Payload = []): Frame {
   return { fin, opcode, payload: bytesOf(payload) };
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** What the assembler reported, in order. */

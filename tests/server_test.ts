@@ -1,22 +1,12 @@
 import assert from "node:assert/strict";
 import {
-  serve,
   type ServeOptions,
   type WebSocketConnection,
   WebSocketError,
   type WebSocketHandler,
 } from "../mod.ts";
 import { closePayload, frame, RawClient, text } from "./_raw_client.ts";
-
-const echo: WebSocketHandler = (socket) =>
-  socket.readable.pipeTo(socket.writable);
-
-function start(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
-  return serve(
-    { port: 0, hostname: "127.0.0.1", onListen() {}, ...options },
-    handler,
-  );
-}
+import { concat, echo, start } from "./_util.ts";
 
 /** A server whose sockets a test can watch. */
 function watched(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
@@ -43,16 +33,6 @@ async function expectClose(
   const result = await client.readUntilClose();
   assert.equal(result.code, code);
   assert.equal(result.eof, true, "the server closes TCP after its close frame");
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 // §5.1, §5.2: framing rules over a real TCP connection.
@@ -101,7 +81,7 @@ Deno.test("§5.2 frames chopped into 1-byte writes are decoded", async () => {
   await using server = start();
   await using client = await RawClient.open(server.addr.port);
   const big = new Uint8Array(300).map((_, i) => i & 255);
-  await client.writeChopped(concat(frame(1, "chopped"), frame(2, big)), 1);
+  await client.writeChopped(concat([frame(1, "chopped"), frame(2, big)]), 1);
   assert.equal(text((await client.readFrame())!.payload), "chopped");
   assert.deepEqual((await client.readFrame())!.payload, big);
 });
@@ -132,13 +112,13 @@ Deno.test("§5.4 fragmented messages are reassembled, with empty fragments", asy
   const socket = await first;
   const reader = socket.readable.getReader();
   await client.writeChopped(
-    concat(
+    concat([
       frame(1, "Hel", { fin: false }),
       frame(0, "", { fin: false }),
       frame(0, "lo", { fin: true }),
       frame(2, new Uint8Array([1]), { fin: false }),
       frame(0, new Uint8Array([2, 3])),
-    ),
+    ]),
     3,
   );
   assert.equal((await reader.read()).value, "Hello");
@@ -149,7 +129,9 @@ Deno.test("§5.4 fragmented messages are reassembled, with empty fragments", asy
 Deno.test("§5.4 a ping between fragments is answered before the message completes", async () => {
   await using server = start();
   await using client = await RawClient.open(server.addr.port);
-  await client.write(concat(frame(1, "a", { fin: false }), frame(9, "ping!")));
+  await client.write(
+    concat([frame(1, "a", { fin: false }), frame(9, "ping!")]),
+  );
   const pong = await client.readFrame();
   assert.equal(pong?.opcode, 10);
   assert.equal(text(pong!.payload), "ping!");
@@ -166,7 +148,7 @@ Deno.test("§5.4 a new data frame inside a fragmented message fails with 1002", 
   await using server = start();
   await expectClose(
     server.addr.port,
-    concat(frame(1, "a", { fin: false }), frame(1, "b")),
+    concat([frame(1, "a", { fin: false }), frame(1, "b")]),
     1002,
   );
 });
@@ -187,7 +169,7 @@ Deno.test("§5.5.2 every ping gets a pong with its payload, in order", async () 
   await using server = start();
   await using client = await RawClient.open(server.addr.port);
   await client.writeChopped(
-    concat(frame(9, "one"), frame(9, ""), frame(9, "three")),
+    concat([frame(9, "one"), frame(9, ""), frame(9, "three")]),
     2,
   );
   for (const expected of ["one", "", "three"]) {
@@ -217,7 +199,7 @@ Deno.test("§5.5.2 a ping is answered while a large message is being received", 
 Deno.test("§5.5.3 an unsolicited pong is ignored", async () => {
   await using server = start();
   await using client = await RawClient.open(server.addr.port);
-  await client.write(concat(frame(10, "unasked"), frame(1, "still here")));
+  await client.write(concat([frame(10, "unasked"), frame(1, "still here")]));
   const next = await client.readFrame();
   assert.equal(next?.opcode, 1);
   assert.equal(text(next!.payload), "still here");
@@ -253,7 +235,7 @@ Deno.test("§5.5.1 frames after the peer's close are ignored", async () => {
   await using server = start();
   await using client = await RawClient.open(server.addr.port);
   await client.write(
-    concat(frame(8, closePayload(1000)), frame(1, "late"), frame(9, "p")),
+    concat([frame(8, closePayload(1000)), frame(1, "late"), frame(9, "p")]),
   );
   const result = await client.readUntilClose();
   assert.equal(result.frames.length, 0);
@@ -274,10 +256,10 @@ Deno.test("§7.4.1 a close code that may not be sent fails with 1002", async () 
 
 Deno.test("§7.4.1 a close frame with an invalid UTF-8 reason fails with 1007", async () => {
   await using server = start();
-  const payload = concat(
+  const payload = concat([
     closePayload(1000),
     new Uint8Array([0xce, 0xba, 0xe1, 0xbd]),
-  );
+  ]);
   await expectClose(server.addr.port, frame(8, payload), 1007);
 });
 
@@ -367,10 +349,10 @@ Deno.test("§8.1 a code point split across fragments is valid", async () => {
   await using client = await RawClient.open(server.addr.port);
   const euro = new TextEncoder().encode("€");
   await client.write(
-    concat(
+    concat([
       frame(1, euro.subarray(0, 1), { fin: false }),
       frame(0, euro.subarray(1)),
-    ),
+    ]),
   );
   assert.equal(text((await client.readFrame())!.payload), "€");
 });
@@ -394,10 +376,10 @@ Deno.test("§10.4 fragments summing over maxMessageSize fail with 1009", async (
   await using server = start({ maxMessageSize: 1000 });
   await expectClose(
     server.addr.port,
-    concat(
+    concat([
       frame(2, new Uint8Array(600), { fin: false }),
       frame(0, new Uint8Array(600)).subarray(0, 8),
-    ),
+    ]),
     1009,
   );
 });
