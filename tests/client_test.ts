@@ -13,6 +13,7 @@ import {
 } from "../src/_http.ts";
 import { encodeClosePayload } from "../src/close_frame.ts";
 import { encodeFrame } from "../src/frame.ts";
+import { concat } from "./_util.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -77,7 +78,7 @@ class RawPeer {
         "Connection: Upgrade\r\n" +
         `Sec-WebSocket-Accept: ${await computeAccept(key)}\r\n${extra}\r\n`,
     );
-    await this.write(after ? concat(answer, after) : answer);
+    await this.write(after ? concat([answer, after]) : answer);
     return head;
   }
 
@@ -229,16 +230,6 @@ function wsEcho(socket: WsSocket): void {
   socket.on("message", (data: Buffer, isBinary: boolean) => {
     socket.send(data, { binary: isBinary });
   });
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
@@ -506,11 +497,11 @@ Deno.test("client against serve(): a message over maxMessageSize fails the conne
 Deno.test("§5.4 a message in more than maxFragments frames fails the client connection with 1008", async () => {
   await using server = rawServer(async (peer) => {
     await peer.accept();
-    await peer.write(concat(
+    await peer.write(concat([
       frame(1, "a", false),
       frame(0, "b", false),
       frame(0, "c", false),
-    ));
+    ]));
     const close = await peer.readFrame();
     assert.equal(close.opcode, 8);
     assert.equal((close.payload[0] << 8) | close.payload[1], 1008);
@@ -941,11 +932,11 @@ Deno.test("§5.5.2 a ping between fragments is answered with a masked pong with 
   const pong = Promise.withResolvers<RawFrame>();
   await using server = rawServer(async (peer) => {
     await peer.accept();
-    await peer.write(concat(
+    await peer.write(concat([
       frame(1, "Hel", false),
       frame(9, "ping payload"),
       frame(0, "lo", true),
-    ));
+    ]));
     pong.resolve(await peer.readFrame());
     await peer.write(frame(8, encodeClosePayload(1000)));
     await peer.readFrame();
@@ -965,7 +956,7 @@ Deno.test("§4.1 frames sent right after the 101, in the same packet, are delive
   await using server = rawServer(async (peer) => {
     await peer.accept(
       "",
-      concat(frame(1, "early"), frame(8, encodeClosePayload(1000, "done"))),
+      concat([frame(1, "early"), frame(8, encodeClosePayload(1000, "done"))]),
     );
     await peer.readFrame();
   });
