@@ -45,28 +45,41 @@ export function findHeadEnd(bytes: Uint8Array, from: number): number {
   return -1;
 }
 
-/** Parses a complete head, ending in CRLF CRLF; throws `HttpError` 400. */
-export function parseRequestHead(bytes: Uint8Array): RequestHead {
+/**
+ * Splits a complete head, ending in CRLF CRLF, into its first line and its
+ * headers; `fail` makes the error for a malformed line.
+ */
+function _splitHead(
+  bytes: Uint8Array,
+  fail: (message: string) => Error,
+): { first: string; headers: Headers } {
   const lines = latin1.decode(bytes).split("\r\n");
   // The head ends with an empty line, so the last two entries are empty.
   lines.length -= 2;
-  const match = REQUEST_LINE.exec(lines[0]);
-  if (!match) throw new HttpError(400, "Malformed request line");
   const headers = new Headers();
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(":");
     const name = line.slice(0, colon);
     // No obsolete line folding, no space before the colon (RFC 9112 §5).
-    if (colon <= 0 || !TOKEN.test(name)) {
-      throw new HttpError(400, "Malformed header line");
-    }
+    if (colon <= 0 || !TOKEN.test(name)) throw fail("Malformed header line");
     try {
       headers.append(name, line.slice(colon + 1).trim());
     } catch {
-      throw new HttpError(400, "Malformed header value");
+      throw fail("Malformed header value");
     }
   }
+  return { first: lines[0], headers };
+}
+
+/** Parses a complete head, ending in CRLF CRLF; throws `HttpError` 400. */
+export function parseRequestHead(bytes: Uint8Array): RequestHead {
+  const { first, headers } = _splitHead(
+    bytes,
+    (message) => new HttpError(400, message),
+  );
+  const match = REQUEST_LINE.exec(first);
+  if (!match) throw new HttpError(400, "Malformed request line");
   return { method: match[1], target: match[2], version: match[3], headers };
 }
 
@@ -131,26 +144,12 @@ const STATUS_LINE = /^(HTTP\/\d\.\d) (\d{3})(?: ([\t -~\x80-\xff]*))?$/;
  * it; throws a `TypeError` that says what is malformed.
  */
 export function parseResponseHead(bytes: Uint8Array): ResponseHead {
-  const lines = latin1.decode(bytes).split("\r\n");
-  // The head ends with an empty line, so the last two entries are empty.
-  lines.length -= 2;
-  const match = STATUS_LINE.exec(lines[0]);
+  const { first, headers } = _splitHead(
+    bytes,
+    (message) => new TypeError(message),
+  );
+  const match = STATUS_LINE.exec(first);
   if (!match) throw new TypeError("Malformed status line");
-  const headers = new Headers();
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i];
-    const colon = line.indexOf(":");
-    const name = line.slice(0, colon);
-    // No obsolete line folding, no space before the colon (RFC 9112 §5).
-    if (colon <= 0 || !TOKEN.test(name)) {
-      throw new TypeError("Malformed header line");
-    }
-    try {
-      headers.append(name, line.slice(colon + 1).trim());
-    } catch {
-      throw new TypeError("Malformed header value");
-    }
-  }
   return {
     version: match[1],
     status: Number(match[2]),
