@@ -13,6 +13,9 @@
  * {@linkcode connect} opens a socket over `Deno.connect` (TLS for `wss:`),
  * and {@linkcode WebSocketStream} wraps it in the WHATWG proposal's shape.
  *
+ * Both sides speak permessage-deflate (RFC 7692) when asked to, with the
+ * `perMessageDeflate` option (see {@linkcode PerMessageDeflateOptions}).
+ *
  * @example An echo server
  * ```ts ignore
  * import { serve } from "@scope/ws";
@@ -68,6 +71,7 @@ export {
   type WebSocketServer,
 } from "./src/server.ts";
 export { connect, type ConnectOptions } from "./src/client.ts";
+export type { PerMessageDeflateOptions } from "./src/permessage_deflate.ts";
 export {
   type WebSocketOpenInfo,
   WebSocketStream,

@@ -4,6 +4,9 @@
  * server's message limit, 16 MiB by default). A plain `GET /` serves a small
  * page whose script connects back, so that a person can try it in a browser.
  *
+ * It compresses with permessage-deflate (RFC 7692) for clients that offer
+ * it, as every browser does: echoes of 1 KiB and more go out compressed.
+ *
  * Run it with:
  *
  * ```sh
@@ -27,6 +30,7 @@
 
 import { parseArgs } from "node:util";
 import {
+  type PerMessageDeflateOptions,
   serve,
   type WebSocketConnection,
   type WebSocketServer,
@@ -44,6 +48,8 @@ export interface EchoServerOptions {
   signal?: AbortSignal;
   /** Sees each accepted socket before its echo starts (tests watch `closed`). */
   onSocket?: (socket: WebSocketConnection) => void;
+  /** permessage-deflate for clients that offer it. Default `true`. */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
 const DEFAULT_PORT = 8080;
@@ -71,6 +77,7 @@ export function startEchoServer(
     signal: options.signal,
     onListen: options.onListen ?? _printAddress,
     onRequest: _page,
+    perMessageDeflate: options.perMessageDeflate ?? true,
   }, (socket) => {
     options.onSocket?.(socket);
     // The whole echo: each message read is written back as it is. When the
@@ -136,6 +143,7 @@ const ECHO_PAGE = `<!doctype html>
 <body>
 <h1>WebSocket echo</h1>
 <p>Status: <output id="status">connecting</output></p>
+<p>Extensions: <output id="extensions">none</output></p>
 <form id="form">
   <input id="message" autocomplete="off" placeholder="A message" value="Hello, echo!">
   <button id="send" type="submit">Send</button>
@@ -154,7 +162,10 @@ const ECHO_PAGE = `<!doctype html>
   };
   const socket = new WebSocket(location.origin.replace(/^http/, "ws") + "/");
   socket.binaryType = "arraybuffer";
-  socket.onopen = () => { status.value = "open"; };
+  socket.onopen = () => {
+    status.value = "open";
+    document.getElementById("extensions").value = socket.extensions || "none";
+  };
   socket.onmessage = (event) => {
     if (typeof event.data === "string") {
       show("echo (text): " + event.data);

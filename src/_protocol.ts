@@ -1,7 +1,15 @@
 import { Opcode } from "./constants.ts";
 import { encodeClosePayload, parseClosePayload } from "./close_frame.ts";
 import { _encodeHeader, encodeFrame, FrameDecoder } from "./frame.ts";
-import { type Message, MessageAssembler } from "./message_assembler.ts";
+import {
+  type Message,
+  MessageAssembler,
+  type MessageHandler,
+} from "./message_assembler.ts";
+import {
+  type _DeflateSettings,
+  _PerMessageDeflate,
+} from "./permessage_deflate.ts";
 import { WebSocketError } from "./websocket_error.ts";
 
 /** How a connection ended, as the protocol saw it. */
@@ -22,6 +30,19 @@ export interface ProtocolEvents {
   send(bytes: Uint8Array): void;
   /** The protocol reached the closed state; nothing more will be sent. */
   closed(result: CloseResult): void;
+  /**
+   * With permessage-deflate: a promise while the reader has no room for
+   * another message, `null` once nobody will read messages any more, else
+   * `undefined`. The next message is inflated only once the promise
+   * resolves, so that inflated messages never pile up in memory, and not at
+   * all when nobody reads (it is dropped, as is any message then).
+   */
+  room?(): Promise<void> | null | undefined;
+  /**
+   * With permessage-deflate: the backlog of received messages waiting to be
+   * inflated or delivered in order shrank, or the protocol closed.
+   */
+  drained?(): void;
 }
 
 /** Options of the protocol state machine. */
@@ -32,6 +53,8 @@ export interface ProtocolOptions {
   maxMessageSize: number;
   /** The most fragments one message may have. */
   maxFragments?: number;
+  /** The negotiated permessage-deflate extension; absent: none. */
+  perMessageDeflate?: _DeflateSettings;
 }
 
 /** Where the connection is in its life (RFC 6455 §4, §7). */
@@ -46,29 +69,87 @@ const encoder = new TextEncoder();
 const COPY_LIMIT = 16 * 1024;
 
 /**
+ * Received bytes (compressed payloads and messages queued behind them)
+ * above which the I/O layer should stop reading until inflation catches up.
+ */
+const BACKLOG_HIGH_WATER_MARK = 64 * 1024;
+/** What each queued received item counts for besides its bytes. */
+const ITEM_COST = 64;
+
+/** A received item waiting for its turn (with permessage-deflate only). */
+type _Inbound =
+  | { type: "message"; message: Message; cost: number }
+  | { type: "compressed"; text: boolean; pieces: Uint8Array[]; cost: number }
+  | { type: "close"; closeCode: number; reason: string; cost: number };
+
+/**
  * The connection state machine, with no I/O: bytes in through `receive`,
  * messages and outgoing bytes out through the events. It answers pings,
  * runs the closing handshake and maps every violation to its close code in
  * one place (`fail`).
+ *
+ * With permessage-deflate (RFC 7692), inflating and deflating are
+ * asynchronous, so order is kept explicitly, in both directions:
+ *
+ * - Received: once a compressed message is inflating, the messages after it
+ *   (compressed or not) and the peer's close frame wait in `#inbound`, and
+ *   are delivered or handled in arrival order. Pings are still answered at
+ *   once. The I/O layer stops reading while the backlog is above its mark
+ *   (`blocked`), and a message is only inflated once the reader has room
+ *   (`events.room`), so that memory stays bounded.
+ * - Sent: once a message is compressing, later messages and close frames go
+ *   through one promise chain, so that nothing overtakes it on the wire;
+ *   pongs and pings may, since they can go between messages. Failing the
+ *   connection drops the chain and sends its close frame at once.
+ *
+ * Without the extension, none of this runs: messages and frames go out and
+ * in synchronously, as they arrive.
  */
 export class Protocol {
   #events: ProtocolEvents;
   #client: boolean;
   #decoder: FrameDecoder;
   #state: ProtocolState = "open";
+  #closeSent = false;
+  /** Set when the peer's close frame arrived, even if still waiting in line. */
+  #closeReceived = false;
+  #deflate: _PerMessageDeflate | null = null;
+  #inbound: _Inbound[] = [];
+  #backlog = 0;
+  #inflating = false;
+  /** Outbound steps queued or running in the chain. */
+  #outPending = 0;
+  #outTail: Promise<void> = Promise.resolve();
 
   constructor(options: ProtocolOptions, events: ProtocolEvents) {
     this.#events = events;
     this.#client = options.role === "client";
-    const assembler = new MessageAssembler({
-      onMessage: (message) => {
-        if (this.#state !== "closed") events.message(message);
-      },
-      onControl: (opcode, payload) => this.#onControl(opcode, payload),
-    }, options);
+    let handler: MessageHandler;
+    if (options.perMessageDeflate) {
+      this.#deflate = new _PerMessageDeflate(
+        options.role,
+        options.perMessageDeflate,
+        options.maxMessageSize,
+      );
+      handler = {
+        onMessage: (message) => this.#onMessage(message),
+        onControl: (opcode, payload) => this.#onControl(opcode, payload),
+        onCompressedMessage: (opcode, pieces, size) =>
+          this.#onCompressedMessage(opcode, pieces, size),
+      };
+    } else {
+      handler = {
+        onMessage: (message) => {
+          if (this.#state !== "closed") events.message(message);
+        },
+        onControl: (opcode, payload) => this.#onControl(opcode, payload),
+      };
+    }
+    const assembler = new MessageAssembler(handler, options);
     this.#decoder = new FrameDecoder(assembler, {
       role: options.role,
       maxPayloadLength: options.maxMessageSize,
+      allowRsv1: this.#deflate !== null,
     });
   }
 
@@ -77,22 +158,39 @@ export class Protocol {
     return this.#state;
   }
 
+  /**
+   * Whether the I/O layer should stop reading for now: received messages
+   * wait for inflation above the backlog mark, or the peer's close frame
+   * waits in line (nothing may follow it). `drained` tells when to look
+   * again. Always `false` without permessage-deflate.
+   */
+  get blocked(): boolean {
+    return this.#backlog > BACKLOG_HIGH_WATER_MARK ||
+      (this.#closeReceived && this.#state !== "closed");
+  }
+
   /** Feeds bytes from the peer; frames after the peer's close are ignored. */
   receive(chunk: Uint8Array): void {
-    if (this.#state === "closed") return;
+    if (this.#state === "closed" || this.#closeReceived) return;
     try {
       this.#decoder.push(chunk);
     } catch (error) {
       if (!(error instanceof WebSocketError)) throw error;
-      this.fail(error.closeCode, error.reason);
+      // Bytes after the peer's close frame are ignored, even broken ones.
+      if (!this.#closeReceived) this.fail(error.closeCode, error.reason);
     }
   }
 
-  /** Sends a data message: a `string` as text, bytes as binary. */
-  send(message: Message): void {
+  /**
+   * Sends a data message: a `string` as text, bytes as binary. With
+   * permessage-deflate it may return a promise, which resolves once the
+   * message has been compressed and queued behind the ones before it.
+   */
+  send(message: Message): Promise<void> | undefined {
     if (this.#state !== "open") {
       throw new TypeError("Cannot send on a closing or closed WebSocket");
     }
+    if (this.#deflate !== null) return this.#sendDeflated(message);
     if (typeof message === "string") {
       this.#sendFrame(Opcode.Text, encoder.encode(message));
     } else {
@@ -112,7 +210,8 @@ export class Protocol {
   close(code?: number, reason = ""): void {
     if (this.#state !== "open") return;
     this.#state = "closing";
-    this.#sendFrame(Opcode.Close, encodeClosePayload(code, reason));
+    const payload = encodeClosePayload(code, reason);
+    this.#inOrder(() => this.#sendClose(payload));
   }
 
   /**
@@ -121,9 +220,9 @@ export class Protocol {
    */
   fail(code: number, reason: string): void {
     if (this.#state === "closed") return;
-    if (this.#state === "open") {
-      this.#sendFrame(Opcode.Close, encodeClosePayload(code, reason));
-    }
+    // A close frame still waiting behind a compressing message is dropped
+    // with it: this one goes at once.
+    if (!this.#closeSent) this.#sendClose(encodeClosePayload(code, reason));
     this.#finish({
       closeCode: code,
       reason,
@@ -146,30 +245,193 @@ export class Protocol {
 
   #finish(result: CloseResult): void {
     this.#state = "closed";
+    const deflate = this.#deflate;
+    if (deflate !== null) {
+      // Whatever still waits in either direction is dropped, and the zlib
+      // streams are freed.
+      deflate.close();
+      this.#inbound = [];
+      this.#backlog = 0;
+    }
     this.#events.closed(result);
+    this.#events.drained?.();
   }
 
   #onControl(opcode: number, payload: Uint8Array): void {
-    if (this.#state === "closed") return;
+    if (this.#state === "closed" || this.#closeReceived) return;
     if (opcode === Opcode.Ping) {
       // §5.5.3: answer with the same payload; nothing follows our close.
       if (this.#state === "open") this.#sendFrame(Opcode.Pong, payload);
     } else if (opcode === Opcode.Close) {
+      // Parsed at once, so that a malformed close fails at once.
       const { closeCode, reason } = parseClosePayload(payload);
-      if (this.#state === "open") {
-        // §5.5.1: echo the status code; an empty close is answered with 1000.
-        this.#sendFrame(
-          Opcode.Close,
-          encodeClosePayload(closeCode === 1005 ? 1000 : closeCode),
-        );
+      this.#closeReceived = true;
+      if (this.#inbound.length > 0) {
+        // Messages before it are still inflating: they come first.
+        this.#queueInbound({ type: "close", closeCode, reason, cost: 0 });
+      } else {
+        this.#onPeerClose(closeCode, reason);
       }
-      this.#finish({ closeCode, reason });
     }
     // Unsolicited pongs need no answer (§5.5.3).
   }
 
-  #sendFrame(opcode: number, payload: Uint8Array): void {
-    const frame = { fin: true, opcode, payload };
+  /** The peer's close frame, in its turn. */
+  #onPeerClose(closeCode: number, reason: string): void {
+    if (this.#state === "closed") return;
+    if (this.#state === "open") {
+      this.#state = "closing";
+      // §5.5.1: echo the status code; an empty close is answered with 1000.
+      // It may wait for a message being sent to go first.
+      const payload = encodeClosePayload(closeCode === 1005 ? 1000 : closeCode);
+      this.#inOrder(() => this.#sendClose(payload));
+    }
+    this.#inOrder(() => this.#finish({ closeCode, reason }));
+  }
+
+  #sendClose(payload: Uint8Array): void {
+    this.#closeSent = true;
+    this.#sendFrame(Opcode.Close, payload);
+  }
+
+  // --- permessage-deflate ---------------------------------------------------
+
+  /** An uncompressed message: delivered now unless others wait before it. */
+  #onMessage(message: Message): void {
+    if (this.#state === "closed" || this.#closeReceived) return;
+    if (this.#inbound.length === 0) {
+      this.#events.message(message);
+    } else {
+      this.#queueInbound({
+        type: "message",
+        message,
+        cost: message.length + ITEM_COST,
+      });
+    }
+  }
+
+  #onCompressedMessage(
+    opcode: number,
+    pieces: Uint8Array[],
+    size: number,
+  ): void {
+    if (this.#state === "closed" || this.#closeReceived) return;
+    this.#queueInbound({
+      type: "compressed",
+      text: opcode === Opcode.Text,
+      pieces,
+      cost: size + ITEM_COST,
+    });
+  }
+
+  #queueInbound(item: _Inbound): void {
+    this.#inbound.push(item);
+    this.#backlog += item.cost;
+    if (!this.#inflating) this.#drainInbound();
+  }
+
+  /** Delivers the received items in order, inflating compressed ones. */
+  async #drainInbound(): Promise<void> {
+    const deflate = this.#deflate!;
+    this.#inflating = true;
+    try {
+      while (this.#inbound.length > 0 && !this.#isClosed()) {
+        const item = this.#inbound[0];
+        if (item.type === "compressed") {
+          let room = this.#events.room?.();
+          while (room) {
+            await room;
+            if (this.#isClosed()) return;
+            room = this.#events.room?.();
+          }
+          if (room === null) {
+            // Nobody reads: skip the work. The window no longer matches
+            // the peer's, but no message is inflated again.
+            this.#inbound.shift();
+            this.#backlog -= item.cost;
+            this.#events.drained?.();
+            continue;
+          }
+          let message: Message;
+          try {
+            message = await deflate.inflate(item.text, item.pieces);
+          } catch (error) {
+            if (this.#isClosed()) return;
+            if (error instanceof WebSocketError) {
+              this.fail(error.closeCode, error.reason);
+            } else {
+              this.fail(1011, "Internal error");
+            }
+            return;
+          }
+          if (this.#isClosed()) return;
+          this.#events.message(message);
+        } else if (item.type === "message") {
+          this.#events.message(item.message);
+        } else {
+          this.#onPeerClose(item.closeCode, item.reason);
+          if (this.#isClosed()) return;
+        }
+        this.#inbound.shift();
+        this.#backlog -= item.cost;
+        this.#events.drained?.();
+      }
+    } finally {
+      this.#inflating = false;
+    }
+  }
+
+  /** Whether closed: a method, so that TypeScript re-reads it after `await`. */
+  #isClosed(): boolean {
+    return this.#state === "closed";
+  }
+
+  #sendDeflated(message: Message): Promise<void> | undefined {
+    const deflate = this.#deflate!;
+    const text = typeof message === "string";
+    const bytes = text ? encoder.encode(message) : message;
+    const opcode = text ? Opcode.Text : Opcode.Binary;
+    if (bytes.length < deflate.threshold) {
+      if (this.#outPending === 0) {
+        this.#sendFrame(opcode, bytes);
+        return;
+      }
+      return this.#chain(() => this.#sendFrame(opcode, bytes));
+    }
+    return this.#chain(async () => {
+      const payload = await deflate.compress(bytes);
+      // Failed while compressing: the close frame went out, nothing follows.
+      if (this.#state !== "closed") this.#sendFrame(opcode, payload, true);
+    });
+  }
+
+  /** Runs `step` now if nothing waits in the outbound chain, else after it. */
+  #inOrder(step: () => void): void {
+    if (this.#outPending === 0) step();
+    else this.#chain(step);
+  }
+
+  /** Appends `step` to the outbound chain; it is skipped once closed. */
+  #chain(step: () => void | Promise<void>): Promise<void> {
+    this.#outPending++;
+    const run = async () => {
+      try {
+        if (this.#state !== "closed") await step();
+      } catch {
+        // Compressing failed: an internal error (a compressor closed by the
+        // end of the connection rejects too, and is ignored then).
+        this.fail(1011, "Internal error");
+      } finally {
+        this.#outPending--;
+      }
+    };
+    const done = this.#outTail.then(run);
+    this.#outTail = done;
+    return done;
+  }
+
+  #sendFrame(opcode: number, payload: Uint8Array, rsv1 = false): void {
+    const frame = { fin: true, opcode, payload, rsv1 };
     if (this.#client) {
       this.#events.send(
         encodeFrame(frame, crypto.getRandomValues(new Uint8Array(4))),

@@ -1,6 +1,7 @@
 import { type CloseResult, Protocol } from "./_protocol.ts";
 import { WriteQueue } from "./_write_queue.ts";
 import type { Message } from "./message_assembler.ts";
+import type { _DeflateSettings } from "./permessage_deflate.ts";
 import { type WebSocketCloseInfo, WebSocketError } from "./websocket_error.ts";
 
 /** How a WebSocket closed cleanly: the peer's close code and reason. */
@@ -84,6 +85,8 @@ export interface ConnectionInit {
    * long, in ms; 0: never.
    */
   idleTimeout?: number;
+  /** The negotiated permessage-deflate extension; absent: none. */
+  perMessageDeflate?: _DeflateSettings;
 }
 
 /** Queued outgoing bytes above which `write()` waits and reading pauses. */
@@ -116,6 +119,8 @@ export class _Connection implements WebSocketConnection {
   #readableController!: ReadableStreamDefaultController<Message>;
   #readableDone = false;
   #wake: (() => void) | null = null;
+  /** Waiting for the reader to take a message (permessage-deflate only). */
+  #roomWaiters: (() => void)[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #heartbeat: ReturnType<typeof setTimeout> | undefined;
   /** When the peer last sent anything, or reading last resumed (ms). */
@@ -148,20 +153,27 @@ export class _Connection implements WebSocketConnection {
         role: init.role,
         maxMessageSize: init.maxMessageSize,
         maxFragments: init.maxFragments,
+        perMessageDeflate: init.perMessageDeflate,
       },
       {
         message: (message) => this.#deliver(message),
         send: (bytes) => this.#queue.push(bytes),
         closed: (result) => this.#onClosed(result),
+        room: () => this.#room(),
+        drained: () => this.#wakeUp(),
       },
     );
     this.readable = new ReadableStream<Message>({
       start: (controller) => {
         this.#readableController = controller;
       },
-      pull: () => this.#wakeUp(),
+      pull: () => {
+        this.#wakeUp();
+        if (this.#roomWaiters.length > 0) this.#wakeRoomWaiters();
+      },
       cancel: (reason) => {
         this.#readableDone = true;
+        this.#wakeRoomWaiters();
         this.#closeFor(reason);
       },
     }, { highWaterMark: 1 });
@@ -170,7 +182,9 @@ export class _Connection implements WebSocketConnection {
         if (typeof message !== "string" && !(message instanceof Uint8Array)) {
           throw new TypeError("A message must be a string or a Uint8Array");
         }
-        this.#protocol.send(message);
+        const sent = this.#protocol.send(message);
+        // A compressed message is queued once compressed (permessage-deflate).
+        if (sent !== undefined) return sent.then(() => this.#queue.ready());
         return this.#queue.ready();
       },
       close: () => this.close(),
@@ -256,8 +270,23 @@ export class _Connection implements WebSocketConnection {
     controller.enqueue(message);
   }
 
+  /**
+   * A promise while `readable` has no room for another message; `null`
+   * once it is done, since nobody reads messages any more.
+   */
+  #room(): Promise<void> | null | undefined {
+    if (this.#readableDone) return null;
+    if (this.#readableController.desiredSize! > 0) return undefined;
+    return new Promise((resolve) => this.#roomWaiters.push(resolve));
+  }
+
+  #wakeRoomWaiters(): void {
+    for (const wake of this.#roomWaiters.splice(0)) wake();
+  }
+
   #onClosed(result: CloseResult): void {
     this.#result = result;
+    this.#wakeRoomWaiters();
     if (!this.#readableDone) {
       this.#readableDone = true;
       if (result.error) this.#readableController.error(result.error);
@@ -328,6 +357,8 @@ export class _Connection implements WebSocketConnection {
 
   /** Whether the pump must wait before reading: nobody has room for more. */
   #mustWait(): boolean {
+    // Received messages wait for inflation (permessage-deflate).
+    if (this.#protocol.blocked) return true;
     if (this.#protocol.state !== "open") return false;
     if (this.#queue.full) return true;
     return !this.#readableDone && this.#readableController.desiredSize! <= 0;

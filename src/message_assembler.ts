@@ -11,6 +11,17 @@ export interface MessageHandler {
   onMessage(message: Message): void;
   /** A control frame (close, ping or pong) with its whole payload. */
   onControl(opcode: number, payload: Uint8Array): void;
+  /**
+   * A whole message whose first frame had RSV1 set: compressed with
+   * permessage-deflate (RFC 7692 §6), its payload still compressed. Only an
+   * assembler whose handler has this method accepts RSV1; otherwise it is a
+   * protocol error, as any reserved bit without an extension.
+   */
+  onCompressedMessage?(
+    opcode: number,
+    pieces: Uint8Array[],
+    size: number,
+  ): void;
 }
 
 /** Options for {@linkcode MessageAssembler} and {@linkcode MessageStream}. */
@@ -43,6 +54,8 @@ const EMPTY = new Uint8Array(0);
  */
 export class MessageAssembler implements FrameHandler {
   #handler: MessageHandler;
+  /** Whether RSV1 marks compressed messages (the handler takes them). */
+  #inflates: boolean;
   #maxSize: number;
   #maxFragments: number;
   #fragments = 0;
@@ -51,6 +64,10 @@ export class MessageAssembler implements FrameHandler {
   #opcode = -1;
   #size = 0;
   #pieces: Uint8Array[] = [];
+  /** Whether the message in progress is compressed (RSV1 on its first frame). */
+  #compressed = false;
+  /** Whether payload pieces are kept as they are: binary or compressed. */
+  #collect = false;
   #text = "";
   /** Whether the UTF-8 decoder holds streaming state to flush. */
   #streamed = false;
@@ -64,6 +81,7 @@ export class MessageAssembler implements FrameHandler {
    */
   constructor(handler: MessageHandler, options: MessageAssemblerOptions = {}) {
     this.#handler = handler;
+    this.#inflates = typeof handler.onCompressedMessage === "function";
     this.#maxSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     this.#maxFragments = options.maxFragments ?? DEFAULT_MAX_FRAGMENTS;
   }
@@ -76,6 +94,7 @@ export class MessageAssembler implements FrameHandler {
   /** Checks fragmentation and the size limit from a frame's header. */
   onFrameStart(header: FrameHeader): void {
     const opcode = header.opcode;
+    if (header.rsv !== 0) this.#checkReservedBits(opcode, header.rsv);
     if (opcode >= Opcode.Close) {
       this.#controlOpcode = opcode;
       this.#control = EMPTY;
@@ -92,6 +111,8 @@ export class MessageAssembler implements FrameHandler {
       this.#opcode = opcode;
       this.#size = 0;
       this.#fragments = 0;
+      this.#compressed = header.rsv !== 0;
+      this.#collect = this.#compressed || opcode === Opcode.Binary;
     }
     this.#controlOpcode = -1;
     if (++this.#fragments > this.#maxFragments) {
@@ -116,7 +137,7 @@ export class MessageAssembler implements FrameHandler {
       this.#control = bytes;
       return;
     }
-    if (this.#opcode === Opcode.Binary) {
+    if (this.#collect) {
       this.#pieces.push(bytes);
       return;
     }
@@ -144,6 +165,16 @@ export class MessageAssembler implements FrameHandler {
       return;
     }
     if (!this.#frameFin) return;
+    if (this.#compressed) {
+      const opcode = this.#opcode;
+      const pieces = this.#pieces;
+      const size = this.#size;
+      this.#pieces = [];
+      this.#opcode = -1;
+      this.#size = 0;
+      this.#handler.onCompressedMessage!(opcode, pieces, size);
+      return;
+    }
     let message: Message;
     if (this.#opcode === Opcode.Text) {
       let text = this.#text;
@@ -167,6 +198,23 @@ export class MessageAssembler implements FrameHandler {
     this.#size = 0;
     this.#handler.onMessage(message);
   }
+
+  /**
+   * RSV1 may only start a compressed message, and only once permessage-
+   * deflate is negotiated (RFC 7692 §6.1): never on a continuation or a
+   * control frame.
+   */
+  #checkReservedBits(opcode: number, rsv: number): void {
+    if (!this.#inflates || rsv !== 4) {
+      throw _protocolError("Reserved bits must be 0");
+    }
+    if (opcode >= Opcode.Close) {
+      throw _protocolError("Control frames must not be compressed");
+    }
+    if (opcode === Opcode.Continuation) {
+      throw _protocolError("RSV1 must be 0 on a continuation frame");
+    }
+  }
 }
 
 function _protocolError(reason: string): WebSocketError {
@@ -184,7 +232,7 @@ function _invalidUtf8(): WebSocketError {
  * Joins payload pieces. A single piece that is a small view of a large read
  * buffer is copied so that a kept message does not pin the whole buffer.
  */
-function _concat(pieces: Uint8Array[], size: number): Uint8Array {
+export function _concat(pieces: Uint8Array[], size: number): Uint8Array {
   if (pieces.length === 1) {
     const piece = pieces[0];
     return piece.length * 2 < piece.buffer.byteLength ? piece.slice() : piece;

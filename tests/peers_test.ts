@@ -345,7 +345,11 @@ async function _browserExchange(
   };
 }
 
-/** The echo example on a free port, telling the test about its sockets. */
+/**
+ * The echo example on a free port, telling the test about its sockets. Its
+ * compression is off here, so that these peers test plain frames;
+ * tests/deflate_peers_test.ts runs them with it on.
+ */
 function _startEcho() {
   const sockets = new Map<string, WebSocketConnection>();
   const waiting = new Map<string, (socket: WebSocketConnection) => void>();
@@ -353,6 +357,7 @@ function _startEcho() {
     port: 0,
     hostname: "127.0.0.1",
     onListen() {},
+    perMessageDeflate: false,
     onSocket(socket) {
       const path = new URL(socket.request.url).pathname;
       sockets.set(path, socket);
