@@ -1,6 +1,7 @@
 import { Opcode } from "./constants.ts";
 import { encodeClosePayload, parseClosePayload } from "./close_frame.ts";
-import { _encodeHeader, encodeFrame, FrameDecoder } from "./frame.ts";
+import { _headerSize, _writeHeader, FrameDecoder } from "./frame.ts";
+import { applyMask } from "./mask.ts";
 import {
   type Message,
   MessageAssembler,
@@ -26,7 +27,14 @@ export interface CloseResult {
 export interface ProtocolEvents {
   /** A whole data message arrived. */
   message(message: Message): void;
-  /** Bytes to write to the peer, in order. */
+  /**
+   * Room for `size` bytes at the end of the outbound queue, for a frame to
+   * be written into; `commit` then queues the part used.
+   */
+  reserve(size: number): Uint8Array;
+  /** Queues the first `used` bytes of the last `reserve`. */
+  commit(used: number): void;
+  /** Queues bytes by reference (large payloads), after what is queued. */
   send(bytes: Uint8Array): void;
   /** The protocol reached the closed state; nothing more will be sent. */
   closed(result: CloseResult): void;
@@ -63,10 +71,13 @@ export type ProtocolState = "open" | "closing" | "closed";
 const encoder = new TextEncoder();
 
 /**
- * Payloads above this size are written after their header as they are,
- * without copying; smaller ones are copied next to the header.
+ * Payloads above this size are queued after their header as they are,
+ * without copying. It is the write queue's high-water mark, so that `write()`
+ * cannot resolve while such a payload still waits to be written.
  */
-const COPY_LIMIT = 16 * 1024;
+const COPY_LIMIT = 64 * 1024;
+/** Strings up to this many characters take the short text path. */
+const SHORT_TEXT = 41;
 
 /**
  * Received bytes (compressed payloads and messages queued behind them)
@@ -192,7 +203,11 @@ export class Protocol {
     }
     if (this.#deflate !== null) return this.#sendDeflated(message);
     if (typeof message === "string") {
-      this.#sendFrame(Opcode.Text, encoder.encode(message));
+      if (message.length <= SHORT_TEXT && !this.#client) {
+        this.#sendShortText(message);
+      } else {
+        this.#sendFrame(Opcode.Text, encoder.encode(message));
+      }
     } else {
       this.#sendFrame(Opcode.Binary, message);
     }
@@ -430,17 +445,62 @@ export class Protocol {
     return done;
   }
 
+  /**
+   * A server's short text goes straight into the outbound queue: at most
+   * 3 UTF-8 bytes a character keeps it under 126 bytes (a 2-byte header).
+   */
+  #sendShortText(text: string): void {
+    const length = text.length;
+    const out = this.#events.reserve(2 + length * 3);
+    let i = 0;
+    for (; i < length; i++) {
+      const code = text.charCodeAt(i);
+      if (code >= 0x80) break;
+      out[2 + i] = code;
+    }
+    const written = i === length
+      ? length
+      : i + encoder.encodeInto(text.slice(i), out.subarray(2 + i)).written;
+    out[0] = 0x80 | Opcode.Text;
+    out[1] = written;
+    this.#events.commit(2 + written);
+  }
+
   #sendFrame(opcode: number, payload: Uint8Array, rsv1 = false): void {
-    const frame = { fin: true, opcode, payload, rsv1 };
+    const events = this.#events;
+    const frame = { fin: true, opcode, rsv1 };
+    const length = payload.length;
     if (this.#client) {
-      this.#events.send(
-        encodeFrame(frame, crypto.getRandomValues(new Uint8Array(4))),
-      );
-    } else if (payload.length > COPY_LIMIT) {
-      this.#events.send(_encodeHeader(frame, payload.length));
-      this.#events.send(payload);
+      // §5.3: every client frame is masked with a fresh key; the payload is
+      // masked in the queue, never in the caller's array.
+      const mask = _maskKey();
+      const out = events.reserve(_headerSize(length, true) + length);
+      const at = _writeHeader(out, frame, length, mask);
+      out.set(payload, at);
+      applyMask(out.subarray(at, at + length), mask);
+      events.commit(at + length);
+    } else if (length > COPY_LIMIT) {
+      const header = events.reserve(_headerSize(length, false));
+      events.commit(_writeHeader(header, frame, length));
+      events.send(payload);
     } else {
-      this.#events.send(encodeFrame(frame));
+      const out = events.reserve(_headerSize(length, false) + length);
+      const at = _writeHeader(out, frame, length);
+      out.set(payload, at);
+      events.commit(at + length);
     }
   }
+}
+
+/** Random bytes for masking keys, drawn 4 at a time (one call per 1,024 keys). */
+let _maskPool = new Uint8Array(0);
+let _maskAt = 0;
+
+function _maskKey(): Uint8Array {
+  if (_maskAt === _maskPool.length) {
+    _maskPool = crypto.getRandomValues(new Uint8Array(4096));
+    _maskAt = 0;
+  }
+  _maskAt += 4;
+  return _maskPool.subarray(_maskAt - 4, _maskAt);
 }

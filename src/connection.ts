@@ -92,7 +92,7 @@ export interface ConnectionInit {
 /** Queued outgoing bytes above which `write()` waits and reading pauses. */
 const WRITE_HIGH_WATER_MARK = 64 * 1024;
 /** Read buffers start small (idle connections hold one) and grow with use. */
-const MIN_READ_SIZE = 4 * 1024;
+const MIN_READ_SIZE = 2 * 1024;
 const MAX_READ_SIZE = 256 * 1024;
 
 /**
@@ -118,6 +118,8 @@ export class _Connection implements WebSocketConnection {
   #queue: WriteQueue;
   #readableController!: ReadableStreamDefaultController<Message>;
   #readableDone = false;
+  /** Messages delivered from the current read. */
+  #delivered = 0;
   #wake: (() => void) | null = null;
   /** Waiting for the reader to take a message (permessage-deflate only). */
   #roomWaiters: (() => void)[] = [];
@@ -157,6 +159,8 @@ export class _Connection implements WebSocketConnection {
       },
       {
         message: (message) => this.#deliver(message),
+        reserve: (size) => this.#queue.reserve(size),
+        commit: (used) => this.#queue.commit(used),
         send: (bytes) => this.#queue.push(bytes),
         closed: (result) => this.#onClosed(result),
         room: () => this.#room(),
@@ -268,6 +272,7 @@ export class _Connection implements WebSocketConnection {
       return;
     }
     controller.enqueue(message);
+    this.#delivered++;
   }
 
   /**
@@ -366,7 +371,8 @@ export class _Connection implements WebSocketConnection {
 
   async #run(): Promise<void> {
     const protocol = this.#protocol;
-    let size = MIN_READ_SIZE;
+    // One read buffer, reused: the protocol copies what it keeps.
+    let buffer = new Uint8Array(MIN_READ_SIZE);
     try {
       if (this.#init.leftover.length > 0) protocol.receive(this.#init.leftover);
       while (protocol.state !== "closed") {
@@ -379,7 +385,6 @@ export class _Connection implements WebSocketConnection {
           this.#lastActivity = Date.now();
         }
         if (this._state === "closed") break;
-        const buffer = new Uint8Array(size);
         const n = await this.#transport.read(buffer);
         if (n === null) {
           protocol.abort(
@@ -388,9 +393,17 @@ export class _Connection implements WebSocketConnection {
           break;
         }
         this.#lastActivity = Date.now();
-        if (n === size) size = Math.min(size * 2, MAX_READ_SIZE);
-        else if (n < size >>> 2) size = Math.max(size >>> 1, MIN_READ_SIZE);
+        this.#delivered = 0;
         protocol.receive(buffer.subarray(0, n));
+        // Several messages from one read: their answers (an echo, say) are
+        // written together once this task's microtasks have run.
+        if (this.#delivered > 1) this.#queue.cork();
+        const size = buffer.length;
+        if (n === size && size < MAX_READ_SIZE) {
+          buffer = new Uint8Array(size * 2);
+        } else if (n < size >>> 2 && size > MIN_READ_SIZE) {
+          buffer = new Uint8Array(size >>> 1);
+        }
       }
       if (!this.#terminated) await this.#closeTransport();
     } catch (error) {

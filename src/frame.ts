@@ -141,13 +141,15 @@ export class FrameDecoder {
       if (this.#state === State.Header) {
         if (
           this.#headLength === 0 && length - pos >= 2 &&
-          _headerSize(chunk[pos + 1]) <= length - pos
+          _sizeFromSecondByte(chunk[pos + 1]) <= length - pos
         ) {
           pos += this.#parseHeader(chunk, pos);
           continue;
         }
         // The header spans chunks: gather it in #head, a byte count at a time.
-        const need = this.#headLength < 2 ? 2 : _headerSize(this.#head[1]);
+        const need = this.#headLength < 2
+          ? 2
+          : _sizeFromSecondByte(this.#head[1]);
         const take = Math.min(need - this.#headLength, length - pos);
         this.#head.set(chunk.subarray(pos, pos + take), this.#headLength);
         this.#headLength += take;
@@ -155,7 +157,7 @@ export class FrameDecoder {
         if (this.#headLength === 2) this.#checkFirstBytes(this.#head, 0);
         if (
           this.#headLength >= 2 &&
-          this.#headLength === _headerSize(this.#head[1])
+          this.#headLength === _sizeFromSecondByte(this.#head[1])
         ) {
           this.#headLength = 0;
           this.#parseHeader(this.#head, 0);
@@ -224,7 +226,7 @@ export class FrameDecoder {
     this.#checkFirstBytes(bytes, at);
     const b0 = bytes[at];
     const b1 = bytes[at + 1];
-    const size = _headerSize(b1);
+    const size = _sizeFromSecondByte(b1);
     let length = b1 & 127;
     let pos = at + 2;
     if (length === 126) {
@@ -280,31 +282,18 @@ export class FrameDecoder {
 }
 
 /** The header size that the second header byte implies. */
-function _headerSize(b1: number): number {
+function _sizeFromSecondByte(b1: number): number {
   const len = b1 & 127;
   return 2 + (len === 126 ? 2 : len === 127 ? 8 : 0) + (b1 & 0x80 ? 4 : 0);
 }
 
-/**
- * Writes a frame header into a new array.
- *
- * @param frame The frame's flags and opcode.
- * @param length The payload length.
- * @param mask A 4-byte masking key, for frames a client sends.
- */
-export function _encodeHeader(
-  frame: Omit<Frame, "payload">,
-  length: number,
-  mask?: Uint8Array,
-): Uint8Array {
-  const extra = length < 126 ? 0 : length < 65536 ? 2 : 8;
-  const header = new Uint8Array(2 + extra + (mask ? 4 : 0));
-  _writeHeader(header, frame, length, mask);
-  return header;
+/** The size of a frame header for a payload of `length` bytes. */
+export function _headerSize(length: number, masked: boolean): number {
+  return 2 + (length < 126 ? 0 : length < 65536 ? 2 : 8) + (masked ? 4 : 0);
 }
 
 /** Writes a frame header at the start of `target`; returns its size. */
-function _writeHeader(
+export function _writeHeader(
   target: Uint8Array,
   frame: Omit<Frame, "payload">,
   length: number,
@@ -364,8 +353,7 @@ function _writeHeader(
  */
 export function encodeFrame(frame: Frame, mask?: Uint8Array): Uint8Array {
   const length = frame.payload.length;
-  const extra = length < 126 ? 0 : length < 65536 ? 2 : 8;
-  const out = new Uint8Array(2 + extra + (mask ? 4 : 0) + length);
+  const out = new Uint8Array(_headerSize(length, mask !== undefined) + length);
   const at = _writeHeader(out, frame, length, mask);
   out.set(frame.payload, at);
   if (mask) applyMask(out.subarray(at), mask);

@@ -1,3 +1,4 @@
+import { _concat } from "./_bytes.ts";
 import {
   type Frame,
   FrameDecoder,
@@ -49,7 +50,7 @@ export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
         out.push({
           fin: header.fin,
           opcode: header.opcode,
-          payload: _join(pieces, header.length),
+          payload: _concat(pieces, header.length),
           rsv1: (header.rsv & 4) !== 0,
           rsv2: (header.rsv & 2) !== 0,
           rsv3: (header.rsv & 1) !== 0,
@@ -69,15 +70,4 @@ export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
       },
     });
   }
-}
-
-function _join(pieces: Uint8Array[], length: number): Uint8Array {
-  if (pieces.length === 1) return pieces[0];
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const piece of pieces) {
-    out.set(piece, at);
-    at += piece.length;
-  }
-  return out;
 }

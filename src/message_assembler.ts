@@ -44,6 +44,10 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
 export const DEFAULT_MAX_FRAGMENTS = 1024;
 
 const EMPTY = new Uint8Array(0);
+/** Whole text messages up to this many bytes may take the ASCII path. */
+const SHORT_TEXT = 64;
+/** The least a message buffer grows to. */
+const MIN_BUFFER = 4096;
 
 /**
  * Reassembles fragmented messages (RFC 6455 §5.4) from frame pieces, passes
@@ -63,7 +67,9 @@ export class MessageAssembler implements FrameHandler {
   /** The opcode of the message in progress, or -1 between messages. */
   #opcode = -1;
   #size = 0;
-  #pieces: Uint8Array[] = [];
+  /** Binary or compressed payload, copied out of the read buffers. */
+  #buffer: Uint8Array = EMPTY;
+  #used = 0;
   /** Whether the message in progress is compressed (RSV1 on its first frame). */
   #compressed = false;
   /** Whether payload pieces are kept as they are: binary or compressed. */
@@ -138,13 +144,14 @@ export class MessageAssembler implements FrameHandler {
       return;
     }
     if (this.#collect) {
-      this.#pieces.push(bytes);
+      this.#append(bytes);
       return;
     }
     try {
       if (this.#frameFin && this.#size === bytes.length) {
         // The whole message is in this one piece.
-        this.#text = this.#utf8.decode(bytes);
+        this.#text = (bytes.length <= SHORT_TEXT && _ascii(bytes)) ||
+          this.#utf8.decode(bytes);
       } else {
         this.#text += this.#utf8.decode(bytes, { stream: true });
         this.#streamed = true;
@@ -167,12 +174,11 @@ export class MessageAssembler implements FrameHandler {
     if (!this.#frameFin) return;
     if (this.#compressed) {
       const opcode = this.#opcode;
-      const pieces = this.#pieces;
       const size = this.#size;
-      this.#pieces = [];
+      const payload = this.#take();
       this.#opcode = -1;
       this.#size = 0;
-      this.#handler.onCompressedMessage!(opcode, pieces, size);
+      this.#handler.onCompressedMessage!(opcode, [payload], size);
       return;
     }
     let message: Message;
@@ -191,12 +197,40 @@ export class MessageAssembler implements FrameHandler {
       message = text;
       this.#text = "";
     } else {
-      message = _concat(this.#pieces, this.#size);
-      this.#pieces = [];
+      message = this.#take();
     }
     this.#opcode = -1;
     this.#size = 0;
     this.#handler.onMessage(message);
+  }
+
+  /**
+   * Copies payload bytes out of the read buffer (which is reused) into the
+   * message's buffer. It grows with the bytes that arrived, at most four
+   * times them, never past what the frame headers declared: a peer cannot
+   * make us commit memory by announcing a large frame and sending little.
+   */
+  #append(bytes: Uint8Array): void {
+    const need = this.#used + bytes.length;
+    if (need > this.#buffer.length) {
+      const grown = new Uint8Array(
+        Math.min(this.#size, Math.max(need * 4, MIN_BUFFER)),
+      );
+      grown.set(this.#buffer.subarray(0, this.#used));
+      this.#buffer = grown;
+    }
+    this.#buffer.set(bytes, this.#used);
+    this.#used = need;
+  }
+
+  /** The collected payload, exactly as long as the message. */
+  #take(): Uint8Array {
+    const payload = this.#buffer.length === this.#used
+      ? this.#buffer
+      : this.#buffer.slice(0, this.#used);
+    this.#buffer = EMPTY;
+    this.#used = 0;
+    return payload;
   }
 
   /**
@@ -229,19 +263,10 @@ function _invalidUtf8(): WebSocketError {
 }
 
 /**
- * Joins payload pieces. A single piece that is a small view of a large read
- * buffer is copied so that a kept message does not pin the whole buffer.
+ * Decodes short all-ASCII bytes in JavaScript, cheaper than a call into
+ * `TextDecoder`; `""` (falsy) when a byte is not ASCII, or for no bytes.
  */
-export function _concat(pieces: Uint8Array[], size: number): Uint8Array {
-  if (pieces.length === 1) {
-    const piece = pieces[0];
-    return piece.length * 2 < piece.buffer.byteLength ? piece.slice() : piece;
-  }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const piece of pieces) {
-    out.set(piece, at);
-    at += piece.length;
-  }
-  return out;
+function _ascii(bytes: Uint8Array): string {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] >= 0x80) return "";
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
 }

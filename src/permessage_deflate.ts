@@ -1,5 +1,6 @@
 import zlib from "node:zlib";
-import { _concat, type Message } from "./message_assembler.ts";
+import { _concat } from "./_bytes.ts";
+import type { Message } from "./message_assembler.ts";
 import { WebSocketError } from "./websocket_error.ts";
 
 /**

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { Opcode } from "../src/constants.ts";
 import {
-  _encodeHeader,
+  _headerSize,
+  _writeHeader,
   encodeFrame,
   type Frame,
   FrameDecoder,
@@ -23,6 +24,17 @@ function hex(text: string): Uint8Array {
     { length: digits.length / 2 },
     (_, i) => parseInt(digits.slice(2 * i, 2 * i + 2), 16),
   );
+}
+
+/** A frame header written by `_writeHeader`, cut to its size. */
+function encodeHeader(
+  frame: { fin: boolean; opcode: number },
+  length: number,
+  mask?: Uint8Array,
+): Uint8Array {
+  const out = new Uint8Array(_headerSize(length, mask !== undefined));
+  assert.equal(_writeHeader(out, frame, length, mask), out.length);
+  return out;
 }
 
 function randomBytes(random: () => number, length: number): Uint8Array {
@@ -322,13 +334,13 @@ Deno.test("§5.2 encoder writes the exact header for lengths 0, 1, 125, 126, 127
     const payload = pattern(length);
     const frame = { fin: true, opcode: Opcode.Binary, payload };
     const plain = hex(header);
-    assert.deepEqual(_encodeHeader(frame, length), plain, `${length}`);
+    assert.deepEqual(encodeHeader(frame, length), plain, `${length}`);
     const encoded = encodeFrame(frame);
     assertBytesEqual(encoded, concat([plain, payload]), `${length}`);
 
     const masked = concat([plain, RFC_KEY]);
     masked[1] |= 0x80;
-    assert.deepEqual(_encodeHeader(frame, length, RFC_KEY), masked);
+    assert.deepEqual(encodeHeader(frame, length, RFC_KEY), masked);
     const maskedFrame = encodeFrame(frame, RFC_KEY);
     assert.deepEqual(maskedFrame.subarray(0, masked.length), masked);
     assert.equal(maskedFrame.length, masked.length + length);
@@ -382,7 +394,7 @@ Deno.test("§5.2 encoder and decoder handle 64-bit lengths above 4 GiB in the he
   ];
   for (const [length, header] of cases) {
     const bytes = hex(header);
-    assert.deepEqual(_encodeHeader({ fin: true, opcode: 2 }, length), bytes);
+    assert.deepEqual(encodeHeader({ fin: true, opcode: 2 }, length), bytes);
     // Only the header is fed: the decoder announces the frame at once.
     const recorder = new Recorder();
     new FrameDecoder(recorder, { role: "client" }).push(bytes);
