@@ -76,6 +76,8 @@ const encoder = new TextEncoder();
  * cannot resolve while such a payload still waits to be written.
  */
 const COPY_LIMIT = 64 * 1024;
+/** Payload still to come from which reads go straight into the message. */
+const DIRECT_READ_MIN = 16 * 1024;
 /** Strings up to this many characters take the short text path. */
 const SHORT_TEXT = 41;
 
@@ -120,6 +122,7 @@ export class Protocol {
   #events: ProtocolEvents;
   #client: boolean;
   #decoder: FrameDecoder;
+  #assembler: MessageAssembler;
   #state: ProtocolState = "open";
   #closeSent = false;
   /** Set when the peer's close frame arrived, even if still waiting in line. */
@@ -156,7 +159,7 @@ export class Protocol {
         onControl: (opcode, payload) => this.#onControl(opcode, payload),
       };
     }
-    const assembler = new MessageAssembler(handler, options);
+    const assembler = this.#assembler = new MessageAssembler(handler, options);
     this.#decoder = new FrameDecoder(assembler, {
       role: options.role,
       maxPayloadLength: options.maxMessageSize,
@@ -178,6 +181,19 @@ export class Protocol {
   get blocked(): boolean {
     return this.#backlog > BACKLOG_HIGH_WATER_MARK ||
       (this.#closeReceived && this.#state !== "closed");
+  }
+
+  /**
+   * Where the I/O layer may read the next bytes straight into, when they can
+   * only be payload of a large binary message in progress; null otherwise.
+   * What was read there is then passed to `receive` as usual.
+   */
+  readTarget(): Uint8Array | null {
+    if (this.#state === "closed" || this.#closeReceived) return null;
+    const remaining = this.#decoder.payloadRemaining;
+    return remaining >= DIRECT_READ_MIN
+      ? this.#assembler.directTarget(remaining)
+      : null;
   }
 
   /** Feeds bytes from the peer; frames after the peer's close are ignored. */

@@ -385,7 +385,8 @@ export class _Connection implements WebSocketConnection {
           this.#lastActivity = Date.now();
         }
         if (this._state === "closed") break;
-        const n = await this.#transport.read(buffer);
+        const target = protocol.readTarget();
+        const n = await this.#transport.read(target ?? buffer);
         if (n === null) {
           protocol.abort(
             "The peer closed the connection without a close frame",
@@ -394,12 +395,14 @@ export class _Connection implements WebSocketConnection {
         }
         this.#lastActivity = Date.now();
         this.#delivered = 0;
-        protocol.receive(buffer.subarray(0, n));
+        protocol.receive((target ?? buffer).subarray(0, n));
         // Several messages from one read: their answers (an echo, say) are
         // written together once this task's microtasks have run.
         if (this.#delivered > 1) this.#queue.cork();
         const size = buffer.length;
-        if (n === size && size < MAX_READ_SIZE) {
+        if (target) {
+          // Read into a message: the read buffer keeps its size.
+        } else if (n === size && size < MAX_READ_SIZE) {
           buffer = new Uint8Array(size * 2);
         } else if (n < size >>> 2 && size > MIN_READ_SIZE) {
           buffer = new Uint8Array(size >>> 1);

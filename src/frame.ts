@@ -123,6 +123,17 @@ export class FrameDecoder {
     return this.#state === State.Header && this.#headLength === 0;
   }
 
+  /**
+   * How many payload bytes of the current data frame are still to come; 0
+   * between frames and in control frames. Bytes pushed while it is nonzero
+   * go to the frame's payload first.
+   */
+  get payloadRemaining(): number {
+    return this.#state === State.Payload && this.#control === null
+      ? this.#remaining
+      : 0;
+  }
+
   /** Decodes `chunk`, calling the handler for every frame piece it holds. */
   push(chunk: Uint8Array): void {
     if (this.#error) throw this.#error;

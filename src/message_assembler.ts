@@ -47,7 +47,14 @@ const EMPTY = new Uint8Array(0);
 /** Whole text messages up to this many bytes may take the ASCII path. */
 const SHORT_TEXT = 64;
 /** The least a message buffer grows to. */
-const MIN_BUFFER = 4096;
+const MIN_BUFFER = 64 * 1024;
+/**
+ * A message buffer grows to at most this many times the bytes received so
+ * far (and never past what the headers declared), so that a large message
+ * needs few copies while a peer that announces much and sends little cannot
+ * make us commit much memory.
+ */
+const GROWTH = 16;
 
 /**
  * Reassembles fragmented messages (RFC 6455 §5.4) from frame pieces, passes
@@ -206,21 +213,49 @@ export class MessageAssembler implements FrameHandler {
 
   /**
    * Copies payload bytes out of the read buffer (which is reused) into the
-   * message's buffer. It grows with the bytes that arrived, at most four
-   * times them, never past what the frame headers declared: a peer cannot
-   * make us commit memory by announcing a large frame and sending little.
+   * message's buffer, which grows by the `GROWTH` rule.
    */
   #append(bytes: Uint8Array): void {
     const need = this.#used + bytes.length;
-    if (need > this.#buffer.length) {
-      const grown = new Uint8Array(
-        Math.min(this.#size, Math.max(need * 4, MIN_BUFFER)),
-      );
-      grown.set(this.#buffer.subarray(0, this.#used));
-      this.#buffer = grown;
+    if (
+      bytes.buffer === this.#buffer.buffer &&
+      bytes.byteOffset === this.#buffer.byteOffset + this.#used
+    ) {
+      // Read straight into place through `directTarget`.
+      this.#used = need;
+      return;
     }
+    if (need > this.#buffer.length) this.#grow(need * GROWTH);
     this.#buffer.set(bytes, this.#used);
     this.#used = need;
+  }
+
+  #grow(capacity: number): void {
+    const grown = new Uint8Array(
+      Math.min(this.#size, Math.max(capacity, MIN_BUFFER)),
+    );
+    grown.set(this.#buffer.subarray(0, this.#used));
+    this.#buffer = grown;
+  }
+
+  /**
+   * Where the next `remaining` payload bytes of a binary or compressed
+   * message can be read straight into, sparing a copy for large messages;
+   * null when there is no such message or it has not proved large yet (the
+   * buffer grows by the same rule as `#append`). Bytes read there must then
+   * be fed to the decoder as usual.
+   */
+  directTarget(remaining: number): Uint8Array | null {
+    if (!this.#collect || this.#used === 0) return null;
+    if (this.#buffer.length - this.#used < MIN_BUFFER) {
+      this.#grow(this.#used * GROWTH);
+    }
+    const room = this.#buffer.length - this.#used;
+    if (room < MIN_BUFFER) return null;
+    return this.#buffer.subarray(
+      this.#used,
+      this.#used + Math.min(room, remaining),
+    );
   }
 
   /** The collected payload, exactly as long as the message. */

@@ -1020,16 +1020,19 @@ Deno.test("messages are delivered in arrival order around a compressed one, and 
   const { client } = await openRaw(server.addr.port);
   await using _client = client;
   const big = pseudoText(200_000);
+  const compressed = deflateAlone(big);
+  const half = compressed.length >> 1;
   await client.write(
     concat(
-      frame(1, deflateAlone(big), { rsv: RSV1 }),
-      frame(1, "plain after"),
+      frame(1, compressed.subarray(0, half), { rsv: RSV1, fin: false }),
       frame(9, "ping"),
+      frame(0, compressed.subarray(half)),
+      frame(1, "plain after"),
       frame(2, deflateAlone(new Uint8Array([1, 2, 3])), { rsv: RSV1 }),
       frame(1, "last"),
     ),
   );
-  // The pong is sent while the first message is still inflating.
+  // The pong is sent while the first message is still arriving.
   assert.equal(text((await nextFrame(client, 10, 0)).payload), "ping");
   assert.equal(text((await nextFrame(client, 1, 0)).payload), big);
   assert.equal(text((await nextFrame(client, 1, 0)).payload), "plain after");
