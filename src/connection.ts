@@ -78,13 +78,6 @@ export interface ConnectionInit {
   closeTimeout: number;
   /** The most fragments one message may have. */
   maxFragments?: number;
-  /** Ping a peer that has sent nothing for this long, in ms; 0: never. */
-  pingInterval?: number;
-  /**
-   * Close (1001) a peer that has sent nothing, not even a pong, for this
-   * long, in ms; 0: never.
-   */
-  idleTimeout?: number;
   /** The negotiated permessage-deflate extension; absent: none. */
   perMessageDeflate?: _DeflateSettings;
 }
@@ -124,7 +117,6 @@ export class _Connection implements WebSocketConnection {
   /** Waiting for the reader to take a message (permessage-deflate only). */
   #roomWaiters: (() => void)[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #heartbeat: ReturnType<typeof setTimeout> | undefined;
   /** When the peer last sent anything, or reading last resumed (ms). */
   #lastActivity = Date.now();
   #lastPing = 0;
@@ -180,7 +172,7 @@ export class _Connection implements WebSocketConnection {
         this.#wakeRoomWaiters();
         this.#closeFor(reason);
       },
-    }, { highWaterMark: 1 });
+    }, { highWaterMark: 2 });
     this.writable = new WritableStream<Message>({
       write: (message) => {
         if (typeof message !== "string" && !(message instanceof Uint8Array)) {
@@ -195,7 +187,6 @@ export class _Connection implements WebSocketConnection {
       abort: (reason) => this.#closeFor(reason),
     });
     this.done = this.#run();
-    this.#armHeartbeat();
   }
 
   get bufferedAmount(): number {
@@ -307,32 +298,21 @@ export class _Connection implements WebSocketConnection {
   }
 
   /**
-   * One timer per connection checks for idleness: while reading is paused
-   * for backpressure the peer is not idle, we are.
+   * Checks for idleness, called by the server's one heartbeat timer: pings
+   * a peer silent for `ping` ms, fails one silent for `idle` ms with 1001
+   * (0 turns either off). While reading is paused for backpressure the peer
+   * is not idle, we are.
    */
-  #armHeartbeat(): void {
-    const ping = this.#init.pingInterval ?? 0;
-    const idle = this.#init.idleTimeout ?? 0;
-    if (ping <= 0 && idle <= 0) return;
-    const tick = Math.min(
-      ping > 0 ? ping : Infinity,
-      idle > 0 ? idle / 4 : Infinity,
-    );
-    this.#heartbeat = setTimeout(() => {
-      if (this.#protocol.state !== "open") return;
-      const now = Date.now();
-      if (this.#paused) this.#lastActivity = now;
-      const silent = now - this.#lastActivity;
-      if (idle > 0 && silent >= idle) {
-        this.#protocol.fail(1001, "Idle timeout");
-        return;
-      }
-      if (ping > 0 && silent >= ping && now - this.#lastPing >= ping) {
-        this.#lastPing = now;
-        this.#protocol.ping();
-      }
-      this.#armHeartbeat();
-    }, tick);
+  _heartbeat(now: number, ping: number, idle: number): void {
+    if (this.#protocol.state !== "open") return;
+    if (this.#paused) this.#lastActivity = now;
+    const silent = now - this.#lastActivity;
+    if (idle > 0 && silent >= idle) {
+      this.#protocol.fail(1001, "Idle timeout");
+    } else if (ping > 0 && silent >= ping && now - this.#lastPing >= ping) {
+      this.#lastPing = now;
+      this.#protocol.ping();
+    }
   }
 
   #wakeUp(): void {
@@ -419,7 +399,6 @@ export class _Connection implements WebSocketConnection {
       }
     } finally {
       clearTimeout(this.#timer);
-      clearTimeout(this.#heartbeat);
       this.#terminate();
       const result = this.#result ??
         { closeCode: 1006, reason: "", error: new WebSocketError() };

@@ -302,9 +302,29 @@ class _Server implements WebSocketServer {
     const onAbort = () => this.shutdown();
     signal?.addEventListener("abort", onAbort, { once: true });
     if (signal?.aborted) this.shutdown();
-    this.finished = this.#acceptLoop().finally(() =>
-      signal?.removeEventListener("abort", onAbort)
+    const heartbeat = this.#startHeartbeat();
+    this.finished = this.#acceptLoop().finally(() => {
+      clearInterval(heartbeat);
+      signal?.removeEventListener("abort", onAbort);
+    });
+  }
+
+  /**
+   * One timer for all sockets (not one each, which idle connections would
+   * pay for): it pings silent peers and closes idle ones.
+   */
+  #startHeartbeat(): ReturnType<typeof setInterval> | undefined {
+    const ping = this.#options.pingInterval ?? DEFAULT_PING_INTERVAL;
+    const idle = this.#options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT;
+    const tick = Math.min(
+      ping > 0 ? ping : Infinity,
+      idle > 0 ? idle / 4 : Infinity,
     );
+    if (tick === Infinity) return undefined;
+    return setInterval(() => {
+      const now = Date.now();
+      for (const socket of this.#sockets) socket._heartbeat(now, ping, idle);
+    }, tick);
   }
 
   get connections(): number {
@@ -486,6 +506,9 @@ class _Server implements WebSocketServer {
       this.#open--;
       throw error;
     }
+    // Frames are coalesced by the write queue; Nagle's delay would only add
+    // latency to the last write of a burst.
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     return new _Connection(conn as Transport, {
       role: "server",
       request,
@@ -497,8 +520,6 @@ class _Server implements WebSocketServer {
       maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       maxFragments: options.maxFragments,
       closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
-      pingInterval: options.pingInterval ?? DEFAULT_PING_INTERVAL,
-      idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
     });
   }
 
