@@ -6,7 +6,7 @@ import {
   type WebSocketHandler,
 } from "../mod.ts";
 import { closePayload, frame, RawClient, text } from "./_raw_client.ts";
-import { concat, echo, start } from "./_util.ts";
+import { concat, echo, mulberry32, start } from "./_util.ts";
 
 /** A server whose sockets a test can watch. */
 function watched(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
@@ -494,4 +494,33 @@ Deno.test("an aborted signal shuts the server down", async () => {
   await assert.rejects(
     Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
   );
+});
+
+Deno.test("§5.4 a large fragmented binary message arriving in odd-sized writes is echoed exactly", async () => {
+  await using server = start();
+  await using client = await RawClient.open(server.addr.port);
+  const random = mulberry32(7);
+  const payload = new Uint8Array(700_001).map(() => (random() * 256) | 0);
+  const bytes = concat([
+    frame(2, payload.subarray(0, 123_457), { fin: false, key: [1, 2, 3, 4] }),
+    frame(9, "between", { key: [9, 8, 7, 6] }),
+    frame(0, payload.subarray(123_457, 600_000), {
+      fin: false,
+      key: [5, 6, 7, 8],
+    }),
+    frame(0, payload.subarray(600_000), { key: [0xff, 0, 0xaa, 0x55] }),
+  ]);
+  // Odd write sizes put frame boundaries and mask offsets everywhere.
+  for (let at = 0; at < bytes.length;) {
+    const size = 1 + ((random() * 70_000) | 0);
+    await client.write(bytes.subarray(at, at + size));
+    at += size;
+  }
+  const pong = await client.readFrame();
+  assert.equal(pong?.opcode, 10);
+  const echoed = await client.readFrame();
+  assert.equal(echoed?.opcode, 2);
+  assert.equal(echoed?.payload.length, payload.length);
+  const differs = echoed!.payload.findIndex((byte, i) => byte !== payload[i]);
+  assert.equal(differs, -1, `the echo differs at byte ${differs}`);
 });
