@@ -1,31 +1,7 @@
 import assert from "node:assert/strict";
 import { serve, type WebSocketConnection } from "../mod.ts";
 import { frame, RawClient } from "./_raw_client.ts";
-
-/** Writes `bytes` over and over until a write stalls for `stallMs`. */
-async function floodUntilStalled(
-  client: RawClient,
-  bytes: Uint8Array,
-  stallMs: number,
-  limit: number,
-): Promise<number> {
-  let total = 0;
-  while (total < limit) {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stalled = new Promise<"stalled">((resolve) => {
-      timer = setTimeout(() => resolve("stalled"), stallMs);
-    });
-    const write = client.write(bytes).then(() => "written" as const);
-    const outcome = await Promise.race([write, stalled]);
-    clearTimeout(timer);
-    if (outcome === "stalled") {
-      write.catch(() => {});
-      return total;
-    }
-    total += bytes.length;
-  }
-  return total;
-}
+import { floodUntilStalled } from "./_util.ts";
 
 Deno.test("§8 a client that floods and never reads keeps the echo server's send queue bounded", async () => {
   const sockets: WebSocketConnection[] = [];

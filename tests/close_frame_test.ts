@@ -1,23 +1,13 @@
 import assert from "node:assert/strict";
 import { encodeClosePayload, parseClosePayload } from "../src/close_frame.ts";
 import { WebSocketError } from "../src/websocket_error.ts";
+import { assertCloseError } from "./_util.ts";
 
 const encoder = new TextEncoder();
 const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 function payload(code: number, ...reason: number[]): Uint8Array {
   return new Uint8Array([code >>> 8, code & 255, ...reason]);
-}
-
-function assertCloseError(fn: () => unknown, closeCode: number): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(
-      error instanceof WebSocketError,
-      `not a WebSocketError: ${error}`,
-    );
-    assert.equal(error.closeCode, closeCode);
-    return true;
-  });
 }
 
 // §7.4.1 and the issue: the codes an endpoint may receive are 1000–1003,

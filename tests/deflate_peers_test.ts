@@ -15,36 +15,41 @@
 import assert from "node:assert/strict";
 // @ts-types="npm:@types/ws@8"
 // deno-lint-ignore no-import-prefix
-import NodeWebSocket, { WebSocketServer } from "npm:ws@8";
+import { WebSocketServer } from "npm:ws@8";
 import {
   connect,
   type PerMessageDeflateOptions,
   type WebSocketConnection,
 } from "../mod.ts";
-import { startEchoServer } from "../examples/echo.ts";
+import {
+  assertClosedWith,
+  assertEchoes,
+  assertWireEchoes,
+  exchangeInPage,
+  launchChromium,
+  nodeWsClient,
+  type PeerMessage,
+  PYTHON,
+  PYTHON_PEER,
+  requirePeer,
+  runPythonClient,
+  startEcho,
+  STEP_LIMIT,
+  within,
+} from "./_peer_helpers.ts";
+import { pseudoBytes, pseudoText } from "./_util.ts";
 
-const PYTHON = "/usr/bin/python3";
-const CHROMIUM = "/usr/bin/chromium";
-const PYTHON_PEER = new URL("./_peers/python_deflate.py", import.meta.url);
 const MIB = 1024 * 1024;
-/** How long any one step may take before the test fails instead of hanging. */
-const STEP_LIMIT = 20_000;
-
-/** A message as it crosses a process boundary: binary data in base64. */
-interface WireMessage {
-  type: "text" | "binary";
-  data: string;
-}
 
 /** What every peer sends, in order; each must come back exactly. */
-const MESSAGES: { label: string; data: string | Uint8Array }[] = [
+const MESSAGES: PeerMessage[] = [
   { label: "short text", data: "Hello, peer: héllo ✓ 🌍" },
-  { label: "2 KiB text", data: _pseudoText(2048, 1) },
+  { label: "2 KiB text", data: pseudoText(2048, 1) },
   // The same again: with context takeover, a back-reference.
-  { label: "2 KiB text again", data: _pseudoText(2048, 1) },
+  { label: "2 KiB text again", data: pseudoText(2048, 1) },
   { label: "binary", data: Uint8Array.from({ length: 256 }, (_, i) => i) },
-  { label: "1 MiB text", data: _pseudoText(MIB, 2) },
-  { label: "1 MiB binary", data: _pseudoBytes(MIB) },
+  { label: "1 MiB text", data: pseudoText(MIB, 2) },
+  { label: "1 MiB binary", data: pseudoBytes(MIB, 0) },
   { label: "empty text", data: "" },
   { label: "empty binary", data: new Uint8Array(0) },
 ];
@@ -55,20 +60,10 @@ Deno.test({
   name:
     "RFC 7692 headless Chromium negotiates permessage-deflate with the echo example and exchanges every kind of message",
   async fn() {
-    _requirePeer(CHROMIUM, "chromium (Debian package chromium)");
-    await using echo = _startEcho();
+    // The echo example with its default compression on.
+    await using echo = startEcho();
     const origin = `http://127.0.0.1:${echo.server.addr.port}`;
-    const chromium = await _loadPlaywrightChromium();
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--no-first-run",
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       assert.equal((await page.goto(`${origin}/`))?.status(), 200);
@@ -76,30 +71,27 @@ Deno.test({
       await page.locator("#extensions", { hasText: "permessage-deflate" })
         .waitFor({ timeout: STEP_LIMIT });
       assert.equal(
-        (await _within(echo.socket("/"), "the page's socket")).extensions,
+        (await within(echo.socket("/"), "the page's socket")).extensions,
         "permessage-deflate",
       );
-      const result = await page.evaluate(_browserExchange, {
-        url: `${origin.replace(/^http/, "ws")}/chromium`,
-        messages: MESSAGES.map(({ data }) => _toWire(data)),
-        close: CLOSE,
-        limit: STEP_LIMIT,
-      });
-      assert.equal(result.extensions, "permessage-deflate");
-      assert.equal(result.echoes.length, MESSAGES.length);
-      MESSAGES.forEach(({ label, data }, i) =>
-        _assertSameMessage(_fromWire(result.echoes[i]), data, label)
+      const result = await exchangeInPage(
+        page,
+        `${origin.replace(/^http/, "ws")}/chromium`,
+        MESSAGES,
+        CLOSE,
       );
-      assert.deepEqual(result.close, { code: CLOSE.code, wasClean: true });
-      const server = await _within(
+      assert.equal(result.extensions, "permessage-deflate");
+      const { code, wasClean } = result.close;
+      assert.deepEqual({ code, wasClean }, {
+        code: CLOSE.code,
+        wasClean: true,
+      });
+      const server = await within(
         echo.socket("/chromium"),
         "the server's socket",
       );
       assert.equal(server.extensions, "permessage-deflate");
-      assert.deepEqual(await _within(server.closed, "the server's close"), {
-        closeCode: CLOSE.code,
-        reason: CLOSE.reason,
-      });
+      await assertClosedWith(server, CLOSE);
     } finally {
       await browser.close();
     }
@@ -123,61 +115,21 @@ Deno.test("RFC 7692 npm:ws client with perMessageDeflate against the echo exampl
   ];
   for (const [label, perMessageDeflate, extensions] of configs) {
     await t.step(label, async () => {
-      await using echo = _startEcho();
+      await using echo = startEcho();
       const path = `/ws-${configs.findIndex(([l]) => l === label)}`;
-      const ws = new NodeWebSocket(`${echo.url.slice(0, -1)}${path}`, {
+      await using client = nodeWsClient(`${echo.url.slice(0, -1)}${path}`, {
         perMessageDeflate,
       });
-      const inbox = new _Inbox<string | Uint8Array>();
-      ws.on("message", (data, isBinary) => {
-        const buffer = data as Uint8Array;
-        inbox.push(
-          isBinary
-            ? new Uint8Array(
-              buffer.buffer,
-              buffer.byteOffset,
-              buffer.byteLength,
-            )
-            : new TextDecoder().decode(buffer),
-        );
-      });
-      const closed = new Promise<{ code: number }>((resolve) =>
-        ws.on("close", (code) => resolve({ code }))
-      );
-      const errors: Error[] = [];
-      ws.on("error", (error) => errors.push(error));
-      try {
-        await _within(
-          new Promise<void>((resolve, reject) => {
-            ws.on("open", resolve);
-            ws.on("error", reject);
-          }),
-          "the connection to open",
-        );
-        assert.equal(ws.extensions, "permessage-deflate");
-        const server = await _within(echo.socket(path), "the server socket");
-        assert.equal(server.extensions, extensions);
-        for (const { label, data } of MESSAGES) {
-          ws.send(data);
-          _assertSameMessage(
-            await _within(inbox.next(), `the ${label} echo`),
-            data,
-            label,
-          );
-        }
-        ws.close(CLOSE.code, CLOSE.reason);
-        assert.deepEqual(await _within(closed, "the close"), {
-          code: CLOSE.code,
-        });
-        assert.deepEqual(await _within(server.closed, "the server's close"), {
-          closeCode: CLOSE.code,
-          reason: CLOSE.reason,
-        });
-        assert.deepEqual(errors, []);
-      } finally {
-        ws.terminate();
-        await closed;
-      }
+      const { ws, inbox } = client;
+      await within(client.opened, "the connection to open");
+      assert.equal(ws.extensions, "permessage-deflate");
+      const server = await within(echo.socket(path), "the server socket");
+      assert.equal(server.extensions, extensions);
+      await assertEchoes(MESSAGES, (data) => ws.send(data), () => inbox.next());
+      ws.close(CLOSE.code, CLOSE.reason);
+      assert.equal((await within(client.closed, "the close")).code, CLOSE.code);
+      await assertClosedWith(server, CLOSE);
+      assert.deepEqual(client.errors, []);
     });
   }
 });
@@ -220,10 +172,7 @@ Deno.test("RFC 7692 connect() with perMessageDeflate against an npm:ws server wi
         assert.match(socket.extensions, /^permessage-deflate/);
         await _echoEach(socket);
         socket.close({ closeCode: CLOSE.code, reason: CLOSE.reason });
-        assert.deepEqual(await _within(socket.closed, "the close"), {
-          closeCode: CLOSE.code,
-          reason: CLOSE.reason,
-        });
+        await assertClosedWith(socket, CLOSE, "the close");
         assert.deepEqual(errors, []);
       } finally {
         for (const client of server.clients) client.terminate();
@@ -234,53 +183,18 @@ Deno.test("RFC 7692 connect() with perMessageDeflate against an npm:ws server wi
 });
 
 Deno.test("RFC 7692 Python websockets client negotiates permessage-deflate with the echo example and exchanges every kind of message", async () => {
-  _requirePeer(PYTHON, "python3 (Debian package python3-websockets)");
-  await using echo = _startEcho();
-  const child = new Deno.Command(PYTHON, {
-    args: [PYTHON_PEER.pathname, "client", `${echo.url}python`],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let exited = false;
-  const output = child.output().finally(() => exited = true);
-  try {
-    const plan = JSON.stringify({
-      messages: MESSAGES.map(({ data }) => _toWire(data)),
-      close: CLOSE,
-    });
-    await ReadableStream.from([new TextEncoder().encode(plan)])
-      .pipeTo(child.stdin).catch(() => {});
-    const { code, stdout, stderr } = await _within(output, "the Python client");
-    assert.equal(
-      code,
-      0,
-      `The Python client failed:\n${new TextDecoder().decode(stderr)}`,
-    );
-    const result = JSON.parse(new TextDecoder().decode(stdout)) as {
-      echoes: WireMessage[];
-      extensions: string;
-      close_code: number;
-    };
-    assert.equal(result.extensions, "permessage-deflate");
-    MESSAGES.forEach(({ label, data }, i) =>
-      _assertSameMessage(_fromWire(result.echoes[i]), data, label)
-    );
-    assert.equal(result.close_code, CLOSE.code);
-    const server = await _within(echo.socket("/python"), "the server socket");
-    assert.equal(server.extensions, "permessage-deflate");
-    assert.deepEqual(await _within(server.closed, "the server's close"), {
-      closeCode: CLOSE.code,
-      reason: CLOSE.reason,
-    });
-  } finally {
-    if (!exited) child.kill("SIGKILL");
-    await output.catch(() => {});
-  }
+  await using echo = startEcho();
+  const result = await runPythonClient(`${echo.url}python`, MESSAGES, CLOSE);
+  assert.equal(result.extensions, "permessage-deflate");
+  assertWireEchoes(result.echoes, MESSAGES);
+  assert.equal(result.close_code, CLOSE.code);
+  const server = await within(echo.socket("/python"), "the server socket");
+  assert.equal(server.extensions, "permessage-deflate");
+  await assertClosedWith(server, CLOSE);
 });
 
 Deno.test("RFC 7692 connect() with perMessageDeflate against a Python websockets server, whose windows are 12 bits", async () => {
-  _requirePeer(PYTHON, "python3 (Debian package python3-websockets)");
+  requirePeer(PYTHON, "python3 (Debian package python3-websockets)");
   const child = new Deno.Command(PYTHON, {
     args: [PYTHON_PEER.pathname, "server"],
     stdin: "piped",
@@ -290,7 +204,7 @@ Deno.test("RFC 7692 connect() with perMessageDeflate against a Python websockets
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const stderr = new Response(child.stderr).text();
   try {
-    const first = await _within(lines.read(), "the Python server's port");
+    const first = await within(lines.read(), "the Python server's port");
     const port = Number(first.value?.trim());
     if (!(port > 0)) {
       await child.stdin.close();
@@ -305,12 +219,12 @@ Deno.test("RFC 7692 connect() with perMessageDeflate against a Python websockets
     );
     await _echoEach(socket);
     socket.close({ closeCode: CLOSE.code, reason: CLOSE.reason });
-    assert.equal((await _within(socket.closed, "the close")).closeCode, 4000);
+    assert.equal((await within(socket.closed, "the close")).closeCode, 4000);
   } finally {
     await child.stdin.close();
     lines.releaseLock();
     await child.stdout.cancel().catch(() => {});
-    const status = await _within(child.status, "the Python server to stop");
+    const status = await within(child.status, "the Python server to stop");
     await stderr;
     assert.equal(status.code, 0);
   }
@@ -320,234 +234,11 @@ Deno.test("RFC 7692 connect() with perMessageDeflate against a Python websockets
 async function _echoEach(socket: WebSocketConnection): Promise<void> {
   const writer = socket.writable.getWriter();
   const reader = socket.readable.getReader();
-  for (const { label, data } of MESSAGES) {
-    await writer.write(data);
-    const { value } = await _within(reader.read(), `the ${label} echo`);
-    _assertSameMessage(value!, data, label);
-  }
+  await assertEchoes(
+    MESSAGES,
+    (data) => writer.write(data),
+    async () => (await reader.read()).value,
+  );
   writer.releaseLock();
   reader.releaseLock();
-}
-
-/**
- * Runs inside the page (Playwright serializes it): opens a WebSocket, sends
- * each message and waits for its echo, then closes.
- */
-async function _browserExchange(
-  plan: {
-    url: string;
-    messages: WireMessage[];
-    close: { code: number; reason: string };
-    limit: number;
-  },
-): Promise<{
-  extensions: string;
-  echoes: WireMessage[];
-  close: { code: number; wasClean: boolean };
-}> {
-  const ws = new WebSocket(plan.url);
-  ws.binaryType = "arraybuffer";
-  const events: (MessageEvent | Event)[] = [];
-  let wake = () => {};
-  const next = () =>
-    new Promise<MessageEvent | Event>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error("Timed out in the page")),
-        plan.limit,
-      );
-      const take = () => {
-        clearTimeout(timer);
-        resolve(events.shift()!);
-      };
-      if (events.length > 0) take();
-      else wake = take;
-    });
-  const push = (event: MessageEvent | Event) => {
-    events.push(event);
-    wake();
-    wake = () => {};
-  };
-  ws.onopen = push;
-  ws.onmessage = push;
-  ws.onerror = push;
-  ws.onclose = push;
-  const opened = await next();
-  if (opened.type !== "open") throw new Error(`Got ${opened.type}, not open`);
-  const echoes: WireMessage[] = [];
-  for (const message of plan.messages) {
-    ws.send(
-      message.type === "text"
-        ? message.data
-        : Uint8Array.fromBase64(message.data),
-    );
-    const event = await next();
-    if (!(event instanceof MessageEvent)) {
-      throw new Error(`Got ${event.type}, not a message`);
-    }
-    echoes.push(
-      typeof event.data === "string"
-        ? { type: "text", data: event.data }
-        : { type: "binary", data: new Uint8Array(event.data).toBase64() },
-    );
-  }
-  ws.close(plan.close.code, plan.close.reason);
-  const event = await next() as CloseEvent;
-  if (event.type !== "close") throw new Error(`Got ${event.type}, not close`);
-  return {
-    extensions: ws.extensions,
-    echoes,
-    close: { code: event.code, wasClean: event.wasClean },
-  };
-}
-
-/**
- * The echo example on a free port, with its default compression on, telling
- * the test about its sockets by path.
- */
-function _startEcho() {
-  const sockets = new Map<string, WebSocketConnection>();
-  const waiting = new Map<string, (socket: WebSocketConnection) => void>();
-  const server = startEchoServer({
-    port: 0,
-    hostname: "127.0.0.1",
-    onListen() {},
-    onSocket(socket) {
-      const path = new URL(socket.request.url).pathname;
-      sockets.set(path, socket);
-      waiting.get(path)?.(socket);
-    },
-  });
-  return {
-    server,
-    url: `ws://127.0.0.1:${server.addr.port}/`,
-    socket(path: string): Promise<WebSocketConnection> {
-      const socket = sockets.get(path);
-      if (socket) return Promise.resolve(socket);
-      return new Promise((resolve) => waiting.set(path, resolve));
-    },
-    [Symbol.asyncDispose]: () => server.shutdown(),
-  };
-}
-
-/** Fails (rather than hangs) when a peer never answers. */
-async function _within<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out waiting for ${what}`)),
-          STEP_LIMIT,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Messages in arrival order, awaited one at a time. */
-class _Inbox<T> {
-  #items: T[] = [];
-  #waiters: ((item: T) => void)[] = [];
-
-  push(item: T): void {
-    const waiter = this.#waiters.shift();
-    if (waiter) waiter(item);
-    else this.#items.push(item);
-  }
-
-  next(): Promise<T> {
-    if (this.#items.length > 0) return Promise.resolve(this.#items.shift()!);
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-}
-
-/** Asserts that an echo is the message sent: same kind, same bytes. */
-function _assertSameMessage(
-  actual: string | Uint8Array,
-  expected: string | Uint8Array,
-  label: string,
-): void {
-  if (typeof expected === "string") {
-    assert.equal(typeof actual, "string", `the ${label} echo is text`);
-    assert.ok(actual === expected, `the ${label} echo's text`);
-    return;
-  }
-  assert.ok(actual instanceof Uint8Array, `the ${label} echo is binary`);
-  assert.equal(actual.length, expected.length, `the ${label} echo's length`);
-  const at = actual.findIndex((byte, i) => byte !== expected[i]);
-  assert.equal(at, -1, `the ${label} echo differs at byte ${at}`);
-}
-
-function _toWire(data: string | Uint8Array): WireMessage {
-  return typeof data === "string"
-    ? { type: "text", data }
-    : { type: "binary", data: data.toBase64() };
-}
-
-function _fromWire(message: WireMessage): string | Uint8Array {
-  return message.type === "text"
-    ? message.data
-    : Uint8Array.fromBase64(message.data);
-}
-
-/** Printable pseudo-random text (xorshift32): compressible, not trivially. */
-function _pseudoText(length: number, seed: number): string {
-  let state = 0x9e3779b9 ^ seed;
-  const codes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    codes[i] = 97 + ((state >>> 0) % 26);
-  }
-  return new TextDecoder().decode(codes);
-}
-
-/** Pseudo-random bytes in short runs: compressible binary. */
-function _pseudoBytes(length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let state = 0x12345678;
-  for (let i = 0; i < length;) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    const run = 1 + ((state >>> 8) & 15);
-    bytes.fill(state & 0xff, i, i + run);
-    i += run;
-  }
-  return bytes;
-}
-
-/**
- * Loads playwright-core only for the test that needs it (on load it probes
- * `/proc/sys/fs/binfmt_misc/WSLInterop`, which Deno allows only with
- * `--allow-all`).
- */
-async function _loadPlaywrightChromium() {
-  try {
-    // deno-lint-ignore no-import-prefix
-    return (await import("npm:playwright-core@1")).chromium;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) {
-      throw new Error(
-        "playwright-core needs --allow-all (on load it probes /proc/sys/fs/binfmt_misc/WSLInterop): run deno test -A",
-        { cause: error },
-      );
-    }
-    throw error;
-  }
-}
-
-/** Fails with what to install when a peer is missing from the machine. */
-function _requirePeer(path: string, what: string): void {
-  try {
-    Deno.statSync(path);
-  } catch {
-    throw new Error(
-      `${path} is missing: this test needs ${what}, which .ci/run installs`,
-    );
-  }
 }

@@ -13,7 +13,7 @@ import {
 import { FrameDecoderStream } from "../src/frame_decoder_stream.ts";
 import { FrameEncoderStream } from "../src/frame_encoder_stream.ts";
 import { WebSocketError } from "../src/websocket_error.ts";
-import { concat, mulberry32 } from "./_util.ts";
+import { concat, isCloseError, mulberry32 } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -175,14 +175,10 @@ function assertDecodeFails(
   const decoder = new FrameDecoder(recorder, options);
   const last = chunks.length - 1;
   for (let i = 0; i < last; i++) decoder.push(chunks[i].slice());
-  assert.throws(() => decoder.push(chunks[last].slice()), (error: unknown) => {
-    assert.ok(
-      error instanceof WebSocketError,
-      `not a WebSocketError: ${error}`,
-    );
-    assert.equal(error.closeCode, closeCode);
-    return true;
-  });
+  assert.throws(
+    () => decoder.push(chunks[last].slice()),
+    isCloseError(closeCode),
+  );
   return recorder;
 }
 

@@ -8,8 +8,7 @@ import {
   type MessageHandler,
 } from "../src/message_assembler.ts";
 import { MessageStream } from "../src/message_stream.ts";
-import { WebSocketError } from "../src/websocket_error.ts";
-import { concat } from "./_util.ts";
+import { assertCloseError, concat, isCloseError } from "./_util.ts";
 
 const encoder = new TextEncoder();
 const KEY = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
@@ -61,17 +60,6 @@ function pipeline(
       for (const f of frames) this.push(this.encode(f));
     },
   };
-}
-
-function assertFails(fn: () => unknown, closeCode: number): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(
-      error instanceof WebSocketError,
-      `not a WebSocketError: ${error}`,
-    );
-    assert.equal(error.closeCode, closeCode);
-    return true;
-  });
 }
 
 // UTF-8 sequences that are invalid as soon as their last byte here arrives
@@ -165,12 +153,15 @@ Deno.test("§5.4 assembler keeps messages and control frames in arrival order ac
 
 Deno.test("§5.4 assembler rejects a continuation frame with no message in progress with 1002", () => {
   // From the header alone: only the frame's first two bytes are fed.
-  assertFails(() => pipeline().push(new Uint8Array([0x80, 0x02])), 1002);
-  assertFails(() => pipeline().push(new Uint8Array([0x00, 0x00])), 1002);
+  assertCloseError(() => pipeline().push(new Uint8Array([0x80, 0x02])), 1002);
+  assertCloseError(() => pipeline().push(new Uint8Array([0x00, 0x00])), 1002);
   // Also right after a complete message.
   const p = pipeline();
   p.pushFrames(frame(true, Opcode.Text, "done"));
-  assertFails(() => p.pushFrames(frame(true, Opcode.Continuation, "x")), 1002);
+  assertCloseError(
+    () => p.pushFrames(frame(true, Opcode.Continuation, "x")),
+    1002,
+  );
   assert.deepEqual(p.events, [{ message: "done" }]);
 });
 
@@ -183,7 +174,7 @@ Deno.test("§5.4 assembler rejects a new data frame inside a fragmented message 
         // Only the header (with its masking key) of the intruding frame.
         const bytes = p.encode(frame(fin, second, "cd"));
         const header = bytes.subarray(0, bytes.length - 2);
-        assertFails(() => p.push(header), 1002);
+        assertCloseError(() => p.push(header), 1002);
         assert.deepEqual(p.events, []);
       }
     }
@@ -197,7 +188,10 @@ Deno.test("§8.1 assembler fails a text message holding invalid UTF-8 with 1007"
   for (const [name, bad] of INVALID_UTF8) {
     const p = pipeline();
     const payload = [0x61, ...bad, 0x62];
-    assertFails(() => p.pushFrames(frame(true, Opcode.Text, payload)), 1007);
+    assertCloseError(
+      () => p.pushFrames(frame(true, Opcode.Text, payload)),
+      1007,
+    );
     assert.deepEqual(p.events, [], name);
   }
 });
@@ -214,7 +208,7 @@ Deno.test("§8.1 assembler fails invalid UTF-8 with 1007 as soon as the bad byte
       // The valid part, including a bad sequence's valid lead, is accepted...
       p.push(bytes.subarray(0, end - 1));
       // ...and the chunk that ends right after the bad byte fails.
-      assertFails(() => p.push(bytes.subarray(end - 1, end)), 1007);
+      assertCloseError(() => p.push(bytes.subarray(end - 1, end)), 1007);
       assert.deepEqual(p.events, [], `${role}: ${name}`);
     }
   }
@@ -227,7 +221,7 @@ Deno.test("§8.1 assembler fails invalid UTF-8 with 1007 in a later fragment bef
     const payload = [0x63, ...bad, 0x64, 0x65];
     const bytes = p.encode(frame(true, Opcode.Continuation, payload));
     const end = bytes.length - payload.length + 1 + bad.length;
-    assertFails(() => p.push(bytes.subarray(0, end)), 1007);
+    assertCloseError(() => p.push(bytes.subarray(0, end)), 1007);
     assert.deepEqual(p.events, [], name);
   }
 });
@@ -266,7 +260,7 @@ Deno.test("§8.1 assembler accepts multi-byte text fed to the decoder one byte a
 Deno.test("§8.1 assembler fails a UTF-8 sequence cut off at the end of the message with 1007", () => {
   const truncated = [0x61, 0xe2, 0x82];
   // The whole message in one piece.
-  assertFails(
+  assertCloseError(
     () => pipeline().pushFrames(frame(true, Opcode.Text, truncated)),
     1007,
   );
@@ -274,7 +268,7 @@ Deno.test("§8.1 assembler fails a UTF-8 sequence cut off at the end of the mess
   const p = pipeline();
   const bytes = p.encode(frame(true, Opcode.Text, truncated));
   p.push(bytes.subarray(0, 3));
-  assertFails(() => p.push(bytes.subarray(3)), 1007);
+  assertCloseError(() => p.push(bytes.subarray(3)), 1007);
   // Cut at the end of a fragment and never completed: the final fragment
   // is empty, or a control frame comes between.
   const q = pipeline();
@@ -282,7 +276,10 @@ Deno.test("§8.1 assembler fails a UTF-8 sequence cut off at the end of the mess
     frame(false, Opcode.Text, [0x61, 0xf0, 0x9f]),
     frame(true, Opcode.Ping, []),
   );
-  assertFails(() => q.pushFrames(frame(true, Opcode.Continuation, [])), 1007);
+  assertCloseError(
+    () => q.pushFrames(frame(true, Opcode.Continuation, [])),
+    1007,
+  );
   assert.deepEqual(q.events, [{
     control: Opcode.Ping,
     payload: new Uint8Array(0),
@@ -311,13 +308,16 @@ Deno.test("§10.4 assembler refuses a message over maxMessageSize summed over fr
   // Only the header of a fragment that would bring the total to 11 bytes.
   const header = p.encode(frame(true, Opcode.Continuation, [10, 11]))
     .subarray(0, 6);
-  assertFails(() => p.push(header), 1009);
+  assertCloseError(() => p.push(header), 1009);
   assert.equal(p.events.length, 1);
 });
 
 Deno.test("§10.4 assembler refuses a single frame over maxMessageSize with 1009 from its header", () => {
   const p = pipeline({ maxMessageSize: 300 });
-  assertFails(() => p.push(new Uint8Array([0x81, 0x7e, 0x01, 0x2d])), 1009);
+  assertCloseError(
+    () => p.push(new Uint8Array([0x81, 0x7e, 0x01, 0x2d])),
+    1009,
+  );
 });
 
 Deno.test("§10.4 assembler accepts a fragmented message of exactly maxMessageSize and counts afresh for the next", () => {
@@ -383,17 +383,6 @@ Deno.test("§5.6 assembler copies a small binary message out of a large input ch
 // ---------------------------------------------------------------------------
 // MessageStream
 
-function closeCodeOf(expected: number) {
-  return (error: unknown) => {
-    assert.ok(
-      error instanceof WebSocketError,
-      `not a WebSocketError: ${error}`,
-    );
-    assert.equal(error.closeCode, expected);
-    return true;
-  };
-}
-
 Deno.test("§5.4 MessageStream turns frames into whole text and binary messages", async () => {
   const messages = await Array.fromAsync(
     ReadableStream.from([
@@ -431,7 +420,7 @@ Deno.test("§5.4 MessageStream hands control frames to onControl at once, betwee
 Deno.test("§5.4 MessageStream errors with a WebSocketError carrying 1002 on an unexpected continuation", async () => {
   const messages = ReadableStream.from([frame(true, Opcode.Continuation, "x")])
     .pipeThrough(new MessageStream());
-  await assert.rejects(Array.fromAsync(messages), closeCodeOf(1002));
+  await assert.rejects(Array.fromAsync(messages), isCloseError(1002));
 });
 
 Deno.test("§8.1 MessageStream errors with a WebSocketError carrying 1007 on invalid UTF-8", async () => {
@@ -439,7 +428,7 @@ Deno.test("§8.1 MessageStream errors with a WebSocketError carrying 1007 on inv
     frame(false, Opcode.Text, [0x61, 0xe2]),
     frame(true, Opcode.Continuation, [0x41]),
   ]).pipeThrough(new MessageStream());
-  await assert.rejects(Array.fromAsync(messages), closeCodeOf(1007));
+  await assert.rejects(Array.fromAsync(messages), isCloseError(1007));
 });
 
 Deno.test("§10.4 MessageStream errors with a WebSocketError carrying 1009 over maxMessageSize", async () => {
@@ -447,7 +436,7 @@ Deno.test("§10.4 MessageStream errors with a WebSocketError carrying 1009 over 
     frame(false, Opcode.Binary, new Uint8Array(8)),
     frame(true, Opcode.Continuation, new Uint8Array(8)),
   ]).pipeThrough(new MessageStream({ maxMessageSize: 15 }));
-  await assert.rejects(Array.fromAsync(messages), closeCodeOf(1009));
+  await assert.rejects(Array.fromAsync(messages), isCloseError(1009));
 });
 
 Deno.test("§5.4 MessageStream errors with a TypeError when its input ends inside a fragmented message", async () => {

@@ -33,6 +33,15 @@ import {
   text,
   upgradeRequest,
 } from "./_raw_client.ts";
+import {
+  assertSameMessage,
+  concat,
+  echo,
+  floodUntilStalled,
+  pseudoBytes,
+  pseudoText,
+  start as startServer,
+} from "./_util.ts";
 
 const encoder = new TextEncoder();
 const Z = zlib.constants;
@@ -43,16 +52,6 @@ const RSV1 = 4;
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
 
 /** Compresses one message on its own, as a peer without context takeover. */
 function deflateAlone(data: Uint8Array | string): Uint8Array {
@@ -65,7 +64,7 @@ function deflateAlone(data: Uint8Array | string): Uint8Array {
 /** Inflates one message on its own; throws if it refers to an earlier one. */
 function inflateAlone(payload: Uint8Array): Uint8Array {
   return new Uint8Array(
-    zlib.inflateRawSync(concat(payload, TRAILER), {
+    zlib.inflateRawSync(concat([payload, TRAILER]), {
       finishFlush: Z.Z_SYNC_FLUSH,
     }),
   );
@@ -91,10 +90,10 @@ class PeerZlib implements Disposable {
   message(data: Uint8Array | string): Promise<Uint8Array> {
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
     return new Promise((resolve, reject) => {
-      this.#stream.write(this.#inflate ? concat(bytes, TRAILER) : bytes);
+      this.#stream.write(this.#inflate ? concat([bytes, TRAILER]) : bytes);
       this.#stream.flush(Z.Z_SYNC_FLUSH, (error?: Error | null) => {
         if (error) return reject(error);
-        const out = concat(...this.#chunks);
+        const out = concat(this.#chunks);
         this.#chunks = [];
         resolve(this.#inflate ? out : out.subarray(0, out.length - 4));
       });
@@ -106,48 +105,9 @@ class PeerZlib implements Disposable {
   }
 }
 
-/** Printable pseudo-random text (xorshift32): compressible, not trivially. */
-function pseudoText(length: number, seed = 1): string {
-  let state = 0x9e3779b9 ^ seed;
-  const codes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    codes[i] = 97 + ((state >>> 0) % 26);
-  }
-  return new TextDecoder().decode(codes);
-}
-
-/** Pseudo-random bytes with runs: compressible binary. */
-function pseudoBytes(length: number, seed = 7): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let state = 0x12345678 ^ seed;
-  for (let i = 0; i < length;) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    const run = 1 + ((state >>> 8) & 15);
-    bytes.fill(state & 0xff, i, i + run);
-    i += run;
-  }
-  return bytes;
-}
-
-const echo: WebSocketHandler = (socket) =>
-  socket.readable.pipeTo(socket.writable);
-
+/** A quiet server on a free port, with permessage-deflate on by default. */
 function start(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
-  return serve(
-    {
-      port: 0,
-      hostname: "127.0.0.1",
-      onListen() {},
-      perMessageDeflate: true,
-      ...options,
-    },
-    handler,
-  );
+  return startServer({ perMessageDeflate: true, ...options }, handler);
 }
 
 /** A server whose first socket a test can watch. */
@@ -243,22 +203,6 @@ function rawServer(
       await done;
     },
   };
-}
-
-function assertSameMessage(
-  actual: string | Uint8Array | undefined,
-  expected: string | Uint8Array,
-  label: string,
-): void {
-  if (typeof expected === "string") {
-    assert.equal(typeof actual, "string", `${label} is text`);
-    assert.ok(actual === expected, `${label}: same text`);
-    return;
-  }
-  assert.ok(actual instanceof Uint8Array, `${label} is binary`);
-  assert.equal(actual.length, expected.length, `${label}: same length`);
-  const at = actual.findIndex((byte, i) => byte !== expected[i]);
-  assert.equal(at, -1, `${label}: differs at byte ${at}`);
 }
 
 // ---------------------------------------------------------------------------
@@ -732,7 +676,7 @@ Deno.test("RFC 7692 §7.2.3.2 with context takeover a repeated message becomes a
   const { client } = await openRaw(server.addr.port);
   await using _client = client;
   const message = pseudoText(2048);
-  await client.write(concat(frame(1, message), frame(1, message)));
+  await client.write(concat([frame(1, message), frame(1, message)]));
   const first = await nextFrame(client, 1, RSV1);
   const second = await nextFrame(client, 1, RSV1);
   assert.ok(
@@ -763,7 +707,7 @@ Deno.test("RFC 7692 §7.1.1.1 with server_no_context_takeover every message the 
         extensions,
         "permessage-deflate; server_no_context_takeover",
       );
-      await client.write(concat(frame(1, message), frame(1, message)));
+      await client.write(concat([frame(1, message), frame(1, message)]));
       const first = await nextFrame(client, 1, RSV1);
       const second = await nextFrame(client, 1, RSV1);
       assert.deepEqual(second.payload, first.payload);
@@ -786,7 +730,7 @@ Deno.test("RFC 7692 §7.1.2.1 server_max_window_bits=9 limits back-references to
   const echoed = await nextFrame(client, 1, RSV1);
   assert.ok(echoed.payload.length > 4 * 1024, "no match reaches back 1 KiB");
   // Inflating with a 512-byte window proves the limit.
-  const inflated = zlib.inflateRawSync(concat(echoed.payload, TRAILER), {
+  const inflated = zlib.inflateRawSync(concat([echoed.payload, TRAILER]), {
     windowBits: 9,
     finishFlush: Z.Z_SYNC_FLUSH,
   });
@@ -831,13 +775,13 @@ Deno.test("RFC 7692 §6.1 a compressed message over several frames, RSV1 on the 
   const payload = deflateAlone(message);
   const third = Math.floor(payload.length / 3);
   await client.writeChopped(
-    concat(
+    concat([
       frame(1, payload.subarray(0, third), { fin: false, rsv: RSV1 }),
       frame(0, payload.subarray(third, 2 * third), { fin: false }),
       frame(9, "between"),
       frame(0, new Uint8Array(0), { fin: false }),
       frame(0, payload.subarray(2 * third)),
-    ),
+    ]),
     1000,
   );
   assert.equal(text((await nextFrame(client, 10, 0)).payload), "between");
@@ -880,18 +824,18 @@ Deno.test("RFC 7692 §6.1 RSV1 on a continuation frame fails with 1002", async (
   const payload = deflateAlone(pseudoText(100));
   await expectClose(
     server.addr.port,
-    concat(
+    concat([
       frame(1, payload.subarray(0, 10), { fin: false, rsv: RSV1 }),
       frame(0, payload.subarray(10), { rsv: RSV1 }),
-    ),
+    ]),
     1002,
   );
   await expectClose(
     server.addr.port,
-    concat(
+    concat([
       frame(1, "plain", { fin: false }),
       frame(0, "still plain", { rsv: RSV1 }),
-    ),
+    ]),
     1002,
   );
 });
@@ -940,10 +884,10 @@ Deno.test("RFC 7692 §7.2.2 corrupt compressed data fails with 1007", async () =
 
 Deno.test("RFC 6455 §8.1 invalid UTF-8 in a compressed text message fails with 1007", async () => {
   await using server = start();
-  const invalid = concat(
+  const invalid = concat([
     encoder.encode(pseudoText(40_000)),
     new Uint8Array([0xff]),
-  );
+  ]);
   const cutOff = encoder.encode("abc✓").subarray(0, 5);
   for (const bytes of [invalid, cutOff]) {
     await expectClose(
@@ -979,8 +923,8 @@ async function bomb(mib: number): Promise<Uint8Array> {
   const zeros = new Uint8Array(MiB);
   // Each segment keeps its trailer, the empty block that ends a sync flush,
   // except the last one (§7.2.1).
-  const head = concat(await peer.message(zeros), TRAILER);
-  const segment = concat(await peer.message(zeros), TRAILER);
+  const head = concat([await peer.message(zeros), TRAILER]);
+  const segment = concat([await peer.message(zeros), TRAILER]);
   const out = new Uint8Array(head.length + segment.length * (mib - 1));
   out.set(head);
   for (let i = 0; i < mib - 1; i++) {
@@ -1007,7 +951,7 @@ Deno.test("RFC 7692 §8.1 a decompression bomb (1 MiB inflating to 1 GiB) fails 
       }),
     );
   }
-  await expectClose(server.addr.port, concat(...pieces), 1009);
+  await expectClose(server.addr.port, concat(pieces), 1009);
   const growth = Deno.memoryUsage().rss - before;
   assert.ok(growth < 200 * MiB, `memory grew by ${growth >> 20} MiB`);
 });
@@ -1023,14 +967,14 @@ Deno.test("messages are delivered in arrival order around a compressed one, and 
   const compressed = deflateAlone(big);
   const half = compressed.length >> 1;
   await client.write(
-    concat(
+    concat([
       frame(1, compressed.subarray(0, half), { rsv: RSV1, fin: false }),
       frame(9, "ping"),
       frame(0, compressed.subarray(half)),
       frame(1, "plain after"),
       frame(2, deflateAlone(new Uint8Array([1, 2, 3])), { rsv: RSV1 }),
       frame(1, "last"),
-    ),
+    ]),
   );
   // The pong is sent while the first message is still arriving.
   assert.equal(text((await nextFrame(client, 10, 0)).payload), "ping");
@@ -1090,14 +1034,14 @@ Deno.test("the peer's close right after a compressed message: the message is del
   await using _client = client;
   const big = pseudoText(300_000);
   await client.write(
-    concat(
+    concat([
       frame(1, deflateAlone(big), { rsv: RSV1 }),
       frame(1, "plain"),
       frame(8, closePayload(4000, "bye")),
       // Ignored: nothing counts after the close frame, not even garbage.
       frame(1, "ignored"),
       new Uint8Array([0xff, 0xff]),
-    ),
+    ]),
   );
   const answer = await client.readFrame();
   assert.equal(answer?.opcode, 8);
@@ -1116,31 +1060,6 @@ Deno.test("the peer's close right after a compressed message: the message is del
 // ---------------------------------------------------------------------------
 // Backpressure.
 
-/** Writes `bytes` over and over until a write stalls for `stallMs`. */
-async function floodUntilStalled(
-  client: RawClient,
-  bytes: Uint8Array,
-  stallMs: number,
-  limit: number,
-): Promise<number> {
-  let total = 0;
-  while (total < limit) {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stalled = new Promise<"stalled">((resolve) => {
-      timer = setTimeout(() => resolve("stalled"), stallMs);
-    });
-    const write = client.write(bytes).then(() => "written" as const);
-    const outcome = await Promise.race([write, stalled]);
-    clearTimeout(timer);
-    if (outcome === "stalled") {
-      write.catch(() => {});
-      return total;
-    }
-    total += bytes.length;
-  }
-  return total;
-}
-
 Deno.test("§8 compressed messages nobody reads stop the server reading, with memory bounded", async () => {
   const { server, first } = watched({}, () => {});
   await using _server = server;
@@ -1148,7 +1067,7 @@ Deno.test("§8 compressed messages nobody reads stop the server reading, with me
   // Each frame is ~1 KiB on the wire and 1 MiB inflated: a server that
   // inflated all it reads would need GiBs before TCP pushed back.
   const message = frame(2, deflateAlone(new Uint8Array(MiB)), { rsv: RSV1 });
-  const batch = concat(...Array.from({ length: 64 }, () => message));
+  const batch = concat(Array.from({ length: 64 }, () => message));
   const before = Deno.memoryUsage().rss;
   const limit = 64 * MiB;
   const sent = await floodUntilStalled(client, batch, 500, limit);
@@ -1204,7 +1123,7 @@ Deno.test("RFC 7692 §7.1.1.2 a client told client_no_context_takeover sends mes
       const first = await nextFrame(peer, 2, RSV1);
       const second = await nextFrame(peer, 2, RSV1);
       assert.deepEqual(second.payload, first.payload);
-      const inflated = zlib.inflateRawSync(concat(second.payload, TRAILER), {
+      const inflated = zlib.inflateRawSync(concat([second.payload, TRAILER]), {
         windowBits: 10,
         finishFlush: Z.Z_SYNC_FLUSH,
       });

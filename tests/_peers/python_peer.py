@@ -1,16 +1,18 @@
-"""A Python `websockets` peer with permessage-deflate for
-tests/deflate_peers_test.ts (asyncio API, 10.4+; compression is on by default
-on both sides).
+"""A Python `websockets` peer for tests/peers_test.ts and
+tests/deflate_peers_test.ts (asyncio API, 10.4+; permessage-deflate is on by
+default on both sides, and used where the other end accepts it).
 
 Usage:
-  python3 python_deflate.py client URL < plan.json
-  python3 python_deflate.py server
+  python3 python_peer.py client URL < plan.json
+  python3 python_peer.py server
 
 client: the plan on stdin is {"messages": [{"type": "text" | "binary",
 "data": str}], "close": {"code": int, "reason": str}}, binary data in base64.
-The client sends each message, waits for its echo, closes with the plan's
-code and prints {"echoes": [...], "extensions": str, "close_code": int} as
-JSON, where "extensions" is the server's Sec-WebSocket-Extensions answer.
+The client sends each message, waits for its echo, then closes with the plan's
+code and prints {"echoes": [...same shape...], "extensions": str,
+"close_code": int, "close_reason": str, "version": str} as JSON on stdout, so
+that the test asserts what arrived; "extensions" is the server's
+Sec-WebSocket-Extensions answer.
 
 server: an echo server on 127.0.0.1 and a free port, which it prints as the
 first line of stdout; it stops when stdin reaches its end.
@@ -26,6 +28,7 @@ import websockets
 
 async def client(url, plan):
     echoes = []
+    # max_size=None: the 1 MiB message is at websockets' default limit.
     async with websockets.connect(url, max_size=None) as ws:
         extensions = ws.response_headers.get("Sec-WebSocket-Extensions", "")
         for message in plan["messages"]:
@@ -42,10 +45,13 @@ async def client(url, plan):
                 )
         close = plan["close"]
         await ws.close(code=close["code"], reason=close["reason"])
+        # After close(), these hold the close frame the server echoed.
         return {
             "echoes": echoes,
             "extensions": extensions,
             "close_code": ws.close_code,
+            "close_reason": ws.close_reason,
+            "version": websockets.__version__,
         }
 
 
