@@ -215,16 +215,6 @@ export class _Connection implements WebSocketConnection {
     this.#closeWith(code, reason);
   }
 
-  /** Fails the connection with `code`, as for a limit or a timeout. */
-  _fail(code: number, reason: string): void {
-    this.#protocol.fail(code, reason);
-  }
-
-  /** Sends a ping, for heartbeats. */
-  _ping(): void {
-    this.#protocol.ping();
-  }
-
   /** The state of the closing handshake. */
   get _state(): "open" | "closing" | "closed" {
     return this.#protocol.state;
