@@ -15,7 +15,21 @@ import {
 } from "./permessage_deflate.ts";
 import { WebSocketError } from "./websocket_error.ts";
 
-/** Options for {@linkcode connect}. */
+/**
+ * Options for {@linkcode connect}.
+ *
+ * @example Connecting with a subprotocol and a timeout
+ * ```ts ignore
+ * import { connect, type ConnectOptions } from "@scope/ws";
+ *
+ * const options: ConnectOptions = {
+ *   protocols: ["chat.v1"],
+ *   handshakeTimeout: 5_000,
+ *   headers: { origin: "https://example.com" },
+ * };
+ * const socket = await connect("wss://example.com/chat", options);
+ * ```
+ */
 export interface ConnectOptions {
   /**
    * Subprotocols to offer, in order of preference (`Sec-WebSocket-Protocol`);

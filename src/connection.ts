@@ -4,7 +4,15 @@ import type { Message } from "./message_assembler.ts";
 import type { _DeflateSettings } from "./permessage_deflate.ts";
 import { type WebSocketCloseInfo, WebSocketError } from "./websocket_error.ts";
 
-/** How a WebSocket closed cleanly: the peer's close code and reason. */
+/**
+ * How a WebSocket closed cleanly: the peer's close code and reason.
+ *
+ * @example Logging how a socket closed
+ * ```ts ignore
+ * const { closeCode, reason } = await socket.closed;
+ * console.log(`closed with ${closeCode} ${reason}`);
+ * ```
+ */
 export interface WebSocketCloseResult {
   /** The close code from the peer's close frame (1005 if it had none). */
   closeCode: number;

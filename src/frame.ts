@@ -58,7 +58,17 @@ export interface FrameHandler {
   onFrameEnd(): void;
 }
 
-/** Options for {@linkcode FrameDecoder} and {@linkcode FrameDecoderStream}. */
+/**
+ * Options for {@linkcode FrameDecoder} and {@linkcode FrameDecoderStream}.
+ *
+ * @example A client's decoder with a 1 MiB frame limit
+ * ```ts
+ * import { FrameDecoderStream, type FrameDecoderOptions } from "@scope/ws";
+ *
+ * const options: FrameDecoderOptions = { role: "client", maxPayloadLength: 1 << 20 };
+ * const decoder = new FrameDecoderStream(options);
+ * ```
+ */
 export interface FrameDecoderOptions {
   /**
    * Which side decodes: a `"server"` requires masked frames from the client,

@@ -1,6 +1,15 @@
 import { encodeFrame, type Frame } from "./frame.ts";
 
-/** Options for {@linkcode FrameEncoderStream}. */
+/**
+ * Options for {@linkcode FrameEncoderStream}.
+ *
+ * @example Masking, as a client must
+ * ```ts
+ * import { FrameEncoderStream } from "@scope/ws";
+ *
+ * const encoder = new FrameEncoderStream({ mask: true });
+ * ```
+ */
 export interface FrameEncoderStreamOptions {
   /**
    * Mask every frame with a fresh random key, as a client must (RFC 6455

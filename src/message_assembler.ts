@@ -2,7 +2,21 @@ import { Opcode } from "./constants.ts";
 import type { FrameHandler, FrameHeader } from "./frame.ts";
 import { WebSocketError } from "./websocket_error.ts";
 
-/** A whole WebSocket message: text as a `string`, binary as a `Uint8Array`. */
+/**
+ * A whole WebSocket message: text as a `string`, binary as a `Uint8Array`.
+ *
+ * @example Telling text from binary
+ * ```ts
+ * import type { Message } from "@scope/ws";
+ *
+ * function describe(message: Message): string {
+ *   return typeof message === "string"
+ *     ? `text (${message.length} characters)`
+ *     : `binary (${message.length} bytes)`;
+ * }
+ * console.log(describe("hi")); // "text (2 characters)"
+ * ```
+ */
 export type Message = string | Uint8Array;
 
 /** Receives what a {@linkcode MessageAssembler} makes of the frames. */
@@ -24,7 +38,17 @@ export interface MessageHandler {
   ): void;
 }
 
-/** Options for {@linkcode MessageAssembler} and {@linkcode MessageStream}. */
+/**
+ * Options for {@linkcode MessageAssembler} and {@linkcode MessageStream}.
+ *
+ * @example Small messages, few fragments
+ * ```ts
+ * import { MessageStream, type MessageAssemblerOptions } from "@scope/ws";
+ *
+ * const limits: MessageAssemblerOptions = { maxMessageSize: 64 * 1024, maxFragments: 16 };
+ * const messages = new MessageStream(limits);
+ * ```
+ */
 export interface MessageAssemblerOptions {
   /**
    * The largest message, in bytes, summed over its fragments; a frame that

@@ -5,7 +5,21 @@ import {
   type MessageAssemblerOptions,
 } from "./message_assembler.ts";
 
-/** Options for {@linkcode MessageStream}. */
+/**
+ * Options for {@linkcode MessageStream}.
+ *
+ * @example Answering pings seen between fragments
+ * ```ts
+ * import { MessageStream, Opcode } from "@scope/ws";
+ *
+ * const messages = new MessageStream({
+ *   maxMessageSize: 1 << 20,
+ *   onControl(frame) {
+ *     if (frame.opcode === Opcode.Ping) console.log("ping", frame.payload);
+ *   },
+ * });
+ * ```
+ */
 export interface MessageStreamOptions extends MessageAssemblerOptions {
   /**
    * Called with each control frame (close, ping, pong) as it arrives, even

@@ -25,25 +25,82 @@ import {
 } from "./permessage_deflate.ts";
 import type { WebSocketError } from "./websocket_error.ts";
 
-/** What the server knows about a connection besides its request. */
+/**
+ * What the server knows about a connection besides its request.
+ *
+ * @example Refusing upgrades from outside the machine
+ * ```ts ignore
+ * import { serve } from "@scope/ws";
+ *
+ * serve({
+ *   onUpgrade: (_request, { remoteAddr }) => {
+ *     if (remoteAddr.hostname !== "127.0.0.1") {
+ *       return new Response("Forbidden", { status: 403 });
+ *     }
+ *   },
+ * }, (socket) => socket.readable.pipeTo(socket.writable));
+ * ```
+ */
 export interface ServeInfo {
   /** The peer's address. */
   remoteAddr: Deno.NetAddr;
 }
 
-/** What an `onUpgrade` hook may return to accept an upgrade. */
+/**
+ * What an `onUpgrade` hook may return to accept an upgrade.
+ *
+ * @example Setting a cookie on the 101 answer
+ * ```ts ignore
+ * import { serve } from "@scope/ws";
+ *
+ * serve({
+ *   onUpgrade: () => ({ headers: { "set-cookie": "session=abc; HttpOnly" } }),
+ * }, (socket) => socket.readable.pipeTo(socket.writable));
+ * ```
+ */
 export interface UpgradeAcceptance {
   /** Extra headers for the `101 Switching Protocols` answer. */
   headers?: HeadersInit;
 }
 
-/** Handles one accepted WebSocket. */
+/**
+ * Handles one accepted WebSocket.
+ *
+ * @example A handler that greets, then echoes in upper case
+ * ```ts ignore
+ * import { serve, type WebSocketHandler } from "@scope/ws";
+ *
+ * const handler: WebSocketHandler = async (socket, request) => {
+ *   const writer = socket.writable.getWriter();
+ *   await writer.write(`Hello from ${new URL(request.url).pathname}`);
+ *   for await (const message of socket.readable) {
+ *     await writer.write(typeof message === "string" ? message.toUpperCase() : message);
+ *   }
+ * };
+ * serve({ port: 8080 }, handler);
+ * ```
+ */
 export type WebSocketHandler = (
   socket: WebSocketConnection,
   request: Request,
 ) => void | Promise<void>;
 
-/** Options for {@linkcode serve}. */
+/**
+ * Options for {@linkcode serve}.
+ *
+ * @example A server with tighter limits
+ * ```ts ignore
+ * import { serve, type ServeOptions } from "@scope/ws";
+ *
+ * const options: ServeOptions = {
+ *   port: 8080,
+ *   hostname: "127.0.0.1",
+ *   maxMessageSize: 1 << 20,
+ *   idleTimeout: 120_000,
+ * };
+ * serve(options, (socket) => socket.readable.pipeTo(socket.writable));
+ * ```
+ */
 export interface ServeOptions {
   /** The port to listen on. Default `8000`, as `Deno.serve`; `0` picks one. */
   port?: number;
@@ -137,7 +194,22 @@ export interface ServeOptions {
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
-/** How a WebSocket ended, as told to {@linkcode ServeOptions.onClose}. */
+/**
+ * How a WebSocket ended, as told to {@linkcode ServeOptions.onClose}.
+ *
+ * @example Counting unclean closes
+ * ```ts ignore
+ * import { serve } from "@scope/ws";
+ *
+ * let unclean = 0;
+ * serve({
+ *   onClose: (_socket, { closeCode, wasClean }) => {
+ *     if (!wasClean) unclean++;
+ *     console.log("closed", closeCode);
+ *   },
+ * }, (socket) => socket.readable.pipeTo(socket.writable));
+ * ```
+ */
 export interface CloseEventInfo {
   /** The close code received, sent on failure, or 1006. */
   closeCode: number;
@@ -150,6 +222,15 @@ export interface CloseEventInfo {
 /**
  * A running WebSocket server, as returned by {@linkcode serve}. Disposing of
  * it (`await using`) shuts it down.
+ *
+ * @example Stopping a server
+ * ```ts ignore
+ * import { serve } from "@scope/ws";
+ *
+ * const server = serve({ port: 0 }, (socket) => socket.readable.pipeTo(socket.writable));
+ * console.log(`listening on ${server.addr.port}, ${server.connections} open`);
+ * await server.shutdown(); // 1001 to every socket, then `finished` resolves
+ * ```
  */
 export interface WebSocketServer extends AsyncDisposable {
   /** The address it listens on. */

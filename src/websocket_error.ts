@@ -1,4 +1,14 @@
-/** Options for {@linkcode WebSocketError}. */
+/**
+ * Options for {@linkcode WebSocketError}.
+ *
+ * @example Closing with a code and reason
+ * ```ts ignore
+ * import type { WebSocketCloseInfo } from "@scope/ws";
+ *
+ * const info: WebSocketCloseInfo = { closeCode: 4000, reason: "Session over" };
+ * socket.close(info);
+ * ```
+ */
 export interface WebSocketCloseInfo {
   /** The close code, such as `1002` for a protocol error. */
   closeCode?: number;

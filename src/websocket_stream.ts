@@ -14,6 +14,16 @@ import { type WebSocketCloseInfo, WebSocketError } from "./websocket_error.ts";
  * Options for {@linkcode WebSocketStream}: the WHATWG `protocols` and
  * `signal`, plus the other options of {@linkcode connect} (headers, limits,
  * timeouts, `caCerts`).
+ *
+ * @example Offering subprotocols and giving up after 10 s
+ * ```ts ignore
+ * import { WebSocketStream } from "@scope/ws";
+ *
+ * const wss = new WebSocketStream("wss://example.com/", {
+ *   protocols: ["chat.v2", "chat.v1"],
+ *   signal: AbortSignal.timeout(10_000),
+ * });
+ * ```
  */
 export interface WebSocketStreamOptions extends Omit<ConnectOptions, "signal"> {
   /**
@@ -24,7 +34,17 @@ export interface WebSocketStreamOptions extends Omit<ConnectOptions, "signal"> {
   signal?: AbortSignal;
 }
 
-/** What {@linkcode WebSocketStream.opened} resolves with. */
+/**
+ * What {@linkcode WebSocketStream.opened} resolves with.
+ *
+ * @example Reading what `opened` resolves with
+ * ```ts ignore
+ * import { WebSocketStream } from "@scope/ws";
+ *
+ * const wss = new WebSocketStream("ws://127.0.0.1:8080/");
+ * const { readable, writable, protocol, extensions } = await wss.opened;
+ * ```
+ */
 export interface WebSocketOpenInfo {
   /**
    * The messages from the server: a `string` per text message, a
