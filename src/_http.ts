@@ -25,7 +25,6 @@ export class HttpError extends Error {
 }
 
 const latin1 = new TextDecoder("latin1");
-const encoder = new TextEncoder();
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) (HTTP\/\d\.\d)$/;
 
@@ -115,16 +114,27 @@ export async function serializeResponse(
   }
   head += `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
   const out = new Uint8Array(head.length + body.length);
-  encoder.encodeInto(head, out);
+  _latin1Into(head, out);
   out.set(body, head.length);
   return out;
+}
+
+/**
+ * Writes a head as latin1, one byte per code unit: header values and the
+ * reason phrase are byte strings (RFC 9110 §5.5), not UTF-8 text.
+ */
+function _latin1Into(head: string, out: Uint8Array): void {
+  for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i);
 }
 
 /** Serializes a `101 Switching Protocols` head with the given headers. */
 export function serializeSwitchingProtocols(headers: Headers): Uint8Array {
   let head = "HTTP/1.1 101 Switching Protocols\r\n";
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
-  return encoder.encode(head + "\r\n");
+  head += "\r\n";
+  const out = new Uint8Array(head.length);
+  _latin1Into(head, out);
+  return out;
 }
 
 /** An HTTP/1.1 response head, parsed from bytes (RFC 9112 §4). */

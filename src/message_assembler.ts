@@ -271,7 +271,13 @@ export class MessageAssembler implements FrameHandler {
    */
   directTarget(remaining: number): Uint8Array | null {
     if (!this.#collect || this.#used === 0) return null;
-    if (this.#buffer.length - this.#used < MIN_BUFFER) {
+    // Only when it can grow: a buffer already as large as the headers
+    // declared, or one that would not grow past its size, would be copied
+    // for nothing on every read (a peer trickling bytes makes that O(n²)).
+    if (
+      this.#buffer.length - this.#used < MIN_BUFFER &&
+      this.#buffer.length < Math.min(this.#size, this.#used * GROWTH)
+    ) {
       this.#grow(this.#used * GROWTH);
     }
     const room = this.#buffer.length - this.#used;
@@ -284,7 +290,10 @@ export class MessageAssembler implements FrameHandler {
 
   /** The collected payload, exactly as long as the message. */
   #take(): Uint8Array {
-    const payload = this.#buffer.length === this.#used
+    // An empty message gets its own array, not the shared EMPTY.
+    const payload = this.#used === 0
+      ? new Uint8Array(0)
+      : this.#buffer.length === this.#used
       ? this.#buffer
       : this.#buffer.slice(0, this.#used);
     this.#buffer = EMPTY;

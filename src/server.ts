@@ -251,6 +251,8 @@ const DEFAULT_MAX_HEAD_SIZE = 16 * 1024;
 const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
 const DEFAULT_CLOSE_TIMEOUT = 5_000;
 const DEFAULT_PING_INTERVAL = 30_000;
+/** How long to wait before accepting again after `accept` failed, in ms. */
+const ACCEPT_RETRY_DELAY = 100;
 const DEFAULT_IDLE_TIMEOUT = 60_000;
 
 /**
@@ -353,6 +355,7 @@ class _Server implements WebSocketServer {
   #handshaking = new Set<Deno.Conn>();
   #tasks = new Set<Promise<void>>();
   #stopping = false;
+  #cancelRetry: (() => void) | undefined;
   #onError: (error: unknown) => void;
   #deflate: PerMessageDeflateOptions | null;
 
@@ -413,18 +416,32 @@ class _Server implements WebSocketServer {
   }
 
   async #acceptLoop(): Promise<void> {
-    try {
-      for await (const conn of this.#listener) {
-        if (this.#stopping) {
-          conn.close();
-          continue;
-        }
-        const task = this.#handle(conn);
-        this.#tasks.add(task);
-        task.finally(() => this.#tasks.delete(task));
+    while (!this.#stopping) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#stopping || error instanceof Deno.errors.BadResource) break;
+        // Out of file descriptors, say: report it and keep accepting once
+        // connections have ended, rather than stop serving for good.
+        this.#onError(error);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, ACCEPT_RETRY_DELAY);
+          this.#cancelRetry = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#cancelRetry = undefined;
+        continue;
       }
-    } catch (error) {
-      if (!this.#stopping) this.#onError(error);
+      if (this.#stopping) {
+        conn.close();
+        break;
+      }
+      const task = this.#handle(conn);
+      this.#tasks.add(task);
+      task.finally(() => this.#tasks.delete(task));
     }
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
   }
@@ -437,6 +454,7 @@ class _Server implements WebSocketServer {
       } catch {
         // Already closed.
       }
+      this.#cancelRetry?.();
       for (const conn of this.#handshaking) _closeQuietly(conn);
       for (const socket of this.#sockets) {
         socket._close(1001, "Server shutting down");
@@ -472,8 +490,9 @@ class _Server implements WebSocketServer {
       this.#options.onOpen?.(socket);
       await this.#handler(socket, socket.request);
     })().catch((error) => {
-      // A rejection that is only the socket's own end is not a fault.
-      if (socket._state !== "closed") {
+      // A rejection that is only the socket's own end is not a fault: it
+      // closed, or a message that arrived while closing could not be sent.
+      if (socket._state !== "closed" && !socket._isSendAfterClose(error)) {
         this.#onError(error);
         socket._close(1011, "Internal error");
       }
@@ -589,7 +608,11 @@ class _Server implements WebSocketServer {
     }
     // Frames are coalesced by the write queue; Nagle's delay would only add
     // latency to the last write of a burst.
-    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    try {
+      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    } catch {
+      // Closed meanwhile (a shutdown): the connection ends on its first read.
+    }
     return new _Connection(conn as Transport, {
       role: "server",
       request,

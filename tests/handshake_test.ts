@@ -7,7 +7,7 @@ import {
   text,
   upgradeRequest,
 } from "./_raw_client.ts";
-import { start } from "./_util.ts";
+import { concat, start } from "./_util.ts";
 
 /** Sends a raw request head and returns the server's answer. */
 async function ask(
@@ -165,6 +165,26 @@ Deno.test("server passes plain HTTP requests to onRequest", async () => {
   assert.equal(answer.status, 200);
   assert.equal(answer.body, "<h1>hi</h1>");
   assert.equal(seen?.url, "http://example.test/page?q=1");
+});
+
+Deno.test("a response header value beyond ASCII goes out as its latin1 bytes and keeps the head intact", async () => {
+  await using server = start({
+    onRequest: () =>
+      new Response("hello", { headers: { "x-name": "caf\u00e9" } }),
+  });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(`GET / HTTP/1.1\r\nHost: x\r\n\r\n`);
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(4096);
+  let n: number | null;
+  while ((n = await client.conn.read(buffer)) !== null) {
+    chunks.push(buffer.slice(0, n));
+  }
+  const answer = new TextDecoder("latin1").decode(concat(chunks));
+  assert.ok(answer.startsWith("HTTP/1.1 200 OK\r\n"), answer);
+  // Header values are byte strings (RFC 9110 §5.5): é is the one byte E9.
+  assert.ok(answer.includes("\r\nx-name: caf\u00e9\r\n"), answer);
+  assert.ok(answer.endsWith("\r\n\r\nhello"), answer);
 });
 
 Deno.test("§4.2.2 server picks the first offered subprotocol it supports", async () => {

@@ -226,3 +226,62 @@ Deno.test("shutdown() does not wait for a handler that never settles", async () 
   client.close();
   await done;
 });
+
+Deno.test("running out of file descriptors is reported and the server keeps accepting", async () => {
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `ulimit -n 64 && exec "${Deno.execPath()}" run -A tests/_fixtures/fd_limited_server.ts`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = lineReader(child.stdout);
+  const conns: Deno.Conn[] = [];
+  try {
+    const port = Number(await lines.next());
+    // More connections than descriptors: accept fails with EMFILE.
+    for (let i = 0; i < 100; i++) {
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    }
+    assert.match(await lines.next(), /^error: /);
+    for (const conn of conns.splice(0)) conn.close();
+    // Once descriptors are free again, a client is served as usual.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const client = await Promise.race([
+      RawClient.open(port),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), 5000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    assert.ok(client, "the server accepts again within 5 s");
+    await using _client = client;
+    assert.equal(await roundTrip(client, "back"), "back");
+  } finally {
+    for (const conn of conns) conn.close();
+    await child.stdin.close();
+    await lines.cancel();
+    await child.status;
+  }
+});
+
+/** Reads a byte stream line by line. */
+function lineReader(stream: ReadableStream<Uint8Array>) {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  return {
+    async next(): Promise<string> {
+      while (!buffered.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error("The server exited");
+        buffered += value;
+      }
+      const end = buffered.indexOf("\n");
+      const line = buffered.slice(0, end);
+      buffered = buffered.slice(end + 1);
+      return line;
+    },
+    cancel: () => reader.cancel(),
+  };
+}

@@ -380,6 +380,43 @@ Deno.test("§5.6 assembler copies a small binary message out of a large input ch
   assert.ok(first.buffer.byteLength < 1000, `${first.buffer.byteLength}`);
 });
 
+Deno.test("§5.6 assembler reads the end of a large binary message into the buffer it has, without copying it again", () => {
+  const messages: Message[] = [];
+  const assembler = new MessageAssembler({
+    onMessage: (message) => messages.push(message),
+    onControl() {},
+  });
+  const size = 200 * 1024;
+  const payload = new Uint8Array(size);
+  for (let i = 0; i < size; i++) payload[i] = (i * 7) & 255;
+  assembler.onFrameStart({
+    fin: true,
+    rsv: 0,
+    opcode: Opcode.Binary,
+    length: size,
+  });
+  let at = 8 * 1024;
+  assembler.onFramePayload(payload.slice(0, at));
+  // Read straight into the message until the buffer has its final size...
+  let target!: Uint8Array;
+  for (const take of [120 * 1024, 56 * 1024]) {
+    target = assembler.directTarget(size - at)!;
+    assert.ok(target !== null && target.length >= take);
+    target.set(payload.subarray(at, at + take));
+    assembler.onFramePayload(target.subarray(0, take));
+    at += take;
+  }
+  // ...then the last 16 KiB: no room for a direct read, and no new buffer.
+  assert.equal(assembler.directTarget(size - at), null);
+  assembler.onFramePayload(payload.slice(at));
+  assembler.onFrameEnd();
+  const message = messages[0] as Uint8Array;
+  assert.ok(
+    message.length === size && message.every((b, i) => b === payload[i]),
+  );
+  assert.ok(message.buffer === target.buffer, "copied once more at its end");
+});
+
 // ---------------------------------------------------------------------------
 // MessageStream
 

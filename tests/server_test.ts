@@ -486,6 +486,25 @@ Deno.test("shutdown() sends 1001 to open sockets and finished resolves", async (
   assert.equal(server.connections, 0);
 });
 
+Deno.test("shutdown() does not report an echo that cannot send a message arriving during the closing handshake", async () => {
+  const errors: unknown[] = [];
+  const server = start({ onError: (error) => errors.push(error) });
+  await using client = await RawClient.open(server.addr.port);
+  await client.write(frame(1, "before"));
+  assert.equal(text((await client.readFrame())!.payload), "before");
+  const done = server.shutdown();
+  const close = await client.readFrame();
+  assert.equal(close?.opcode, 8);
+  assert.equal((close!.payload[0] << 8) | close!.payload[1], 1001);
+  // A message sent before the client saw the close: delivered, not echoed.
+  await client.write(frame(1, "late"));
+  await client.write(frame(8, closePayload(1001)));
+  assert.equal(await client.readEof(), true);
+  client.close();
+  await done;
+  assert.deepEqual(errors, []);
+});
+
 Deno.test("an aborted signal shuts the server down", async () => {
   const controller = new AbortController();
   const server = start({ signal: controller.signal });
