@@ -139,16 +139,23 @@ export function resultsTable(
   return rows.map((row) => `| ${row.join(" | ")} |`).join("\n");
 }
 
+/** A table's header row and its separator, one column per server. */
+function _headerRows(servers: ServerName[]): string[][] {
+  const header = [
+    "Scenario",
+    "Metric",
+    ...servers.map((server) => SERVERS[server].label),
+  ];
+  return [header, header.map(() => "---")];
+}
+
 /** The median per server of each metric, without ratios or targets. */
 export function mediansTable(
   results: Results,
   metrics: Metric[],
   servers: ServerName[],
 ): string {
-  const rows = [
-    ["Scenario", "Metric", ...servers.map((server) => SERVERS[server].label)],
-  ];
-  rows.push(rows[0].map(() => "---"));
+  const rows = _headerRows(servers);
   for (const metric of metrics) {
     if (!results.has(metric.scenario)) continue;
     rows.push([
@@ -168,10 +175,7 @@ export function runsTable(
   metrics: Metric[],
   servers: ServerName[],
 ): string {
-  const rows = [
-    ["Scenario", "Metric", ...servers.map((server) => SERVERS[server].label)],
-  ];
-  rows.push(rows[0].map(() => "---"));
+  const rows = _headerRows(servers);
   for (const metric of metrics) {
     const runs = results.get(metric.scenario);
     if (!runs) continue;
