@@ -1,7 +1,11 @@
 import { Opcode } from "./constants.ts";
 import { encodeClosePayload, parseClosePayload } from "./close_frame.ts";
-import { _headerSize, _writeHeader, FrameDecoder } from "./frame.ts";
-import { applyMask } from "./mask.ts";
+import {
+  _headerSize,
+  _writeFrame,
+  _writeHeader,
+  FrameDecoder,
+} from "./frame.ts";
 import {
   type Message,
   MessageAssembler,
@@ -125,6 +129,7 @@ export class Protocol {
   #assembler: MessageAssembler;
   #state: ProtocolState = "open";
   #closeSent = false;
+  #sendAfterClose: TypeError | undefined;
   /** Set when the peer's close frame arrived, even if still waiting in line. */
   #closeReceived = false;
   #deflate: _PerMessageDeflate | null = null;
@@ -196,6 +201,11 @@ export class Protocol {
       : null;
   }
 
+  /** Whether `error` is what `send` threw for a send after close. */
+  isSendAfterClose(error: unknown): boolean {
+    return error !== undefined && error === this.#sendAfterClose;
+  }
+
   /** Feeds bytes from the peer; frames after the peer's close are ignored. */
   receive(chunk: Uint8Array): void {
     if (this.#state === "closed" || this.#closeReceived) return;
@@ -215,7 +225,11 @@ export class Protocol {
    */
   send(message: Message): Promise<void> | undefined {
     if (this.#state !== "open") {
-      throw new TypeError("Cannot send on a closing or closed WebSocket");
+      // Kept, so that the I/O layer can tell this end of a handler's
+      // `pipeTo` from a fault of the handler's own.
+      throw this.#sendAfterClose ??= new TypeError(
+        "Cannot send on a closing or closed WebSocket",
+      );
     }
     if (this.#deflate !== null) return this.#sendDeflated(message);
     if (typeof message === "string") {
@@ -486,25 +500,17 @@ export class Protocol {
     const events = this.#events;
     const frame = { fin: true, opcode, rsv1 };
     const length = payload.length;
-    if (this.#client) {
-      // §5.3: every client frame is masked with a fresh key; the payload is
-      // masked in the queue, never in the caller's array.
-      const mask = _maskKey();
-      const out = events.reserve(_headerSize(length, true) + length);
-      const at = _writeHeader(out, frame, length, mask);
-      out.set(payload, at);
-      applyMask(out.subarray(at, at + length), mask);
-      events.commit(at + length);
-    } else if (length > COPY_LIMIT) {
+    if (!this.#client && length > COPY_LIMIT) {
       const header = events.reserve(_headerSize(length, false));
       events.commit(_writeHeader(header, frame, length));
       events.send(payload);
-    } else {
-      const out = events.reserve(_headerSize(length, false) + length);
-      const at = _writeHeader(out, frame, length);
-      out.set(payload, at);
-      events.commit(at + length);
+      return;
     }
+    // §5.3: every client frame is masked with a fresh key; the payload is
+    // masked in the queue, never in the caller's array.
+    const mask = this.#client ? _maskKey() : undefined;
+    const out = events.reserve(_headerSize(length, this.#client) + length);
+    events.commit(_writeFrame(out, frame, payload, mask));
   }
 }
 

@@ -84,16 +84,11 @@ export class WriteQueue {
   }
 
   /**
-   * Queues bytes: small ones are copied into the batch, larger ones are
-   * queued by reference and must not change until written.
+   * Queues bytes by reference, after what is queued; they must not change
+   * until written. For large payloads: small frames go through `reserve`.
    */
   push(bytes: Uint8Array): void {
     if (this.#failed) return;
-    if (bytes.length < MIN_BATCH) {
-      this.reserve(bytes.length).set(bytes);
-      this.commit(bytes.length);
-      return;
-    }
     this.#seal();
     this.#chunks.push(bytes);
     this.#pending += bytes.length;

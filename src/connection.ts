@@ -133,7 +133,6 @@ export class _Connection implements WebSocketConnection {
   #result: CloseResult | undefined;
   #resolveClosed!: (result: WebSocketCloseResult) => void;
   #rejectClosed!: (error: WebSocketError) => void;
-  #sendAfterClose: TypeError | undefined;
 
   constructor(transport: Transport, init: ConnectionInit) {
     this.#transport = transport;
@@ -187,13 +186,6 @@ export class _Connection implements WebSocketConnection {
         if (typeof message !== "string" && !(message instanceof Uint8Array)) {
           throw new TypeError("A message must be a string or a Uint8Array");
         }
-        if (this.#protocol.state !== "open") {
-          // Kept, so that the server can tell this end of a handler's
-          // `pipeTo` from a fault of the handler's own.
-          throw this.#sendAfterClose ??= new TypeError(
-            "Cannot send on a closing or closed WebSocket",
-          );
-        }
         const sent = this.#protocol.send(message);
         // A compressed message is queued once compressed (permessage-deflate).
         if (sent !== undefined) return sent.then(() => this.#queue.ready());
@@ -233,7 +225,7 @@ export class _Connection implements WebSocketConnection {
 
   /** Whether `error` is what `writable` failed with for a write after close. */
   _isSendAfterClose(error: unknown): boolean {
-    return error !== undefined && error === this.#sendAfterClose;
+    return this.#protocol.isSendAfterClose(error);
   }
 
   /** The state of the closing handshake. */

@@ -375,8 +375,24 @@ export function _writeHeader(
 export function encodeFrame(frame: Frame, mask?: Uint8Array): Uint8Array {
   const length = frame.payload.length;
   const out = new Uint8Array(_headerSize(length, mask !== undefined) + length);
-  const at = _writeHeader(out, frame, length, mask);
-  out.set(frame.payload, at);
-  if (mask) applyMask(out.subarray(at), mask);
+  _writeFrame(out, frame, frame.payload, mask);
   return out;
+}
+
+/**
+ * Writes a whole frame at the start of `target`, which must hold
+ * `_headerSize(payload.length, mask !== undefined) + payload.length` bytes;
+ * the payload is masked in `target`, never in place. Returns the size.
+ */
+export function _writeFrame(
+  target: Uint8Array,
+  frame: Omit<Frame, "payload">,
+  payload: Uint8Array,
+  mask?: Uint8Array,
+): number {
+  const at = _writeHeader(target, frame, payload.length, mask);
+  const end = at + payload.length;
+  target.set(payload, at);
+  if (mask) applyMask(target.subarray(at, end), mask);
+  return end;
 }

@@ -372,9 +372,13 @@ class _Server implements WebSocketServer {
     if ((options.cert === undefined) !== (options.key === undefined)) {
       throw new TypeError("The cert and key options go together");
     }
-    this.#tls = options.cert !== undefined && options.key !== undefined;
-    this.#listener = options.cert !== undefined && options.key !== undefined
-      ? Deno.listenTls({ ...address, cert: options.cert, key: options.key })
+    const { cert, key } = options;
+    const tls = cert !== undefined && key !== undefined
+      ? { cert, key }
+      : undefined;
+    this.#tls = tls !== undefined;
+    this.#listener = tls
+      ? Deno.listenTls({ ...address, ...tls })
       : Deno.listen(address);
     this.addr = this.#listener.addr as Deno.NetAddr;
     const scheme = this.#tls ? "wss" : "ws";
