@@ -139,34 +139,19 @@ export function resultsTable(
   return rows.map((row) => `| ${row.join(" | ")} |`).join("\n");
 }
 
-/** A table's header row and its separator, one column per server. */
-function _headerRows(servers: ServerName[]): string[][] {
-  const header = [
-    "Scenario",
-    "Metric",
-    ...servers.map((server) => SERVERS[server].label),
-  ];
-  return [header, header.map(() => "---")];
-}
-
 /** The median per server of each metric, without ratios or targets. */
 export function mediansTable(
   results: Results,
   metrics: Metric[],
   servers: ServerName[],
 ): string {
-  const rows = _headerRows(servers);
-  for (const metric of metrics) {
-    if (!results.has(metric.scenario)) continue;
-    rows.push([
-      `(${metric.scenario})`,
-      metric.label,
-      ...servers.map((server) =>
-        _format(medianOf(results, metric, server), metric.decimals)
-      ),
-    ]);
-  }
-  return rows.map((row) => `| ${row.join(" | ")} |`).join("\n");
+  return _metricsTable(
+    results,
+    metrics,
+    servers,
+    (metric, server) =>
+      _format(medianOf(results, metric, server), metric.decimals),
+  );
 }
 
 /** Every run's value of every metric, for the record. */
@@ -175,18 +160,39 @@ export function runsTable(
   metrics: Metric[],
   servers: ServerName[],
 ): string {
-  const rows = _headerRows(servers);
+  return _metricsTable(
+    results,
+    metrics,
+    servers,
+    (metric, server) =>
+      (results.get(metric.scenario)!.get(server) ?? [])
+        .map((sample) => _format(sample.values[metric.key], metric.decimals))
+        .join(", "),
+  );
+}
+
+/**
+ * A table with a row per measured metric and a column per server, each cell
+ * made by `cell`.
+ */
+function _metricsTable(
+  results: Results,
+  metrics: Metric[],
+  servers: ServerName[],
+  cell: (metric: Metric, server: ServerName) => string,
+): string {
+  const header = [
+    "Scenario",
+    "Metric",
+    ...servers.map((server) => SERVERS[server].label),
+  ];
+  const rows = [header, header.map(() => "---")];
   for (const metric of metrics) {
-    const runs = results.get(metric.scenario);
-    if (!runs) continue;
+    if (!results.has(metric.scenario)) continue;
     rows.push([
       `(${metric.scenario})`,
       metric.label,
-      ...servers.map((server) =>
-        (runs.get(server) ?? [])
-          .map((sample) => _format(sample.values[metric.key], metric.decimals))
-          .join(", ")
-      ),
+      ...servers.map((server) => cell(metric, server)),
     ]);
   }
   return rows.map((row) => `| ${row.join(" | ")} |`).join("\n");
