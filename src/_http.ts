@@ -49,10 +49,11 @@ export function findHeadEnd(bytes: Uint8Array, from: number): number {
  * headers; `fail` makes the error for a malformed line.
  */
 function _splitHead(
-  bytes: Uint8Array,
+  head: Uint8Array | string,
   fail: (message: string) => Error,
 ): { first: string; headers: Headers } {
-  const lines = latin1.decode(bytes).split("\r\n");
+  const text = typeof head === "string" ? head : decodeHead(head);
+  const lines = text.split("\r\n");
   // The head ends with an empty line, so the last two entries are empty.
   lines.length -= 2;
   const headers = new Headers();
@@ -71,10 +72,18 @@ function _splitHead(
   return { first: lines[0], headers };
 }
 
-/** Parses a complete head, ending in CRLF CRLF; throws `HttpError` 400. */
-export function parseRequestHead(bytes: Uint8Array): RequestHead {
+/** A head's bytes as text, one character per byte (latin1). */
+export function decodeHead(bytes: Uint8Array): string {
+  return latin1.decode(bytes);
+}
+
+/**
+ * Parses a complete head, as bytes or as {@linkcode decodeHead} text, ending
+ * in CRLF CRLF; throws `HttpError` 400.
+ */
+export function parseRequestHead(head: Uint8Array | string): RequestHead {
   const { first, headers } = _splitHead(
-    bytes,
+    head,
     (message) => new HttpError(400, message),
   );
   const match = REQUEST_LINE.exec(first);

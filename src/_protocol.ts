@@ -27,10 +27,8 @@ export interface CloseResult {
   error?: WebSocketError;
 }
 
-/** What the protocol asks of its I/O layer. */
-export interface ProtocolEvents {
-  /** A whole data message arrived. */
-  message(message: Message): void;
+/** Where the protocol's outgoing frames go: the connection's write queue. */
+export interface ProtocolOutput {
   /**
    * Room for `size` bytes at the end of the outbound queue, for a frame to
    * be written into; `commit` then queues the part used.
@@ -39,9 +37,19 @@ export interface ProtocolEvents {
   /** Queues the first `used` bytes of the last `reserve`. */
   commit(used: number): void;
   /** Queues bytes by reference (large payloads), after what is queued. */
-  send(bytes: Uint8Array): void;
+  push(bytes: Uint8Array): void;
+}
+
+/**
+ * What the protocol tells its I/O layer. The names start with `_` because
+ * the connection object itself implements them (one object per connection
+ * rather than one closure per event).
+ */
+export interface ProtocolEvents {
+  /** A whole data message arrived. */
+  _message(message: Message): void;
   /** The protocol reached the closed state; nothing more will be sent. */
-  closed(result: CloseResult): void;
+  _ended(result: CloseResult): void;
   /**
    * With permessage-deflate: a promise while the reader has no room for
    * another message, `null` once nobody will read messages any more, else
@@ -49,12 +57,12 @@ export interface ProtocolEvents {
    * resolves, so that inflated messages never pile up in memory, and not at
    * all when nobody reads (it is dropped, as is any message then).
    */
-  room?(): Promise<void> | null | undefined;
+  _room(): Promise<void> | null | undefined;
   /**
    * With permessage-deflate: the backlog of received messages waiting to be
    * inflated or delivered in order shrank, or the protocol closed.
    */
-  drained?(): void;
+  _drained(): void;
 }
 
 /** Options of the protocol state machine. */
@@ -113,7 +121,7 @@ type _Inbound =
  *   are delivered or handled in arrival order. Pings are still answered at
  *   once. The I/O layer stops reading while the backlog is above its mark
  *   (`blocked`), and a message is only inflated once the reader has room
- *   (`events.room`), so that memory stays bounded.
+ *   (`events._room`), so that memory stays bounded.
  * - Sent: once a message is compressing, later messages and close frames go
  *   through one promise chain, so that nothing overtakes it on the wire;
  *   pongs and pings may, since they can go between messages. Failing the
@@ -124,6 +132,7 @@ type _Inbound =
  */
 export class Protocol {
   #events: ProtocolEvents;
+  #output: ProtocolOutput;
   #client: boolean;
   #decoder: FrameDecoder;
   #assembler: MessageAssembler;
@@ -140,8 +149,13 @@ export class Protocol {
   #outPending = 0;
   #outTail: Promise<void> = Promise.resolve();
 
-  constructor(options: ProtocolOptions, events: ProtocolEvents) {
+  constructor(
+    options: ProtocolOptions,
+    events: ProtocolEvents,
+    output: ProtocolOutput,
+  ) {
     this.#events = events;
+    this.#output = output;
     this.#client = options.role === "client";
     let handler: MessageHandler;
     if (options.perMessageDeflate) {
@@ -159,7 +173,7 @@ export class Protocol {
     } else {
       handler = {
         onMessage: (message) => {
-          if (this.#state !== "closed") events.message(message);
+          if (this.#state !== "closed") events._message(message);
         },
         onControl: (opcode, payload) => this.#onControl(opcode, payload),
       };
@@ -298,8 +312,8 @@ export class Protocol {
       this.#inbound = [];
       this.#backlog = 0;
     }
-    this.#events.closed(result);
-    this.#events.drained?.();
+    this.#events._ended(result);
+    this.#events._drained();
   }
 
   #onControl(opcode: number, payload: Uint8Array): void {
@@ -345,7 +359,7 @@ export class Protocol {
   #onMessage(message: Message): void {
     if (this.#state === "closed" || this.#closeReceived) return;
     if (this.#inbound.length === 0) {
-      this.#events.message(message);
+      this.#events._message(message);
     } else {
       this.#queueInbound({
         type: "message",
@@ -383,18 +397,18 @@ export class Protocol {
       while (this.#inbound.length > 0 && !this.#isClosed()) {
         const item = this.#inbound[0];
         if (item.type === "compressed") {
-          let room = this.#events.room?.();
+          let room = this.#events._room();
           while (room) {
             await room;
             if (this.#isClosed()) return;
-            room = this.#events.room?.();
+            room = this.#events._room();
           }
           if (room === null) {
             // Nobody reads: skip the work. The window no longer matches
             // the peer's, but no message is inflated again.
             this.#inbound.shift();
             this.#backlog -= item.cost;
-            this.#events.drained?.();
+            this.#events._drained();
             continue;
           }
           let message: Message;
@@ -410,16 +424,16 @@ export class Protocol {
             return;
           }
           if (this.#isClosed()) return;
-          this.#events.message(message);
+          this.#events._message(message);
         } else if (item.type === "message") {
-          this.#events.message(item.message);
+          this.#events._message(item.message);
         } else {
           this.#onPeerClose(item.closeCode, item.reason);
           if (this.#isClosed()) return;
         }
         this.#inbound.shift();
         this.#backlog -= item.cost;
-        this.#events.drained?.();
+        this.#events._drained();
       }
     } finally {
       this.#inflating = false;
@@ -481,7 +495,7 @@ export class Protocol {
    */
   #sendShortText(text: string): void {
     const length = text.length;
-    const out = this.#events.reserve(2 + length * 3);
+    const out = this.#output.reserve(2 + length * 3);
     let i = 0;
     for (; i < length; i++) {
       const code = text.charCodeAt(i);
@@ -493,24 +507,24 @@ export class Protocol {
       : i + encoder.encodeInto(text.slice(i), out.subarray(2 + i)).written;
     out[0] = 0x80 | Opcode.Text;
     out[1] = written;
-    this.#events.commit(2 + written);
+    this.#output.commit(2 + written);
   }
 
   #sendFrame(opcode: number, payload: Uint8Array, rsv1 = false): void {
-    const events = this.#events;
+    const output = this.#output;
     const frame = { fin: true, opcode, rsv1 };
     const length = payload.length;
     if (!this.#client && length > COPY_LIMIT) {
-      const header = events.reserve(_headerSize(length, false));
-      events.commit(_writeHeader(header, frame, length));
-      events.send(payload);
+      const header = output.reserve(_headerSize(length, false));
+      output.commit(_writeHeader(header, frame, length));
+      output.push(payload);
       return;
     }
     // §5.3: every client frame is masked with a fresh key; the payload is
     // masked in the queue, never in the caller's array.
     const mask = this.#client ? _maskKey() : undefined;
-    const out = events.reserve(_headerSize(length, this.#client) + length);
-    events.commit(_writeFrame(out, frame, payload, mask));
+    const out = output.reserve(_headerSize(length, this.#client) + length);
+    output.commit(_writeFrame(out, frame, payload, mask));
   }
 }
 

@@ -1,4 +1,8 @@
-import { type CloseResult, Protocol } from "./_protocol.ts";
+import {
+  type CloseResult,
+  Protocol,
+  type ProtocolEvents,
+} from "./_protocol.ts";
 import { WriteQueue } from "./_write_queue.ts";
 import type { Message } from "./message_assembler.ts";
 import type { _DeflateSettings } from "./permessage_deflate.ts";
@@ -75,7 +79,8 @@ export interface Transport {
 /** What {@linkcode _Connection} needs besides its transport. */
 export interface ConnectionInit {
   role: "server" | "client";
-  request: Request;
+  /** The handshake's request, or what makes it when first asked for. */
+  request: Request | (() => Request);
   remoteAddr: Deno.NetAddr;
   protocol: string;
   extensions: string;
@@ -93,7 +98,7 @@ export interface ConnectionInit {
 /** Queued outgoing bytes above which `write()` waits and reading pauses. */
 const WRITE_HIGH_WATER_MARK = 64 * 1024;
 /** Read buffers start small (idle connections hold one) and grow with use. */
-const MIN_READ_SIZE = 2 * 1024;
+const MIN_READ_SIZE = 512;
 const MAX_READ_SIZE = 256 * 1024;
 
 /**
@@ -102,19 +107,20 @@ const MAX_READ_SIZE = 256 * 1024;
  * feeds `writable` through the write queue, and closes the transport when the
  * protocol is done (§7.1.1: a server closes TCP first; a client waits for it).
  */
-export class _Connection implements WebSocketConnection {
+export class _Connection implements WebSocketConnection, ProtocolEvents {
   readonly readable: ReadableStream<string | Uint8Array>;
   readonly writable: WritableStream<string | Uint8Array>;
   readonly protocol: string;
   readonly extensions: string;
   readonly closed: Promise<WebSocketCloseResult>;
-  readonly request: Request;
   readonly remoteAddr: Deno.NetAddr;
   /** Resolves once the transport is closed and every timer cleared. */
   readonly done: Promise<void>;
 
   #transport: Transport;
-  #init: ConnectionInit;
+  #server: boolean;
+  #closeTimeout: number;
+  #request: Request | (() => Request);
   #protocol: Protocol;
   #queue: WriteQueue;
   #readableController!: ReadableStreamDefaultController<Message>;
@@ -136,8 +142,9 @@ export class _Connection implements WebSocketConnection {
 
   constructor(transport: Transport, init: ConnectionInit) {
     this.#transport = transport;
-    this.#init = init;
-    this.request = init.request;
+    this.#server = init.role === "server";
+    this.#closeTimeout = init.closeTimeout;
+    this.#request = init.request;
     this.remoteAddr = init.remoteAddr;
     this.protocol = init.protocol;
     this.extensions = init.extensions;
@@ -145,8 +152,6 @@ export class _Connection implements WebSocketConnection {
       this.#resolveClosed = resolve;
       this.#rejectClosed = reject;
     });
-    // Nobody has to await `closed`: an unobserved rejection must not crash.
-    this.closed.catch(() => {});
     this.#queue = new WriteQueue(transport, WRITE_HIGH_WATER_MARK, () => {
       this.#protocol.abort("Writing to the peer failed");
     });
@@ -157,44 +162,76 @@ export class _Connection implements WebSocketConnection {
         maxFragments: init.maxFragments,
         perMessageDeflate: init.perMessageDeflate,
       },
-      {
-        message: (message) => this.#deliver(message),
-        reserve: (size) => this.#queue.reserve(size),
-        commit: (used) => this.#queue.commit(used),
-        send: (bytes) => this.#queue.push(bytes),
-        closed: (result) => this.#onClosed(result),
-        room: () => this.#room(),
-        drained: () => this.#wakeUp(),
-      },
+      this,
+      this.#queue,
     );
-    this.readable = new ReadableStream<Message>({
-      start: (controller) => {
-        this.#readableController = controller;
-      },
-      pull: () => {
-        this.#wakeUp();
-        if (this.#roomWaiters.length > 0) this.#wakeRoomWaiters();
-      },
-      cancel: (reason) => {
-        this.#readableDone = true;
-        this.#wakeRoomWaiters();
-        this.#closeFor(reason);
-      },
-    }, { highWaterMark: 2 });
-    this.writable = new WritableStream<Message>({
-      write: (message) => {
-        if (typeof message !== "string" && !(message instanceof Uint8Array)) {
-          throw new TypeError("A message must be a string or a Uint8Array");
-        }
-        const sent = this.#protocol.send(message);
-        // A compressed message is queued once compressed (permessage-deflate).
-        if (sent !== undefined) return sent.then(() => this.#queue.ready());
-        return this.#queue.ready();
-      },
-      close: () => this.close(),
-      abort: (reason) => this.#closeFor(reason),
+    this.readable = new ReadableStream<Message>(new _Connection.#Source(this), {
+      highWaterMark: 2,
     });
-    this.done = this.#run();
+    this.writable = new WritableStream<Message>(new _Connection.#Sink(this));
+    this.done = this.#run(init.leftover);
+  }
+
+  /**
+   * `readable`'s source and `writable`'s sink. Classes rather than object
+   * literals, so that their methods are shared: an idle connection then
+   * holds no closure per stream callback.
+   */
+  static #Source = class implements UnderlyingDefaultSource<Message> {
+    #connection: _Connection;
+
+    constructor(connection: _Connection) {
+      this.#connection = connection;
+    }
+
+    start(controller: ReadableStreamDefaultController<Message>): void {
+      this.#connection.#readableController = controller;
+    }
+
+    pull(): void {
+      const connection = this.#connection;
+      connection.#wakeUp();
+      if (connection.#roomWaiters.length > 0) connection.#wakeRoomWaiters();
+    }
+
+    cancel(reason: unknown): void {
+      const connection = this.#connection;
+      connection.#readableDone = true;
+      connection.#wakeRoomWaiters();
+      connection.#closeFor(reason);
+    }
+  };
+
+  static #Sink = class implements UnderlyingSink<Message> {
+    #connection: _Connection;
+
+    constructor(connection: _Connection) {
+      this.#connection = connection;
+    }
+
+    write(message: Message): Promise<void> {
+      if (typeof message !== "string" && !(message instanceof Uint8Array)) {
+        throw new TypeError("A message must be a string or a Uint8Array");
+      }
+      const queue = this.#connection.#queue;
+      const sent = this.#connection.#protocol.send(message);
+      // A compressed message is queued once compressed (permessage-deflate).
+      if (sent !== undefined) return sent.then(() => queue.ready());
+      return queue.ready();
+    }
+
+    close(): void {
+      this.#connection.close();
+    }
+
+    abort(reason: unknown): void {
+      this.#connection.#closeFor(reason);
+    }
+  };
+
+  get request(): Request {
+    const request = this.#request;
+    return typeof request === "function" ? this.#request = request() : request;
   }
 
   get bufferedAmount(): number {
@@ -257,7 +294,7 @@ export class _Connection implements WebSocketConnection {
     }
   }
 
-  #deliver(message: Message): void {
+  _message(message: Message): void {
     if (this.#readableDone) return;
     const controller = this.#readableController;
     // After our own close, a reader that does not keep up loses messages
@@ -273,7 +310,7 @@ export class _Connection implements WebSocketConnection {
    * A promise while `readable` has no room for another message; `null`
    * once it is done, since nobody reads messages any more.
    */
-  #room(): Promise<void> | null | undefined {
+  _room(): Promise<void> | null | undefined {
     if (this.#readableDone) return null;
     if (this.#readableController.desiredSize! > 0) return undefined;
     return new Promise((resolve) => this.#roomWaiters.push(resolve));
@@ -283,7 +320,7 @@ export class _Connection implements WebSocketConnection {
     for (const wake of this.#roomWaiters.splice(0)) wake();
   }
 
-  #onClosed(result: CloseResult): void {
+  _ended(result: CloseResult): void {
     this.#result = result;
     this.#wakeRoomWaiters();
     if (!this.#readableDone) {
@@ -297,6 +334,10 @@ export class _Connection implements WebSocketConnection {
     } else {
       this.#startTimer();
     }
+    this.#wakeUp();
+  }
+
+  _drained(): void {
     this.#wakeUp();
   }
 
@@ -329,7 +370,7 @@ export class _Connection implements WebSocketConnection {
     this.#timer = setTimeout(() => {
       this.#protocol.abort("The closing handshake timed out");
       this.#terminate();
-    }, this.#init.closeTimeout);
+    }, this.#closeTimeout);
   }
 
   /** Closes the transport at once; pending reads and writes then fail. */
@@ -352,12 +393,12 @@ export class _Connection implements WebSocketConnection {
     return !this.#readableDone && this.#readableController.desiredSize! <= 0;
   }
 
-  async #run(): Promise<void> {
+  async #run(leftover: Uint8Array): Promise<void> {
     const protocol = this.#protocol;
     // One read buffer, reused: the protocol copies what it keeps.
     let buffer = new Uint8Array(MIN_READ_SIZE);
     try {
-      if (this.#init.leftover.length > 0) protocol.receive(this.#init.leftover);
+      if (leftover.length > 0) protocol.receive(leftover);
       while (protocol.state !== "closed") {
         while (this.#mustWait()) {
           this.#paused = true;
@@ -405,8 +446,13 @@ export class _Connection implements WebSocketConnection {
       this.#terminate();
       const result = this.#result ??
         { closeCode: 1006, reason: "", error: new WebSocketError() };
-      if (result.error) this.#rejectClosed(result.error);
-      else {
+      if (result.error) {
+        // Nobody has to await `closed`: an unobserved rejection must not
+        // crash. Marked here rather than at construction, which would cost
+        // every open connection a promise and a closure.
+        this.closed.catch(_ignore);
+        this.#rejectClosed(result.error);
+      } else {
         this.#resolveClosed({
           closeCode: result.closeCode,
           reason: result.reason,
@@ -424,7 +470,7 @@ export class _Connection implements WebSocketConnection {
   async #closeTransport(): Promise<void> {
     await this.#queue.idle();
     if (this.#terminated) return;
-    if (this.#init.role === "server") {
+    if (this.#server) {
       try {
         await this.#transport.closeWrite();
       } catch {
@@ -437,3 +483,5 @@ export class _Connection implements WebSocketConnection {
     }
   }
 }
+
+function _ignore(): void {}

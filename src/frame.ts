@@ -107,7 +107,8 @@ export class FrameDecoder {
   #rsvAllowed: number;
   #maxPayload: number;
   #state = State.Header;
-  #head = new Uint8Array(14);
+  /** A header that spans chunks, gathered (made when first needed). */
+  #head: Uint8Array | null = null;
   #headLength = 0;
   #remaining = 0;
   #masked = false;
@@ -168,20 +169,19 @@ export class FrameDecoder {
           continue;
         }
         // The header spans chunks: gather it in #head, a byte count at a time.
-        const need = this.#headLength < 2
-          ? 2
-          : _sizeFromSecondByte(this.#head[1]);
+        const head = this.#head ??= new Uint8Array(14);
+        const need = this.#headLength < 2 ? 2 : _sizeFromSecondByte(head[1]);
         const take = Math.min(need - this.#headLength, length - pos);
-        this.#head.set(chunk.subarray(pos, pos + take), this.#headLength);
+        head.set(chunk.subarray(pos, pos + take), this.#headLength);
         this.#headLength += take;
         pos += take;
-        if (this.#headLength === 2) this.#checkFirstBytes(this.#head, 0);
+        if (this.#headLength === 2) this.#checkFirstBytes(head, 0);
         if (
           this.#headLength >= 2 &&
-          this.#headLength === _sizeFromSecondByte(this.#head[1])
+          this.#headLength === _sizeFromSecondByte(head[1])
         ) {
           this.#headLength = 0;
-          this.#parseHeader(this.#head, 0);
+          this.#parseHeader(head, 0);
         }
         continue;
       }

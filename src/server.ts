@@ -4,6 +4,7 @@ import {
   validateUpgrade,
 } from "./_handshake.ts";
 import {
+  decodeHead,
   findHeadEnd,
   HttpError,
   parseRequestHead,
@@ -70,9 +71,9 @@ export interface UpgradeAcceptance {
  * ```ts ignore
  * import { serve, type WebSocketHandler } from "@scope/ws";
  *
- * const handler: WebSocketHandler = async (socket, request) => {
+ * const handler: WebSocketHandler = async (socket) => {
  *   const writer = socket.writable.getWriter();
- *   await writer.write(`Hello from ${new URL(request.url).pathname}`);
+ *   await writer.write(`Hello from ${new URL(socket.request.url).pathname}`);
  *   for await (const message of socket.readable) {
  *     await writer.write(typeof message === "string" ? message.toUpperCase() : message);
  *   }
@@ -82,7 +83,6 @@ export interface UpgradeAcceptance {
  */
 export type WebSocketHandler = (
   socket: WebSocketConnection,
-  request: Request,
 ) => void | Promise<void>;
 
 /**
@@ -488,20 +488,33 @@ class _Server implements WebSocketServer {
     }
     this.#sockets.add(socket);
     if (this.#stopping) socket._close(1001, "Server shutting down");
+    this.#start(socket);
     // The connection's task follows the socket, not the handler: a handler
-    // that never settles must not hold up shutdown.
-    (async () => {
-      this.#options.onOpen?.(socket);
-      await this.#handler(socket, socket.request);
-    })().catch((error) => {
+    // that never settles must not hold up shutdown. Chained rather than
+    // awaited, so that an open socket keeps no suspended frame here.
+    return socket.done.then(() => this.#ended(socket));
+  }
+
+  /** Runs `onOpen` and the handler; a fault closes the socket with 1011. */
+  #start(socket: _Connection): void {
+    const fault = (error: unknown) => {
       // A rejection that is only the socket's own end is not a fault: it
       // closed, or a message that arrived while closing could not be sent.
       if (socket._state !== "closed" && !socket._isSendAfterClose(error)) {
         this.#onError(error);
         socket._close(1011, "Internal error");
       }
-    });
-    await socket.done;
+    };
+    try {
+      this.#options.onOpen?.(socket);
+      const result = this.#handler(socket);
+      if (typeof result?.then === "function") result.then(undefined, fault);
+    } catch (error) {
+      fault(error);
+    }
+  }
+
+  async #ended(socket: _Connection): Promise<void> {
     this.#sockets.delete(socket);
     this.#open--;
     const ended = await socket.closed.then(
@@ -535,28 +548,33 @@ class _Server implements WebSocketServer {
       return;
     }
     if (!read) return;
+    const text = decodeHead(read.head);
     let head: RequestHead;
     try {
-      head = parseRequestHead(read.head);
+      head = parseRequestHead(text);
     } catch (error) {
       await this.#refuse(conn, error as HttpError);
       return;
     }
     const upgrade = isUpgradeRequest(head);
     let key: string;
-    let request: Request;
+    let makeRequest: () => Request;
     try {
       key = upgrade ? validateUpgrade(head) : "";
-      request = this.#toRequest(head);
+      makeRequest = _requestMaker(this.#requestUrl(head), text);
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
       await this.#refuse(conn, error);
       return;
     }
+    // The Request is made when first asked for: an idle socket then holds its
+    // head as one string, not a Request with its Headers (~2 KiB).
+    let made: Request | undefined;
+    const request = () => made ??= makeRequest();
     if (!upgrade) {
-      await this.#respond(conn, request, async () => {
+      await this.#respond(conn, head.method, async () => {
         const onRequest = options.onRequest ?? _upgradeRequired;
-        return await onRequest(request, info);
+        return await onRequest(request(), info);
       });
       return;
     }
@@ -569,8 +587,8 @@ class _Server implements WebSocketServer {
     let protocol = "";
     let extensions = "";
     let perMessageDeflate: _DeflateSettings | undefined;
-    await this.#respond(conn, request, async () => {
-      const verdict = await options.onUpgrade?.(request, info);
+    await this.#respond(conn, head.method, async () => {
+      const verdict = await options.onUpgrade?.(request(), info);
       if (verdict instanceof Response) return verdict;
       protocol = this.#chooseProtocol(head, request);
       if (protocol) headers.set("sec-websocket-protocol", protocol);
@@ -619,7 +637,7 @@ class _Server implements WebSocketServer {
     }
     return new _Connection(conn as Transport, {
       role: "server",
-      request,
+      request: made ?? makeRequest,
       remoteAddr: info.remoteAddr,
       protocol,
       extensions,
@@ -631,27 +649,27 @@ class _Server implements WebSocketServer {
     });
   }
 
-  #toRequest(head: RequestHead): Request {
+  /** The request's URL; throws `HttpError` 400 for a malformed target. */
+  #requestUrl(head: RequestHead): string {
     const host = head.headers.get("host") ??
       `${this.addr.hostname}:${this.addr.port}`;
-    let url: URL;
     try {
-      url = head.target.startsWith("/")
+      return head.target.startsWith("/")
         ? new URL(head.target, `${this.#tls ? "https" : "http"}://${host}`)
-        : new URL(head.target);
+          .href
+        : new URL(head.target).href;
     } catch {
       throw new HttpError(400, "Malformed request target");
     }
-    return new Request(url, { method: head.method, headers: head.headers });
   }
 
-  #chooseProtocol(head: RequestHead, request: Request): string {
+  #chooseProtocol(head: RequestHead, request: () => Request): string {
     const offered = (head.headers.get("sec-websocket-protocol") ?? "")
       .split(",").map((token) => token.trim()).filter((token) => token);
     const protocols = this.#options.protocols;
     if (!protocols || offered.length === 0) return "";
     if (typeof protocols === "function") {
-      const chosen = protocols(offered, request);
+      const chosen = protocols(offered, request());
       if (chosen === undefined || chosen === "") return "";
       if (!offered.includes(chosen)) {
         throw new Error(`The chosen subprotocol "${chosen}" was not offered`);
@@ -667,7 +685,7 @@ class _Server implements WebSocketServer {
    */
   async #respond(
     conn: Deno.Conn,
-    request: Request,
+    method: string,
     respond: () => Promise<Response | void>,
   ): Promise<void> {
     let response: Response | void;
@@ -680,7 +698,7 @@ class _Server implements WebSocketServer {
     if (!response) return;
     await _writeAll(
       conn,
-      await serializeResponse(response, request.method !== "HEAD"),
+      await serializeResponse(response, method !== "HEAD"),
     );
     await this.#linger(conn);
   }
@@ -746,6 +764,17 @@ function _closeQuietly(conn: Deno.Conn): void {
   } catch {
     // Already closed.
   }
+}
+
+/**
+ * Makes a validated request head's `Request`. A function of its own, so that
+ * what it keeps is only the URL and the head's text.
+ */
+function _requestMaker(url: string, head: string): () => Request {
+  return () => {
+    const { method, headers } = parseRequestHead(head);
+    return new Request(url, { method, headers });
+  };
 }
 
 async function _writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {

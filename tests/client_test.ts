@@ -427,8 +427,8 @@ Deno.test("client against serve(): the subprotocol and the request are those of 
   const seen = Promise.withResolvers<Request>();
   await using server = serve(
     { ...LOCAL, protocols: ["chat.v1"] },
-    (socket, request) => {
-      seen.resolve(request);
+    (socket) => {
+      seen.resolve(socket.request);
       socket.close({ closeCode: 1000 });
     },
   );

@@ -268,17 +268,37 @@ Deno.test("onUpgrade accepts with extra response headers", async () => {
   assert.equal(answer.headers.get("x-server"), "scope");
 });
 
-Deno.test("the handler gets the upgrade request with its URL and the remote address", async () => {
-  const seen = Promise.withResolvers<[string, string, string]>();
-  await using server = start({}, (socket, request) => {
-    seen.resolve([request.url, socket.request.url, socket.remoteAddr.hostname]);
+Deno.test("the socket has the upgrade request with its URL, method and headers, and the remote address", async () => {
+  const seen = Promise.withResolvers<[Request, Request, string]>();
+  await using server = start({}, (socket) => {
+    seen.resolve([socket.request, socket.request, socket.remoteAddr.hostname]);
     socket.close();
   });
   await using _client = await RawClient.open(server.addr.port);
-  const [url, socketUrl, host] = await seen.promise;
-  assert.equal(url, `http://127.0.0.1:${server.addr.port}/chat?x=1`);
-  assert.equal(socketUrl, url);
+  const [request, again, host] = await seen.promise;
+  assert.equal(request.url, `http://127.0.0.1:${server.addr.port}/chat?x=1`);
+  assert.equal(request.method, "GET");
+  assert.equal(request.headers.get("upgrade"), "websocket");
+  assert.equal(request.headers.get("sec-websocket-version"), "13");
+  // Made once, when first asked for.
+  assert.equal(again, request);
   assert.equal(host, "127.0.0.1");
+});
+
+Deno.test("onUpgrade and the socket see the same request", async () => {
+  const seen = Promise.withResolvers<[Request, Request]>();
+  let upgrade: Request | undefined;
+  await using server = start({
+    onUpgrade: (request) => {
+      upgrade = request;
+    },
+  }, (socket) => {
+    seen.resolve([upgrade!, socket.request]);
+    socket.close();
+  });
+  await using _client = await RawClient.open(server.addr.port);
+  const [fromUpgrade, fromSocket] = await seen.promise;
+  assert.equal(fromSocket, fromUpgrade);
 });
 
 Deno.test("§4.2 bytes sent in the same write as the request head are not lost", async () => {

@@ -122,8 +122,8 @@ Deno.test("onOpen and onClose report each socket with its close code", async () 
 Deno.test("wss: serve() with cert and key round trips over TLS trusting a private CA", async () => {
   const { ca, cert, key } = await makeCertificates();
   const seen = Promise.withResolvers<string>();
-  await using server = start({ cert, key }, (socket, request) => {
-    seen.resolve(request.url);
+  await using server = start({ cert, key }, (socket) => {
+    seen.resolve(socket.request.url);
     return socket.readable.pipeTo(socket.writable);
   });
   const conn = await Deno.connectTls({

@@ -113,9 +113,9 @@ function start(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
 /** A server whose first socket a test can watch. */
 function watched(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
   const first = Promise.withResolvers<WebSocketConnection>();
-  const server = start(options, (socket, request) => {
+  const server = start(options, (socket) => {
     first.resolve(socket);
-    return handler(socket, request);
+    return handler(socket);
   });
   return { server, first: first.promise };
 }

@@ -12,10 +12,10 @@ import { concat, echo, mulberry32, start } from "./_util.ts";
 function watched(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
   const sockets: WebSocketConnection[] = [];
   const first = Promise.withResolvers<WebSocketConnection>();
-  const server = start(options, (socket, request) => {
+  const server = start(options, (socket) => {
     sockets.push(socket);
     first.resolve(socket);
-    return handler(socket, request);
+    return handler(socket);
   });
   return { server, sockets, first: first.promise };
 }
