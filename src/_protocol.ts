@@ -147,7 +147,8 @@ export class Protocol {
   #inflating = false;
   /** Outbound steps queued or running in the chain. */
   #outPending = 0;
-  #outTail: Promise<void> = Promise.resolve();
+  /** The end of the outbound chain; made when first needed. */
+  #outTail: Promise<void> | undefined;
 
   constructor(
     options: ProtocolOptions,
@@ -484,7 +485,7 @@ export class Protocol {
         this.#outPending--;
       }
     };
-    const done = this.#outTail.then(run);
+    const done = (this.#outTail ?? Promise.resolve()).then(run);
     this.#outTail = done;
     return done;
   }

@@ -353,7 +353,13 @@ class _Server implements WebSocketServer {
   /** Open WebSockets, counted from the moment the 101 is sent. */
   #open = 0;
   #handshaking = new Set<Deno.Conn>();
-  #tasks = new Set<Promise<void>>();
+  /** Connections being served, from accept to the end of their socket. */
+  #active = 0;
+  #wakeWhenIdle: (() => void) | undefined;
+  /** Shared by every connection's task, rather than a closure each. */
+  #taskEnded = () => {
+    if (--this.#active === 0) this.#wakeWhenIdle?.();
+  };
   #stopping = false;
   #cancelRetry: (() => void) | undefined;
   #onError: (error: unknown) => void;
@@ -443,11 +449,12 @@ class _Server implements WebSocketServer {
         conn.close();
         break;
       }
-      const task = this.#handle(conn);
-      this.#tasks.add(task);
-      task.finally(() => this.#tasks.delete(task));
+      this.#active++;
+      this.#handle(conn).then(this.#taskEnded, this.#taskEnded);
     }
-    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+    while (this.#active > 0) {
+      await new Promise<void>((resolve) => this.#wakeWhenIdle = resolve);
+    }
   }
 
   shutdown(): Promise<void> {
