@@ -30,10 +30,13 @@ export interface CloseResult {
 /** Where the protocol's outgoing frames go: the connection's write queue. */
 export interface ProtocolOutput {
   /**
-   * Room for `size` bytes at the end of the outbound queue, for a frame to
-   * be written into; `commit` then queues the part used.
+   * Makes room for `size` bytes at the end of the outbound queue, for a
+   * frame to be written into, and returns where they start in `batch`;
+   * `commit` then queues the part used.
    */
-  reserve(size: number): Uint8Array;
+  reserve(size: number): number;
+  /** The buffer that the last `reserve` made room in. */
+  readonly batch: Uint8Array;
   /** Queues the first `used` bytes of the last `reserve`. */
   commit(used: number): void;
   /** Queues bytes by reference (large payloads), after what is queued. */
@@ -496,19 +499,23 @@ export class Protocol {
    */
   #sendShortText(text: string): void {
     const length = text.length;
-    const out = this.#output.reserve(2 + length * 3);
+    const output = this.#output;
+    const at = output.reserve(2 + length * 3);
+    const out = output.batch;
+    const start = at + 2;
     let i = 0;
     for (; i < length; i++) {
       const code = text.charCodeAt(i);
       if (code >= 0x80) break;
-      out[2 + i] = code;
+      out[start + i] = code;
     }
-    const written = i === length
-      ? length
-      : i + encoder.encodeInto(text.slice(i), out.subarray(2 + i)).written;
-    out[0] = 0x80 | Opcode.Text;
-    out[1] = written;
-    this.#output.commit(2 + written);
+    const written = i === length ? length : i + encoder.encodeInto(
+      text.slice(i),
+      out.subarray(start + i, start + length * 3),
+    ).written;
+    out[at] = 0x80 | Opcode.Text;
+    out[at + 1] = written;
+    output.commit(2 + written);
   }
 
   #sendFrame(opcode: number, payload: Uint8Array, rsv1 = false): void {
@@ -516,16 +523,16 @@ export class Protocol {
     const frame = { fin: true, opcode, rsv1 };
     const length = payload.length;
     if (!this.#client && length > COPY_LIMIT) {
-      const header = output.reserve(_headerSize(length, false));
-      output.commit(_writeHeader(header, frame, length));
+      const at = output.reserve(_headerSize(length, false));
+      output.commit(_writeHeader(output.batch, at, frame, length));
       output.push(payload);
       return;
     }
     // §5.3: every client frame is masked with a fresh key; the payload is
     // masked in the queue, never in the caller's array.
     const mask = this.#client ? _maskKey() : undefined;
-    const out = output.reserve(_headerSize(length, this.#client) + length);
-    output.commit(_writeFrame(out, frame, payload, mask));
+    const at = output.reserve(_headerSize(length, this.#client) + length);
+    output.commit(_writeFrame(output.batch, at, frame, payload, mask));
   }
 }
 

@@ -23,8 +23,12 @@ export class WriteQueue {
   #onError: (error: unknown) => void;
   /** Sealed parts waiting to be written, in order. */
   #chunks: Uint8Array[] = [];
-  /** The open batch buffer and how much of it is used. */
+  /**
+   * The open batch buffer: bytes before `#batchStart` are sealed (queued or
+   * written), those up to `#batchUsed` are committed and not yet sealed.
+   */
   #batch: Uint8Array | null = null;
+  #batchStart = 0;
   #batchUsed = 0;
   #pending = 0;
   #writing = false;
@@ -59,17 +63,24 @@ export class WriteQueue {
   }
 
   /**
-   * Returns `size` writable bytes at the end of the open batch; the caller
-   * fills them and then calls `commit` with how many it used (at most
-   * `size`), before anything else is queued.
+   * Makes room for `size` bytes in the open batch and returns where they
+   * start in `batch`; the caller fills them and then calls `commit` with how
+   * many it used (at most `size`), before anything else is queued. An offset
+   * rather than a view, so that a small frame allocates nothing.
    */
-  reserve(size: number): Uint8Array {
-    let batch = this.#batch;
+  reserve(size: number): number {
+    const batch = this.#batch;
     if (batch === null || batch.length - this.#batchUsed < size) {
       this.#seal();
-      batch = this.#batch = new Uint8Array(Math.max(size, MIN_BATCH));
+      this.#batch = new Uint8Array(Math.max(size, MIN_BATCH));
+      this.#batchStart = this.#batchUsed = 0;
     }
-    return batch.subarray(this.#batchUsed, this.#batchUsed + size);
+    return this.#batchUsed;
+  }
+
+  /** The open batch buffer that the last `reserve` made room in. */
+  get batch(): Uint8Array {
+    return this.#batch!;
   }
 
   /** Queues the first `used` bytes of the last `reserve`. */
@@ -120,13 +131,24 @@ export class WriteQueue {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
-  /** Moves the used part of the open batch to the parts to write. */
+  /**
+   * Drops the batch buffer while nothing is queued, so that a connection
+   * that has gone quiet does not keep it (the next frame makes a new one).
+   */
+  trim(): void {
+    if (!this.#writing && !this.#corked && this.#pending === 0) {
+      this.#batch = null;
+    }
+  }
+
+  /** Moves the committed part of the open batch to the parts to write. */
   #seal(): void {
-    if (this.#batch !== null && this.#batchUsed > 0) {
-      this.#chunks.push(this.#batch.subarray(0, this.#batchUsed));
+    if (this.#batch !== null && this.#batchUsed > this.#batchStart) {
+      this.#chunks.push(
+        this.#batch.subarray(this.#batchStart, this.#batchUsed),
+      );
       // The rest of the buffer stays open for the next small frames.
-      this.#batch = this.#batch.subarray(this.#batchUsed);
-      this.#batchUsed = 0;
+      this.#batchStart = this.#batchUsed;
     }
   }
 
@@ -143,7 +165,7 @@ export class WriteQueue {
         const chunks = this.#chunks;
         this.#chunks = [];
         for (const bytes of chunks) {
-          let written = 0;
+          let written = await this.#writer.write(bytes);
           while (written < bytes.length) {
             written += await this.#writer.write(bytes.subarray(written));
           }

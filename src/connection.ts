@@ -345,10 +345,14 @@ export class _Connection implements WebSocketConnection, ProtocolEvents {
    * Checks for idleness, called by the server's one heartbeat timer: pings
    * a peer silent for `ping` ms, fails one silent for `idle` ms with 1001
    * (0 turns either off). While reading is paused for backpressure the peer
-   * is not idle, we are.
+   * is not idle, we are. Also gives back the write buffer of a socket with
+   * nothing queued.
    */
   _heartbeat(now: number, ping: number, idle: number): void {
     if (this.#protocol.state !== "open") return;
+    // Between ticks a socket that has nothing queued gives its write buffer
+    // back, so that connections gone quiet do not hold one each.
+    this.#queue.trim();
     if (this.#paused) this.#lastActivity = now;
     const silent = now - this.#lastActivity;
     if (idle > 0 && silent >= idle) {

@@ -313,42 +313,46 @@ export function _headerSize(length: number, masked: boolean): number {
   return 2 + (length < 126 ? 0 : length < 65536 ? 2 : 8) + (masked ? 4 : 0);
 }
 
-/** Writes a frame header at the start of `target`; returns its size. */
+/** Writes a frame header into `target` at `at`; returns its size. */
 export function _writeHeader(
   target: Uint8Array,
+  at: number,
   frame: Omit<Frame, "payload">,
   length: number,
   mask?: Uint8Array,
 ): number {
-  target[0] = (frame.fin ? 0x80 : 0) | (frame.rsv1 ? 0x40 : 0) |
+  target[at] = (frame.fin ? 0x80 : 0) | (frame.rsv1 ? 0x40 : 0) |
     (frame.rsv2 ? 0x20 : 0) | (frame.rsv3 ? 0x10 : 0) | (frame.opcode & 15);
   const maskBit = mask ? 0x80 : 0;
-  let pos = 2;
+  let pos = at + 2;
   if (length < 126) {
-    target[1] = maskBit | length;
+    target[at + 1] = maskBit | length;
   } else if (length < 65536) {
-    target[1] = maskBit | 126;
-    target[2] = length >>> 8;
-    target[3] = length & 255;
-    pos = 4;
+    target[at + 1] = maskBit | 126;
+    target[at + 2] = length >>> 8;
+    target[at + 3] = length & 255;
+    pos += 2;
   } else {
-    target[1] = maskBit | 127;
+    target[at + 1] = maskBit | 127;
     const high = Math.floor(length / 0x100000000);
-    target[2] = high >>> 24;
-    target[3] = (high >>> 16) & 255;
-    target[4] = (high >>> 8) & 255;
-    target[5] = high & 255;
-    target[6] = length >>> 24;
-    target[7] = (length >>> 16) & 255;
-    target[8] = (length >>> 8) & 255;
-    target[9] = length & 255;
-    pos = 10;
+    target[at + 2] = high >>> 24;
+    target[at + 3] = (high >>> 16) & 255;
+    target[at + 4] = (high >>> 8) & 255;
+    target[at + 5] = high & 255;
+    target[at + 6] = length >>> 24;
+    target[at + 7] = (length >>> 16) & 255;
+    target[at + 8] = (length >>> 8) & 255;
+    target[at + 9] = length & 255;
+    pos += 8;
   }
   if (mask) {
-    target.set(mask.subarray(0, 4), pos);
+    target[pos] = mask[0];
+    target[pos + 1] = mask[1];
+    target[pos + 2] = mask[2];
+    target[pos + 3] = mask[3];
     pos += 4;
   }
-  return pos;
+  return pos - at;
 }
 
 /**
@@ -375,24 +379,25 @@ export function _writeHeader(
 export function encodeFrame(frame: Frame, mask?: Uint8Array): Uint8Array {
   const length = frame.payload.length;
   const out = new Uint8Array(_headerSize(length, mask !== undefined) + length);
-  _writeFrame(out, frame, frame.payload, mask);
+  _writeFrame(out, 0, frame, frame.payload, mask);
   return out;
 }
 
 /**
- * Writes a whole frame at the start of `target`, which must hold
+ * Writes a whole frame into `target` at `at`, where there must be room for
  * `_headerSize(payload.length, mask !== undefined) + payload.length` bytes;
  * the payload is masked in `target`, never in place. Returns the size.
  */
 export function _writeFrame(
   target: Uint8Array,
+  at: number,
   frame: Omit<Frame, "payload">,
   payload: Uint8Array,
   mask?: Uint8Array,
 ): number {
-  const at = _writeHeader(target, frame, payload.length, mask);
-  const end = at + payload.length;
-  target.set(payload, at);
-  if (mask) applyMask(target.subarray(at, end), mask);
-  return end;
+  const start = at + _writeHeader(target, at, frame, payload.length, mask);
+  const end = start + payload.length;
+  target.set(payload, start);
+  if (mask) applyMask(target.subarray(start, end), mask);
+  return end - at;
 }

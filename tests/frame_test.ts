@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Opcode } from "../src/constants.ts";
 import {
   _headerSize,
+  _writeFrame,
   _writeHeader,
   encodeFrame,
   type Frame,
@@ -33,7 +34,7 @@ function encodeHeader(
   mask?: Uint8Array,
 ): Uint8Array {
   const out = new Uint8Array(_headerSize(length, mask !== undefined));
-  assert.equal(_writeHeader(out, frame, length, mask), out.length);
+  assert.equal(_writeHeader(out, 0, frame, length, mask), out.length);
   return out;
 }
 
@@ -340,6 +341,35 @@ Deno.test("§5.2 encoder writes the exact header for lengths 0, 1, 125, 126, 127
     const maskedFrame = encodeFrame(frame, RFC_KEY);
     assert.deepEqual(maskedFrame.subarray(0, masked.length), masked);
     assert.equal(maskedFrame.length, masked.length + length);
+  }
+});
+
+Deno.test("§5.2 a frame written into a shared buffer at an offset matches encodeFrame and leaves the bytes around it alone", () => {
+  for (const [length] of BOUNDARIES) {
+    for (const mask of [undefined, RFC_KEY]) {
+      const frame = {
+        fin: true,
+        opcode: Opcode.Binary,
+        payload: pattern(length),
+      };
+      const expected = encodeFrame(frame, mask);
+      const target = new Uint8Array(expected.length + 10).fill(0xee);
+      assert.equal(
+        _writeFrame(target, 7, frame, frame.payload, mask),
+        expected.length,
+      );
+      assertBytesEqual(
+        target.subarray(7, 7 + expected.length),
+        expected,
+        `${length}`,
+      );
+      assert.deepEqual([...target.subarray(0, 7)], Array(7).fill(0xee));
+      assert.deepEqual([...target.subarray(7 + expected.length)], [
+        0xee,
+        0xee,
+        0xee,
+      ]);
+    }
   }
 });
 
