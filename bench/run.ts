@@ -6,7 +6,7 @@
  * this module to each peer, and writes `bench/results.md`,
  * `bench/results.json` (every sample) and `bench/ratios.svg`.
  *
- * Flags: `--rounds N` (3), `--duration MS` (3000, measured per run),
+ * Flags: `--rounds N` (5), `--duration MS` (3000, measured per run),
  * `--warmup MS` (1000), `--idle N` (5000), `--quick` (1 round of 1 s, 1000
  * idle connections, no files written), `--servers ours,deno,ws`,
  * `--scenarios a,b,c,d`, `--no-micro`, `--no-pin` (do not run (b) on one
@@ -259,7 +259,7 @@ function _parseFlags(args: string[]): _Flags {
     if (!(id in TITLES)) throw new RangeError(`Unknown scenario: ${id}`);
   }
   return {
-    rounds: Math.max(1, number(values.rounds, quick ? 1 : 3)),
+    rounds: Math.max(1, number(values.rounds, quick ? 1 : 5)),
     duration: number(values.duration, quick ? 1000 : 3000),
     warmup: number(values.warmup, quick ? 300 : 1000),
     idle: number(values.idle, quick ? 1000 : 5000),
