@@ -294,6 +294,8 @@ export class _Connection implements WebSocketConnection, ProtocolEvents {
     }
   }
 
+  // ProtocolEvents: what the protocol tells the connection (see there).
+
   _message(message: Message): void {
     if (this.#readableDone) return;
     const controller = this.#readableController;
