@@ -14,8 +14,9 @@ const MIN_BATCH = 4 * 1024;
  * Small frames are written straight into a shared batch buffer (`reserve`),
  * large payloads are queued by reference (`push`); while one socket write is
  * in flight, everything queued behind it goes out in the next write (write
- * coalescing). `cork()` holds writing back until the current task's
- * microtasks have run, so that the replies to one read go out in one write.
+ * coalescing). `hold()` and `release(true)` keep writing back until the
+ * current task's microtasks have run, so that the replies to one read go out
+ * in one write.
  */
 export class WriteQueue {
   #writer: Writer;
@@ -32,6 +33,9 @@ export class WriteQueue {
   #batchUsed = 0;
   #pending = 0;
   #writing = false;
+  /** Between `hold()` and `release()`. */
+  #held = false;
+  /** Released with `deferred`: waiting for the microtasks to run. */
   #corked = false;
   #failed = false;
   #readyWaiters: (() => void)[] = [];
@@ -106,15 +110,29 @@ export class WriteQueue {
     this.#kick();
   }
 
-  /** Holds writing back until the current task's microtasks have run. */
-  cork(): void {
-    if (this.#corked) return;
-    this.#corked = true;
-    setImmediate(() => {
-      this.#corked = false;
+  /** Holds writing back until `release()`: what is queued meanwhile waits. */
+  hold(): void {
+    this.#held = true;
+  }
+
+  /**
+   * Ends a `hold()`: writes what waits now or, when `deferred`, once the
+   * current task's microtasks have run (replies queued by them join it).
+   */
+  release(deferred: boolean): void {
+    this.#held = false;
+    if (deferred) {
+      if (this.#corked) return;
+      this.#corked = true;
+      setImmediate(() => {
+        this.#corked = false;
+        this.#kick();
+        if (!this.#writing) _wake(this.#idleWaiters);
+      });
+    } else {
       this.#kick();
-      if (!this.#writing) _wake(this.#idleWaiters);
-    });
+      if (!this.#writing && !this.#corked) _wake(this.#idleWaiters);
+    }
   }
 
   /** Resolves once the queue is at or below its high-water mark (or failed). */
@@ -125,7 +143,7 @@ export class WriteQueue {
 
   /** Resolves once everything queued has been written (or the queue failed). */
   idle(): Promise<void> {
-    if ((!this.#writing && !this.#corked) || this.#failed) {
+    if ((!this.#writing && !this.#corked && !this.#held) || this.#failed) {
       return Promise.resolve();
     }
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
@@ -136,7 +154,7 @@ export class WriteQueue {
    * that has gone quiet does not keep it (the next frame makes a new one).
    */
   trim(): void {
-    if (!this.#writing && !this.#corked && this.#pending === 0) {
+    if (!this.#writing && !this.#corked && !this.#held && this.#pending === 0) {
       this.#batch = null;
     }
   }
@@ -153,7 +171,9 @@ export class WriteQueue {
   }
 
   #kick(): void {
-    if (!this.#writing && !this.#corked && this.#pending > 0) this.#flush();
+    if (!this.#writing && !this.#corked && !this.#held && this.#pending > 0) {
+      this.#flush();
+    }
   }
 
   async #flush(): Promise<void> {
@@ -182,7 +202,7 @@ export class WriteQueue {
       this.#onError(error);
     } finally {
       this.#writing = false;
-      if (!this.#corked) _wake(this.#idleWaiters);
+      if (!this.#corked && !this.#held) _wake(this.#idleWaiters);
     }
   }
 }

@@ -401,6 +401,7 @@ export class _Connection implements WebSocketConnection, ProtocolEvents {
 
   async #run(leftover: Uint8Array): Promise<void> {
     const protocol = this.#protocol;
+    const queue = this.#queue;
     // One read buffer, reused: the protocol copies what it keeps.
     let buffer = new Uint8Array(MIN_READ_SIZE);
     try {
@@ -425,10 +426,17 @@ export class _Connection implements WebSocketConnection, ProtocolEvents {
         }
         this.#lastActivity = Date.now();
         this.#delivered = 0;
-        protocol.receive((target ?? buffer).subarray(0, n));
-        // Several messages from one read: their answers (an echo, say) are
-        // written together once this task's microtasks have run.
-        if (this.#delivered > 1) this.#queue.cork();
+        // Answers written while the read is handled wait (a reader's answer
+        // to the first message can come synchronously, from inside
+        // `enqueue`). With several messages in the read, all their answers
+        // (an echo, say) go out in one write once this task's microtasks
+        // have run; with one, at once.
+        queue.hold();
+        try {
+          protocol.receive((target ?? buffer).subarray(0, n));
+        } finally {
+          queue.release(this.#delivered > 1);
+        }
         const size = buffer.length;
         if (target) {
           // Read into a message: the read buffer keeps its size.

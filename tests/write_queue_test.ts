@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { setImmediate } from "node:timers";
 import { WriteQueue } from "../src/_write_queue.ts";
 
 /** A writer that records what it is given and completes when told to. */
@@ -52,7 +53,7 @@ Deno.test("write queue writes the first frame at once and coalesces the small fr
 Deno.test("write queue reserves successive frames in one batch buffer, at increasing offsets", () => {
   const writer = new GatedWriter();
   const queue = new WriteQueue(writer, 1024, () => {});
-  queue.cork();
+  queue.hold();
   const first = queue.reserve(10);
   const batch = queue.batch;
   queue.commit(3);
@@ -76,4 +77,29 @@ Deno.test("write queue trim gives back the batch buffer only when nothing is que
   queue.trim();
   queue.reserve(1);
   assert.notEqual(queue.batch, batch);
+});
+
+Deno.test("write queue holds frames until release, then writes them together: at once, or after the task's microtasks when deferred", async () => {
+  const writer = new GatedWriter();
+  const queue = new WriteQueue(writer, 1024, () => {});
+  queue.hold();
+  queueSmall(queue, [1]);
+  queueSmall(queue, [2]);
+  assert.deepEqual(writer.writes, []);
+  queue.release(false);
+  assert.deepEqual(writer.writes, [[1, 2]]);
+  writer.release();
+  await queue.idle();
+
+  queue.hold();
+  queueSmall(queue, [3]);
+  queue.release(true);
+  // Replies queued by this task's microtasks join the same write.
+  await Promise.resolve().then(() => queueSmall(queue, [4]));
+  assert.deepEqual(writer.writes, [[1, 2]]);
+  // Immediates run in order: the queue's, then this one.
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(writer.writes, [[1, 2], [3, 4]]);
+  writer.release();
+  await queue.idle();
 });
