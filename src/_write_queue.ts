@@ -137,7 +137,7 @@ export class WriteQueue {
 
   /** Resolves once the queue is at or below its high-water mark (or failed). */
   ready(): Promise<void> {
-    if (!this.full || this.#failed) return Promise.resolve();
+    if (!this.full || this.#failed) return _RESOLVED;
     return new Promise((resolve) => this.#readyWaiters.push(resolve));
   }
 
@@ -207,6 +207,10 @@ export class WriteQueue {
   }
 }
 
+/** What `ready()` returns while there is room: one promise for all calls. */
+const _RESOLVED: Promise<void> = Promise.resolve();
+
 function _wake(waiters: (() => void)[]): void {
+  if (waiters.length === 0) return;
   for (const wake of waiters.splice(0)) wake();
 }
