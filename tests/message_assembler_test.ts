@@ -196,6 +196,37 @@ Deno.test("§8.1 assembler fails a text message holding invalid UTF-8 with 1007"
   }
 });
 
+Deno.test("§8.1 assembler decodes short text of every length up to 70 bytes, ASCII or with a multi-byte or invalid sequence at every position", () => {
+  for (let length = 0; length <= 70; length++) {
+    const ascii = Array.from({ length }, (_, i) => 0x20 + ((i * 7) % 95));
+    let p = pipeline();
+    p.pushFrames(frame(true, Opcode.Text, ascii));
+    assert.deepEqual(p.events, [{ message: String.fromCharCode(...ascii) }]);
+    for (let at = 0; at < length; at++) {
+      // "é" (C3 A9) in place of one character.
+      const accented = [
+        ...ascii.slice(0, at),
+        0xc3,
+        0xa9,
+        ...ascii.slice(at + 1),
+      ];
+      p = pipeline();
+      p.pushFrames(frame(true, Opcode.Text, accented));
+      const expected = String.fromCharCode(...ascii.slice(0, at)) + "é" +
+        String.fromCharCode(...ascii.slice(at + 1));
+      assert.deepEqual(p.events, [{ message: expected }], `${length} ${at}`);
+      const invalid = [...ascii];
+      invalid[at] = 0xff;
+      p = pipeline();
+      assertCloseError(
+        () => p.pushFrames(frame(true, Opcode.Text, invalid)),
+        1007,
+      );
+      assert.deepEqual(p.events, []);
+    }
+  }
+});
+
 Deno.test("§8.1 assembler fails invalid UTF-8 with 1007 as soon as the bad byte arrives, mid-payload of one frame", () => {
   for (const role of ["client", "server"] as const) {
     for (const [name, bad] of INVALID_UTF8) {
