@@ -335,24 +335,6 @@ function _invalidUtf8(): WebSocketError {
  * `TextDecoder`; `""` (falsy) when a byte is not ASCII, or for no bytes.
  */
 function _ascii(bytes: Uint8Array): string {
-  // Eight characters per call: about 3 times faster than one
-  // `fromCharCode.apply` over the typed array, which goes through a generic
-  // array-like conversion.
-  const fromCharCode = String.fromCharCode;
-  const length = bytes.length;
-  let text = "";
-  let all = 0;
-  let i = 0;
-  for (; i + 8 <= length; i += 8) {
-    const b0 = bytes[i], b1 = bytes[i + 1], b2 = bytes[i + 2];
-    const b3 = bytes[i + 3], b4 = bytes[i + 4], b5 = bytes[i + 5];
-    const b6 = bytes[i + 6], b7 = bytes[i + 7];
-    all |= b0 | b1 | b2 | b3 | b4 | b5 | b6 | b7;
-    text += fromCharCode(b0, b1, b2, b3, b4, b5, b6, b7);
-  }
-  for (; i < length; i++) {
-    all |= bytes[i];
-    text += fromCharCode(bytes[i]);
-  }
-  return all >= 0x80 ? "" : text;
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] >= 0x80) return "";
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
 }
