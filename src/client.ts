@@ -2,6 +2,9 @@ import { computeAccept, generateKey, headerTokens } from "./_handshake.ts";
 import { findHeadEnd, parseResponseHead, type ResponseHead } from "./_http.ts";
 import {
   _Connection,
+  _startHeartbeat,
+  DEFAULT_IDLE_TIMEOUT,
+  DEFAULT_PING_INTERVAL,
   type Transport,
   type WebSocketConnection,
 } from "./connection.ts";
@@ -66,6 +69,18 @@ export interface ConnectOptions {
    * may take, in ms, before the client closes it itself. Default 5 s.
    */
   closeTimeout?: number;
+  /**
+   * Ping a server that has sent nothing for this long, in ms, so that
+   * proxies see traffic and a dead server is found; 0 turns pings off.
+   * Default 30 s, as the server's.
+   */
+  pingInterval?: number;
+  /**
+   * Close (1001, "Idle timeout") a server that has sent nothing, not even a
+   * pong, for this long, in ms; 0 turns it off. Default 60 s, as the
+   * server's: a server that answers pings never reaches it.
+   */
+  idleTimeout?: number;
   /**
    * Root certificates in PEM format to trust for `wss:`, in addition to the
    * default ones, such as a private certificate authority.
@@ -223,6 +238,15 @@ export async function connect(
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
+  }
+  // One timer per client socket, stopped when it ends.
+  const heartbeat = _startHeartbeat(
+    [socket],
+    options.pingInterval ?? DEFAULT_PING_INTERVAL,
+    options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
+  );
+  if (heartbeat !== undefined) {
+    socket.done.then(() => clearInterval(heartbeat));
   }
   if (signal) {
     const onAbortOpen = () => socket.close();

@@ -95,6 +95,32 @@ export interface ConnectionInit {
   perMessageDeflate?: _DeflateSettings;
 }
 
+/** Ping a peer silent this long (ms): the default of server and client. */
+export const DEFAULT_PING_INTERVAL = 30_000;
+/** Close a peer silent this long (ms) with 1001: the default of both. */
+export const DEFAULT_IDLE_TIMEOUT = 60_000;
+
+/**
+ * Starts the one timer that runs the heartbeat of `sockets` (a live set: a
+ * server's open sockets, or a client's one); undefined when `ping` and `idle`
+ * are both 0 (off).
+ */
+export function _startHeartbeat(
+  sockets: Iterable<_Connection>,
+  ping: number,
+  idle: number,
+): ReturnType<typeof setInterval> | undefined {
+  const tick = Math.min(
+    ping > 0 ? ping : Infinity,
+    idle > 0 ? idle / 4 : Infinity,
+  );
+  if (tick === Infinity) return undefined;
+  return setInterval(() => {
+    const now = Date.now();
+    for (const socket of sockets) socket._heartbeat(now, ping, idle);
+  }, tick);
+}
+
 /** Queued outgoing bytes above which `write()` waits and reading pauses. */
 const WRITE_HIGH_WATER_MARK = 64 * 1024;
 /** Read buffers start small (idle connections hold one) and grow with use. */

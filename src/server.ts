@@ -14,6 +14,9 @@ import {
 } from "./_http.ts";
 import {
   _Connection,
+  _startHeartbeat,
+  DEFAULT_IDLE_TIMEOUT,
+  DEFAULT_PING_INTERVAL,
   type Transport,
   type WebSocketConnection,
 } from "./connection.ts";
@@ -250,10 +253,8 @@ export interface WebSocketServer extends AsyncDisposable {
 const DEFAULT_MAX_HEAD_SIZE = 16 * 1024;
 const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
 const DEFAULT_CLOSE_TIMEOUT = 5_000;
-const DEFAULT_PING_INTERVAL = 30_000;
 /** How long to wait before accepting again after `accept` failed, in ms. */
 const ACCEPT_RETRY_DELAY = 100;
-const DEFAULT_IDLE_TIMEOUT = 60_000;
 
 /**
  * Serves WebSockets over `Deno.listen`, with the shape of `Deno.serve`:
@@ -408,17 +409,11 @@ class _Server implements WebSocketServer {
    * pay for): it pings silent peers and closes idle ones.
    */
   #startHeartbeat(): ReturnType<typeof setInterval> | undefined {
-    const ping = this.#options.pingInterval ?? DEFAULT_PING_INTERVAL;
-    const idle = this.#options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT;
-    const tick = Math.min(
-      ping > 0 ? ping : Infinity,
-      idle > 0 ? idle / 4 : Infinity,
+    return _startHeartbeat(
+      this.#sockets,
+      this.#options.pingInterval ?? DEFAULT_PING_INTERVAL,
+      this.#options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
     );
-    if (tick === Infinity) return undefined;
-    return setInterval(() => {
-      const now = Date.now();
-      for (const socket of this.#sockets) socket._heartbeat(now, ping, idle);
-    }, tick);
   }
 
   get connections(): number {

@@ -1021,3 +1021,71 @@ Deno.test("§7.1.1 a server that never answers the client's close is dropped aft
     (error) => error instanceof WebSocketError && error.closeCode === 1006,
   );
 });
+
+// ---------------------------------------------------------------------------
+// Heartbeat
+
+Deno.test("client heartbeat: a server that never answers pings is closed with 1001 after idleTimeout", async () => {
+  const opcodes: number[] = [];
+  let closeCode = 0;
+  await using server = rawServer(async (peer) => {
+    await peer.accept();
+    while (true) {
+      const received = await peer.readFrame();
+      opcodes.push(received.opcode);
+      if (received.opcode === 8) {
+        closeCode = (received.payload[0] << 8) | received.payload[1];
+        return;
+      }
+    }
+  });
+  const started = Date.now();
+  const socket = await connect(server.url, {
+    pingInterval: 50,
+    idleTimeout: 300,
+  });
+  // Without a heartbeat nothing would end it: close it then, to fail fast.
+  const guard = setTimeout(() => socket.close(), 3000);
+  const error = await socket.closed.then(() => null, (error) => error);
+  clearTimeout(guard);
+  const elapsed = Date.now() - started;
+  assert.ok(error instanceof WebSocketError);
+  assert.equal(error.closeCode, 1001);
+  assert.equal(closeCode, 1001);
+  assert.equal(opcodes[0], 9, "the client pings a silent server");
+  assert.ok(elapsed >= 250 && elapsed < 3000, `closed after ${elapsed} ms`);
+});
+
+Deno.test("client heartbeat: a server that answers pings keeps the socket open past idleTimeout", async () => {
+  let pings = 0;
+  await using server = rawServer(async (peer) => {
+    await peer.accept();
+    while (true) {
+      const received = await peer.readFrame();
+      if (received.opcode === 9) {
+        pings++;
+        await peer.write(frame(10, received.payload));
+      } else if (received.opcode === 1) {
+        await peer.write(frame(1, received.payload));
+      } else if (received.opcode === 8) {
+        await peer.write(frame(8, received.payload));
+        return;
+      }
+    }
+  });
+  const socket = await connect(server.url, {
+    pingInterval: 40,
+    idleTimeout: 200,
+  });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const writer = socket.writable.getWriter();
+    await writer.write("alive");
+    const reader = socket.readable.getReader();
+    assert.deepEqual(await reader.read(), { value: "alive", done: false });
+    assert.ok(pings >= 3, `${pings} pings`);
+  } finally {
+    socket.close({ closeCode: 1000 });
+  }
+  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+});
