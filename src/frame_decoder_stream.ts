@@ -5,12 +5,14 @@ import {
   type FrameDecoderOptions,
   type FrameHeader,
 } from "./frame.ts";
+import { WebSocketError } from "./websocket_error.ts";
 
 /**
  * A `TransformStream` from bytes, in any chunking, to whole frames
  * (RFC 6455 §5.2). A violation errors the stream with a
  * {@linkcode WebSocketError} carrying its close code (1002, or 1009 for a
- * frame over `maxPayloadLength`). Input chunks are unmasked in place and
+ * frame over `maxPayloadLength`), and so does input that ends inside a frame
+ * (1006: closed abnormally). Input chunks are unmasked in place and
  * payloads may be views of them.
  *
  * @example Decoding a masked frame from a client
@@ -65,7 +67,7 @@ export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
       },
       flush() {
         if (!decoder.idle) {
-          throw new TypeError("The stream ended inside a frame");
+          throw new WebSocketError("The stream ended inside a frame");
         }
       },
     });

@@ -4,6 +4,7 @@ import {
   MessageAssembler,
   type MessageAssemblerOptions,
 } from "./message_assembler.ts";
+import { WebSocketError } from "./websocket_error.ts";
 
 /**
  * Options for {@linkcode MessageStream}.
@@ -32,7 +33,9 @@ export interface MessageStreamOptions extends MessageAssemblerOptions {
  * A `TransformStream` from frames to whole messages: it reassembles
  * fragments (continuation opcode 0), validates text as UTF-8 as it arrives
  * and enforces the size limit; violations error the stream with a
- * {@linkcode WebSocketError} carrying 1002, 1007 or 1009.
+ * {@linkcode WebSocketError} carrying 1002, 1007 or 1009, and input that
+ * ends inside a fragmented message with one carrying 1006 (closed
+ * abnormally).
  *
  * @example Reassembling a fragmented text message
  * ```ts
@@ -81,7 +84,9 @@ export class MessageStream extends TransformStream<Frame, Message> {
       },
       flush() {
         if (assembler.inMessage) {
-          throw new TypeError("The stream ended inside a fragmented message");
+          throw new WebSocketError(
+            "The stream ended inside a fragmented message",
+          );
         }
       },
     });

@@ -1005,11 +1005,14 @@ Deno.test("§10.4 FrameDecoderStream errors with a WebSocketError carrying 1009 
   });
 });
 
-Deno.test("§5.2 FrameDecoderStream errors with a TypeError when its input ends inside a frame", async () => {
+Deno.test("§7.1.5 FrameDecoderStream errors with a WebSocketError carrying 1006 when its input ends inside a frame", async () => {
   for (const bytes of [hex("81"), hex("81 05 48 65")]) {
     const stream = ReadableStream.from([bytes])
       .pipeThrough(new FrameDecoderStream({ role: "client" }));
-    await assert.rejects(Array.fromAsync(stream), TypeError);
+    await assert.rejects(
+      Array.fromAsync(stream),
+      isCloseError(1006),
+    );
   }
 });
 

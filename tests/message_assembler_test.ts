@@ -507,8 +507,11 @@ Deno.test("§10.4 MessageStream errors with a WebSocketError carrying 1009 over 
   await assert.rejects(Array.fromAsync(messages), isCloseError(1009));
 });
 
-Deno.test("§5.4 MessageStream errors with a TypeError when its input ends inside a fragmented message", async () => {
+Deno.test("§7.1.5 MessageStream errors with a WebSocketError carrying 1006 when its input ends inside a fragmented message", async () => {
   const messages = ReadableStream.from([frame(false, Opcode.Text, "Hel")])
     .pipeThrough(new MessageStream());
-  await assert.rejects(Array.fromAsync(messages), TypeError);
+  await assert.rejects(
+    Array.fromAsync(messages),
+    isCloseError(1006),
+  );
 });
