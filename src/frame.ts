@@ -358,11 +358,17 @@ export function _writeHeader(
 /**
  * Encodes a frame into a new array: header, masking key if `mask` is given
  * (clients must mask, RFC 6455 §5.3), and the payload, masked in the copy so
- * that `frame.payload` is left unchanged.
+ * that `frame.payload` is left unchanged. It refuses what a peer would have
+ * to fail the connection for (§5.2, §5.5): a reserved opcode, a control
+ * frame with more than 125 bytes of payload or without FIN. The RSV bits are
+ * left to the caller, as extensions define them.
  *
  * @param frame The frame to encode.
  * @param mask A 4-byte masking key; omit for frames a server sends.
  * @returns The frame's bytes.
+ * @throws {RangeError} For a reserved opcode, a control payload over 125
+ * bytes or a masking key shorter than 4 bytes.
+ * @throws {TypeError} For a control frame without FIN.
  *
  * @example Encoding RFC 6455 §5.7's unmasked "Hello"
  * ```ts
@@ -377,7 +383,25 @@ export function _writeHeader(
  * ```
  */
 export function encodeFrame(frame: Frame, mask?: Uint8Array): Uint8Array {
+  const { opcode } = frame;
   const length = frame.payload.length;
+  if (
+    !Number.isInteger(opcode) || opcode < 0 || opcode > Opcode.Pong ||
+    (opcode > Opcode.Binary && opcode < Opcode.Close)
+  ) {
+    throw new RangeError(`The opcode ${opcode} is reserved or invalid`);
+  }
+  if (opcode >= Opcode.Close) {
+    if (length > 125) {
+      throw new RangeError(
+        `A control frame's payload is at most 125 bytes, got ${length}`,
+      );
+    }
+    if (!frame.fin) throw new TypeError("A control frame cannot be fragmented");
+  }
+  if (mask !== undefined && mask.length < 4) {
+    throw new RangeError("A masking key has 4 bytes");
+  }
   const out = new Uint8Array(_headerSize(length, mask !== undefined) + length);
   _writeFrame(out, 0, frame, frame.payload, mask);
   return out;

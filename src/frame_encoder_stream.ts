@@ -19,7 +19,10 @@ export interface FrameEncoderStreamOptions {
 }
 
 /**
- * A `TransformStream` from frames to their bytes (RFC 6455 §5.2).
+ * A `TransformStream` from frames to their bytes (RFC 6455 §5.2). A frame
+ * that {@linkcode encodeFrame} refuses (a reserved opcode, a control frame
+ * over 125 bytes or without FIN) errors the stream with its `RangeError` or
+ * `TypeError`.
  *
  * @example Encoding frames for a server to send
  * ```ts

@@ -442,11 +442,51 @@ Deno.test("§5.2 encodeFrame writes FIN, RSV1, RSV2, RSV3 and the opcode bits", 
     [{ fin: true, opcode: 2, payload, rsv1: true }, 0xc2],
     [{ fin: true, opcode: 2, payload, rsv2: true }, 0xa2],
     [{ fin: true, opcode: 2, payload, rsv3: true }, 0x92],
-    [{ fin: false, opcode: 9, payload, rsv1: true, rsv3: true }, 0x59],
+    [{ fin: false, opcode: 0, payload, rsv1: true, rsv3: true }, 0x50],
+    [{ fin: true, opcode: 9, payload, rsv2: true }, 0xa9],
   ];
   for (const [frame, b0] of cases) {
     assert.deepEqual(encodeFrame(frame), new Uint8Array([b0, 0]));
   }
+});
+
+Deno.test("§5.5 encodeFrame refuses a control payload over 125 bytes with a RangeError, and a fragmented control frame with a TypeError", () => {
+  for (const opcode of [Opcode.Close, Opcode.Ping, Opcode.Pong]) {
+    assert.equal(
+      encodeFrame({ fin: true, opcode, payload: pattern(125) }).length,
+      127,
+    );
+    assert.throws(
+      () => encodeFrame({ fin: true, opcode, payload: pattern(126) }),
+      RangeError,
+    );
+    assert.throws(
+      () => encodeFrame({ fin: false, opcode, payload: pattern(1) }),
+      TypeError,
+    );
+  }
+});
+
+Deno.test("§5.2 encodeFrame refuses reserved opcodes 3–7 and 11–15 and values that are not opcodes with a RangeError", () => {
+  const payload = new Uint8Array(0);
+  for (const opcode of [3, 4, 5, 6, 7, 11, 12, 13, 14, 15, 16, -1, 1.5]) {
+    assert.throws(
+      () => encodeFrame({ fin: true, opcode, payload }),
+      RangeError,
+      `${opcode}`,
+    );
+  }
+  assert.throws(
+    () => encodeFrame({ fin: true, opcode: 1, payload }, new Uint8Array(3)),
+    RangeError,
+  );
+});
+
+Deno.test("§5.5 FrameEncoderStream errors with a RangeError on a control payload over 125 bytes", async () => {
+  const bytes = ReadableStream.from([
+    { fin: true, opcode: Opcode.Ping, payload: pattern(126) },
+  ]).pipeThrough(new FrameEncoderStream());
+  await assert.rejects(Array.fromAsync(bytes), RangeError);
 });
 
 // ---------------------------------------------------------------------------
