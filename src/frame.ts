@@ -80,7 +80,9 @@ export interface FrameDecoderOptions {
   allowRsv1?: boolean;
   /**
    * The largest payload length accepted; a bigger frame fails with 1009 from
-   * its header, before any payload is buffered. Default: no limit.
+   * its header, before any payload is buffered. Default: 2^53 − 1, the
+   * largest length a number holds exactly (a 64-bit length may be up to
+   * 2^63 − 1, RFC 6455 §5.2).
    */
   maxPayloadLength?: number;
 }
@@ -126,7 +128,7 @@ export class FrameDecoder {
     this.#handler = handler;
     this.#server = (options.role ?? "server") === "server";
     this.#rsvAllowed = options.allowRsv1 ? 4 : 0;
-    this.#maxPayload = options.maxPayloadLength ?? Infinity;
+    this.#maxPayload = options.maxPayloadLength ?? Number.MAX_SAFE_INTEGER;
   }
 
   /** Whether the decoder is between frames, with no partial frame held. */

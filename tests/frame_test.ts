@@ -14,7 +14,7 @@ import {
 import { FrameDecoderStream } from "../src/frame_decoder_stream.ts";
 import { FrameEncoderStream } from "../src/frame_encoder_stream.ts";
 import { WebSocketError } from "../src/websocket_error.ts";
-import { concat, isCloseError, mulberry32 } from "./_util.ts";
+import { assertCloseError, concat, isCloseError, mulberry32 } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -431,6 +431,22 @@ Deno.test("§5.2 encoder and decoder handle 64-bit lengths above 4 GiB in the he
       opcode: 2,
       length,
     });
+  }
+});
+
+Deno.test("§5.2 decoder without maxPayloadLength fails a 64-bit length of 2^53 or more, which a number cannot hold exactly, with 1009", () => {
+  for (
+    const header of [
+      "82 7f 00 20 00 00 00 00 00 00",
+      "82 7f 7f ff ff ff ff ff ff ff",
+    ]
+  ) {
+    const recorder = new Recorder();
+    assertCloseError(
+      () => new FrameDecoder(recorder, { role: "client" }).push(hex(header)),
+      1009,
+    );
+    assert.equal(recorder.headers.length, 0);
   }
 });
 
