@@ -47,31 +47,43 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
-/** Printable pseudo-random text (xorshift32): compressible, not trivially. */
-export function pseudoText(length: number, seed = 1): string {
-  let state = 0x9e3779b9 ^ seed;
-  const codes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) {
+/** An xorshift32 generator: each call returns the next state (an int32). */
+function _xorshift32(seed: number): () => number {
+  let state = seed;
+  return () => {
     state ^= state << 13;
     state ^= state >>> 17;
     state ^= state << 5;
-    codes[i] = 97 + ((state >>> 0) % 26);
-  }
+    return state;
+  };
+}
+
+/** Printable pseudo-random text (xorshift32): compressible, not trivially. */
+export function pseudoText(length: number, seed = 1): string {
+  const next = _xorshift32(0x9e3779b9 ^ seed);
+  const codes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) codes[i] = 97 + ((next() >>> 0) % 26);
   return new TextDecoder().decode(codes);
 }
 
 /** Pseudo-random bytes in short runs (xorshift32): compressible binary. */
 export function pseudoBytes(length: number, seed = 7): Uint8Array {
+  const next = _xorshift32(0x12345678 ^ seed);
   const bytes = new Uint8Array(length);
-  let state = 0x12345678 ^ seed;
   for (let i = 0; i < length;) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
+    const state = next();
     const run = 1 + ((state >>> 8) & 15);
     bytes.fill(state & 0xff, i, i + run);
     i += run;
   }
+  return bytes;
+}
+
+/** Pseudo-random bytes (xorshift32), one per step: hardly compressible. */
+export function pseudoRandomBytes(length: number): Uint8Array {
+  const next = _xorshift32(0x9e3779b9);
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = next() & 0xff;
   return bytes;
 }
 

@@ -27,6 +27,7 @@ import {
   STEP_LIMIT,
   within,
 } from "./_peer_helpers.ts";
+import { pseudoRandomBytes } from "./_util.ts";
 
 const MIB = 1024 * 1024;
 
@@ -34,7 +35,7 @@ const MIB = 1024 * 1024;
 const MESSAGES: PeerMessage[] = [
   { label: "text", data: "Hello, peer: héllo ✓ 🌍" },
   { label: "binary", data: Uint8Array.from({ length: 256 }, (_, i) => i) },
-  { label: "1 MiB binary", data: _pseudoRandomBytes(MIB) },
+  { label: "1 MiB binary", data: pseudoRandomBytes(MIB) },
   // 349,525 three-byte characters and one ASCII byte: exactly 1 MiB of UTF-8.
   { label: "1 MiB text", data: "✓".repeat(349_525) + "a" },
   { label: "empty text", data: "" },
@@ -177,16 +178,3 @@ Deno.test({
     }
   },
 });
-
-/** Bytes that repeat no short pattern (xorshift32), the same every run. */
-function _pseudoRandomBytes(length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let state = 0x9e3779b9;
-  for (let i = 0; i < length; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    bytes[i] = state & 0xff;
-  }
-  return bytes;
-}
