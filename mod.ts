@@ -1,20 +1,20 @@
 /**
- * An RFC 6455 WebSocket server for Deno, built on `Deno.listen`, whose
- * whole surface is web-standard streams in the vocabulary of the WHATWG
- * WebSocketStream proposal: each socket has a `readable` of messages (a
- * `string` per text message, a `Uint8Array` per binary message), a
- * `writable` to send them, `closed` and `close()`.
+ * An RFC 6455 WebSocket server and client for Deno, built on `Deno.listen`
+ * and `Deno.connect`, whose sockets speak web-standard streams in the
+ * vocabulary of the WHATWG WebSocketStream proposal: each socket has a
+ * `readable` of messages (a `string` per text message, a `Uint8Array` per
+ * binary message), a `writable` and `send()` to send them, `closed` and
+ * `close()`.
  *
- * The pipeline's stages are public too: {@linkcode FrameDecoderStream}
- * (bytes to frames), {@linkcode MessageStream} (frames to messages) and
- * {@linkcode FrameEncoderStream} (frames to bytes).
+ * {@linkcode serve} runs a server with the shape of `Deno.serve`;
+ * {@linkcode connect} opens a client socket over `Deno.connect` (TLS for
+ * `wss:`), and {@linkcode WebSocketStream} wraps it in the WHATWG
+ * proposal's shape. Both sides speak permessage-deflate (RFC 7692) when
+ * asked to (see {@linkcode PerMessageDeflateOptions}).
  *
- * The client side speaks to any WebSocket server with the same streams:
- * {@linkcode connect} opens a socket over `Deno.connect` (TLS for `wss:`),
- * and {@linkcode WebSocketStream} wraps it in the WHATWG proposal's shape.
- *
- * Both sides speak permessage-deflate (RFC 7692) when asked to, with the
- * `perMessageDeflate` option (see {@linkcode PerMessageDeflateOptions}).
+ * The codec's building blocks (frame decoder and encoder, message
+ * assembler, as classes and as `TransformStream`s) are in the `./frames`
+ * entry point.
  *
  * @example An echo server
  * ```ts ignore
@@ -28,41 +28,20 @@
  * import { connect } from "@scope/ws";
  *
  * const socket = await connect("ws://127.0.0.1:8080/");
- * await socket.writable.getWriter().write("Hello");
+ * socket.send("Hello");
  * ```
  *
  * @module
  */
-export { CloseCode, isValidCloseCode, Opcode } from "./src/constants.ts";
+export { CloseCode, isValidCloseCode } from "./src/core/constants.ts";
 export {
   type WebSocketCloseInfo,
+  type WebSocketCloseResult,
   WebSocketError,
-} from "./src/websocket_error.ts";
-export { applyMask } from "./src/mask.ts";
+} from "./src/core/websocket_error.ts";
+export type { PerMessageDeflateOptions } from "./src/core/permessage_deflate.ts";
+export type { WebSocketConnection } from "./src/socket.ts";
 export {
-  encodeFrame,
-  type Frame,
-  type FrameDecoderOptions,
-} from "./src/frame.ts";
-export {
-  type Message,
-  type MessageAssemblerOptions,
-} from "./src/message_assembler.ts";
-export { FrameDecoderStream } from "./src/frame_decoder_stream.ts";
-export {
-  FrameEncoderStream,
-  type FrameEncoderStreamOptions,
-} from "./src/frame_encoder_stream.ts";
-export {
-  MessageStream,
-  type MessageStreamOptions,
-} from "./src/message_stream.ts";
-export type {
-  WebSocketCloseResult,
-  WebSocketConnection,
-} from "./src/connection.ts";
-export {
-  type CloseEventInfo,
   serve,
   type ServeInfo,
   type ServeOptions,
@@ -71,7 +50,6 @@ export {
   type WebSocketServer,
 } from "./src/server.ts";
 export { connect, type ConnectOptions } from "./src/client.ts";
-export type { PerMessageDeflateOptions } from "./src/permessage_deflate.ts";
 export {
   type WebSocketOpenInfo,
   WebSocketStream,

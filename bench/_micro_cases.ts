@@ -4,8 +4,12 @@
  *
  * @module
  */
-import { encodeFrame, FrameDecoder, type FrameHandler } from "../src/frame.ts";
-import { applyMask } from "../src/mask.ts";
+import {
+  encodeFrame,
+  FrameDecoder,
+  type FrameHandler,
+} from "../src/core/frame.ts";
+import { applyMask } from "../src/core/mask.ts";
 import { encodeMaskedFrame } from "./load.ts";
 
 /** One micro benchmark. */

@@ -1,3 +1,6 @@
+// The one outbound queue of a connection: frames in order, small ones
+// batched into one buffer, written with as few writes as possible.
+
 import { setImmediate } from "node:timers";
 
 /** The writing half of a transport, as the write queue needs it. */

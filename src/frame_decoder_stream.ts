@@ -1,11 +1,14 @@
-import { _concat } from "./_bytes.ts";
+// `FrameDecoderStream`: the frame decoder as a `TransformStream` from bytes
+// to frames.
+
+import { concat } from "./core/_bytes.ts";
 import {
   type Frame,
   FrameDecoder,
   type FrameDecoderOptions,
   type FrameHeader,
-} from "./frame.ts";
-import { WebSocketError } from "./websocket_error.ts";
+} from "./core/frame.ts";
+import { WebSocketError } from "./core/websocket_error.ts";
 
 /**
  * A `TransformStream` from bytes, in any chunking, to whole frames
@@ -17,7 +20,7 @@ import { WebSocketError } from "./websocket_error.ts";
  *
  * @example Decoding a masked frame from a client
  * ```ts
- * import { FrameDecoderStream } from "@scope/ws";
+ * import { FrameDecoderStream } from "@scope/ws/frames";
  *
  * // RFC 6455 §5.7: a single-frame masked text message, "Hello".
  * const bytes = new Uint8Array([
@@ -52,7 +55,7 @@ export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
         out.push({
           fin: header.fin,
           opcode: header.opcode,
-          payload: _concat(pieces, header.length),
+          payload: concat(pieces, header.length),
           rsv1: (header.rsv & 4) !== 0,
           rsv2: (header.rsv & 2) !== 0,
           rsv3: (header.rsv & 1) !== 0,

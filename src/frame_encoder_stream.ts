@@ -1,11 +1,15 @@
-import { encodeFrame, type Frame } from "./frame.ts";
+// `FrameEncoderStream`: the frame encoder as a `TransformStream` from frames
+// to bytes.
+
+import { encodeFrame, type Frame } from "./core/frame.ts";
+import { maskKey } from "./core/mask.ts";
 
 /**
  * Options for {@linkcode FrameEncoderStream}.
  *
  * @example Masking, as a client must
  * ```ts
- * import { FrameEncoderStream } from "@scope/ws";
+ * import { FrameEncoderStream } from "@scope/ws/frames";
  *
  * const encoder = new FrameEncoderStream({ mask: true });
  * ```
@@ -26,7 +30,7 @@ export interface FrameEncoderStreamOptions {
  *
  * @example Encoding frames for a server to send
  * ```ts
- * import { FrameEncoderStream, Opcode } from "@scope/ws";
+ * import { FrameEncoderStream, Opcode } from "@scope/ws/frames";
  *
  * const bytes = ReadableStream.from([
  *   { fin: true, opcode: Opcode.Text, payload: new TextEncoder().encode("Hi") },
@@ -47,7 +51,7 @@ export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
         controller.enqueue(
           encodeFrame(
             frame,
-            mask ? crypto.getRandomValues(new Uint8Array(4)) : undefined,
+            mask ? maskKey() : undefined,
           ),
         );
       },

@@ -1,17 +1,20 @@
-import type { Frame } from "./frame.ts";
+// `MessageStream`: the message assembler as a `TransformStream` from frames
+// to whole messages.
+
+import type { Frame } from "./core/frame.ts";
 import {
   type Message,
   MessageAssembler,
   type MessageAssemblerOptions,
-} from "./message_assembler.ts";
-import { WebSocketError } from "./websocket_error.ts";
+} from "./core/message_assembler.ts";
+import { WebSocketError } from "./core/websocket_error.ts";
 
 /**
  * Options for {@linkcode MessageStream}.
  *
  * @example Answering pings seen between fragments
  * ```ts
- * import { MessageStream, Opcode } from "@scope/ws";
+ * import { MessageStream, Opcode } from "@scope/ws/frames";
  *
  * const messages = new MessageStream({
  *   maxMessageSize: 1 << 20,
@@ -39,7 +42,7 @@ export interface MessageStreamOptions extends MessageAssemblerOptions {
  *
  * @example Reassembling a fragmented text message
  * ```ts
- * import { MessageStream, Opcode } from "@scope/ws";
+ * import { MessageStream, Opcode } from "@scope/ws/frames";
  *
  * const encode = (text: string) => new TextEncoder().encode(text);
  * const messages = ReadableStream.from([

@@ -1,33 +1,51 @@
+// `serve()`: a WebSocket server on `Deno.listen`, shaped like `Deno.serve`.
+// It accepts connections, runs the opening handshake and hands each socket
+// to the handler.
+
+import { Connection, startHeartbeat } from "./_connection.ts";
 import {
+  closeQuietly,
+  DEFAULT_CLOSE_TIMEOUT,
+  DEFAULT_HANDSHAKE_TIMEOUT,
+  DEFAULT_IDLE_TIMEOUT,
+  DEFAULT_MAX_HEAD_SIZE,
+  DEFAULT_PING_INTERVAL,
+  isDisconnect,
+  readHead,
+  type Transport,
+  writeAll,
+} from "./_transport.ts";
+import {
+  acceptUpgrade,
+  checkOrigin,
+  chooseProtocol,
   computeAccept,
   isUpgradeRequest,
-  validateUpgrade,
-} from "./_handshake.ts";
+  parseUpgrade,
+  type Upgrade,
+} from "./core/_handshake.ts";
 import {
   decodeHead,
-  findHeadEnd,
   HttpError,
   parseRequestHead,
   type RequestHead,
   serializeResponse,
-  serializeSwitchingProtocols,
-} from "./_http.ts";
+} from "./core/_http.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "./core/message_assembler.ts";
 import {
-  _Connection,
-  _startHeartbeat,
-  DEFAULT_IDLE_TIMEOUT,
-  DEFAULT_PING_INTERVAL,
-  type Transport,
-  type WebSocketConnection,
-} from "./connection.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE } from "./message_assembler.ts";
-import {
-  _checkOptions,
-  type _DeflateSettings,
-  _negotiateServer,
+  checkOptions,
   type PerMessageDeflateOptions,
-} from "./permessage_deflate.ts";
-import type { WebSocketError } from "./websocket_error.ts";
+} from "./core/permessage_deflate.ts";
+import type { WebSocketCloseResult } from "./core/websocket_error.ts";
+import {
+  closeWith,
+  DEFAULT_SOCKET_OPTIONS,
+  SendAfterCloseError,
+  type Socket,
+  type SocketOptions,
+  stateOf,
+  type WebSocketConnection,
+} from "./socket.ts";
 
 /**
  * What the server knows about a connection besides its request.
@@ -63,7 +81,10 @@ export interface ServeInfo {
  * ```
  */
 export interface UpgradeAcceptance {
-  /** Extra headers for the `101 Switching Protocols` answer. */
+  /**
+   * Extra headers for the `101 Switching Protocols` answer. The handshake's
+   * own (`Upgrade`, `Connection`, `Sec-WebSocket-*`) are left out.
+   */
   headers?: HeadersInit;
 }
 
@@ -75,10 +96,9 @@ export interface UpgradeAcceptance {
  * import { serve, type WebSocketHandler } from "@scope/ws";
  *
  * const handler: WebSocketHandler = async (socket) => {
- *   const writer = socket.writable.getWriter();
- *   await writer.write(`Hello from ${new URL(socket.request.url).pathname}`);
+ *   socket.send(`Hello from ${new URL(socket.request.url).pathname}`);
  *   for await (const message of socket.readable) {
- *     await writer.write(typeof message === "string" ? message.toUpperCase() : message);
+ *     socket.send(typeof message === "string" ? message.toUpperCase() : message);
  *   }
  * };
  * serve({ port: 8080 }, handler);
@@ -114,6 +134,14 @@ export interface ServeOptions {
   /** Called once listening; default: logs the address. */
   onListen?: (addr: Deno.NetAddr) => void;
   /**
+   * The page origins (`"https://example.com"`) allowed to open a
+   * WebSocket, or a function that decides; others get 403 before any other
+   * hook runs. Browsers send cookies with an upgrade from any site, so a
+   * server that authenticates by cookie needs this. Requests without an
+   * `Origin` header (not from a browser page) pass. Default: every origin.
+   */
+  origins?: readonly string[] | ((origin: string) => boolean);
+  /**
    * Subprotocols the server speaks (the first one the client offers is
    * chosen), or a function that picks one of the client's offers or none.
    */
@@ -123,7 +151,8 @@ export interface ServeOptions {
   /**
    * Sees each valid upgrade request before it is accepted: return a
    * `Response` to refuse it (origin checks, authentication), or extra headers
-   * for the `101` answer, or nothing to accept it.
+   * for the `101` answer (also as a `Response` with status 101), or nothing
+   * to accept it. It runs within `handshakeTimeout`.
    */
   onUpgrade?: (
     request: Request,
@@ -135,27 +164,37 @@ export interface ServeOptions {
     | Promise<Response | UpgradeAcceptance | void>;
   /**
    * Answers plain HTTP requests (no WebSocket upgrade) on the same port; the
-   * request has no body and the connection closes after the answer.
-   * Default: `426 Upgrade Required`.
+   * request has no body and the connection closes after the answer, which
+   * must be made and sent within `handshakeTimeout`. Default: `426 Upgrade
+   * Required`.
    */
   onRequest?: (
     request: Request,
     info: ServeInfo,
   ) => Response | Promise<Response>;
-  /** Told about handler faults and internal errors; default: logs them. */
+  /**
+   * Told about handler faults and internal errors; default: logs them. If
+   * it throws, that goes to `console.error` and nothing else happens.
+   */
   onError?: (error: unknown) => void;
   /** The largest message, in bytes, after reassembly. Default 16 MiB. */
   maxMessageSize?: number;
-  /** The largest HTTP request head, in bytes; bigger gets 431. Default 16 KiB. */
+  /**
+   * The largest HTTP request head, in bytes; bigger gets 431 (414 when the
+   * request line alone is over 8 KiB or this). Default 16 KiB.
+   */
   maxHeadSize?: number;
-  /** How long a client may take to send its request head, in ms. Default 10 s. */
+  /**
+   * How long a connection may take from its accept to its `101` (or to the
+   * end of an HTTP answer), hooks included, in ms. Default 10 s.
+   */
   handshakeTimeout?: number;
   /**
    * How long the closing handshake and TCP close may take, in ms, before
    * the connection is dropped. Default 5 s.
    */
   closeTimeout?: number;
-  /** The most frames one message may be split into; more gets 1008. Default 1,024. */
+  /** The most frames one message may be split into; more gets 1008. Default: no limit. */
   maxFragments?: number;
   /**
    * The most open WebSockets; further upgrades are refused with 503.
@@ -169,11 +208,26 @@ export interface ServeOptions {
    */
   pingInterval?: number;
   /**
-   * Close (1001, "Idle timeout") a peer that has sent nothing, not even a
-   * pong, for this long, in ms; 0 turns it off. Default 60 s: two ping
-   * intervals, so a live peer answering pings never reaches it.
+   * Close a socket after this long, in ms, without reading anything from
+   * its peer; 0 turns it off. Default 60 s: two ping intervals, so a live
+   * peer answering pings never reaches it. The code tells why: 1001 `Idle
+   * timeout` for a silent peer; 1011 `Messages not read` when the
+   * application left what arrived unread (reading was paused) that long;
+   * 1013 `Slow consumer` when the peer did not read what was sent to it.
    */
   idleTimeout?: number;
+  /**
+   * Bytes queued for one socket above which `send()` and publications apply
+   * the `backpressure` policy instead of queueing more. Default 1 MiB.
+   */
+  maxBackpressure?: number;
+  /**
+   * What happens to a message for a socket over `maxBackpressure`:
+   * `"close"` closes the socket with 1013 `Slow consumer`; `"drop"` drops
+   * the message for that socket and counts it in `droppedMessages`.
+   * Default `"close"`.
+   */
+  backpressure?: "close" | "drop";
   /** A PEM certificate chain: with `key`, serve `wss:` over `Deno.listenTls`. */
   cert?: string;
   /** The PEM private key for `cert`. */
@@ -182,9 +236,10 @@ export interface ServeOptions {
   onOpen?: (socket: WebSocketConnection) => void;
   /**
    * Called when a WebSocket has closed, with its close code (1006 when it
-   * ended without a closing handshake) and whether the close was clean.
+   * ended without a closing handshake), reason and whether the close was
+   * clean.
    */
-  onClose?: (socket: WebSocketConnection, info: CloseEventInfo) => void;
+  onClose?: (socket: WebSocketConnection, info: WebSocketCloseResult) => void;
   /**
    * Compress messages with permessage-deflate (RFC 7692) for clients that
    * offer it, as browsers do: `true` for the defaults, or settings. Off by
@@ -195,31 +250,6 @@ export interface ServeOptions {
    * `maxMessageSize` then limits the inflated size too.
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
-}
-
-/**
- * How a WebSocket ended, as told to {@linkcode ServeOptions.onClose}.
- *
- * @example Counting unclean closes
- * ```ts ignore
- * import { serve } from "@scope/ws";
- *
- * let unclean = 0;
- * serve({
- *   onClose: (_socket, { closeCode, wasClean }) => {
- *     if (!wasClean) unclean++;
- *     console.log("closed", closeCode);
- *   },
- * }, (socket) => socket.readable.pipeTo(socket.writable));
- * ```
- */
-export interface CloseEventInfo {
-  /** The close code received, sent on failure, or 1006. */
-  closeCode: number;
-  /** The close reason. */
-  reason: string;
-  /** Whether the closing handshake completed. */
-  wasClean: boolean;
 }
 
 /**
@@ -243,24 +273,22 @@ export interface WebSocketServer extends AsyncDisposable {
   /** How many WebSocket connections are open now. */
   readonly connections: number;
   /**
-   * Stops accepting, closes every open WebSocket with 1001 (going away),
-   * waits for their closing handshakes (bounded by `closeTimeout`), and
-   * resolves with `finished`.
+   * Stops accepting, abandons the handshakes in progress, closes every
+   * open WebSocket with 1001 (going away), waits for their closing
+   * handshakes (bounded by `closeTimeout`), and resolves with `finished`.
    */
   shutdown(): Promise<void>;
 }
 
-const DEFAULT_MAX_HEAD_SIZE = 16 * 1024;
-const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
-const DEFAULT_CLOSE_TIMEOUT = 5_000;
 /** How long to wait before accepting again after `accept` failed, in ms. */
 const ACCEPT_RETRY_DELAY = 100;
+/** Request lines longer than this get 414 (as nginx's default). */
+const MAX_REQUEST_LINE = 8 * 1024;
 
 /**
  * Serves WebSockets over `Deno.listen`, with the shape of `Deno.serve`:
- * every accepted upgrade calls `handler` with the socket and the upgrade
- * `Request`. Each connection is handled on its own; a failing one never
- * affects another.
+ * every accepted upgrade calls `handler` with the socket. Each connection
+ * is handled on its own; a failing one never affects another.
  *
  * @param handler Called with each accepted WebSocket.
  * @returns The running server.
@@ -269,33 +297,14 @@ const ACCEPT_RETRY_DELAY = 100;
  * ```ts ignore
  * import { serve } from "@scope/ws";
  *
- * serve({ port: 8080 }, (socket) => socket.readable.pipeTo(socket.writable));
- * ```
- *
- * @example Refusing other origins and choosing a subprotocol
- * ```ts ignore
- * import { serve } from "@scope/ws";
- *
- * serve({
- *   port: 8080,
- *   protocols: ["chat.v2", "chat.v1"],
- *   onUpgrade: (request) => {
- *     if (request.headers.get("origin") !== "https://example.com") {
- *       return new Response("Forbidden", { status: 403 });
- *     }
- *   },
- * }, async (socket) => {
- *   const writer = socket.writable.getWriter();
- *   await writer.write(`You speak ${socket.protocol}`);
- * });
+ * serve((socket) => socket.readable.pipeTo(socket.writable));
  * ```
  */
 export function serve(handler: WebSocketHandler): WebSocketServer;
 /**
  * Serves WebSockets over `Deno.listen`, with the shape of `Deno.serve`:
- * every accepted upgrade calls `handler` with the socket and the upgrade
- * `Request`. Each connection is handled on its own; a failing one never
- * affects another.
+ * every accepted upgrade calls `handler` with the socket. Each connection
+ * is handled on its own; a failing one never affects another.
  *
  * @param options Where to listen, and the limits and hooks.
  * @param handler Called with each accepted WebSocket.
@@ -308,21 +317,16 @@ export function serve(handler: WebSocketHandler): WebSocketServer;
  * serve({ port: 8080 }, (socket) => socket.readable.pipeTo(socket.writable));
  * ```
  *
- * @example Refusing other origins and choosing a subprotocol
+ * @example Only pages of one origin, choosing a subprotocol
  * ```ts ignore
  * import { serve } from "@scope/ws";
  *
  * serve({
  *   port: 8080,
+ *   origins: ["https://example.com"],
  *   protocols: ["chat.v2", "chat.v1"],
- *   onUpgrade: (request) => {
- *     if (request.headers.get("origin") !== "https://example.com") {
- *       return new Response("Forbidden", { status: 403 });
- *     }
- *   },
- * }, async (socket) => {
- *   const writer = socket.writable.getWriter();
- *   await writer.write(`You speak ${socket.protocol}`);
+ * }, (socket) => {
+ *   socket.send(`You speak ${socket.protocol}`);
  * });
  * ```
  */
@@ -340,20 +344,28 @@ export function serve(
   if (typeof handler !== "function") {
     throw new TypeError("A handler function is required");
   }
-  return new _Server(options, handler);
+  return new Server(options, handler);
 }
 
-class _Server implements WebSocketServer {
+/** A connection between its accept and its `101` (or HTTP answer). */
+interface Handshaking {
+  conn: Deno.Conn;
+  /** Rejects when the handshake times out or the server shuts down. */
+  stopped: Promise<never>;
+  stop: () => void;
+}
+
+class Server implements WebSocketServer {
   readonly addr: Deno.NetAddr;
   readonly finished: Promise<void>;
   #options: ServeOptions;
   #handler: WebSocketHandler;
   #listener: Deno.Listener;
   #tls: boolean;
-  #sockets = new Set<_Connection>();
+  #connections = new Set<Connection>();
   /** Open WebSockets, counted from the moment the 101 is sent. */
   #open = 0;
-  #handshaking = new Set<Deno.Conn>();
+  #handshaking = new Set<Handshaking>();
   /** Connections being served, from accept to the end of their socket. */
   #active = 0;
   #wakeWhenIdle: (() => void) | undefined;
@@ -363,15 +375,14 @@ class _Server implements WebSocketServer {
   };
   #stopping = false;
   #cancelRetry: (() => void) | undefined;
-  #onError: (error: unknown) => void;
   #deflate: PerMessageDeflateOptions | null;
+  #socketOptions: SocketOptions;
 
   constructor(options: ServeOptions, handler: WebSocketHandler) {
     this.#options = options;
     this.#handler = handler;
-    this.#deflate = _checkOptions(options.perMessageDeflate);
-    this.#onError = options.onError ??
-      ((error) => console.error("WebSocket server error:", error));
+    this.#deflate = checkOptions(options.perMessageDeflate);
+    this.#socketOptions = checkSocketOptions(options);
     const address = {
       port: options.port ?? 8000,
       hostname: options.hostname ?? "0.0.0.0",
@@ -392,32 +403,45 @@ class _Server implements WebSocketServer {
     const onListen = options.onListen ??
       ((addr) =>
         console.log(`Listening on ${scheme}://${addr.hostname}:${addr.port}/`));
-    onListen(this.addr);
+    this.#guard(() => onListen(this.addr));
     const signal = options.signal;
     const onAbort = () => this.shutdown();
     signal?.addEventListener("abort", onAbort, { once: true });
     if (signal?.aborted) this.shutdown();
-    const heartbeat = this.#startHeartbeat();
+    // One timer for all sockets (not one each, which idle connections would
+    // pay for): it pings silent peers and closes idle ones.
+    const heartbeat = startHeartbeat(
+      this.#connections,
+      options.pingInterval ?? DEFAULT_PING_INTERVAL,
+      options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
+    );
     this.finished = this.#acceptLoop().finally(() => {
       clearInterval(heartbeat);
       signal?.removeEventListener("abort", onAbort);
     });
   }
 
-  /**
-   * One timer for all sockets (not one each, which idle connections would
-   * pay for): it pings silent peers and closes idle ones.
-   */
-  #startHeartbeat(): ReturnType<typeof setInterval> | undefined {
-    return _startHeartbeat(
-      this.#sockets,
-      this.#options.pingInterval ?? DEFAULT_PING_INTERVAL,
-      this.#options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
-    );
-  }
-
   get connections(): number {
     return this.#open;
+  }
+
+  /** Tells `onError`; if that throws too, `console.error` hears of both. */
+  #report(error: unknown): void {
+    try {
+      if (this.#options.onError) this.#options.onError(error);
+      else console.error("WebSocket server error:", error);
+    } catch (thrown) {
+      console.error("onError threw", thrown, "while reporting", error);
+    }
+  }
+
+  /** Runs a user callback; what it throws is reported, never propagated. */
+  #guard(callback: () => void): void {
+    try {
+      callback();
+    } catch (error) {
+      this.#report(error);
+    }
   }
 
   async #acceptLoop(): Promise<void> {
@@ -429,7 +453,7 @@ class _Server implements WebSocketServer {
         if (this.#stopping || error instanceof Deno.errors.BadResource) break;
         // Out of file descriptors, say: report it and keep accepting once
         // connections have ended, rather than stop serving for good.
-        this.#onError(error);
+        this.#report(error);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, ACCEPT_RETRY_DELAY);
           this.#cancelRetry = () => {
@@ -461,9 +485,9 @@ class _Server implements WebSocketServer {
         // Already closed.
       }
       this.#cancelRetry?.();
-      for (const conn of this.#handshaking) _closeQuietly(conn);
-      for (const socket of this.#sockets) {
-        socket._close(1001, "Server shutting down");
+      for (const handshaking of this.#handshaking) handshaking.stop();
+      for (const connection of this.#connections) {
+        closeWith(connection.socket, 1001, "Server shutting down");
       }
     }
     return this.finished;
@@ -474,38 +498,59 @@ class _Server implements WebSocketServer {
   }
 
   async #handle(conn: Deno.Conn): Promise<void> {
-    const info: ServeInfo = { remoteAddr: conn.remoteAddr as Deno.NetAddr };
-    this.#handshaking.add(conn);
-    let socket: _Connection | undefined;
+    const remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    // One deadline for the whole handshake, hooks included: the timer or a
+    // shutdown closes the connection and abandons whatever is pending.
+    let stop!: () => void;
+    const stopped = new Promise<never>((_, reject) => {
+      stop = () => {
+        closeQuietly(conn);
+        reject(new Deno.errors.Interrupted("The handshake was abandoned"));
+      };
+    });
+    stopped.catch(ignore);
+    const handshaking: Handshaking = { conn, stopped, stop };
+    this.#handshaking.add(handshaking);
+    const timer = setTimeout(
+      stop,
+      this.#options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+    );
+    let connection: Connection | undefined;
     try {
-      socket = await this.#handshake(conn, info);
+      connection = await this.#handshake(handshaking, remoteAddr);
     } catch (error) {
-      if (!_isDisconnect(error)) this.#onError(error);
+      if (!isDisconnect(error)) this.#report(error);
     } finally {
-      this.#handshaking.delete(conn);
+      clearTimeout(timer);
+      this.#handshaking.delete(handshaking);
     }
-    if (!socket) {
-      _closeQuietly(conn);
+    if (!connection) {
+      closeQuietly(conn);
       return;
     }
-    this.#sockets.add(socket);
-    if (this.#stopping) socket._close(1001, "Server shutting down");
+    this.#connections.add(connection);
+    const socket = connection.socket;
+    if (this.#stopping) closeWith(socket, 1001, "Server shutting down");
     this.#start(socket);
     // The connection's task follows the socket, not the handler: a handler
     // that never settles must not hold up shutdown. Chained rather than
     // awaited, so that an open socket keeps no suspended frame here.
-    return socket.done.then(() => this.#ended(socket));
+    return connection.done.then(() => this.#ended(connection));
   }
 
   /** Runs `onOpen` and the handler; a fault closes the socket with 1011. */
-  #start(socket: _Connection): void {
+  #start(socket: Socket): void {
     const fault = (error: unknown) => {
       // A rejection that is only the socket's own end is not a fault: it
-      // closed, or a message that arrived while closing could not be sent.
-      if (socket._state !== "closed" && !socket._isSendAfterClose(error)) {
-        this.#onError(error);
-        socket._close(1011, "Internal error");
+      // closed (a `pipeTo` failing after a 1002), or a message that arrived
+      // while closing could not be sent back.
+      if (
+        stateOf(socket) === "closed" || error instanceof SendAfterCloseError
+      ) {
+        return;
       }
+      this.#report(error);
+      closeWith(socket, 1011, "Internal error");
     };
     try {
       this.#options.onOpen?.(socket);
@@ -516,54 +561,61 @@ class _Server implements WebSocketServer {
     }
   }
 
-  async #ended(socket: _Connection): Promise<void> {
-    this.#sockets.delete(socket);
+  async #ended(connection: Connection): Promise<void> {
+    this.#connections.delete(connection);
     this.#open--;
-    const ended = await socket.closed.then(
-      ({ closeCode, reason }) => ({ closeCode, reason, wasClean: true }),
-      (error: WebSocketError) => ({
-        closeCode: error.closeCode,
-        reason: error.reason,
-        wasClean: false,
-      }),
-    );
-    try {
-      this.#options.onClose?.(socket, ended);
-    } catch (error) {
-      this.#onError(error);
-    }
+    const socket = connection.socket;
+    const result = await socket.closed.catch((error) => ({
+      closeCode: error.closeCode,
+      reason: error.reason,
+      wasClean: false,
+    }));
+    this.#guard(() => this.#options.onClose?.(socket, result));
   }
 
-  /** Runs the opening handshake; returns the socket, or undefined if refused. */
+  /**
+   * Runs the opening handshake: returns the connection, or undefined once
+   * the request was refused or answered.
+   */
   async #handshake(
-    conn: Deno.Conn,
-    info: ServeInfo,
-  ): Promise<_Connection | undefined> {
+    handshaking: Handshaking,
+    remoteAddr: Deno.NetAddr,
+  ): Promise<Connection | undefined> {
+    const conn = handshaking.conn;
     const options = this.#options;
-    const read = await _readHead(
-      conn,
-      options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE,
-      options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
-    );
-    if (read instanceof HttpError) {
-      await this.#refuse(conn, read);
+    const maxHeadSize = options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE;
+    const maxLine = Math.min(MAX_REQUEST_LINE, maxHeadSize);
+    let read;
+    try {
+      read = await readHead(conn, maxHeadSize, maxLine);
+    } catch {
+      // Timed out (the deadline closed the connection) or reset.
       return;
     }
-    if (!read) return;
+    if (typeof read === "string") {
+      if (read === "too-large") {
+        await this.#refuse(conn, new HttpError(431, "Request head too large"));
+      } else if (read === "line-too-large") {
+        await this.#refuse(conn, new HttpError(414, "Request line too long"));
+      } else if (read === "truncated") {
+        await this.#refuse(conn, new HttpError(400, "Incomplete request head"));
+      }
+      return;
+    }
     const text = decodeHead(read.head);
     let head: RequestHead;
+    let upgrade: Upgrade | undefined;
+    let url: string;
     try {
+      if (text.indexOf("\r\n") > maxLine) {
+        throw new HttpError(414, "Request line too long");
+      }
       head = parseRequestHead(text);
-    } catch (error) {
-      await this.#refuse(conn, error as HttpError);
-      return;
-    }
-    const upgrade = isUpgradeRequest(head);
-    let key: string;
-    let makeRequest: () => Request;
-    try {
-      key = upgrade ? validateUpgrade(head) : "";
-      makeRequest = _requestMaker(this.#requestUrl(head), text);
+      url = this.#requestUrl(head);
+      if (isUpgradeRequest(head)) {
+        upgrade = parseUpgrade(head);
+        if (options.origins) checkOrigin(head, options.origins);
+      }
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
       await this.#refuse(conn, error);
@@ -572,49 +624,52 @@ class _Server implements WebSocketServer {
     // The Request is made when first asked for: an idle socket then holds its
     // head as one string, not a Request with its Headers (~2 KiB).
     let made: Request | undefined;
-    const request = () => made ??= makeRequest();
-    if (!upgrade) {
-      await this.#respond(conn, head.method, async () => {
-        const onRequest = options.onRequest ?? _upgradeRequired;
-        return await onRequest(request(), info);
+    const request = () => made ??= makeRequest(url, text);
+    const info: ServeInfo = { remoteAddr };
+    if (upgrade === undefined) {
+      await this.#respond(handshaking, head.method, () => {
+        const onRequest = options.onRequest ?? upgradeRequired;
+        return onRequest(request(), info);
       });
       return;
     }
-    const headers = new Headers({
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-accept": await computeAccept(key),
-    });
-    let accepted = false;
-    let protocol = "";
-    let extensions = "";
-    let perMessageDeflate: _DeflateSettings | undefined;
-    await this.#respond(conn, head.method, async () => {
-      const verdict = await options.onUpgrade?.(request(), info);
-      if (verdict instanceof Response) return verdict;
-      protocol = this.#chooseProtocol(head, request);
-      if (protocol) headers.set("sec-websocket-protocol", protocol);
-      if (this.#deflate !== null) {
-        const negotiated = _negotiateServer(
-          head.headers.get("sec-websocket-extensions"),
-          this.#deflate,
-        );
-        if (negotiated !== null) {
-          extensions = negotiated.response;
-          headers.set("sec-websocket-extensions", extensions);
-          perMessageDeflate = {
-            params: negotiated.params,
-            options: this.#deflate,
-          };
-        }
+    let extraHeaders: HeadersInit | undefined;
+    if (options.onUpgrade) {
+      let verdict: Response | UpgradeAcceptance | void;
+      try {
+        verdict = await Promise.race([
+          options.onUpgrade(request(), info),
+          handshaking.stopped,
+        ]);
+      } catch (error) {
+        if (error instanceof Deno.errors.Interrupted) return;
+        this.#report(error);
+        verdict = new Response("Internal Server Error", { status: 500 });
       }
-      for (const [name, value] of new Headers(verdict?.headers)) {
-        headers.append(name, value);
+      if (verdict instanceof Response && verdict.status !== 101) {
+        await this.#send(handshaking, head.method, verdict);
+        return;
       }
-      accepted = true;
-      return undefined;
-    });
-    if (!accepted) return;
+      extraHeaders = verdict?.headers;
+    }
+    let protocol: string;
+    try {
+      const supported = options.protocols;
+      protocol = supported === undefined ? "" : chooseProtocol(
+        upgrade.protocols,
+        typeof supported === "function"
+          ? (offered) => supported(offered, request())
+          : supported,
+      );
+    } catch (error) {
+      this.#report(error);
+      await this.#send(
+        handshaking,
+        head.method,
+        new Response("Internal Server Error", { status: 500 }),
+      );
+      return;
+    }
     if (this.#open >= (options.maxConnections ?? Infinity)) {
       await this.#refuse(
         conn,
@@ -622,10 +677,16 @@ class _Server implements WebSocketServer {
       );
       return;
     }
+    const acceptance = acceptUpgrade(upgrade, {
+      accept: await computeAccept(upgrade.key),
+      protocol,
+      deflate: this.#deflate,
+      headers: extraHeaders,
+    });
     // Counted from here, so that concurrent handshakes cannot overshoot.
     this.#open++;
     try {
-      await _writeAll(conn, serializeSwitchingProtocols(headers));
+      await writeAll(conn, acceptance.response);
     } catch (error) {
       this.#open--;
       throw error;
@@ -637,72 +698,89 @@ class _Server implements WebSocketServer {
     } catch {
       // Closed meanwhile (a shutdown): the connection ends on its first read.
     }
-    return new _Connection(conn as Transport, {
+    return new Connection(conn as Transport, {
       role: "server",
-      request: made ?? makeRequest,
-      remoteAddr: info.remoteAddr,
+      request: made ?? request,
+      remoteAddr,
       protocol,
-      extensions,
-      perMessageDeflate,
+      extensions: acceptance.extensions,
+      perMessageDeflate: acceptance.perMessageDeflate,
       leftover: read.leftover,
       maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       maxFragments: options.maxFragments,
       closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
+      socketOptions: this.#socketOptions,
     });
   }
 
-  /** The request's URL; throws `HttpError` 400 for a malformed target. */
+  /**
+   * The request's URL. Only origin-form (`/path`) and absolute-form
+   * targets of http, https, ws and wss (RFC 9112 §3.2) are taken; others
+   * (`*`, `host:port`, other schemes) get 400.
+   */
   #requestUrl(head: RequestHead): string {
-    const host = head.headers.get("host") ??
-      `${this.addr.hostname}:${this.addr.port}`;
+    const target = head.target;
     try {
-      return head.target.startsWith("/")
-        ? new URL(head.target, `${this.#tls ? "https" : "http"}://${host}`)
-          .href
-        : new URL(head.target).href;
-    } catch {
-      throw new HttpError(400, "Malformed request target");
-    }
-  }
-
-  #chooseProtocol(head: RequestHead, request: () => Request): string {
-    const offered = (head.headers.get("sec-websocket-protocol") ?? "")
-      .split(",").map((token) => token.trim()).filter((token) => token);
-    const protocols = this.#options.protocols;
-    if (!protocols || offered.length === 0) return "";
-    if (typeof protocols === "function") {
-      const chosen = protocols(offered, request());
-      if (chosen === undefined || chosen === "") return "";
-      if (!offered.includes(chosen)) {
-        throw new Error(`The chosen subprotocol "${chosen}" was not offered`);
+      if (target.startsWith("/")) {
+        const host = head.headers.get("host") ??
+          `${this.addr.hostname}:${this.addr.port}`;
+        return new URL(target, `${this.#tls ? "https" : "http"}://${host}`)
+          .href;
       }
-      return chosen;
+      const url = new URL(target);
+      if (/^(?:https?|wss?):$/.test(url.protocol) && url.host !== "") {
+        return url.href;
+      }
+    } catch {
+      // Falls through to the refusal.
     }
-    return offered.find((token) => protocols.includes(token)) ?? "";
+    throw new HttpError(400, "Malformed request target");
   }
 
   /**
-   * Writes the `Response` that `respond` makes (nothing if it returns
-   * nothing), or 500 when it throws, and closes the connection after it.
+   * Writes the `Response` that `respond` makes, or 500 when it throws,
+   * within the handshake's deadline, and closes the connection after it.
    */
   async #respond(
-    conn: Deno.Conn,
+    handshaking: Handshaking,
     method: string,
-    respond: () => Promise<Response | void>,
+    respond: () => Response | Promise<Response>,
   ): Promise<void> {
-    let response: Response | void;
+    let response: Response;
     try {
-      response = await respond();
+      response = await Promise.race([respond(), handshaking.stopped]);
     } catch (error) {
-      this.#onError(error);
+      if (error instanceof Deno.errors.Interrupted) return;
+      this.#report(error);
       response = new Response("Internal Server Error", { status: 500 });
     }
-    if (!response) return;
-    await _writeAll(
-      conn,
-      await serializeResponse(response, method !== "HEAD"),
-    );
-    await this.#linger(conn);
+    if (!(response instanceof Response) || response.status < 200) {
+      this.#report(
+        new TypeError("onRequest must return a Response with a final status"),
+      );
+      response = new Response("Internal Server Error", { status: 500 });
+    }
+    await this.#send(handshaking, method, response);
+  }
+
+  /** Sends a response (its body read within the deadline), then lingers. */
+  async #send(
+    handshaking: Handshaking,
+    method: string,
+    response: Response,
+  ): Promise<void> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Promise.race([
+        serializeResponse(response, method),
+        handshaking.stopped,
+      ]);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.Interrupted)) this.#report(error);
+      return;
+    }
+    await writeAll(handshaking.conn, bytes);
+    await this.#linger(handshaking.conn);
   }
 
   async #refuse(conn: Deno.Conn, error: HttpError): Promise<void> {
@@ -713,7 +791,7 @@ class _Server implements WebSocketServer {
         ...error.headers,
       },
     });
-    await _writeAll(conn, await serializeResponse(response));
+    await writeAll(conn, await serializeResponse(response));
     await this.#linger(conn);
   }
 
@@ -723,7 +801,7 @@ class _Server implements WebSocketServer {
    */
   async #linger(conn: Deno.Conn): Promise<void> {
     const timer = setTimeout(
-      () => _closeQuietly(conn),
+      () => closeQuietly(conn),
       this.#options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
     );
     try {
@@ -740,7 +818,26 @@ class _Server implements WebSocketServer {
   }
 }
 
-function _upgradeRequired(): Response {
+/** Checks the `send()` policy options. */
+function checkSocketOptions(options: ServeOptions): SocketOptions {
+  const maxBackpressure = options.maxBackpressure ??
+    DEFAULT_SOCKET_OPTIONS.maxBackpressure;
+  const backpressure = options.backpressure ??
+    DEFAULT_SOCKET_OPTIONS.backpressure;
+  if (!(maxBackpressure > 0)) {
+    throw new RangeError(
+      `The maxBackpressure option must be more than 0, got ${maxBackpressure}`,
+    );
+  }
+  if (backpressure !== "close" && backpressure !== "drop") {
+    throw new TypeError(
+      `The backpressure option must be "close" or "drop", got "${backpressure}"`,
+    );
+  }
+  return { maxBackpressure, backpressure };
+}
+
+function upgradeRequired(): Response {
   return new Response("Upgrade Required: this is a WebSocket endpoint", {
     status: 426,
     headers: {
@@ -751,86 +848,13 @@ function _upgradeRequired(): Response {
   });
 }
 
-/** Whether an error only says that the peer went away. */
-function _isDisconnect(error: unknown): boolean {
-  return error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.Interrupted ||
-    error instanceof Deno.errors.NotConnected;
-}
-
-function _closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
-}
-
 /**
  * Makes a validated request head's `Request`. A function of its own, so that
- * what it keeps is only the URL and the head's text.
+ * what its caller keeps is only the URL and the head's text.
  */
-function _requestMaker(url: string, head: string): () => Request {
-  return () => {
-    const { method, headers } = parseRequestHead(head);
-    return new Request(url, { method, headers });
-  };
+function makeRequest(url: string, head: string): Request {
+  const { method, headers } = parseRequestHead(head);
+  return new Request(url, { method, headers });
 }
 
-async function _writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) {
-    written += await conn.write(bytes.subarray(written));
-  }
-}
-
-/**
- * Reads a request head: the head and the bytes after it (which belong to
- * the WebSocket), `undefined` if the peer left before sending anything, or an
- * `HttpError` (431 for a head over the limit, 400 for a truncated one).
- * Gives up (closing the connection) after `timeout` ms.
- */
-async function _readHead(
-  conn: Deno.Conn,
-  maxSize: number,
-  timeout: number,
-): Promise<{ head: Uint8Array; leftover: Uint8Array } | HttpError | undefined> {
-  let buffer = new Uint8Array(Math.min(4096, maxSize + 4));
-  let length = 0;
-  const timer = setTimeout(() => _closeQuietly(conn), timeout);
-  try {
-    while (true) {
-      if (length === buffer.length) {
-        if (length >= maxSize + 4) {
-          return new HttpError(431, "Request head too large");
-        }
-        const bigger = new Uint8Array(Math.min(length * 2, maxSize + 4));
-        bigger.set(buffer);
-        buffer = bigger;
-      }
-      const n = await conn.read(buffer.subarray(length));
-      if (n === null) {
-        return length === 0
-          ? undefined
-          : new HttpError(400, "Incomplete request head");
-      }
-      const end = findHeadEnd(buffer.subarray(0, length + n), length - 3);
-      length += n;
-      if (end !== -1) {
-        if (end > maxSize) return new HttpError(431, "Request head too large");
-        return {
-          head: buffer.subarray(0, end),
-          leftover: buffer.slice(end, length),
-        };
-      }
-      if (length > maxSize) return new HttpError(431, "Request head too large");
-    }
-  } catch {
-    // Timed out (the timer closed the connection) or reset.
-    return undefined;
-  } finally {
-    clearTimeout(timer);
-  }
-}
+function ignore(): void {}

@@ -1,14 +1,15 @@
+// `WebSocketStream`: the WHATWG proposal's client class, a thin layer over
+// `connect()`.
+
+import { connect, type ConnectOptions } from "./client.ts";
+import { checkProtocols, parseUrl } from "./core/_handshake.ts";
 import {
-  _checkProtocols,
-  _parseUrl,
-  connect,
-  type ConnectOptions,
-} from "./client.ts";
-import type {
-  WebSocketCloseResult,
-  WebSocketConnection,
-} from "./connection.ts";
-import { type WebSocketCloseInfo, WebSocketError } from "./websocket_error.ts";
+  checkReason,
+  type WebSocketCloseInfo,
+  type WebSocketCloseResult,
+  WebSocketError,
+} from "./core/websocket_error.ts";
+import type { WebSocketConnection } from "./socket.ts";
 
 /**
  * Options for {@linkcode WebSocketStream}: the WHATWG `protocols` and
@@ -64,10 +65,6 @@ export interface WebSocketOpenInfo {
   /** The negotiated extensions, or `""`. */
   extensions: string;
 }
-
-/** The largest close reason a close frame can carry, in UTF-8 bytes (§5.5). */
-const MAX_REASON_BYTES = 123;
-const encoder = new TextEncoder();
 
 /**
  * A WebSocket client with the shape of the WHATWG WebSocketStream proposal,
@@ -133,9 +130,10 @@ export class WebSocketStream {
    * @param options Subprotocols to offer, a signal to abort the handshake,
    * and the other options of {@linkcode connect}.
    */
-  constructor(url: string | URL, options: WebSocketStreamOptions = {}) {
-    const target = _parseUrl(url);
-    _checkProtocols(options.protocols);
+  constructor(url: string | URL, options?: WebSocketStreamOptions) {
+    options ??= {};
+    const target = parseUrl(url);
+    checkProtocols(options.protocols);
     this.url = target.href;
     let resolveOpened!: (info: WebSocketOpenInfo) => void;
     let rejectOpened!: (error: unknown) => void;
@@ -163,7 +161,7 @@ export class WebSocketStream {
         socket.closed.then(resolveClosed, rejectClosed);
         resolveOpened({
           readable: socket.readable,
-          writable: _writableFor(socket),
+          writable: writableFor(socket),
           protocol: socket.protocol,
           extensions: socket.extensions,
         });
@@ -192,7 +190,8 @@ export class WebSocketStream {
    * wss.close({ closeCode: 4000, reason: "Bye" });
    * ```
    */
-  close(closeInfo: WebSocketCloseInfo = {}): void {
+  close(closeInfo?: WebSocketCloseInfo): void {
+    closeInfo ??= {};
     if (typeof closeInfo !== "object" || closeInfo === null) {
       throw new TypeError("The close info must be an object");
     }
@@ -205,11 +204,7 @@ export class WebSocketStream {
         `The close code must be 1000 or in 3000-4999, got ${closeCode}`,
       );
     }
-    if (encoder.encode(reason).length > MAX_REASON_BYTES) {
-      throw new RangeError(
-        `The close reason must be at most ${MAX_REASON_BYTES} bytes of UTF-8`,
-      );
-    }
+    checkReason(reason);
     if (this.#socket) {
       this.#socket.close({ closeCode, reason });
     } else {
@@ -226,13 +221,13 @@ export class WebSocketStream {
  * The socket's writable, taking any `BufferSource` as the WHATWG proposal
  * does, and whose `close()` resolves once the closing handshake is done.
  */
-function _writableFor(
+function writableFor(
   socket: WebSocketConnection,
 ): WritableStream<string | BufferSource> {
   const writer = socket.writable.getWriter();
   return new WritableStream<string | BufferSource>({
     write(chunk) {
-      return writer.write(_toMessage(chunk));
+      return writer.write(toMessage(chunk));
     },
     async close() {
       await writer.close();
@@ -244,7 +239,7 @@ function _writableFor(
   });
 }
 
-function _toMessage(chunk: string | BufferSource): string | Uint8Array {
+function toMessage(chunk: string | BufferSource): string | Uint8Array {
   if (typeof chunk === "string" || chunk instanceof Uint8Array) return chunk;
   if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
   if (ArrayBuffer.isView(chunk)) {

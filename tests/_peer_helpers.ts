@@ -155,6 +155,7 @@ export async function assertClosedWith(
   assert.deepEqual(await within(socket.closed, what), {
     closeCode: close.code,
     reason: close.reason,
+    wasClean: true,
   });
 }
 

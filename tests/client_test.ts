@@ -4,15 +4,14 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { type WebSocket as WsSocket, WebSocketServer } from "npm:ws@8";
 import { connect, serve, WebSocketError } from "../mod.ts";
-import { _requestHead } from "../src/client.ts";
-import { computeAccept } from "../src/_handshake.ts";
+import { ClientHandshake, computeAccept } from "../src/core/_handshake.ts";
 import {
   findHeadEnd,
   parseRequestHead,
   type RequestHead,
-} from "../src/_http.ts";
-import { encodeClosePayload } from "../src/close_frame.ts";
-import { encodeFrame } from "../src/frame.ts";
+} from "../src/core/_http.ts";
+import { encodeClosePayload } from "../src/core/_close_frame.ts";
+import { encodeFrame } from "../src/core/frame.ts";
 import { concat } from "./_util.ts";
 
 const encoder = new TextEncoder();
@@ -301,7 +300,11 @@ Deno.test("client against Deno.upgradeWebSocket: the subprotocol the server pick
   assert.equal(socket.protocol, "chat.v1");
   assert.equal(socket.extensions, "");
   socket.close();
-  assert.deepEqual(await socket.closed, { closeCode: 1005, reason: "" });
+  assert.deepEqual(await socket.closed, {
+    closeCode: 1005,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 Deno.test("client against Deno.upgradeWebSocket: a client close sends its code and reason", async () => {
@@ -316,6 +319,7 @@ Deno.test("client against Deno.upgradeWebSocket: a client close sends its code a
   assert.deepEqual(await socket.closed, {
     closeCode: 4001,
     reason: "Client bye",
+    wasClean: true,
   });
 });
 
@@ -329,6 +333,7 @@ Deno.test("client against Deno.upgradeWebSocket: a server close ends readable an
   assert.deepEqual(await socket.closed, {
     closeCode: 4002,
     reason: "Server bye",
+    wasClean: true,
   });
 });
 
@@ -378,6 +383,7 @@ Deno.test("client against npm:ws: a client close sends its code and reason", asy
   assert.deepEqual(await socket.closed, {
     closeCode: 4001,
     reason: "Client bye",
+    wasClean: true,
   });
 });
 
@@ -391,6 +397,7 @@ Deno.test("client against npm:ws: a server close ends readable and resolves clos
   assert.deepEqual(await socket.closed, {
     closeCode: 4002,
     reason: "Server bye",
+    wasClean: true,
   });
 });
 
@@ -449,7 +456,11 @@ Deno.test("client against serve(): the subprotocol and the request are those of 
     request.headers.get("sec-websocket-protocol"),
     "chat.v2, chat.v1",
   );
-  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+  assert.deepEqual(await socket.closed, {
+    closeCode: 1000,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 Deno.test("client against serve(): close codes and reasons travel in both directions", async (t) => {
@@ -464,8 +475,13 @@ Deno.test("client against serve(): close codes and reasons travel in both direct
     assert.deepEqual(await seen.promise, {
       closeCode: 4100,
       reason: "Client done",
+      wasClean: true,
     });
-    assert.deepEqual(await socket.closed, { closeCode: 4100, reason: "" });
+    assert.deepEqual(await socket.closed, {
+      closeCode: 4100,
+      reason: "",
+      wasClean: true,
+    });
   });
   await t.step("server closes", async () => {
     await using server = serve(LOCAL, (socket) => {
@@ -476,6 +492,7 @@ Deno.test("client against serve(): close codes and reasons travel in both direct
     assert.deepEqual(await socket.closed, {
       closeCode: 4200,
       reason: "Server done",
+      wasClean: true,
     });
   });
 });
@@ -521,7 +538,11 @@ Deno.test("client aborting its signal after the handshake closes the open socket
   });
   controller.abort();
   assert.deepEqual(await Array.fromAsync(socket.readable), []);
-  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+  assert.deepEqual(await socket.closed, {
+    closeCode: 1000,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 // ---------------------------------------------------------------------------
@@ -644,7 +665,7 @@ Deno.test("§4.1 the client sends GET with the path and query, Host with the por
 
 Deno.test("§4.1 Host leaves out the port only when it is the scheme's default", () => {
   const host = (url: string) => {
-    const { head } = _requestHead(new URL(url), "k", [], new Headers());
+    const head = requestHead(new URL(url));
     return /\r\nHost: ([^\r]*)\r\n/.exec(decoder.decode(head))![1];
   };
   assert.equal(host("ws://example.com/"), "example.com");
@@ -653,9 +674,18 @@ Deno.test("§4.1 Host leaves out the port only when it is the scheme's default",
   assert.equal(host("ws://example.com:443/"), "example.com:443");
   assert.equal(host("wss://example.com:8443/"), "example.com:8443");
   assert.equal(host("ws://[::1]:8080/"), "[::1]:8080");
-  const { head } = _requestHead(new URL("ws://h"), "k", [], new Headers());
+  const head = requestHead(new URL("ws://h"));
   assert.match(decoder.decode(head), /^GET \/ HTTP\/1\.1\r\n/);
 });
+
+function requestHead(url: URL): Uint8Array {
+  return new ClientHandshake(url, {
+    protocols: [],
+    headers: new Headers(),
+    deflate: null,
+    key: "k",
+  }).request;
+}
 
 Deno.test("§4.1 invalid URLs and options reject with a TypeError before connecting", async () => {
   const cases: [string, Parameters<typeof connect>[1], RegExp][] = [
@@ -899,7 +929,11 @@ Deno.test("§5.3 every client frame is masked, each with a fresh key", async () 
   assert.deepEqual(close.payload, encodeClosePayload(4000, "bye"));
   const keys = new Set([a, b, c, close].map((each) => each.mask!.toHex()));
   assert.equal(keys.size, 4);
-  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+  assert.deepEqual(await socket.closed, {
+    closeCode: 1000,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 Deno.test("§5.1 a masked frame from the server fails the connection with 1002", async () => {
@@ -949,7 +983,11 @@ Deno.test("§5.5.2 a ping between fragments is answered with a masked pong with 
   assert.ok(answer.mask);
   assert.equal(decoder.decode(answer.payload), "ping payload");
   assert.deepEqual(await reader.read(), { value: undefined, done: true });
-  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+  assert.deepEqual(await socket.closed, {
+    closeCode: 1000,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 Deno.test("§4.1 frames sent right after the 101, in the same packet, are delivered", async () => {
@@ -962,7 +1000,11 @@ Deno.test("§4.1 frames sent right after the 101, in the same packet, are delive
   });
   const socket = await connect(server.url);
   assert.deepEqual(await Array.fromAsync(socket.readable), ["early"]);
-  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "done" });
+  assert.deepEqual(await socket.closed, {
+    closeCode: 1000,
+    reason: "done",
+    wasClean: true,
+  });
 });
 
 // ---------------------------------------------------------------------------
@@ -993,7 +1035,11 @@ Deno.test("§7.1.1 after the closing handshake the client waits for the server t
   const socket = await connect(server.url);
   socket.closed.finally(() => settled = true);
   assert.equal(await waited.promise, true);
-  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "bye" });
+  assert.deepEqual(await socket.closed, {
+    closeCode: 1000,
+    reason: "bye",
+    wasClean: true,
+  });
 });
 
 Deno.test("§7.1.1 the client closes TCP itself after closeTimeout when the server does not", async () => {
@@ -1005,7 +1051,11 @@ Deno.test("§7.1.1 the client closes TCP itself after closeTimeout when the serv
   });
   const socket = await connect(server.url, { closeTimeout: 100 });
   socket.close({ closeCode: 4000 });
-  assert.deepEqual(await socket.closed, { closeCode: 4000, reason: "" });
+  assert.deepEqual(await socket.closed, {
+    closeCode: 4000,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 Deno.test("§7.1.1 a server that never answers the client's close is dropped after closeTimeout with 1006", async () => {
@@ -1087,5 +1137,9 @@ Deno.test("client heartbeat: a server that answers pings keeps the socket open p
   } finally {
     socket.close({ closeCode: 1000 });
   }
-  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+  assert.deepEqual(await socket.closed, {
+    closeCode: 1000,
+    reason: "",
+    wasClean: true,
+  });
 });

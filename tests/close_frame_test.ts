@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
-import { encodeClosePayload, parseClosePayload } from "../src/close_frame.ts";
-import { WebSocketError } from "../src/websocket_error.ts";
+import {
+  encodeClosePayload,
+  parseClosePayload,
+} from "../src/core/_close_frame.ts";
+import { WebSocketError } from "../src/core/websocket_error.ts";
 import { assertCloseError } from "./_util.ts";
 
 const encoder = new TextEncoder();
@@ -10,11 +13,12 @@ function payload(code: number, ...reason: number[]): Uint8Array {
   return new Uint8Array([code >>> 8, code & 255, ...reason]);
 }
 
-// §7.4.1 and the issue: the codes an endpoint may receive are 1000–1003,
-// 1007–1011 and 3000–4999; 1004–1006, 1012–1016 and 0–999, 1017–2999 and
-// 5000+ are refused.
+// §7.4.1 and the IANA registry (§11.7): the codes an endpoint may receive
+// are 1000–1003, 1007–1014 (1012 Service Restart, 1013 Try Again Later, the
+// slow-consumer close, 1014 Bad Gateway) and 3000–4999; 1004–1006, 1015,
+// 1016 and 0–999, 1017–2999 and 5000+ are refused.
 function isAccepted(code: number): boolean {
-  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
     (code >= 3000 && code <= 4999);
 }
 
@@ -51,9 +55,6 @@ Deno.test("§7.4.1 parseClosePayload refuses each invalid code class with 1002",
     1004, // reserved
     1005, // reported only: no status
     1006, // reported only: abnormal closure
-    1012, // beyond 1011, refused by this module's isValidCloseCode
-    1013,
-    1014,
     1015, // reported only: TLS failure
     1016,
     1999,
@@ -71,7 +72,7 @@ Deno.test("§7.4.1 parseClosePayload refuses each invalid code class with 1002",
   }
 });
 
-Deno.test("§7.4.1 parseClosePayload accepts exactly 1000–1003, 1007–1011 and 3000–4999 over all 16-bit codes", () => {
+Deno.test("§7.4.1 parseClosePayload accepts exactly 1000–1003, 1007–1014 and 3000–4999 over all 16-bit codes", () => {
   const wrong: number[] = [];
   for (let code = 0; code <= 0xffff; code++) {
     let got: number;

@@ -1,19 +1,19 @@
 import assert from "node:assert/strict";
-import { Opcode } from "../src/constants.ts";
+import { Opcode } from "../src/core/constants.ts";
 import {
-  _headerSize,
-  _writeFrame,
-  _writeHeader,
   encodeFrame,
   type Frame,
   FrameDecoder,
   type FrameDecoderOptions,
   type FrameHandler,
   type FrameHeader,
-} from "../src/frame.ts";
+  headerSize,
+  writeFrame,
+  writeHeader,
+} from "../src/core/frame.ts";
 import { FrameDecoderStream } from "../src/frame_decoder_stream.ts";
 import { FrameEncoderStream } from "../src/frame_encoder_stream.ts";
-import { WebSocketError } from "../src/websocket_error.ts";
+import { WebSocketError } from "../src/core/websocket_error.ts";
 import { assertCloseError, concat, isCloseError, mulberry32 } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
@@ -27,14 +27,14 @@ function hex(text: string): Uint8Array {
   );
 }
 
-/** A frame header written by `_writeHeader`, cut to its size. */
+/** A frame header written by `writeHeader`, cut to its size. */
 function encodeHeader(
   frame: { fin: boolean; opcode: number },
   length: number,
   mask?: Uint8Array,
 ): Uint8Array {
-  const out = new Uint8Array(_headerSize(length, mask !== undefined));
-  assert.equal(_writeHeader(out, 0, frame, length, mask), out.length);
+  const out = new Uint8Array(headerSize(length, mask !== undefined));
+  assert.equal(writeHeader(out, 0, frame, length, mask), out.length);
   return out;
 }
 
@@ -355,7 +355,7 @@ Deno.test("§5.2 a frame written into a shared buffer at an offset matches encod
       const expected = encodeFrame(frame, mask);
       const target = new Uint8Array(expected.length + 10).fill(0xee);
       assert.equal(
-        _writeFrame(target, 7, frame, frame.payload, mask),
+        writeFrame(target, 7, frame, frame.payload, mask),
         expected.length,
       );
       assertBytesEqual(
@@ -933,8 +933,9 @@ function fuzzFrameDecoder(
 Deno.test("§5.2 fuzz: random bytes and mutated frames give only frames or a WebSocketError with 1002 or 1009, and never hang", async () => {
   // The fuzz runs in a worker so that a decoder stuck in a loop fails the
   // test on a timeout instead of hanging the suite.
-  const frameUrl = new URL("../src/frame.ts", import.meta.url).href;
-  const errorUrl = new URL("../src/websocket_error.ts", import.meta.url).href;
+  const frameUrl = new URL("../src/core/frame.ts", import.meta.url).href;
+  const errorUrl =
+    new URL("../src/core/websocket_error.ts", import.meta.url).href;
   const source = `
     import { encodeFrame, FrameDecoder } from ${JSON.stringify(frameUrl)};
     import { WebSocketError } from ${JSON.stringify(errorUrl)};

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { CloseEventInfo } from "../mod.ts";
+import type { WebSocketCloseResult } from "../mod.ts";
 import {
   closePayload,
   frame,
@@ -40,7 +40,7 @@ Deno.test("a head that grows past maxHeadSize without ending gets 431", async ()
 });
 
 Deno.test("heartbeat: a peer that never answers pings is closed with 1001 after idleTimeout", async () => {
-  const closes: CloseEventInfo[] = [];
+  const closes: WebSocketCloseResult[] = [];
   await using server = start({
     pingInterval: 50,
     idleTimeout: 300,

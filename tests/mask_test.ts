@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { applyMask } from "../src/mask.ts";
+import { applyMask } from "../src/core/mask.ts";
 
 const KEYS = [
   new Uint8Array([0x37, 0xfa, 0x21, 0x3d]), // RFC 6455 §5.7's key

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { Opcode } from "../src/constants.ts";
-import { encodeFrame, type Frame, FrameDecoder } from "../src/frame.ts";
+import { Opcode } from "../src/core/constants.ts";
+import { encodeFrame, type Frame, FrameDecoder } from "../src/core/frame.ts";
 import {
   type Message,
   MessageAssembler,
   type MessageAssemblerOptions,
   type MessageHandler,
-} from "../src/message_assembler.ts";
+} from "../src/core/message_assembler.ts";
 import { MessageStream } from "../src/message_stream.ts";
 import { assertCloseError, concat, isCloseError } from "./_util.ts";
 

@@ -17,14 +17,14 @@ import {
   type WebSocketHandler,
 } from "../mod.ts";
 import {
-  _acceptResponse,
-  _checkOptions,
-  _clientOffer,
-  _negotiateServer,
-  _parseExtensions,
-  _PerMessageDeflate,
-} from "../src/permessage_deflate.ts";
-import { computeAccept } from "../src/_handshake.ts";
+  acceptResponse,
+  checkOptions,
+  clientOffer,
+  negotiateServer,
+} from "../src/core/permessage_deflate.ts";
+import { parseExtensions } from "../src/core/_extensions.ts";
+import { DeflateCodec } from "../src/_deflate_codec.ts";
+import { computeAccept } from "../src/core/_handshake.ts";
 import {
   closePayload,
   frame,
@@ -209,7 +209,7 @@ function rawServer(
 // RFC 7692 §5, §7.1: negotiation, as pure functions.
 
 Deno.test("RFC 7692 §5.1 Sec-WebSocket-Extensions parses into elements, with malformed ones in place as null", () => {
-  const table: [string, ReturnType<typeof _parseExtensions>][] = [
+  const table: [string, ReturnType<typeof parseExtensions>][] = [
     ["", []],
     [" , ,", []],
     ["permessage-deflate", [{ name: "permessage-deflate", params: [] }]],
@@ -255,7 +255,7 @@ Deno.test("RFC 7692 §5.1 Sec-WebSocket-Extensions parses into elements, with ma
     }]],
   ];
   for (const [header, expected] of table) {
-    assert.deepEqual(_parseExtensions(header), expected, header);
+    assert.deepEqual(parseExtensions(header), expected, header);
   }
 });
 
@@ -355,7 +355,7 @@ Deno.test("RFC 7692 §7.1 the server answers each parameter and combination as t
   ];
   for (const [offer, options, response] of table) {
     assert.equal(
-      _negotiateServer(offer, options)?.response,
+      negotiateServer(offer, options)?.response,
       response,
       `${offer} with ${JSON.stringify(options)}`,
     );
@@ -363,14 +363,14 @@ Deno.test("RFC 7692 §7.1 the server answers each parameter and combination as t
 });
 
 Deno.test("RFC 7692 §7.1 the negotiated parameters say which window and context each side uses", () => {
-  assert.deepEqual(_negotiateServer("permessage-deflate", {})?.params, {
+  assert.deepEqual(negotiateServer("permessage-deflate", {})?.params, {
     serverNoContextTakeover: false,
     clientNoContextTakeover: false,
     serverMaxWindowBits: 15,
     clientMaxWindowBits: 15,
   });
   assert.deepEqual(
-    _negotiateServer(
+    negotiateServer(
       "permessage-deflate; server_no_context_takeover; server_max_window_bits=10; client_max_window_bits=9",
       { clientNoContextTakeover: true },
     )?.params,
@@ -433,7 +433,7 @@ Deno.test("RFC 7692 §5.1 several offers: the first acceptable one wins, malform
   ];
   for (const [offer, response] of table) {
     assert.equal(
-      _negotiateServer(offer, {})?.response ?? null,
+      negotiateServer(offer, {})?.response ?? null,
       response,
       String(offer),
     );
@@ -454,7 +454,7 @@ Deno.test("RFC 7692 §7.1 the client offers its settings and always client_max_w
     [{ threshold: 0, level: 9 }, "permessage-deflate; client_max_window_bits"],
   ];
   for (const [options, offer] of table) {
-    assert.equal(_clientOffer(options), offer, JSON.stringify(options));
+    assert.equal(clientOffer(options), offer, JSON.stringify(options));
   }
 });
 
@@ -503,7 +503,7 @@ Deno.test("RFC 7692 §7.1 the client accepts what the server may answer", () => 
     ["", {}, null],
   ];
   for (const [response, options, expected] of table) {
-    assert.deepEqual(_acceptResponse(response, options), expected, response);
+    assert.deepEqual(acceptResponse(response, options), expected, response);
   }
 });
 
@@ -540,7 +540,7 @@ Deno.test("RFC 7692 §7.1 the client refuses answers it must fail the connection
     ],
   ];
   for (const [response, options, message] of table) {
-    assert.throws(() => _acceptResponse(response, options), (error) => {
+    assert.throws(() => acceptResponse(response, options), (error) => {
       assert.ok(error instanceof TypeError, String(error));
       assert.match(error.message, message);
       return true;
@@ -549,9 +549,9 @@ Deno.test("RFC 7692 §7.1 the client refuses answers it must fail the connection
 });
 
 Deno.test("perMessageDeflate options are checked: bad settings throw a RangeError or TypeError", async () => {
-  assert.equal(_checkOptions(undefined), null);
-  assert.equal(_checkOptions(false), null);
-  assert.deepEqual(_checkOptions(true), {});
+  assert.equal(checkOptions(undefined), null);
+  assert.equal(checkOptions(false), null);
+  assert.deepEqual(checkOptions(true), {});
   const bad: [unknown, typeof RangeError | typeof TypeError][] = [
     [{ threshold: -1 }, RangeError],
     [{ threshold: NaN }, RangeError],
@@ -565,7 +565,7 @@ Deno.test("perMessageDeflate options are checked: bad settings throw a RangeErro
   ];
   for (const [option, type] of bad) {
     assert.throws(
-      () => _checkOptions(option as PerMessageDeflateOptions),
+      () => checkOptions(option as PerMessageDeflateOptions),
       type,
       JSON.stringify(option),
     );
@@ -1051,6 +1051,7 @@ Deno.test("the peer's close right after a compressed message: the message is del
   assert.deepEqual(await (await first).closed, {
     closeCode: 4000,
     reason: "bye",
+    wasClean: true,
   });
   assert.equal(received.length, 2);
   assert.ok(received[0] === big, "the compressed message first");
@@ -1111,7 +1112,11 @@ Deno.test("RFC 7692 §7.2.1 the client offers, then compresses with RSV1 keeping
   await writer.write(message);
   await writer.write(message);
   await writer.write("small");
-  assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+  assert.deepEqual(await socket.closed, {
+    closeCode: 1000,
+    reason: "",
+    wasClean: true,
+  });
   await server.done;
 });
 
@@ -1273,13 +1278,17 @@ Deno.test("round trips of 0 B to 3 MiB, text and binary, with context takeover o
       }
       socket.close({ closeCode: 1000 });
       assert.equal((await reader.read()).done, true);
-      assert.deepEqual(await socket.closed, { closeCode: 1000, reason: "" });
+      assert.deepEqual(await socket.closed, {
+        closeCode: 1000,
+        reason: "",
+        wasClean: true,
+      });
     });
   }
 });
 
 Deno.test("close() of the codec rejects a pending inflation and later calls", async () => {
-  const codec = new _PerMessageDeflate("server", {
+  const codec = new DeflateCodec("server", {
     params: {
       serverNoContextTakeover: false,
       clientNoContextTakeover: false,
@@ -1290,12 +1299,13 @@ Deno.test("close() of the codec rejects a pending inflation and later calls", as
   }, 64 * MiB);
   const payload = deflateAlone(new Uint8Array(8 * MiB));
   assert.deepEqual(
-    await codec.inflate(false, [payload]),
+    await codec.inflate(false, payload),
     new Uint8Array(8 * MiB),
   );
-  const pending = codec.inflate(false, [payload]);
-  codec.close();
+  const pending = codec.inflate(false, payload);
+  codec.closeInflater();
+  codec.closeDeflater();
   await assert.rejects(pending, WebSocketError);
-  await assert.rejects(codec.inflate(true, [payload]), WebSocketError);
+  await assert.rejects(codec.inflate(true, payload), WebSocketError);
   await assert.rejects(codec.compress(new Uint8Array(10)), WebSocketError);
 });

@@ -218,6 +218,7 @@ Deno.test("§5.5.1 a peer's close is echoed with its code, then TCP closes", asy
   assert.deepEqual(await (await first).closed, {
     closeCode: 4001,
     reason: "done here",
+    wasClean: true,
   });
 });
 
@@ -228,7 +229,11 @@ Deno.test("§5.5.1 an empty close is answered with 1000 and reported as 1005", a
   await client.write(frame(8));
   const result = await client.readUntilClose();
   assert.equal(result.code, 1000);
-  assert.deepEqual(await (await first).closed, { closeCode: 1005, reason: "" });
+  assert.deepEqual(await (await first).closed, {
+    closeCode: 1005,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 Deno.test("§5.5.1 frames after the peer's close are ignored", async () => {
@@ -278,6 +283,7 @@ Deno.test("§7.1.2 close() sends the code and reason and resolves with the peer'
   assert.deepEqual(await (await first).closed, {
     closeCode: 4000,
     reason: "ok",
+    wasClean: true,
   });
 });
 
@@ -294,17 +300,26 @@ Deno.test("§7.1.2 close() gives up after closeTimeout when the peer never answe
   assert.equal(await client.readEof(), true);
 });
 
-Deno.test("§5.5 close() cuts a long reason at a UTF-8 boundary to fit 125 bytes", async () => {
+Deno.test("§5.5 close() refuses a reason over 123 bytes of UTF-8 with a RangeError, and sends one of 123", async () => {
+  const thrown = Promise.withResolvers<unknown>();
   await using server = start({}, (socket) => {
-    socket.close({ closeCode: 4000, reason: "é".repeat(100) });
+    try {
+      // 62 two-byte characters: 124 bytes.
+      socket.close({ closeCode: 4000, reason: "é".repeat(62) });
+      thrown.resolve(null);
+    } catch (error) {
+      thrown.resolve(error);
+    }
+    socket.close({ closeCode: 4000, reason: "é".repeat(61) + "x" });
   });
   await using client = await RawClient.open(server.addr.port);
   const close = await client.readFrame();
-  assert.ok(close!.payload.length <= 125);
+  assert.ok(await thrown.promise instanceof RangeError);
+  assert.equal(close!.payload.length, 125);
   const reason = new TextDecoder("utf-8", { fatal: true }).decode(
     close!.payload.subarray(2),
   );
-  assert.equal(reason, "é".repeat(61));
+  assert.equal(reason, "é".repeat(61) + "x");
 });
 
 Deno.test("close() refuses codes an application may not send", async () => {

@@ -12,15 +12,19 @@ function echoServer() {
   return serve(LOCAL, (socket) => socket.readable.pipeTo(socket.writable));
 }
 
+/** A close code and reason, as the server saw them. */
+type CloseSeen = Omit<WebSocketCloseResult, "wasClean">;
+
 /** Our server, reporting how each connection ended as the server saw it. */
 function recordingServer() {
-  const results: Promise<WebSocketCloseResult | WebSocketError>[] = [];
+  const results: Promise<CloseSeen | WebSocketError>[] = [];
   const server = serve(LOCAL, (socket) => {
     results.push(
       socket.readable.pipeTo(socket.writable).then(
         () => socket.closed,
         () => socket.closed,
-      ).catch((error) => error),
+      ).then(({ closeCode, reason }) => ({ closeCode, reason }))
+        .catch((error) => error),
     );
   });
   return {
@@ -137,7 +141,11 @@ Deno.test("WebSocketStream close() sends its code and reason and closed resolves
   const wss = new WebSocketStream(server.url);
   await wss.opened;
   wss.close({ closeCode: 3456, reason: "pizza" });
-  assert.deepEqual(await wss.closed, { closeCode: 3456, reason: "" });
+  assert.deepEqual(await wss.closed, {
+    closeCode: 3456,
+    reason: "",
+    wasClean: true,
+  });
   assert.deepEqual(await server.result(0), {
     closeCode: 3456,
     reason: "pizza",
@@ -179,7 +187,11 @@ Deno.test("WebSocketStream close() refuses invalid codes, overlong reasons and n
     TypeError,
   );
   wss.close({ reason: "é".repeat(61) });
-  assert.deepEqual(await wss.closed, { closeCode: 1000, reason: "" });
+  assert.deepEqual(await wss.closed, {
+    closeCode: 1000,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 Deno.test("WebSocketStream close() during the handshake rejects opened and closed with a WebSocketError", async () => {
@@ -229,7 +241,11 @@ Deno.test("WebSocketStream aborting the signal after the handshake does nothing"
     done: false,
   });
   wss.close({ closeCode: 1000 });
-  assert.deepEqual(await wss.closed, { closeCode: 1000, reason: "" });
+  assert.deepEqual(await wss.closed, {
+    closeCode: 1000,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 Deno.test("WebSocketStream a failed connection rejects both promises, and nobody has to await them", async () => {
@@ -258,11 +274,15 @@ Deno.test("WebSocketStream closing the writable resolves once the closing handsh
   await writable.getWriter().close();
   await Promise.resolve();
   assert.equal(settled, true);
-  assert.deepEqual(await wss.closed, { closeCode: 1000, reason: "" });
+  assert.deepEqual(await wss.closed, {
+    closeCode: 1000,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 Deno.test("WebSocketStream canceling readable or aborting writable closes with a WebSocketError's code and reason", async (t) => {
-  const cases: [unknown, WebSocketCloseResult][] = [
+  const cases: [unknown, CloseSeen][] = [
     [undefined, { closeCode: 1005, reason: "" }],
     [{ closeCode: 3333, reason: "obsolete" }, { closeCode: 1005, reason: "" }],
     [new WebSocketError("", { closeCode: 3333 }), {

@@ -1,3 +1,6 @@
+// The RFC 6455 frame codec (§5.2): a synchronous decoder fed bytes in any
+// chunking, and the encoder.
+
 import { Opcode } from "./constants.ts";
 import { applyMask } from "./mask.ts";
 import { WebSocketError } from "./websocket_error.ts";
@@ -7,7 +10,7 @@ import { WebSocketError } from "./websocket_error.ts";
  *
  * @example A final text frame
  * ```ts
- * import { type Frame, Opcode } from "@scope/ws";
+ * import { type Frame, Opcode } from "@scope/ws/frames";
  *
  * const frame: Frame = {
  *   fin: true,
@@ -32,7 +35,18 @@ export interface Frame {
   rsv3?: boolean;
 }
 
-/** A decoded frame header, as seen by a {@linkcode FrameHandler}. */
+/**
+ * A decoded frame header, as seen by a {@linkcode FrameHandler}.
+ *
+ * @example Telling a final text frame
+ * ```ts
+ * import { type FrameHeader, Opcode } from "@scope/ws/frames";
+ *
+ * const isFinalText = (header: FrameHeader) =>
+ *   header.fin && header.opcode === Opcode.Text;
+ * console.log(isFinalText({ fin: true, rsv: 0, opcode: 1, length: 5 })); // true
+ * ```
+ */
 export interface FrameHeader {
   /** Whether this is the last frame of its message. */
   fin: boolean;
@@ -48,6 +62,20 @@ export interface FrameHeader {
  * Receives a decoded frame in pieces: the header, then the unmasked payload
  * in one or more pieces as it arrives, then the end. Control frames always
  * come as one piece.
+ *
+ * @example Counting payload bytes as they arrive
+ * ```ts
+ * import type { FrameHandler } from "@scope/ws/frames";
+ *
+ * let bytes = 0;
+ * const handler: FrameHandler = {
+ *   onFrameStart() {},
+ *   onFramePayload(piece) {
+ *     bytes += piece.length;
+ *   },
+ *   onFrameEnd() {},
+ * };
+ * ```
  */
 export interface FrameHandler {
   /** A frame header has been decoded and validated. */
@@ -63,7 +91,7 @@ export interface FrameHandler {
  *
  * @example A client's decoder with a 1 MiB frame limit
  * ```ts
- * import { FrameDecoderStream, type FrameDecoderOptions } from "@scope/ws";
+ * import { FrameDecoderStream, type FrameDecoderOptions } from "@scope/ws/frames";
  *
  * const options: FrameDecoderOptions = { role: "client", maxPayloadLength: 1 << 20 };
  * const decoder = new FrameDecoderStream(options);
@@ -102,6 +130,23 @@ function protocolError(reason: string): WebSocketError {
  * bytes arrive; a violation throws a {@linkcode WebSocketError} carrying 1002
  * (or 1009 for an oversized frame). Data frame payloads are passed on as views
  * of the input, unmasked in place, so input chunks must not be reused.
+ *
+ * @example Decoding RFC 6455 §5.7's masked "Hello" fed in two pieces
+ * ```ts
+ * import { FrameDecoder } from "@scope/ws/frames";
+ *
+ * const pieces: Uint8Array[] = [];
+ * const decoder = new FrameDecoder({
+ *   onFrameStart: (header) => console.log(header.opcode, header.length), // 1 5
+ *   onFramePayload: (bytes) => pieces.push(bytes.slice()),
+ *   onFrameEnd: () => console.log(new TextDecoder().decode(pieces[0])), // "Hel"...
+ * }, { role: "server" });
+ * const bytes = new Uint8Array([
+ *   0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+ * ]);
+ * decoder.push(bytes.subarray(0, 9));
+ * decoder.push(bytes.subarray(9));
+ * ```
  */
 export class FrameDecoder {
   #handler: FrameHandler;
@@ -119,12 +164,16 @@ export class FrameDecoder {
   #control: Uint8Array | null = null;
   #controlLength = 0;
   #error: WebSocketError | null = null;
+  #paused = false;
 
   /**
+   * Creates a decoder that calls `handler` with what it decodes.
+   *
    * @param handler Receives the decoded frames.
    * @param options The role, allowed RSV bits and size limit.
    */
-  constructor(handler: FrameHandler, options: FrameDecoderOptions = {}) {
+  constructor(handler: FrameHandler, options?: FrameDecoderOptions) {
+    options ??= {};
     this.#handler = handler;
     this.#server = (options.role ?? "server") === "server";
     this.#rsvAllowed = options.allowRsv1 ? 4 : 0;
@@ -147,32 +196,49 @@ export class FrameDecoder {
       : 0;
   }
 
-  /** Decodes `chunk`, calling the handler for every frame piece it holds. */
-  push(chunk: Uint8Array): void {
+  /**
+   * Makes the `push` in progress return after the frame that is ending (to
+   * be called from the handler's `onFrameEnd`), so that a caller can bound
+   * the work done for one chunk and feed the rest later.
+   */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /**
+   * Decodes `chunk`, calling the handler for every frame piece it holds.
+   * Returns how many bytes it used: all of them, unless the handler called
+   * `pause()`; the rest is then to be pushed again later.
+   */
+  push(chunk: Uint8Array): number {
     if (this.#error) throw this.#error;
     try {
-      this.#push(chunk);
+      return this.#push(chunk);
     } catch (error) {
       if (error instanceof WebSocketError) this.#error = error;
       throw error;
     }
   }
 
-  #push(chunk: Uint8Array): void {
+  #push(chunk: Uint8Array): number {
     const length = chunk.length;
     let pos = 0;
     while (pos < length) {
+      if (this.#paused) {
+        this.#paused = false;
+        return pos;
+      }
       if (this.#state === State.Header) {
         if (
           this.#headLength === 0 && length - pos >= 2 &&
-          _sizeFromSecondByte(chunk[pos + 1]) <= length - pos
+          sizeFromSecondByte(chunk[pos + 1]) <= length - pos
         ) {
           pos += this.#parseHeader(chunk, pos);
           continue;
         }
         // The header spans chunks: gather it in #head, a byte count at a time.
         const head = this.#head ??= new Uint8Array(14);
-        const need = this.#headLength < 2 ? 2 : _sizeFromSecondByte(head[1]);
+        const need = this.#headLength < 2 ? 2 : sizeFromSecondByte(head[1]);
         const take = Math.min(need - this.#headLength, length - pos);
         head.set(chunk.subarray(pos, pos + take), this.#headLength);
         this.#headLength += take;
@@ -180,7 +246,7 @@ export class FrameDecoder {
         if (this.#headLength === 2) this.#checkFirstBytes(head, 0);
         if (
           this.#headLength >= 2 &&
-          this.#headLength === _sizeFromSecondByte(head[1])
+          this.#headLength === sizeFromSecondByte(head[1])
         ) {
           this.#headLength = 0;
           this.#parseHeader(head, 0);
@@ -211,6 +277,8 @@ export class FrameDecoder {
         if (this.#remaining === 0) this.#handler.onFrameEnd();
       }
     }
+    this.#paused = false;
+    return length;
   }
 
   /** Validates what the first two bytes tell, before the rest arrives. */
@@ -249,7 +317,7 @@ export class FrameDecoder {
     this.#checkFirstBytes(bytes, at);
     const b0 = bytes[at];
     const b1 = bytes[at + 1];
-    const size = _sizeFromSecondByte(b1);
+    const size = sizeFromSecondByte(b1);
     let length = b1 & 127;
     let pos = at + 2;
     if (length === 126) {
@@ -305,18 +373,18 @@ export class FrameDecoder {
 }
 
 /** The header size that the second header byte implies. */
-function _sizeFromSecondByte(b1: number): number {
+function sizeFromSecondByte(b1: number): number {
   const len = b1 & 127;
   return 2 + (len === 126 ? 2 : len === 127 ? 8 : 0) + (b1 & 0x80 ? 4 : 0);
 }
 
 /** The size of a frame header for a payload of `length` bytes. */
-export function _headerSize(length: number, masked: boolean): number {
+export function headerSize(length: number, masked: boolean): number {
   return 2 + (length < 126 ? 0 : length < 65536 ? 2 : 8) + (masked ? 4 : 0);
 }
 
 /** Writes a frame header into `target` at `at`; returns its size. */
-export function _writeHeader(
+export function writeHeader(
   target: Uint8Array,
   at: number,
   frame: Omit<Frame, "payload">,
@@ -374,7 +442,7 @@ export function _writeHeader(
  *
  * @example Encoding RFC 6455 §5.7's unmasked "Hello"
  * ```ts
- * import { encodeFrame, Opcode } from "@scope/ws";
+ * import { encodeFrame, Opcode } from "@scope/ws/frames";
  *
  * const bytes = encodeFrame({
  *   fin: true,
@@ -404,24 +472,24 @@ export function encodeFrame(frame: Frame, mask?: Uint8Array): Uint8Array {
   if (mask !== undefined && mask.length < 4) {
     throw new RangeError("A masking key has 4 bytes");
   }
-  const out = new Uint8Array(_headerSize(length, mask !== undefined) + length);
-  _writeFrame(out, 0, frame, frame.payload, mask);
+  const out = new Uint8Array(headerSize(length, mask !== undefined) + length);
+  writeFrame(out, 0, frame, frame.payload, mask);
   return out;
 }
 
 /**
  * Writes a whole frame into `target` at `at`, where there must be room for
- * `_headerSize(payload.length, mask !== undefined) + payload.length` bytes;
+ * `headerSize(payload.length, mask !== undefined) + payload.length` bytes;
  * the payload is masked in `target`, never in place. Returns the size.
  */
-export function _writeFrame(
+export function writeFrame(
   target: Uint8Array,
   at: number,
   frame: Omit<Frame, "payload">,
   payload: Uint8Array,
   mask?: Uint8Array,
 ): number {
-  const start = at + _writeHeader(target, at, frame, payload.length, mask);
+  const start = at + writeHeader(target, at, frame, payload.length, mask);
   const end = start + payload.length;
   target.set(payload, start);
   if (mask) applyMask(target.subarray(start, end), mask);

@@ -1,3 +1,5 @@
+// Close frame payloads (RFC 6455 §5.5.1, §7.4): encoding and validation.
+
 import { isValidCloseCode } from "./constants.ts";
 import { WebSocketError } from "./websocket_error.ts";
 

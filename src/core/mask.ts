@@ -1,3 +1,6 @@
+// Masking (RFC 6455 §5.3): the XOR of payloads with a 4-byte key, and the
+// random keys a client masks with.
+
 /** Whether typed-array words are little-endian on this platform. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
@@ -15,7 +18,7 @@ const WORD_THRESHOLD = 64;
  *
  * @example Masking and unmasking give back the original bytes
  * ```ts
- * import { applyMask } from "@scope/ws";
+ * import { applyMask } from "@scope/ws/frames";
  *
  * const key = new Uint8Array([1, 2, 3, 4]);
  * const data = new TextEncoder().encode("Hello");
@@ -59,4 +62,21 @@ export function applyMask(
     i += words << 2;
   }
   for (; i < length; i++) data[i] ^= key[(offset + i) & 3];
+}
+
+/** Random bytes for masking keys, drawn 4 at a time (one call per 1,024 keys). */
+let pool = new Uint8Array(0);
+let poolAt = 0;
+
+/**
+ * A fresh masking key: 4 bytes from a strong source of entropy, as §5.3
+ * requires, drawn from a pool so that most keys cost no system call.
+ */
+export function maskKey(): Uint8Array {
+  if (poolAt === pool.length) {
+    pool = crypto.getRandomValues(new Uint8Array(4096));
+    poolAt = 0;
+  }
+  poolAt += 4;
+  return pool.subarray(poolAt - 4, poolAt);
 }

@@ -1,3 +1,6 @@
+// HTTP/1.1 heads (RFC 9112 §3–§5), with no I/O: finding the end of a head,
+// parsing request and response heads, and writing response heads.
+
 /** An HTTP/1.1 request head, parsed from bytes (RFC 9112 §3, §5). */
 export interface RequestHead {
   method: string;
@@ -24,7 +27,8 @@ export class HttpError extends Error {
   }
 }
 
-const latin1 = new TextDecoder("latin1");
+/** Decodes bytes 0x00–0x7F and 0xA0–0xFF as ISO-8859-1 does. */
+const windows1252 = new TextDecoder("latin1");
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) (HTTP\/\d\.\d)$/;
 
@@ -48,7 +52,7 @@ export function findHeadEnd(bytes: Uint8Array, from: number): number {
  * Splits a complete head, ending in CRLF CRLF, into its first line and its
  * headers; `fail` makes the error for a malformed line.
  */
-function _splitHead(
+function splitHead(
   head: Uint8Array | string,
   fail: (message: string) => Error,
 ): { first: string; headers: Headers } {
@@ -72,9 +76,28 @@ function _splitHead(
   return { first: lines[0], headers };
 }
 
-/** A head's bytes as text, one character per byte (latin1). */
+/**
+ * A head's bytes as text, one character per byte (ISO-8859-1, what
+ * `Headers` takes as a byte string, RFC 9110 §5.5). `TextDecoder("latin1")`
+ * is windows-1252 in the Encoding Standard, which maps 0x80–0x9F to other
+ * characters (0x80 to "€"): those bytes, rare in heads, take a slower path.
+ */
 export function decodeHead(bytes: Uint8Array): string {
-  return latin1.decode(bytes);
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] >= 0x80 && bytes[i] < 0xa0) return isoLatin1(bytes);
+  }
+  return windows1252.decode(bytes);
+}
+
+function isoLatin1(bytes: Uint8Array): string {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 4096) {
+    text += String.fromCharCode.apply(
+      null,
+      bytes.subarray(i, i + 4096) as unknown as number[],
+    );
+  }
+  return text;
 }
 
 /**
@@ -82,7 +105,7 @@ export function decodeHead(bytes: Uint8Array): string {
  * in CRLF CRLF; throws `HttpError` 400.
  */
 export function parseRequestHead(head: Uint8Array | string): RequestHead {
-  const { first, headers } = _splitHead(
+  const { first, headers } = splitHead(
     head,
     (message) => new HttpError(400, message),
   );
@@ -91,39 +114,67 @@ export function parseRequestHead(head: Uint8Array | string): RequestHead {
   return { method: match[1], target: match[2], version: match[3], headers };
 }
 
-const REASONS: Record<number, string> = {
+/** Reason phrases of the statuses this module answers with itself. */
+export const REASONS: Record<number, string> = {
+  100: "Continue",
   101: "Switching Protocols",
   200: "OK",
+  204: "No Content",
+  304: "Not Modified",
   400: "Bad Request",
   401: "Unauthorized",
   403: "Forbidden",
   404: "Not Found",
   405: "Method Not Allowed",
+  408: "Request Timeout",
+  411: "Length Required",
+  413: "Content Too Large",
+  414: "URI Too Long",
+  417: "Expectation Failed",
   426: "Upgrade Required",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
+  501: "Not Implemented",
   503: "Service Unavailable",
   505: "HTTP Version Not Supported",
 };
 
-/** Serializes a `Response` as an HTTP/1.1 message that ends the connection. */
+/**
+ * Whether a response to `method` with `status` has no content: HEAD, 1xx,
+ * 204 and 304 (RFC 9110 §6.4.1, RFC 9112 §6.3).
+ */
+export function hasNoContent(method: string, status: number): boolean {
+  return method === "HEAD" || status < 200 || status === 204 ||
+    status === 304;
+}
+
+/**
+ * Serializes a `Response` as an HTTP/1.1 message that ends the connection.
+ * Responses without content (see {@linkcode hasNoContent}) carry no body;
+ * 1xx, 204 and 304 no `Content-Length` either (RFC 9110 §8.6), and HEAD
+ * only the one the application set (the length a GET would have).
+ */
 export async function serializeResponse(
   response: Response,
-  withBody = true,
+  method = "GET",
 ): Promise<Uint8Array> {
-  const body = withBody && response.body
+  const status = response.status;
+  const empty = hasNoContent(method, status);
+  const body = !empty && response.body
     ? new Uint8Array(await response.arrayBuffer())
     : new Uint8Array(0);
-  const reason = response.statusText || REASONS[response.status] || "";
-  let head = `HTTP/1.1 ${response.status} ${reason}\r\n`;
+  if (empty) await response.body?.cancel();
+  const reason = response.statusText || REASONS[status] || "";
+  let head = `HTTP/1.1 ${status} ${reason}\r\n`;
   for (const [name, value] of response.headers) {
-    if (name === "content-length" || name === "transfer-encoding") continue;
-    if (name === "connection") continue;
+    if (name === "transfer-encoding" || name === "connection") continue;
+    if (name === "content-length" && method !== "HEAD") continue;
     head += `${name}: ${value}\r\n`;
   }
-  head += `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
+  if (!empty) head += `content-length: ${body.length}\r\n`;
+  head += "connection: close\r\n\r\n";
   const out = new Uint8Array(head.length + body.length);
-  _latin1Into(head, out);
+  latin1Into(head, out);
   out.set(body, head.length);
   return out;
 }
@@ -132,7 +183,7 @@ export async function serializeResponse(
  * Writes a head as latin1, one byte per code unit: header values and the
  * reason phrase are byte strings (RFC 9110 §5.5), not UTF-8 text.
  */
-function _latin1Into(head: string, out: Uint8Array): void {
+export function latin1Into(head: string, out: Uint8Array): void {
   for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i);
 }
 
@@ -142,7 +193,7 @@ export function serializeSwitchingProtocols(headers: Headers): Uint8Array {
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
   head += "\r\n";
   const out = new Uint8Array(head.length);
-  _latin1Into(head, out);
+  latin1Into(head, out);
   return out;
 }
 
@@ -163,7 +214,7 @@ const STATUS_LINE = /^(HTTP\/\d\.\d) (\d{3})(?: ([\t -~\x80-\xff]*))?$/;
  * it; throws a `TypeError` that says what is malformed.
  */
 export function parseResponseHead(bytes: Uint8Array): ResponseHead {
-  const { first, headers } = _splitHead(
+  const { first, headers } = splitHead(
     bytes,
     (message) => new TypeError(message),
   );

@@ -1,15 +1,24 @@
+// Frame opcodes and close codes of RFC 6455, as named constants.
+
 /**
  * Frame opcodes (RFC 6455 §5.2, §11.8).
  *
  * @example Checking whether a frame is a control frame
  * ```ts
- * import { Opcode } from "@scope/ws";
+ * import { Opcode } from "@scope/ws/frames";
  *
  * const isControl = (opcode: number) => opcode >= Opcode.Close;
  * console.log(isControl(Opcode.Ping)); // true
  * ```
  */
-export const Opcode = {
+export const Opcode: {
+  readonly Continuation: 0;
+  readonly Text: 1;
+  readonly Binary: 2;
+  readonly Close: 8;
+  readonly Ping: 9;
+  readonly Pong: 10;
+} = {
   /** A continuation of a fragmented message. */
   Continuation: 0,
   /** The first frame of a UTF-8 text message. */
@@ -34,7 +43,21 @@ export const Opcode = {
  * socket.close({ closeCode: CloseCode.PolicyViolation, reason: "Not allowed" });
  * ```
  */
-export const CloseCode = {
+export const CloseCode: {
+  readonly NormalClosure: 1000;
+  readonly GoingAway: 1001;
+  readonly ProtocolError: 1002;
+  readonly UnsupportedData: 1003;
+  readonly NoStatusReceived: 1005;
+  readonly AbnormalClosure: 1006;
+  readonly InvalidPayload: 1007;
+  readonly PolicyViolation: 1008;
+  readonly MessageTooBig: 1009;
+  readonly MandatoryExtension: 1010;
+  readonly InternalError: 1011;
+  readonly ServiceRestart: 1012;
+  readonly TryAgainLater: 1013;
+} = {
   /** The purpose of the connection was fulfilled. */
   NormalClosure: 1000,
   /** The endpoint is going away: a server shutting down or a page navigating. */
@@ -57,11 +80,19 @@ export const CloseCode = {
   MandatoryExtension: 1010,
   /** The server met an unexpected condition. */
   InternalError: 1011,
+  /** The server is restarting (IANA registry). */
+  ServiceRestart: 1012,
+  /**
+   * A temporary condition, such as a consumer too slow for what is sent to
+   * it (IANA registry); the peer may try again later.
+   */
+  TryAgainLater: 1013,
 } as const;
 
 /**
  * Whether `code` may be sent in a close frame (RFC 6455 §7.4): 1000–1003,
- * 1007–1011 and the registered and private range 3000–4999.
+ * 1007–1014 (1012–1014 are registered with IANA) and the registered and
+ * private range 3000–4999.
  *
  * @example Validating a close code
  * ```ts
@@ -72,6 +103,6 @@ export const CloseCode = {
  * ```
  */
 export function isValidCloseCode(code: number): boolean {
-  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
     (code >= 3000 && code <= 4999);
 }

@@ -1,3 +1,6 @@
+// Reassembles frames into messages (RFC 6455 §5.4): fragmentation rules,
+// UTF-8 validation as text arrives (§8.1), and the size limit.
+
 import { Opcode } from "./constants.ts";
 import type { FrameHandler, FrameHeader } from "./frame.ts";
 import { WebSocketError } from "./websocket_error.ts";
@@ -7,7 +10,7 @@ import { WebSocketError } from "./websocket_error.ts";
  *
  * @example Telling text from binary
  * ```ts
- * import type { Message } from "@scope/ws";
+ * import type { Message } from "@scope/ws/frames";
  *
  * function describe(message: Message): string {
  *   return typeof message === "string"
@@ -19,7 +22,22 @@ import { WebSocketError } from "./websocket_error.ts";
  */
 export type Message = string | Uint8Array;
 
-/** Receives what a {@linkcode MessageAssembler} makes of the frames. */
+/**
+ * Receives what a {@linkcode MessageAssembler} makes of the frames.
+ *
+ * @example Collecting messages and answering pings
+ * ```ts
+ * import { type MessageHandler, Opcode } from "@scope/ws/frames";
+ *
+ * const messages: (string | Uint8Array)[] = [];
+ * const handler: MessageHandler = {
+ *   onMessage: (message) => messages.push(message),
+ *   onControl: (opcode) => {
+ *     if (opcode === Opcode.Ping) console.log("ping");
+ *   },
+ * };
+ * ```
+ */
 export interface MessageHandler {
   /** A whole data message. */
   onMessage(message: Message): void;
@@ -31,11 +49,7 @@ export interface MessageHandler {
    * assembler whose handler has this method accepts RSV1; otherwise it is a
    * protocol error, as any reserved bit without an extension.
    */
-  onCompressedMessage?(
-    opcode: number,
-    pieces: Uint8Array[],
-    size: number,
-  ): void;
+  onCompressedMessage?(opcode: number, payload: Uint8Array): void;
 }
 
 /**
@@ -43,7 +57,7 @@ export interface MessageHandler {
  *
  * @example Small messages, few fragments
  * ```ts
- * import { MessageStream, type MessageAssemblerOptions } from "@scope/ws";
+ * import { MessageStream, type MessageAssemblerOptions } from "@scope/ws/frames";
  *
  * const limits: MessageAssemblerOptions = { maxMessageSize: 64 * 1024, maxFragments: 16 };
  * const messages = new MessageStream(limits);
@@ -56,17 +70,15 @@ export interface MessageAssemblerOptions {
    */
   maxMessageSize?: number;
   /**
-   * The most frames one message may be split into; more fails with 1008
-   * (each fragment costs bookkeeping even when empty). Default 1,024.
+   * The most frames one message may be split into; more fails with 1008.
+   * Default: no limit (reassembly is linear in the message size however it
+   * is split, so a fragment costs no more than any other small frame).
    */
   maxFragments?: number;
 }
 
 /** The default {@linkcode MessageAssemblerOptions.maxMessageSize}: 16 MiB. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
-/** The default {@linkcode MessageAssemblerOptions.maxFragments}. */
-export const DEFAULT_MAX_FRAGMENTS = 1024;
-
 const EMPTY = new Uint8Array(0);
 /** Whole text messages up to this many bytes may take the ASCII path. */
 const SHORT_TEXT = 64;
@@ -74,11 +86,15 @@ const SHORT_TEXT = 64;
 const MIN_BUFFER = 64 * 1024;
 /**
  * A message buffer grows to at most this many times the bytes received so
- * far (and never past what the headers declared), so that a large message
- * needs few copies while a peer that announces much and sends little cannot
- * make us commit much memory.
+ * far (and never past what the message can still be), so that a large
+ * message needs few copies while a peer that announces much and sends little
+ * cannot make us commit much memory. Growing by a factor, not to the end of
+ * the current fragment, keeps reassembly linear in the message size however
+ * finely it is fragmented.
  */
 const GROWTH = 16;
+/** Validates whole messages; streaming needs a decoder per assembler. */
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Reassembles fragmented messages (RFC 6455 §5.4) from frame pieces, passes
@@ -86,6 +102,20 @@ const GROWTH = 16;
  * as it arrives (§8.1) and enforces the message size limit. Violations throw
  * a {@linkcode WebSocketError}: 1002 for fragmentation errors, 1007 for
  * invalid UTF-8, 1009 for a message that is too big.
+ *
+ * @example Decoding frames into messages
+ * ```ts
+ * import { encodeFrame, FrameDecoder, MessageAssembler, Opcode } from "@scope/ws/frames";
+ *
+ * const assembler = new MessageAssembler({
+ *   onMessage: (message) => console.log(message), // "Hello"
+ *   onControl: () => {},
+ * });
+ * const decoder = new FrameDecoder(assembler, { role: "client" });
+ * const text = (s: string) => new TextEncoder().encode(s);
+ * decoder.push(encodeFrame({ fin: false, opcode: Opcode.Text, payload: text("Hel") }));
+ * decoder.push(encodeFrame({ fin: true, opcode: Opcode.Continuation, payload: text("lo") }));
+ * ```
  */
 export class MessageAssembler implements FrameHandler {
   #handler: MessageHandler;
@@ -94,7 +124,8 @@ export class MessageAssembler implements FrameHandler {
   #maxSize: number;
   #maxFragments: number;
   #fragments = 0;
-  #utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  /** For text that arrives in pieces; made when first needed. */
+  #utf8: TextDecoder | null = null;
   /** The opcode of the message in progress, or -1 between messages. */
   #opcode = -1;
   #size = 0;
@@ -113,14 +144,17 @@ export class MessageAssembler implements FrameHandler {
   #control: Uint8Array = EMPTY;
 
   /**
+   * Creates an assembler that calls `handler` with whole messages.
+   *
    * @param handler Receives whole messages and control frames.
-   * @param options The message size limit.
+   * @param options The message size and fragment limits.
    */
-  constructor(handler: MessageHandler, options: MessageAssemblerOptions = {}) {
+  constructor(handler: MessageHandler, options?: MessageAssemblerOptions) {
+    options ??= {};
     this.#handler = handler;
     this.#inflates = typeof handler.onCompressedMessage === "function";
     this.#maxSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-    this.#maxFragments = options.maxFragments ?? DEFAULT_MAX_FRAGMENTS;
+    this.#maxFragments = options.maxFragments ?? Infinity;
   }
 
   /** Whether a fragmented message is in progress. */
@@ -139,11 +173,11 @@ export class MessageAssembler implements FrameHandler {
     }
     if (opcode === Opcode.Continuation) {
       if (this.#opcode === -1) {
-        throw _protocolError("Unexpected continuation frame");
+        throw protocolError("Unexpected continuation frame");
       }
     } else {
       if (this.#opcode !== -1) {
-        throw _protocolError("Expected a continuation frame");
+        throw protocolError("Expected a continuation frame");
       }
       this.#opcode = opcode;
       this.#size = 0;
@@ -181,14 +215,18 @@ export class MessageAssembler implements FrameHandler {
     try {
       if (this.#frameFin && this.#size === bytes.length) {
         // The whole message is in this one piece.
-        this.#text = (bytes.length <= SHORT_TEXT && _ascii(bytes)) ||
-          this.#utf8.decode(bytes);
+        this.#text = (bytes.length <= SHORT_TEXT && ascii(bytes)) ||
+          utf8.decode(bytes);
       } else {
+        this.#utf8 ??= new TextDecoder("utf-8", {
+          fatal: true,
+          ignoreBOM: true,
+        });
         this.#text += this.#utf8.decode(bytes, { stream: true });
         this.#streamed = true;
       }
     } catch {
-      throw _invalidUtf8();
+      throw invalidUtf8();
     }
   }
 
@@ -205,11 +243,10 @@ export class MessageAssembler implements FrameHandler {
     if (!this.#frameFin) return;
     if (this.#compressed) {
       const opcode = this.#opcode;
-      const size = this.#size;
       const payload = this.#take();
       this.#opcode = -1;
       this.#size = 0;
-      this.#handler.onCompressedMessage!(opcode, [payload], size);
+      this.#handler.onCompressedMessage!(opcode, payload);
       return;
     }
     let message: Message;
@@ -220,9 +257,9 @@ export class MessageAssembler implements FrameHandler {
         // the end of the message.
         this.#streamed = false;
         try {
-          text += this.#utf8.decode();
+          text += this.#utf8!.decode();
         } catch {
-          throw _invalidUtf8();
+          throw invalidUtf8();
         }
       }
       message = text;
@@ -249,17 +286,28 @@ export class MessageAssembler implements FrameHandler {
       this.#used = need;
       return;
     }
-    if (need > this.#buffer.length) this.#grow(need * GROWTH);
+    if (need > this.#buffer.length) this.#grow(need);
     this.#buffer.set(bytes, this.#used);
     this.#used = need;
   }
 
-  #grow(capacity: number): void {
-    const grown = new Uint8Array(
-      Math.min(this.#size, Math.max(capacity, MIN_BUFFER)),
+  /** Grows the buffer to hold at least `need` bytes, by the `GROWTH` rule. */
+  #grow(need: number): void {
+    const capacity = Math.max(
+      need,
+      Math.min(Math.max(need * GROWTH, MIN_BUFFER), this.#mostPossible()),
     );
+    const grown = new Uint8Array(capacity);
     grown.set(this.#buffer.subarray(0, this.#used));
     this.#buffer = grown;
+  }
+
+  /**
+   * The most bytes the message in progress can still come to: exact once
+   * the final fragment's header is in, else the size limit.
+   */
+  #mostPossible(): number {
+    return this.#frameFin ? this.#size : this.#maxSize;
   }
 
   /**
@@ -276,9 +324,9 @@ export class MessageAssembler implements FrameHandler {
     // for nothing on every read (a peer trickling bytes makes that O(n²)).
     if (
       this.#buffer.length - this.#used < MIN_BUFFER &&
-      this.#buffer.length < Math.min(this.#size, this.#used * GROWTH)
+      this.#buffer.length < Math.min(this.#mostPossible(), this.#used * GROWTH)
     ) {
-      this.#grow(this.#used * GROWTH);
+      this.#grow(this.#used + 1);
     }
     const room = this.#buffer.length - this.#used;
     if (room < MIN_BUFFER) return null;
@@ -308,22 +356,22 @@ export class MessageAssembler implements FrameHandler {
    */
   #checkReservedBits(opcode: number, rsv: number): void {
     if (!this.#inflates || rsv !== 4) {
-      throw _protocolError("Reserved bits must be 0");
+      throw protocolError("Reserved bits must be 0");
     }
     if (opcode >= Opcode.Close) {
-      throw _protocolError("Control frames must not be compressed");
+      throw protocolError("Control frames must not be compressed");
     }
     if (opcode === Opcode.Continuation) {
-      throw _protocolError("RSV1 must be 0 on a continuation frame");
+      throw protocolError("RSV1 must be 0 on a continuation frame");
     }
   }
 }
 
-function _protocolError(reason: string): WebSocketError {
+function protocolError(reason: string): WebSocketError {
   return new WebSocketError(reason, { closeCode: 1002, reason });
 }
 
-function _invalidUtf8(): WebSocketError {
+function invalidUtf8(): WebSocketError {
   return new WebSocketError("Invalid UTF-8 in text message", {
     closeCode: 1007,
     reason: "Invalid UTF-8",
@@ -334,7 +382,7 @@ function _invalidUtf8(): WebSocketError {
  * Decodes short all-ASCII bytes in JavaScript, cheaper than a call into
  * `TextDecoder`; `""` (falsy) when a byte is not ASCII, or for no bytes.
  */
-function _ascii(bytes: Uint8Array): string {
+function ascii(bytes: Uint8Array): string {
   for (let i = 0; i < bytes.length; i++) if (bytes[i] >= 0x80) return "";
   return String.fromCharCode.apply(null, bytes as unknown as number[]);
 }

@@ -1,0 +1,51 @@
+/**
+ * The building blocks of the WebSocket pipeline, for composing your own:
+ * the RFC 6455 frame decoder and encoder, the message assembler, as
+ * synchronous classes with no I/O and as `TransformStream`s, and masking.
+ *
+ * ```
+ * bytes ─▶ FrameDecoderStream ─▶ MessageStream ─▶ messages
+ * frames ─▶ FrameEncoderStream ─▶ bytes
+ * ```
+ *
+ * @example Bytes from a client to whole messages
+ * ```ts
+ * import { FrameDecoderStream, MessageStream } from "@scope/ws/frames";
+ *
+ * // RFC 6455 §5.7: a single-frame masked text message, "Hello".
+ * const bytes = new Uint8Array([
+ *   0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+ * ]);
+ * const messages = ReadableStream.from([bytes])
+ *   .pipeThrough(new FrameDecoderStream({ role: "server" }))
+ *   .pipeThrough(new MessageStream());
+ * for await (const message of messages) console.log(message); // "Hello"
+ * ```
+ *
+ * @module
+ */
+export { Opcode } from "./src/core/constants.ts";
+export { applyMask } from "./src/core/mask.ts";
+export {
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  type FrameDecoderOptions,
+  type FrameHandler,
+  type FrameHeader,
+} from "./src/core/frame.ts";
+export {
+  type Message,
+  MessageAssembler,
+  type MessageAssemblerOptions,
+  type MessageHandler,
+} from "./src/core/message_assembler.ts";
+export { FrameDecoderStream } from "./src/frame_decoder_stream.ts";
+export {
+  FrameEncoderStream,
+  type FrameEncoderStreamOptions,
+} from "./src/frame_encoder_stream.ts";
+export {
+  MessageStream,
+  type MessageStreamOptions,
+} from "./src/message_stream.ts";

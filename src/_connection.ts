@@ -1,0 +1,428 @@
+// The I/O half of a WebSocket on a TCP (or TLS) connection: it reads the
+// transport into the protocol state machine, writes what the protocol
+// queues, and runs the timers of one connection.
+
+import { DeflateCodec } from "./_deflate_codec.ts";
+import { DeflateSender } from "./_deflate_sender.ts";
+import type { Transport } from "./_transport.ts";
+import { WriteQueue } from "./_write_queue.ts";
+import {
+  type CloseResult,
+  Protocol,
+  type ProtocolHandler,
+} from "./core/_protocol.ts";
+import type { Message } from "./core/message_assembler.ts";
+import type { DeflateSettings } from "./core/permessage_deflate.ts";
+import { WebSocketError } from "./core/websocket_error.ts";
+import {
+  type CompressedMessage,
+  deliver,
+  endReading,
+  settle,
+  Socket,
+  type SocketEngine,
+  type SocketOptions,
+} from "./socket.ts";
+
+/** What a {@linkcode Connection} needs besides its transport. */
+export interface ConnectionInit {
+  role: "server" | "client";
+  /** The handshake's request, or what makes it when first asked for. */
+  request: Request | (() => Request);
+  remoteAddr: Deno.NetAddr;
+  protocol: string;
+  extensions: string;
+  /** Bytes that arrived after the handshake, already read from the transport. */
+  leftover: Uint8Array;
+  maxMessageSize: number;
+  /** How long the closing handshake and TCP close may take, in ms. */
+  closeTimeout: number;
+  /** The most fragments one message may have; default no limit. */
+  maxFragments?: number;
+  /** The negotiated permessage-deflate extension; absent: none. */
+  perMessageDeflate?: DeflateSettings;
+  /** What `send()` does past its limit. */
+  socketOptions?: SocketOptions;
+}
+
+/**
+ * Starts the one timer that runs the heartbeat of `connections` (a live
+ * set: a server's open connections, or a client's one); undefined when
+ * `ping` and `idle` are both 0 (off).
+ */
+export function startHeartbeat(
+  connections: Iterable<Connection>,
+  ping: number,
+  idle: number,
+): ReturnType<typeof setInterval> | undefined {
+  const tick = Math.min(
+    ping > 0 ? ping : Infinity,
+    idle > 0 ? idle / 4 : Infinity,
+  );
+  if (tick === Infinity) return undefined;
+  return setInterval(() => {
+    const now = Date.now();
+    for (const connection of connections) {
+      connection.heartbeat(now, ping, idle);
+    }
+  }, tick);
+}
+
+/** Queued outgoing bytes above which `write()` waits and reading pauses. */
+const WRITE_HIGH_WATER_MARK = 64 * 1024;
+/** Read buffers start small (idle connections hold one) and grow with use. */
+const MIN_READ_SIZE = 512;
+const MAX_READ_SIZE = 256 * 1024;
+
+/** Why reading is paused. */
+const enum Hold {
+  None,
+  /** The application has not taken the messages already received. */
+  Reader,
+  /** The peer does not read what we send (our queue is over its mark). */
+  Peer,
+}
+
+/**
+ * One WebSocket over a transport. Reading is pull-based: the transport is
+ * read only while the socket has room for messages and the outbound queue
+ * is under its mark. The socket's messages and end come from the protocol;
+ * its sends go to the protocol (through the deflate sender when
+ * compressing). After the closing handshake a server closes TCP first, a
+ * client waits for the server to (§7.1.1).
+ */
+export class Connection implements ProtocolHandler, SocketEngine {
+  /** The object the application holds. */
+  readonly socket: Socket;
+  /** Resolves once the transport is closed and every timer cleared. */
+  readonly done: Promise<void>;
+
+  #transport: Transport;
+  #server: boolean;
+  #closeTimeout: number;
+  #protocol: Protocol;
+  #queue: WriteQueue;
+  #codec: DeflateCodec | null = null;
+  #sender: DeflateSender | null = null;
+  /** A close was asked for and waits behind compressing messages. */
+  #closeAsked = false;
+  /** Messages delivered from the current read. */
+  #delivered = 0;
+  #wake: (() => void) | null = null;
+  /** The socket's inbox is full: stop decoding until it resumes us. */
+  #socketFull = false;
+  #hold = Hold.None;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the peer last sent anything, or reading last resumed (ms). */
+  #lastActivity = Date.now();
+  #lastPing = 0;
+  #terminated = false;
+  #result: CloseResult | undefined;
+
+  constructor(transport: Transport, init: ConnectionInit) {
+    this.#transport = transport;
+    this.#server = init.role === "server";
+    this.#closeTimeout = init.closeTimeout;
+    this.#queue = new WriteQueue(transport, WRITE_HIGH_WATER_MARK, () => {
+      this.#protocol.abort("Writing to the peer failed");
+    });
+    const deflate = init.perMessageDeflate;
+    const protocol = this.#protocol = new Protocol(
+      {
+        role: init.role,
+        maxMessageSize: init.maxMessageSize,
+        maxFragments: init.maxFragments,
+        compression: deflate !== undefined,
+      },
+      this,
+      this.#queue,
+    );
+    if (deflate !== undefined) {
+      const codec = this.#codec = new DeflateCodec(
+        init.role,
+        deflate,
+        init.maxMessageSize,
+      );
+      this.#sender = new DeflateSender(
+        protocol,
+        codec,
+        () => protocol.fail(1011, "Internal error"),
+      );
+    }
+    this.socket = new Socket(this, {
+      request: init.request,
+      remoteAddr: init.remoteAddr,
+      protocol: init.protocol,
+      extensions: init.extensions,
+      options: init.socketOptions,
+      eagerReadable: deflate !== undefined,
+    });
+    this.done = this.#run(init.leftover);
+  }
+
+  // --- SocketEngine: what the socket asks of its connection -----------------
+
+  get state(): "open" | "closing" | "closed" {
+    const state = this.#protocol.state;
+    return state === "open" && this.#closeAsked ? "closing" : state;
+  }
+
+  get bufferedAmount(): number {
+    return this.#queue.pending + (this.#sender?.pendingBytes ?? 0);
+  }
+
+  send(message: Message): number {
+    if (this.#closeAsked) return 0;
+    return this.#sender !== null
+      ? this.#sender.send(message)
+      : this.#protocol.send(message);
+  }
+
+  ready(): Promise<void> {
+    const settled = this.#sender?.settled();
+    return settled !== undefined
+      ? settled.then(() => this.#queue.ready())
+      : this.#queue.ready();
+  }
+
+  close(code: number | undefined, reason: string): void {
+    if (this.state !== "open") return;
+    if (this.#sender !== null) {
+      this.#closeAsked = true;
+      this.#sender.close(code, reason);
+    } else {
+      this.#protocol.close(code, reason);
+    }
+    this.#startTimer();
+    this.#wakeUp();
+  }
+
+  resume(): void {
+    if (!this.#socketFull) return;
+    this.#socketFull = false;
+    // On the next turn of the event loop, not now: a reader that drains
+    // the inbox at once would otherwise let one busy peer keep the loop to
+    // itself, and others would wait.
+    setTimeout(() => this.#wakeUp(), 0);
+  }
+
+  inflate(message: CompressedMessage): Promise<Message> {
+    return this.#codec!.inflate(message.text, message.payload).catch(
+      (error) => {
+        // Corrupt data (1007) or a message too big once inflated (1009);
+        // 1006 only says the decompressor was closed with the connection.
+        if (!(error instanceof WebSocketError)) {
+          this.#protocol.fail(1011, "Internal error");
+        } else if (error.closeCode !== 1006) {
+          this.#protocol.fail(error.closeCode, error.reason);
+        }
+        throw error;
+      },
+    );
+  }
+
+  release(): void {
+    this.#codec?.closeInflater();
+  }
+
+  // --- ProtocolHandler: what the protocol tells its connection --------------
+
+  message(message: Message): boolean {
+    this.#delivered++;
+    return this.#admit(deliver(this.socket, message));
+  }
+
+  compressedMessage(text: boolean, payload: Uint8Array): boolean {
+    this.#delivered++;
+    return this.#admit(deliver(this.socket, { text, payload }));
+  }
+
+  /** Notes that the socket has no room: decoding stops after this message. */
+  #admit(room: boolean): boolean {
+    if (!room) this.#socketFull = true;
+    return room;
+  }
+
+  end(result: CloseResult): void {
+    this.#result = result;
+    this.#codec?.closeDeflater();
+    endReading(this.socket, result);
+    if (result.closeCode === 1006) {
+      // The transport failed or timed out: nothing more can be exchanged.
+      this.#terminate();
+    } else {
+      this.#startTimer();
+    }
+    this.#wakeUp();
+  }
+
+  /**
+   * Checks for silence, called by the heartbeat timer: pings a peer silent
+   * for `ping` ms; after `idle` ms of silence (0 turns either off) it fails
+   * the connection. While reading is paused the time counts too, by cause:
+   * an application that does not read what arrived gets 1011, a peer that
+   * does not read what we send gets 1013 (a slow consumer), a silent peer
+   * 1001. Also gives back the write buffer of a connection with nothing
+   * queued.
+   */
+  heartbeat(now: number, ping: number, idle: number): void {
+    if (this.#protocol.state !== "open") return;
+    // A connection gone quiet does not keep its write buffer.
+    this.#queue.trim();
+    const silent = now - this.#lastActivity;
+    if (idle > 0 && silent >= idle) {
+      const hold = this.#hold;
+      if (hold === Hold.Reader) {
+        this.#protocol.fail(1011, "Messages not read");
+      } else if (hold === Hold.Peer) {
+        this.#protocol.fail(1013, "Slow consumer");
+      } else {
+        this.#protocol.fail(1001, "Idle timeout");
+      }
+    } else if (ping > 0 && silent >= ping && now - this.#lastPing >= ping) {
+      this.#lastPing = now;
+      this.#protocol.ping();
+    }
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  #startTimer(): void {
+    if (this.#timer !== undefined || this.#terminated) return;
+    this.#timer = setTimeout(() => {
+      this.#protocol.abort("The closing handshake timed out");
+      this.#terminate();
+    }, this.#closeTimeout);
+  }
+
+  /** Closes the transport at once; pending reads and writes then fail. */
+  #terminate(): void {
+    if (this.#terminated) return;
+    this.#terminated = true;
+    try {
+      this.#transport.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  /** Whether closed: a method, so that TypeScript re-reads it after `await`. */
+  #isClosed(): boolean {
+    return this.#protocol.state === "closed";
+  }
+
+  /** Why reading must wait now, if it must. */
+  #holdReason(): Hold {
+    if (this.#protocol.state === "closed") return Hold.None;
+    if (this.#socketFull) return Hold.Reader;
+    // Once closing, read on: the peer's close is what we wait for.
+    if (this.#protocol.state === "open" && this.#queue.full) return Hold.Peer;
+    return Hold.None;
+  }
+
+  /** Waits until reading may go on. */
+  async #waitForRoom(): Promise<void> {
+    let hold: Hold;
+    while ((hold = this.#holdReason()) !== Hold.None) {
+      this.#hold = hold;
+      const wait = new Promise<void>((resolve) => this.#wake = resolve);
+      if (hold === Hold.Peer) this.#queue.ready().then(() => this.#wakeUp());
+      await wait;
+      this.#hold = Hold.None;
+      this.#lastActivity = Date.now();
+    }
+  }
+
+  async #run(leftover: Uint8Array): Promise<void> {
+    const protocol = this.#protocol;
+    const queue = this.#queue;
+    // One read buffer, reused: the protocol copies what it keeps.
+    let buffer = new Uint8Array(MIN_READ_SIZE);
+    // Bytes read and not yet decoded: the decoder stops when the socket is
+    // full, and goes on with the rest once it has room.
+    let rest: Uint8Array | null = leftover.length > 0 ? leftover : null;
+    try {
+      while (!this.#isClosed()) {
+        await this.#waitForRoom();
+        if (this.#isClosed()) break;
+        if (rest === null) {
+          const target = protocol.readTarget();
+          const n = await this.#transport.read(target ?? buffer);
+          if (n === null) {
+            protocol.receiveEof();
+            break;
+          }
+          this.#lastActivity = Date.now();
+          rest = (target ?? buffer).subarray(0, n);
+          const size = buffer.length;
+          if (target) {
+            // Read into a message: the read buffer keeps its size.
+          } else if (n === size && size < MAX_READ_SIZE) {
+            buffer = new Uint8Array(size * 2);
+          } else if (n < size >>> 2 && size > MIN_READ_SIZE) {
+            buffer = new Uint8Array(size >>> 1);
+          }
+        }
+        this.#delivered = 0;
+        // Answers written while the read is handled wait (a reader's answer
+        // to the first message can come synchronously, from inside
+        // `enqueue`). With several messages in the read, all their answers
+        // (an echo, say) go out in one write once this task's microtasks
+        // have run; with one, at once.
+        queue.hold();
+        let used: number;
+        try {
+          used = protocol.receive(rest);
+        } finally {
+          queue.release(this.#delivered > 1);
+        }
+        rest = used < rest.length ? rest.subarray(used) : null;
+      }
+      if (!this.#terminated) await this.#closeTransport();
+    } catch (error) {
+      if (!this.#terminated) {
+        protocol.abort(
+          error instanceof Error
+            ? error.message
+            : "Reading from the peer failed",
+        );
+      }
+    } finally {
+      clearTimeout(this.#timer);
+      this.#terminate();
+      this.#codec?.closeDeflater();
+      settle(
+        this.socket,
+        this.#result ??
+          { closeCode: 1006, reason: "", error: new WebSocketError() },
+      );
+    }
+  }
+
+  /**
+   * After the closing handshake: flush what is queued (the close frame
+   * last), then close TCP. A server half-closes first and reads until the
+   * peer's FIN so that unread data does not turn the close into a reset
+   * that could destroy the close frame in flight; a client waits for the
+   * server's FIN.
+   */
+  async #closeTransport(): Promise<void> {
+    await this.#queue.idle();
+    if (this.#terminated) return;
+    if (this.#server) {
+      try {
+        await this.#transport.closeWrite();
+      } catch {
+        return;
+      }
+    }
+    const sink = new Uint8Array(MIN_READ_SIZE);
+    while (!this.#terminated && await this.#transport.read(sink) !== null) {
+      // Discard: frames after the closing handshake are ignored (§5.5.1).
+    }
+  }
+}

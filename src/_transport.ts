@@ -1,0 +1,112 @@
+// The socket chores that server and client share: reading an HTTP head off
+// a connection, writing all of a buffer, closing quietly, and the defaults.
+
+import { findHeadEnd } from "./core/_http.ts";
+
+/** The byte stream under a connection: a `Deno.Conn` or `Deno.TlsConn`. */
+export interface Transport {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  closeWrite(): Promise<void>;
+  close(): void;
+}
+
+/** The largest HTTP head accepted by default, in bytes. */
+export const DEFAULT_MAX_HEAD_SIZE = 16 * 1024;
+/** How long the opening handshake may take by default, in ms. */
+export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
+/** How long the closing handshake and TCP close may take by default, in ms. */
+export const DEFAULT_CLOSE_TIMEOUT = 5_000;
+/** Ping a peer silent this long (ms): the default of server and client. */
+export const DEFAULT_PING_INTERVAL = 30_000;
+/** Close a peer silent this long (ms) with 1001: the default of both. */
+export const DEFAULT_IDLE_TIMEOUT = 60_000;
+
+/** A head read off a connection, and the bytes that followed it. */
+export interface Head {
+  head: Uint8Array;
+  leftover: Uint8Array;
+}
+
+/**
+ * Why no head was read: the peer left before sending a byte (`"eof"`),
+ * left in the middle (`"truncated"`), or sent more than `maxSize` bytes
+ * without ending the head (`"too-large"`; `"line-too-large"` when the first
+ * line alone is over `maxLineSize`).
+ */
+export type HeadFailure = "eof" | "truncated" | "too-large" | "line-too-large";
+
+/**
+ * Reads an HTTP head (up to CRLF CRLF) and the bytes after it, which belong
+ * to what follows (a WebSocket's first frames, a request body). Read errors
+ * are thrown; the caller bounds the time it may take.
+ */
+export async function readHead(
+  conn: Pick<Transport, "read">,
+  maxSize: number,
+  maxLineSize = maxSize,
+): Promise<Head | HeadFailure> {
+  let buffer = new Uint8Array(Math.min(4096, maxSize + 4));
+  let length = 0;
+  while (true) {
+    if (length === buffer.length) {
+      if (length >= maxSize + 4) return tooLarge(buffer, length, maxLineSize);
+      const bigger = new Uint8Array(Math.min(length * 2, maxSize + 4));
+      bigger.set(buffer);
+      buffer = bigger;
+    }
+    const n = await conn.read(buffer.subarray(length));
+    if (n === null) return length === 0 ? "eof" : "truncated";
+    const end = findHeadEnd(buffer.subarray(0, length + n), length - 3);
+    length += n;
+    if (end !== -1) {
+      if (end > maxSize) return tooLarge(buffer, end, maxLineSize);
+      return {
+        head: buffer.subarray(0, end),
+        leftover: buffer.slice(end, length),
+      };
+    }
+    if (length > maxSize) return tooLarge(buffer, length, maxLineSize);
+  }
+}
+
+/** Tells a head that is too large from one whose first line is. */
+function tooLarge(
+  buffer: Uint8Array,
+  length: number,
+  maxLineSize: number,
+): HeadFailure {
+  const lineEnd = buffer.subarray(0, length).indexOf(10);
+  return lineEnd === -1 || lineEnd > maxLineSize
+    ? "line-too-large"
+    : "too-large";
+}
+
+/** Writes all of `bytes`, however many writes it takes. */
+export async function writeAll(
+  conn: Pick<Transport, "write">,
+  bytes: Uint8Array,
+): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    written += await conn.write(bytes.subarray(written));
+  }
+}
+
+/** Closes a connection, ignoring that it may be closed already. */
+export function closeQuietly(conn: Pick<Transport, "close">): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+/** Whether an error only says that the peer went away. */
+export function isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.NotConnected;
+}

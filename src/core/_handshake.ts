@@ -1,0 +1,415 @@
+// The opening handshake (RFC 6455 §4), with no I/O: the server's checks of
+// an upgrade request and its 101 answer, and the client's request and its
+// checks of the answer. Each side owns its subprotocol and extension
+// negotiation.
+
+import {
+  HttpError,
+  latin1Into,
+  type RequestHead,
+  type ResponseHead,
+} from "./_http.ts";
+import {
+  acceptResponse,
+  clientOffer,
+  type DeflateSettings,
+  negotiateServer,
+  type PerMessageDeflateOptions,
+} from "./permessage_deflate.ts";
+
+/** The GUID that RFC 6455 §1.3 appends to the key. */
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const encoder = new TextEncoder();
+/** RFC 9110 §5.6.2 token: what a subprotocol name must be (RFC 6455 §4.1). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)) (§4.2.2). */
+export async function computeAccept(key: string): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-1",
+    encoder.encode(key + GUID),
+  );
+  return new Uint8Array(digest).toBase64();
+}
+
+/** The comma-separated tokens of a header, trimmed and lower-cased. */
+export function headerTokens(value: string | null): string[] {
+  if (!value) return [];
+  return value.split(",").map((token) => token.trim().toLowerCase())
+    .filter((token) => token !== "");
+}
+
+// --- The server's side -------------------------------------------------------
+
+/** Whether the request asks for a WebSocket upgrade at all. */
+export function isUpgradeRequest(head: RequestHead): boolean {
+  return headerTokens(head.headers.get("upgrade")).includes("websocket");
+}
+
+/** A valid upgrade request, as far as the server's answer needs it. */
+export interface Upgrade {
+  /** The `Sec-WebSocket-Key`. */
+  key: string;
+  /** The subprotocols offered, in the client's order of preference. */
+  protocols: string[];
+  /** The `Sec-WebSocket-Extensions` offered, or null. */
+  extensions: string | null;
+}
+
+/**
+ * Checks an upgrade request against RFC 6455 §4.2.1; throws an
+ * `HttpError` with the status to answer.
+ */
+export function parseUpgrade(head: RequestHead): Upgrade {
+  if (head.version !== "HTTP/1.1") {
+    throw new HttpError(
+      head.version.startsWith("HTTP/1.") ? 400 : 505,
+      "WebSocket upgrades need HTTP/1.1",
+    );
+  }
+  if (head.method !== "GET") {
+    throw new HttpError(405, "WebSocket upgrades must use GET", {
+      allow: "GET",
+    });
+  }
+  const headers = head.headers;
+  if (!headers.has("host")) throw new HttpError(400, "Missing Host header");
+  if (!headerTokens(headers.get("connection")).includes("upgrade")) {
+    throw new HttpError(400, "Connection header must include upgrade");
+  }
+  const version = headers.get("sec-websocket-version");
+  if (version === null) {
+    throw new HttpError(400, "Missing Sec-WebSocket-Version header");
+  }
+  if (version.trim() !== "13") {
+    throw new HttpError(426, "Unsupported WebSocket version", {
+      "sec-websocket-version": "13",
+    });
+  }
+  const key = headers.get("sec-websocket-key")?.trim() ?? "";
+  let decoded: Uint8Array | undefined;
+  try {
+    decoded = /^[A-Za-z0-9+/]{22}==$/.test(key)
+      ? Uint8Array.fromBase64(key)
+      : undefined;
+  } catch {
+    decoded = undefined;
+  }
+  if (decoded?.length !== 16) {
+    throw new HttpError(400, "Invalid Sec-WebSocket-Key header");
+  }
+  return {
+    key,
+    protocols: (headers.get("sec-websocket-protocol") ?? "").split(",")
+      .map((token) => token.trim()).filter((token) => token !== ""),
+    extensions: headers.get("sec-websocket-extensions"),
+  };
+}
+
+/**
+ * Which origins may open a WebSocket: a list of exact origins
+ * (`"https://example.com"`), or a function that decides.
+ */
+export type Origins = readonly string[] | ((origin: string) => boolean);
+
+/**
+ * Refuses (403) an upgrade from a browser page of another origin: browsers
+ * send cookies with an upgrade from any site, so a server that
+ * authenticates by cookie must check `Origin` (RFC 6455 §10.2). Requests
+ * without `Origin` do not come from a browser page and pass.
+ */
+export function checkOrigin(head: RequestHead, origins: Origins): void {
+  const origin = head.headers.get("origin");
+  if (origin === null) return;
+  const allowed = typeof origins === "function"
+    ? origins(origin)
+    : origins.includes(origin);
+  if (allowed !== true) throw new HttpError(403, "Origin not allowed");
+}
+
+/**
+ * The subprotocol the server speaks: the first one offered that is in
+ * `supported`, or what a function picks (it must be one that was offered).
+ */
+export function chooseProtocol(
+  offered: string[],
+  supported: readonly string[] | ((offered: string[]) => string | undefined),
+): string {
+  if (offered.length === 0) return "";
+  if (typeof supported !== "function") {
+    return offered.find((token) => supported.includes(token)) ?? "";
+  }
+  const chosen = supported(offered);
+  if (chosen === undefined || chosen === "") return "";
+  if (!offered.includes(chosen)) {
+    throw new Error(`The chosen subprotocol "${chosen}" was not offered`);
+  }
+  return chosen;
+}
+
+/** Headers of the 101 answer that only the handshake sets (§4.2.2). */
+const HANDSHAKE_HEADERS = new Set([
+  "upgrade",
+  "connection",
+  "sec-websocket-accept",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+  "content-length",
+  "transfer-encoding",
+]);
+
+/** The server's answer to an accepted upgrade. */
+export interface Acceptance {
+  /** The `101 Switching Protocols` head, ready to write. */
+  response: Uint8Array;
+  /** The negotiated extensions (`Sec-WebSocket-Extensions`), or `""`. */
+  extensions: string;
+  /** The negotiated permessage-deflate, if any. */
+  perMessageDeflate?: DeflateSettings;
+}
+
+/**
+ * Builds the `101 Switching Protocols` answer (§4.2.2): the accept value,
+ * the chosen subprotocol, the negotiated extensions and the extra headers
+ * of an `onUpgrade` hook, which may add headers (cookies, say) but neither
+ * override nor repeat the handshake's own: those are left out.
+ */
+export function acceptUpgrade(
+  upgrade: Upgrade,
+  init: {
+    accept: string;
+    protocol: string;
+    deflate: PerMessageDeflateOptions | null;
+    headers?: HeadersInit;
+  },
+): Acceptance {
+  let head = "HTTP/1.1 101 Switching Protocols\r\n" +
+    "upgrade: websocket\r\nconnection: Upgrade\r\n" +
+    `sec-websocket-accept: ${init.accept}\r\n`;
+  if (init.protocol) head += `sec-websocket-protocol: ${init.protocol}\r\n`;
+  let extensions = "";
+  let perMessageDeflate: DeflateSettings | undefined;
+  if (init.deflate !== null) {
+    const negotiated = negotiateServer(upgrade.extensions, init.deflate);
+    if (negotiated !== null) {
+      extensions = negotiated.response;
+      perMessageDeflate = { params: negotiated.params, options: init.deflate };
+      head += `sec-websocket-extensions: ${extensions}\r\n`;
+    }
+  }
+  if (init.headers !== undefined) {
+    for (const [name, value] of new Headers(init.headers)) {
+      if (!HANDSHAKE_HEADERS.has(name)) head += `${name}: ${value}\r\n`;
+    }
+  }
+  head += "\r\n";
+  const response = new Uint8Array(head.length);
+  latin1Into(head, response);
+  return { response, extensions, perMessageDeflate };
+}
+
+// --- The client's side -------------------------------------------------------
+
+/**
+ * Parses a WebSocket URL as the WHATWG `WebSocket` constructor does: `http:`
+ * and `https:` become `ws:` and `wss:`, other schemes and fragments (which
+ * RFC 6455 §3 forbids) throw a `TypeError`.
+ */
+export function parseUrl(url: string | URL): URL {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new TypeError(`Invalid WebSocket URL "${url}"`);
+  }
+  if (parsed.protocol === "http:") parsed.protocol = "ws:";
+  else if (parsed.protocol === "https:") parsed.protocol = "wss:";
+  if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+    throw new TypeError(
+      `A WebSocket URL must use ws: or wss:, got "${parsed.protocol}"`,
+    );
+  }
+  // `href` holds a "#" only when there is a fragment: elsewhere it is escaped.
+  if (parsed.href.includes("#")) {
+    throw new TypeError("A WebSocket URL must not have a fragment");
+  }
+  return parsed;
+}
+
+/** Checks subprotocol names: tokens, each offered once (RFC 6455 §4.1). */
+export function checkProtocols(protocols: string[] = []): string[] {
+  if (!Array.isArray(protocols)) {
+    throw new TypeError("The protocols option must be an array of strings");
+  }
+  const seen = new Set<string>();
+  for (const protocol of protocols) {
+    if (typeof protocol !== "string" || !TOKEN.test(protocol)) {
+      throw new TypeError(`Invalid subprotocol name "${protocol}"`);
+    }
+    if (seen.has(protocol)) {
+      throw new TypeError(`The subprotocol "${protocol}" is offered twice`);
+    }
+    seen.add(protocol);
+  }
+  return [...protocols];
+}
+
+/** Headers the client's handshake sets itself, which may not be overridden. */
+const CLIENT_HANDSHAKE_HEADERS = new Set([
+  "upgrade",
+  "connection",
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+  "content-length",
+  "transfer-encoding",
+]);
+
+/** Checks a client's extra headers: none of the handshake's own. */
+export function checkHeaders(init: HeadersInit | undefined): Headers {
+  const headers = new Headers(init);
+  for (const name of headers.keys()) {
+    if (CLIENT_HANDSHAKE_HEADERS.has(name)) {
+      throw new TypeError(
+        `The header "${name}" is set by the WebSocket handshake`,
+      );
+    }
+  }
+  return headers;
+}
+
+/** A fresh `Sec-WebSocket-Key`: 16 random bytes, base64-encoded (§4.1). */
+export function generateKey(): string {
+  return crypto.getRandomValues(new Uint8Array(16)).toBase64();
+}
+
+/** What the client's handshake negotiated. */
+export interface ClientAcceptance {
+  protocol: string;
+  extensions: string;
+  perMessageDeflate?: DeflateSettings;
+}
+
+/**
+ * The client's opening handshake (§4.1): it builds the request and checks
+ * the server's answer; throws a `TypeError` saying what is wrong with an
+ * answer the client must fail the connection for.
+ */
+export class ClientHandshake {
+  /** The request head, ready to write. */
+  readonly request: Uint8Array;
+  /** The request's headers, for the socket's `request`. */
+  readonly headers: Headers;
+  #key: string;
+  #protocols: string[];
+  #deflate: PerMessageDeflateOptions | null;
+
+  /**
+   * @param url The `ws:` or `wss:` URL (see {@linkcode parseUrl}).
+   * @param options The subprotocols to offer (checked), the extra headers
+   * (checked), permessage-deflate settings, and the key (default: fresh).
+   */
+  constructor(
+    url: URL,
+    options: {
+      protocols: string[];
+      headers: Headers;
+      deflate: PerMessageDeflateOptions | null;
+      key?: string;
+    },
+  ) {
+    this.#key = options.key ?? generateKey();
+    this.#protocols = options.protocols;
+    this.#deflate = options.deflate;
+    const extra = options.headers;
+    // `URL.host` leaves out the port when it is the scheme's default.
+    const lines: [string, string][] = [
+      ["Host", extra.get("host") ?? url.host],
+      ["Upgrade", "websocket"],
+      ["Connection", "Upgrade"],
+      ["Sec-WebSocket-Key", this.#key],
+      ["Sec-WebSocket-Version", "13"],
+    ];
+    if (options.protocols.length > 0) {
+      lines.push(["Sec-WebSocket-Protocol", options.protocols.join(", ")]);
+    }
+    if (options.deflate !== null) {
+      lines.push(["Sec-WebSocket-Extensions", clientOffer(options.deflate)]);
+    }
+    for (const [name, value] of extra) {
+      if (name !== "host") lines.push([name, value]);
+    }
+    let text = `GET ${url.pathname}${url.search} HTTP/1.1\r\n`;
+    for (const [name, value] of lines) text += `${name}: ${value}\r\n`;
+    text += "\r\n";
+    // Header values are byte strings (each code unit at most 0xFF).
+    this.request = new Uint8Array(text.length);
+    latin1Into(text, this.request);
+    this.headers = new Headers(lines);
+  }
+
+  /**
+   * Verifies the server's answer as §4.1 requires of a client, and returns
+   * the negotiated subprotocol and extensions.
+   */
+  async check(response: ResponseHead): Promise<ClientAcceptance> {
+    const { status, statusText, headers } = response;
+    if (status !== 101) {
+      const text = statusText ? `${status} ${statusText}` : `${status}`;
+      throw new TypeError(
+        `The server answered the WebSocket handshake with HTTP ${text} instead of 101 Switching Protocols`,
+      );
+    }
+    if (response.version !== "HTTP/1.1") {
+      throw new TypeError(
+        `The server answered the WebSocket handshake with ${response.version} instead of HTTP/1.1`,
+      );
+    }
+    if (headers.get("upgrade")?.trim().toLowerCase() !== "websocket") {
+      throw new TypeError(
+        "The handshake response lacks an Upgrade: websocket header",
+      );
+    }
+    if (!headerTokens(headers.get("connection")).includes("upgrade")) {
+      throw new TypeError(
+        "The handshake response lacks a Connection: Upgrade header",
+      );
+    }
+    const accept = headers.get("sec-websocket-accept")?.trim();
+    if (accept === undefined) {
+      throw new TypeError("The handshake response lacks Sec-WebSocket-Accept");
+    }
+    if (accept !== await computeAccept(this.#key)) {
+      throw new TypeError(
+        "The handshake response has a wrong Sec-WebSocket-Accept",
+      );
+    }
+    // Only permessage-deflate is ever offered; any other extension in the
+    // answer is one the client did not ask for (§4.1, §9.1).
+    const extensions = headers.get("sec-websocket-extensions")?.trim() ?? "";
+    let perMessageDeflate: DeflateSettings | undefined;
+    if (extensions !== "") {
+      if (this.#deflate === null) {
+        throw new TypeError(
+          `The server chose the extension "${extensions}", which the client did not offer`,
+        );
+      }
+      const params = acceptResponse(extensions, this.#deflate);
+      if (params !== null) {
+        perMessageDeflate = { params, options: this.#deflate };
+      }
+    }
+    const protocol = headers.get("sec-websocket-protocol")?.trim() ?? "";
+    if (protocol !== "" && !this.#protocols.includes(protocol)) {
+      throw new TypeError(
+        `The server chose the subprotocol "${protocol}", which the client did not offer`,
+      );
+    }
+    return {
+      protocol,
+      extensions: perMessageDeflate ? extensions : "",
+      perMessageDeflate,
+    };
+  }
+}

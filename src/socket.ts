@@ -1,0 +1,599 @@
+// The WebSocket object users hold: web streams (`readable`, `writable`),
+// `send()`, `close()` and `closed`, over an engine that moves its bytes.
+
+import type { Message } from "./core/message_assembler.ts";
+import {
+  checkReason,
+  type WebSocketCloseInfo,
+  type WebSocketCloseResult,
+  WebSocketError,
+} from "./core/websocket_error.ts";
+
+/**
+ * One open WebSocket, in the vocabulary of the WHATWG WebSocketStream
+ * proposal. Messages are read from `readable` (a `string` per text message,
+ * a `Uint8Array` per binary message) and sent with `writable` or `send()`.
+ *
+ * @example An echo handler
+ * ```ts ignore
+ * import { serve } from "@scope/ws";
+ *
+ * serve({ port: 8080 }, (socket) => socket.readable.pipeTo(socket.writable));
+ * ```
+ */
+export interface WebSocketConnection {
+  /**
+   * The messages from the peer; ends after a clean close, errors with a
+   * {@linkcode WebSocketError} otherwise. Messages that arrived before the
+   * end are delivered first. Canceling it starts the closing handshake.
+   */
+  readonly readable: ReadableStream<string | Uint8Array>;
+  /**
+   * Where to write messages; `write()` waits while more than 64 KiB is
+   * queued for a slow peer. Closing it starts the closing handshake.
+   */
+  readonly writable: WritableStream<string | Uint8Array>;
+  /** The negotiated subprotocol, or `""`. */
+  readonly protocol: string;
+  /** The negotiated extensions, or `""`. */
+  readonly extensions: string;
+  /**
+   * Resolves with the peer's close code and reason once the closing
+   * handshake is done and the connection closed; rejects with a
+   * {@linkcode WebSocketError} when the connection ended otherwise.
+   */
+  readonly closed: Promise<WebSocketCloseResult>;
+  /** The opening handshake's request (for a server, the client's upgrade). */
+  readonly request: Request;
+  /** The peer's address. */
+  readonly remoteAddr: Deno.NetAddr;
+  /**
+   * Bytes queued to send that the connection has not written yet, by every
+   * path: `send()`, `writable` (including what waits in its queue) and
+   * published messages.
+   */
+  readonly bufferedAmount: number;
+  /**
+   * Messages that `send()` or a publication did not queue because more than
+   * `maxBackpressure` bytes were waiting and the policy is `"drop"`.
+   */
+  readonly droppedMessages: number;
+  /**
+   * Queues a message, in order with what `writable` and publications
+   * queue: a `string` as text, a `Uint8Array` as binary. Never throws and
+   * never waits. Returns the bytes queued, or 0 when nothing was queued:
+   * the socket is closing or closed, or the backpressure policy dropped it.
+   */
+  send(message: string | Uint8Array): number;
+  /**
+   * Starts the closing handshake. `closeCode` must be 1000 or 3000–4999 (a
+   * reason without a code sends 1000; neither sends a close frame with no
+   * code); a reason over 123 bytes of UTF-8 throws a `RangeError`.
+   */
+  close(closeInfo?: WebSocketCloseInfo): void;
+}
+
+/** A received message still compressed (permessage-deflate). */
+export interface CompressedMessage {
+  text: boolean;
+  payload: Uint8Array;
+}
+
+/** How a socket's engine ended, as the socket needs to know it. */
+export interface EngineEnd {
+  closeCode: number;
+  reason: string;
+  error?: WebSocketError;
+}
+
+/**
+ * What a socket needs from the connection under it: the engine that frames
+ * and moves its bytes (this module's own protocol over a TCP connection).
+ */
+export interface SocketEngine {
+  /** `"open"` until a close is asked for or seen, then `"closing"`, `"closed"`. */
+  readonly state: "open" | "closing" | "closed";
+  /** Bytes queued to send, not yet written. */
+  readonly bufferedAmount: number;
+  /** Queues a data message; returns the bytes queued, 0 once not open. */
+  send(message: Message): number;
+  /** Resolves once the outbound queue is back under its high-water mark. */
+  ready(): Promise<void>;
+  /** Starts the closing handshake with any sendable code. */
+  close(code: number | undefined, reason: string): void;
+  /** The socket has room for messages again: reading may go on. */
+  resume(): void;
+  /** Inflates a received compressed message, in arrival order. */
+  inflate(message: CompressedMessage): Promise<Message>;
+  /** The socket needs nothing more from the engine's codec. */
+  release(): void;
+}
+
+/** Per-socket policy for what `send()` queues beyond the limit. */
+export interface SocketOptions {
+  /** Bytes queued above which `send()` applies the policy. */
+  maxBackpressure: number;
+  /** Close the socket with 1013, or drop the message and count it. */
+  backpressure: "close" | "drop";
+}
+
+/** The defaults of {@linkcode SocketOptions}. */
+export const DEFAULT_SOCKET_OPTIONS: SocketOptions = {
+  maxBackpressure: 1024 * 1024,
+  backpressure: "close",
+};
+
+/**
+ * Received messages the socket keeps beyond what `readable` holds before
+ * it asks its engine to stop reading: a peer's close or FIN behind a few
+ * messages is still seen, while a flood stays bounded.
+ */
+const INBOX_MAX_MESSAGES = 64;
+const INBOX_MAX_BYTES = 64 * 1024;
+/** What each queued message counts for besides its bytes. */
+const ITEM_COST = 64;
+/** `readable` holds this many messages before the inbox takes over. */
+const READABLE_HIGH_WATER_MARK = 2;
+
+/** Thrown by `writable` for a write after the socket started closing. */
+export class SendAfterCloseError extends TypeError {
+  constructor() {
+    super("Cannot send on a closing or closed WebSocket");
+    this.name = "TypeError";
+  }
+}
+
+/** Handed a message by the engine: `false` asks it to stop reading. */
+export let deliver: (
+  socket: Socket,
+  message: Message | CompressedMessage,
+) => boolean;
+/** Told by the engine that no more messages will come. */
+export let endReading: (socket: Socket, end: EngineEnd) => void;
+/** Told by the engine that the connection is closed: settles `closed`. */
+export let settle: (socket: Socket, end: EngineEnd) => void;
+/** Closes with any sendable code (1001 going away, 1011, 1013). */
+export let closeWith: (socket: Socket, code: number, reason: string) => void;
+/** The state of the socket's connection. */
+export let stateOf: (socket: Socket) => "open" | "closing" | "closed";
+
+// What `readable`'s source and `writable`'s sink call.
+let startReading: (
+  socket: Socket,
+  controller: ReadableStreamDefaultController<Message>,
+) => void;
+let pull: (socket: Socket) => void;
+let cancel: (socket: Socket, reason: unknown) => void;
+let write: (socket: Socket, message: Message) => Promise<void>;
+let closeFor: (socket: Socket, reason: unknown) => void;
+let writableStrategy: (socket: Socket) => QueuingStrategy<Message>;
+
+/**
+ * The socket users get from `serve()` and `connect()`. Every member is
+ * documented: the engine reaches the rest through the module's functions
+ * above, never through the object.
+ */
+export class Socket implements WebSocketConnection {
+  #engine: SocketEngine;
+  #request: Request | (() => Request);
+  #remoteAddr: Deno.NetAddr;
+  #protocol: string;
+  #extensions: string;
+  #options: SocketOptions;
+  #readable: ReadableStream<Message> | undefined;
+  #controller: ReadableStreamDefaultController<Message> | undefined;
+  #writable: WritableStream<Message> | undefined;
+  /** Bytes and messages written to `writable` that wait in its queue. */
+  #writableQueued = 0;
+  #writableCount = 0;
+  /**
+   * A close asked for while writes waited in `writable`'s queue: it goes
+   * out after them, as it was asked for after them.
+   */
+  #pendingClose: [code: number | undefined, reason: string] | undefined;
+  #writesBeforeClose = 0;
+  /** Messages received and not yet in `readable`, in order. */
+  #inbox: (Message | CompressedMessage)[] = [];
+  #inboxBytes = 0;
+  /** A compressed message is being inflated. */
+  #inflating = false;
+  /** Whether `readable` is finished (closed, errored or canceled). */
+  #readableDone = false;
+  #full = false;
+  #end: EngineEnd | undefined;
+  #dropped = 0;
+  #closed: Promise<WebSocketCloseResult>;
+  #resolve!: (result: WebSocketCloseResult) => void;
+  #reject!: (error: WebSocketError) => void;
+
+  constructor(
+    engine: SocketEngine,
+    init: {
+      request: Request | (() => Request);
+      remoteAddr: Deno.NetAddr;
+      protocol: string;
+      extensions: string;
+      options?: SocketOptions;
+      /**
+       * Make `readable` at once rather than when first asked for: with
+       * permessage-deflate, so that corrupt data is found even by an
+       * application that never reads.
+       */
+      eagerReadable?: boolean;
+    },
+  ) {
+    this.#engine = engine;
+    this.#request = init.request;
+    this.#remoteAddr = init.remoteAddr;
+    this.#protocol = init.protocol;
+    this.#extensions = init.extensions;
+    this.#options = init.options ?? DEFAULT_SOCKET_OPTIONS;
+    this.#closed = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    if (init.eagerReadable) void this.readable;
+  }
+
+  static {
+    deliver = (socket, message) => socket.#deliver(message);
+    endReading = (socket, end) => socket.#endReading(end);
+    settle = (socket, end) => socket.#settle(end);
+    closeWith = (socket, code, reason) => socket.#engine.close(code, reason);
+    stateOf = (socket) => socket.#engine.state;
+    startReading = (socket, controller) => {
+      socket.#controller = controller;
+      // Messages that arrived before `readable` was first asked for.
+      if (socket.#inbox.length > 0 || socket.#end) {
+        queueMicrotask(() => socket.#pump());
+      }
+    };
+    pull = (socket) => socket.#pump();
+    cancel = (socket, reason) => {
+      socket.#readableDone = true;
+      socket.#dropInbox();
+      socket.#engine.release();
+      if (reason !== undefined) {
+        socket.#closeFor(reason);
+        return;
+      }
+      // The cancel of a `for await` that a throwing handler leaves: wait a
+      // moment, so that the handler's fault can close with 1011 first.
+      setTimeout(() => socket.#closeFor(undefined), 0);
+    };
+    write = (socket, message) => {
+      if (typeof message !== "string" && !(message instanceof Uint8Array)) {
+        throw new TypeError("A message must be a string or a Uint8Array");
+      }
+      socket.#writableQueued -= messageSize(message);
+      socket.#writableCount--;
+      const engine = socket.#engine;
+      const pendingClose = socket.#pendingClose;
+      if (pendingClose) {
+        // Written before the close was asked for: it goes first.
+        if (socket.#writesBeforeClose === 0) throw new SendAfterCloseError();
+        const sent = engine.send(message);
+        if (--socket.#writesBeforeClose === 0) engine.close(...pendingClose);
+        if (sent === 0) throw new SendAfterCloseError();
+        return engine.ready();
+      }
+      if (engine.send(message) === 0) throw new SendAfterCloseError();
+      return engine.ready();
+    };
+    closeFor = (socket, reason) => socket.#closeFor(reason);
+    writableStrategy = (socket) => ({
+      highWaterMark: 1,
+      size(message: Message): number {
+        const size = messageSize(message);
+        socket.#writableQueued += size;
+        socket.#writableCount++;
+        return size;
+      },
+    });
+  }
+
+  get readable(): ReadableStream<string | Uint8Array> {
+    return this.#readable ??= new ReadableStream<Message>(
+      new Source(this),
+      { highWaterMark: READABLE_HIGH_WATER_MARK },
+    );
+  }
+
+  get writable(): WritableStream<string | Uint8Array> {
+    return this.#writable ??= new WritableStream<Message>(
+      new Sink(this),
+      writableStrategy(this),
+    );
+  }
+
+  get protocol(): string {
+    return this.#protocol;
+  }
+
+  get extensions(): string {
+    return this.#extensions;
+  }
+
+  get closed(): Promise<WebSocketCloseResult> {
+    return this.#closed;
+  }
+
+  get request(): Request {
+    const request = this.#request;
+    return typeof request === "function" ? this.#request = request() : request;
+  }
+
+  get remoteAddr(): Deno.NetAddr {
+    return this.#remoteAddr;
+  }
+
+  get bufferedAmount(): number {
+    const engine = this.#engine;
+    return engine.bufferedAmount +
+      (engine.state === "open" ? this.#writableQueued : 0);
+  }
+
+  get droppedMessages(): number {
+    return this.#dropped;
+  }
+
+  send(message: string | Uint8Array): number {
+    if (typeof message !== "string" && !(message instanceof Uint8Array)) {
+      return 0;
+    }
+    const engine = this.#engine;
+    if (engine.state !== "open" || this.#pendingClose) return 0;
+    const options = this.#options;
+    const buffered = this.bufferedAmount;
+    if (
+      buffered > 0 &&
+      buffered + messageSize(message) > options.maxBackpressure
+    ) {
+      if (options.backpressure === "drop") {
+        this.#dropped++;
+      } else {
+        engine.close(1013, "Slow consumer");
+      }
+      return 0;
+    }
+    return engine.send(message);
+  }
+
+  close(closeInfo?: WebSocketCloseInfo): void {
+    let code = closeInfo?.closeCode;
+    const reason = closeInfo?.reason ?? "";
+    if (code === undefined && reason !== "") code = 1000;
+    if (
+      code !== undefined && code !== 1000 &&
+      !(Number.isInteger(code) && code >= 3000 && code <= 4999)
+    ) {
+      throw new RangeError(
+        `The close code must be 1000 or in 3000-4999, got ${code}`,
+      );
+    }
+    checkReason(reason);
+    this.#close(code, reason);
+  }
+
+  /** Closes, after the writes already waiting in `writable`'s queue. */
+  #close(code: number | undefined, reason: string): void {
+    if (this.#pendingClose) return;
+    if (this.#writableCount > 0 && this.#engine.state === "open") {
+      this.#pendingClose = [code, reason];
+      this.#writesBeforeClose = this.#writableCount;
+    } else {
+      this.#engine.close(code, reason);
+    }
+  }
+
+  /**
+   * Closes for a stream's cancel or abort reason, as WebSocketStream does:
+   * a `WebSocketError`'s code and reason when an application may send that
+   * code, else no code (a reason alone then sends 1000).
+   */
+  #closeFor(reason: unknown): void {
+    if (!(reason instanceof WebSocketError)) {
+      this.#close(undefined, "");
+      return;
+    }
+    const code = reason.closeCode;
+    if (code === 1000 || (code >= 3000 && code <= 4999)) {
+      this.#close(code, reason.reason);
+    } else {
+      this.#close(reason.reason ? 1000 : undefined, reason.reason);
+    }
+  }
+
+  // --- Receiving ------------------------------------------------------------
+
+  #deliver(message: Message | CompressedMessage): boolean {
+    if (this.#readableDone) return true;
+    const inbox = this.#inbox;
+    const controller = this.#controller;
+    if (
+      inbox.length === 0 && controller !== undefined &&
+      controller.desiredSize! > 0 && isMessage(message)
+    ) {
+      controller.enqueue(message);
+      return true;
+    }
+    if (this.#full && this.#engine.state !== "open") {
+      // After our own close, a reader that does not keep up loses messages
+      // rather than letting the peer fill memory until the close timeout.
+      return true;
+    }
+    inbox.push(message);
+    this.#inboxBytes += itemSize(message);
+    if (controller !== undefined && !this.#inflating) this.#pump();
+    if (
+      inbox.length >= INBOX_MAX_MESSAGES || this.#inboxBytes >= INBOX_MAX_BYTES
+    ) {
+      this.#full = true;
+    }
+    return !this.#full;
+  }
+
+  /** Moves messages from the inbox into `readable` while it has room. */
+  #pump(): void {
+    const controller = this.#controller!;
+    const inbox = this.#inbox;
+    while (
+      inbox.length > 0 && !this.#inflating && !this.#readableDone &&
+      controller.desiredSize! > 0
+    ) {
+      const message = inbox[0];
+      if (isMessage(message)) {
+        inbox.shift();
+        this.#inboxBytes -= itemSize(message);
+        controller.enqueue(message);
+      } else {
+        this.#inflate(message);
+      }
+    }
+    if (
+      this.#full && inbox.length <= INBOX_MAX_MESSAGES >>> 1 &&
+      this.#inboxBytes <= INBOX_MAX_BYTES >>> 1
+    ) {
+      this.#full = false;
+      this.#engine.resume();
+    }
+    if (inbox.length === 0 && !this.#inflating) this.#finishReadable();
+  }
+
+  /** Inflates the compressed message at the head of the inbox. */
+  #inflate(message: CompressedMessage): void {
+    this.#inflating = true;
+    this.#engine.inflate(message).then((inflated) => {
+      this.#inflating = false;
+      if (this.#readableDone) return;
+      this.#inbox.shift();
+      this.#inboxBytes -= itemSize(message);
+      this.#controller!.enqueue(inflated);
+      this.#pump();
+    }, (error: unknown) => {
+      this.#inflating = false;
+      if (this.#readableDone) return;
+      this.#readableDone = true;
+      this.#dropInbox();
+      this.#controller!.error(error);
+      this.#engine.release();
+    });
+  }
+
+  #endReading(end: EngineEnd): void {
+    this.#end = end;
+    if (this.#controller !== undefined) this.#pump();
+    else if (this.#inbox.length === 0) this.#engine.release();
+  }
+
+  /**
+   * Ends `readable` once every message before the end was read: closed
+   * after a clean close; errored after a failure, once `readable`'s own
+   * queue is empty too (erroring it would discard what it holds).
+   */
+  #finishReadable(): void {
+    const end = this.#end;
+    const controller = this.#controller;
+    if (end === undefined || controller === undefined || this.#readableDone) {
+      return;
+    }
+    if (end.error === undefined) {
+      this.#readableDone = true;
+      controller.close();
+      this.#engine.release();
+    } else if (controller.desiredSize === READABLE_HIGH_WATER_MARK) {
+      this.#readableDone = true;
+      controller.error(end.error);
+      this.#engine.release();
+    }
+  }
+
+  #dropInbox(): void {
+    this.#inbox = [];
+    this.#inboxBytes = 0;
+    if (this.#full) {
+      this.#full = false;
+      this.#engine.resume();
+    }
+  }
+
+  #settle(end: EngineEnd): void {
+    this.#end ??= end;
+    if (end.error) {
+      // Nobody has to await `closed`: an unobserved rejection must not crash.
+      this.#closed.catch(ignore);
+      this.#reject(end.error);
+    } else {
+      this.#resolve({
+        closeCode: end.closeCode,
+        reason: end.reason,
+        wasClean: true,
+      });
+    }
+  }
+}
+
+/**
+ * `readable`'s source: a class rather than an object literal, so that its
+ * methods are shared and a socket holds no closure per stream callback.
+ */
+class Source implements UnderlyingDefaultSource<Message> {
+  #socket: Socket;
+
+  constructor(socket: Socket) {
+    this.#socket = socket;
+  }
+
+  start(controller: ReadableStreamDefaultController<Message>): void {
+    startReading(this.#socket, controller);
+  }
+
+  pull(): void {
+    pull(this.#socket);
+  }
+
+  cancel(reason: unknown): void {
+    cancel(this.#socket, reason);
+  }
+}
+
+/** `writable`'s sink. */
+class Sink implements UnderlyingSink<Message> {
+  #socket: Socket;
+
+  constructor(socket: Socket) {
+    this.#socket = socket;
+  }
+
+  write(message: Message): Promise<void> {
+    return write(this.#socket, message);
+  }
+
+  close(): void {
+    closeFor(this.#socket, undefined);
+  }
+
+  abort(reason: unknown): void {
+    closeFor(this.#socket, reason);
+  }
+}
+
+function isMessage(item: Message | CompressedMessage): item is Message {
+  return typeof item === "string" || item instanceof Uint8Array;
+}
+
+/** A message's size as counted by `bufferedAmount` (UTF-16 units for text). */
+function messageSize(message: Message): number {
+  return typeof message === "string"
+    ? message.length
+    : message instanceof Uint8Array
+    ? message.byteLength
+    : 0;
+}
+
+function itemSize(item: Message | CompressedMessage): number {
+  return ITEM_COST +
+    (isMessage(item) ? messageSize(item) : item.payload.byteLength);
+}
+
+function ignore(): void {}
