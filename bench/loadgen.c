@@ -48,6 +48,7 @@ static struct {
   uint32_t subscribers; /* fanout */
   uint32_t window;      /* fanout: published messages not yet delivered */
   uint32_t timeout_ms;  /* the whole run, so that a stuck server cannot hang it */
+  uint32_t drain_ms;    /* after the run: for echoes and deliveries to arrive */
 } opt = {
     .mode = MODE_ECHO,
     .port = 0,
@@ -64,6 +65,7 @@ static struct {
     .subscribers = 100,
     .window = 16,
     .timeout_ms = 120000,
+    .drain_ms = 5000,
 };
 
 static void usage(void) {
@@ -71,6 +73,7 @@ static void usage(void) {
           "usage: loadgen --port P [--mode echo|handshake|fanout] [options]\n"
           "  all:       --concurrency K (handshakes in progress, 128)\n"
           "             --timeout MS (whole run, 120000)\n"
+          "             --drain MS (for the last echoes or deliveries, 5000)\n"
           "  echo:      --connections C (64) --inflight M (16) --size S (16)\n"
           "             --binary --warmup MS (1000) --duration MS (3000)\n"
           "             --path /\n"
@@ -993,7 +996,7 @@ static void run_echo(void) {
     struct conn *c = g.conns[i];
     if (c->state == ST_OPEN && c->outstanding == 0) send_close(c);
   }
-  uint64_t close_deadline = g.now + ms_ns(5000);
+  uint64_t close_deadline = g.now + ms_ns(opt.drain_ms);
   while (g.closed + g.echo_errors < g.conn_count && g.now < close_deadline) {
     poll_once(until_ms(close_deadline));
   }
@@ -1099,7 +1102,7 @@ static void run_fanout(void) {
   double cpu = cpu_seconds() - cpu0;
   mark("end");
   g.publishing = 0;
-  uint64_t drain_deadline = g.now + ms_ns(5000);
+  uint64_t drain_deadline = g.now + ms_ns(opt.drain_ms);
   while (g.oldest < g.next_seq && g.now < drain_deadline) {
     poll_once(until_ms(drain_deadline));
   }
@@ -1182,6 +1185,8 @@ int main(int argc, char **argv) {
       opt.subscribers = number(a, v, 1);
     } else if (strcmp(a, "--window") == 0) {
       opt.window = number(a, v, 1);
+    } else if (strcmp(a, "--drain") == 0) {
+      opt.drain_ms = number(a, v, 0);
     } else if (strcmp(a, "--timeout") == 0) {
       opt.timeout_ms = number(a, v, 1);
     } else {

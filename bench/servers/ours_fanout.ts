@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { serve, type WebSocketConnection } from "../../mod.ts";
+import { connect, serve, type WebSocketConnection } from "../../mod.ts";
 import { handleSignals, portFlag } from "./_common.ts";
 
 /**
@@ -21,6 +21,8 @@ type TopicSocket = WebSocketConnection & {
 
 const TOPIC = "t";
 let port = 0;
+/** Told by the handler whether a real socket has the topic methods. */
+let probed: (supported: boolean) => void = () => {};
 
 const server = serve({
   port: portFlag(),
@@ -29,7 +31,16 @@ const server = serve({
   onListen: (addr) => port = addr.port,
 }, async (connection) => {
   const socket = connection as TopicSocket;
-  if (new URL(socket.request.url).pathname === "/sub") {
+  const path = new URL(socket.request.url).pathname;
+  if (path === "/probe") {
+    probed(
+      typeof socket.subscribe === "function" &&
+        typeof socket.publish === "function",
+    );
+    socket.close();
+    return;
+  }
+  if (path === "/sub") {
     socket.subscribe(TOPIC);
     // Read on, so that pongs and the closing handshake are handled.
     for await (const _ of socket.readable) {
@@ -40,9 +51,20 @@ const server = serve({
   for await (const message of socket.readable) socket.publish(TOPIC, message);
 });
 
-const publish = (server as { publish?: unknown }).publish;
-if (typeof publish !== "function") {
-  console.log("unsupported: serve() has no topic API (server.publish) yet");
+/** Whether the server and one of its sockets have the topic API. */
+async function supported(): Promise<boolean> {
+  if (typeof (server as { publish?: unknown }).publish !== "function") {
+    return false;
+  }
+  const answer = new Promise<boolean>((resolve) => probed = resolve);
+  const client = await connect(`ws://127.0.0.1:${port}/probe`);
+  const result = await answer;
+  await client.closed.catch(() => {});
+  return result;
+}
+
+if (!(await supported())) {
+  console.log("unsupported: serve() has no topic API (publish, subscribe) yet");
   Deno.exit(3);
 }
 console.log(port);
