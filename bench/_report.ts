@@ -243,6 +243,8 @@ export function ratioChart(
         value: metric.higherIsBetter ? ours / theirs : theirs / ours,
       };
     });
+    // A scenario ours did not run (e.g. (g) before the topic API) has no bars.
+    if (!bars.some((bar) => Number.isFinite(bar.value))) continue;
     let note = metric.higherIsBetter ? "ours ÷ peer" : "peer ÷ ours";
     let target = metric.targetRatio;
     let targetLabel = target === undefined
