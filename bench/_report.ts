@@ -14,7 +14,7 @@ export interface Sample {
 
 /** One row of the results table. */
 export interface Metric {
-  /** The scenario's id: `a`, `b`, `c` or `d`. */
+  /** The scenario's id: `a` to `g`. */
   scenario: string;
   /** The key into {@linkcode Sample.values}. */
   key: string;
@@ -210,6 +210,8 @@ interface _Group {
 const PEER_COLORS: Partial<Record<ServerName, string>> = {
   deno: "#2f6fb0",
   ws: "#e0892b",
+  bun: "#8e5bb5",
+  node: "#3f9a4f",
 };
 
 function _escape(text: string): string {
@@ -241,6 +243,8 @@ export function ratioChart(
         value: metric.higherIsBetter ? ours / theirs : theirs / ours,
       };
     });
+    // A scenario ours did not run (e.g. (g) before the topic API) has no bars.
+    if (!bars.some((bar) => Number.isFinite(bar.value))) continue;
     let note = metric.higherIsBetter ? "ours ÷ peer" : "peer ÷ ours";
     let target = metric.targetRatio;
     let targetLabel = target === undefined
@@ -261,7 +265,11 @@ export function ratioChart(
       targetLabel,
     });
   }
-  const width = 860;
+  // Wide enough for every group's bars and labels, and for the legend.
+  const width = Math.max(
+    860,
+    80 + groups.length * Math.max(120, peers.length * 34),
+  );
   const height = 440;
   const left = 60;
   const right = 20;
@@ -348,7 +356,7 @@ export function ratioChart(
         _escape(SERVERS[peer].label)
       }</text>`,
     );
-    legendX += 220;
+    legendX += 50 + 7 * SERVERS[peer].label.length;
   }
   out.push(
     `<line x1="${legendX}" y1="${height - 17}" x2="${legendX + 24}" y2="${

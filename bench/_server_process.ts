@@ -1,23 +1,71 @@
 /**
- * Echo servers as subprocesses, one per run, so that memory and CPU are
+ * Benchmark servers as subprocesses, one per run, so that memory and CPU are
  * measured per server (Linux `/proc`).
  *
  * @module
  */
+import { prepareRuntime, type Runtime } from "./_runtimes.ts";
 
-/** The echo servers the benchmark compares. */
+/** What a benchmark server does: echo, or fan out `/pub` to `/sub`. */
+export type ServerKind = "echo" | "fanout";
+
+/** One contender: its runtime and its server file per kind. */
+export interface ServerSpec {
+  /** Its name in tables. */
+  label: string;
+  /** What runs the files. */
+  runtime: "deno" | Runtime;
+  /** The file under bench/servers/ for each kind it has. */
+  files: Partial<Record<ServerKind, string>>;
+}
+
+/** The servers the benchmark compares. */
 export const SERVERS = {
-  ours: { label: "@scope/ws", file: "ours.ts" },
-  deno: { label: "Deno.upgradeWebSocket", file: "deno.ts" },
-  ws: { label: "npm:ws", file: "ws.ts" },
-} as const;
+  ours: {
+    label: "@scope/ws",
+    runtime: "deno",
+    files: { echo: "ours.ts", fanout: "ours_fanout.ts" },
+  },
+  deno: {
+    label: "Deno.upgradeWebSocket",
+    runtime: "deno",
+    files: { echo: "deno.ts", fanout: "deno_fanout.ts" },
+  },
+  ws: {
+    label: "npm:ws",
+    runtime: "deno",
+    files: { echo: "ws.ts", fanout: "ws_fanout.ts" },
+  },
+  bun: {
+    label: "Bun",
+    runtime: "bun",
+    files: { echo: "bun_echo.ts", fanout: "bun_fanout.ts" },
+  },
+  node: {
+    label: "npm:ws on Node.js",
+    runtime: "node",
+    files: { echo: "ws_node.mjs" },
+  },
+} as const satisfies Record<string, ServerSpec>;
 
 /** The name of one of {@linkcode SERVERS}. */
 export type ServerName = keyof typeof SERVERS;
 
+/** Whether a server has a file of this kind. */
+export function hasKind(name: ServerName, kind: ServerKind): boolean {
+  return (SERVERS[name] as ServerSpec).files[kind] !== undefined;
+}
+
+/** A server that said it cannot run here (`unsupported: …` on stdout). */
+export class UnsupportedServerError extends Error {
+  override name = "UnsupportedServerError";
+}
+
 /** Options for {@linkcode ServerProcess.start}. */
 export interface StartOptions {
-  /** Write a V8 CPU profile of the server into this directory. */
+  /** Which of the server's files: `echo` (the default) or `fanout`. */
+  kind?: ServerKind;
+  /** Write a V8 CPU profile of the server into this directory (Deno only). */
   profileDir?: string;
   /** The profile's file name. */
   profileName?: string;
@@ -43,13 +91,13 @@ export function rssBytes(pid: number): number {
   return Number(match[1]) * 1024;
 }
 
-/** One running echo server. */
+/** One running benchmark server. */
 export class ServerProcess implements AsyncDisposable {
   /** The server's name. */
   readonly name: ServerName;
   /** The port it listens on, on 127.0.0.1. */
   readonly port: number;
-  /** Its process id (the `deno` process itself). */
+  /** Its process id (the runtime's process itself). */
   readonly pid: number;
   #child: Deno.ChildProcess;
   #drained: Promise<void>;
@@ -68,28 +116,42 @@ export class ServerProcess implements AsyncDisposable {
   }
 
   /**
-   * Starts `bench/servers/<name>.ts --port 0` and waits for the port it
-   * prints.
+   * Starts `bench/servers/<file> --port 0` on its runtime and waits for the
+   * port it prints.
    *
    * @param name Which server.
-   * @param options Profiling options.
+   * @param options Which kind, and profiling options.
    * @returns The running server.
+   * @throws {UnsupportedServerError} When the server says it cannot run.
+   * @throws {RangeError} When the server has no file of that kind.
    */
   static async start(
     name: ServerName,
     options: StartOptions = {},
   ): Promise<ServerProcess> {
-    const file = new URL(`./servers/${SERVERS[name].file}`, import.meta.url);
-    const args = ["run", "-A", "--v8-flags=--expose-gc"];
-    if (options.profileDir) {
-      args.push("--cpu-prof", `--cpu-prof-dir=${options.profileDir}`);
-      if (options.profileName) {
-        args.push(`--cpu-prof-name=${options.profileName}`);
-      }
+    const spec: ServerSpec = SERVERS[name];
+    const kind = options.kind ?? "echo";
+    const fileName = spec.files[kind];
+    if (fileName === undefined) {
+      throw new RangeError(`The ${name} server has no ${kind} variant`);
     }
-    args.push(file.pathname, "--port", "0");
-    const child = new Deno.Command(Deno.execPath(), {
-      args,
+    const file = new URL(`./servers/${fileName}`, import.meta.url).pathname;
+    let command = Deno.execPath();
+    let args = ["run", "-A", "--v8-flags=--expose-gc"];
+    let env: Record<string, string> = {};
+    if (spec.runtime === "deno") {
+      if (options.profileDir) {
+        args.push("--cpu-prof", `--cpu-prof-dir=${options.profileDir}`);
+        if (options.profileName) {
+          args.push(`--cpu-prof-name=${options.profileName}`);
+        }
+      }
+    } else {
+      ({ command, args, env } = await prepareRuntime(spec.runtime));
+    }
+    const child = new Deno.Command(command, {
+      args: [...args, file, "--port", "0"],
+      env,
       stdin: "null",
       stdout: "piped",
       stderr: "inherit",
@@ -110,7 +172,17 @@ export class ServerProcess implements AsyncDisposable {
       await child.status;
       throw error;
     }
-    const port = Number(text.slice(0, text.indexOf("\n")).trim());
+    const line = text.slice(0, text.indexOf("\n")).trim();
+    const port = Number(line);
+    if (!/^\d+$/.test(line) || port === 0) {
+      reader.releaseLock();
+      await child.stdout.cancel().catch(() => {});
+      _kill(child);
+      await child.status;
+      throw line.startsWith("unsupported:")
+        ? new UnsupportedServerError(line.slice(12).trim())
+        : new Error(`The ${name} server printed ${JSON.stringify(line)}`);
+    }
     // Keep reading so that a chatty server never blocks on a full pipe.
     const drained = (async () => {
       while (!(await reader.read()).done) {

@@ -1,16 +1,18 @@
 /**
- * `deno task bench`: runs the load generator against three echo servers,
- * each in its own subprocess (this module, `Deno.upgradeWebSocket` and
- * `npm:ws`), alternating the servers run by run over several rounds, then the
- * micro benchmarks; prints a markdown table of the medians and the ratios of
- * this module to each peer, and writes `bench/results.md`,
- * `bench/results.json` (every sample) and `bench/ratios.svg`.
+ * `deno task bench`: runs the load generators against the servers, each in
+ * its own subprocess (this module, `Deno.upgradeWebSocket`, `npm:ws` on Deno,
+ * Bun and `npm:ws` on Node.js), alternating the servers run by run over
+ * several rounds, then the micro benchmarks; prints a markdown table of the
+ * medians and the ratios of this module to each peer, and writes
+ * `bench/results.md`, `bench/results.json` (every sample) and
+ * `bench/ratios.svg`. Scenarios (a)–(d) use the TypeScript generator
+ * (load.ts, in this process); (e)–(g) the C one (loadgen.c, compiled here).
  *
  * Flags: `--rounds N` (5), `--duration MS` (3000, measured per run),
  * `--warmup MS` (1000), `--idle N` (5000), `--quick` (1 round of 1 s, 1000
- * idle connections, no files written), `--servers ours,deno,ws`,
- * `--scenarios a,b,c,d`, `--no-micro`, `--no-pin` (do not run (b) on one
- * CPU), `--profile DIR` (CPU profiles of our server, one per run), `--out
+ * idle connections, no files written), `--servers ours,deno,ws,bun,node`,
+ * `--scenarios a,b,c,d,e,f,g`, `--no-micro`, `--no-pin` (do not run (b) on
+ * one CPU), `--profile DIR` (CPU profiles of our server, one per run), `--out
  * DIR` (where the report goes; by default only a full run writes it, into
  * `bench/`).
  *
@@ -29,12 +31,23 @@ import {
 } from "./_report.ts";
 import {
   cpuSeconds,
+  hasKind,
+  type ServerKind,
   type ServerName,
   ServerProcess,
   SERVERS,
+  type ServerSpec,
+  UnsupportedServerError,
 } from "./_server_process.ts";
 import { MICRO_CASES } from "./_micro_cases.ts";
 import { IdleConnections, runLoad } from "./load.ts";
+import {
+  buildLoadgen,
+  type LoadgenResult,
+  removeLoadgen,
+  runLoadgen,
+} from "./_loadgen.ts";
+import { prepareRuntime, type Runtime } from "./_runtimes.ts";
 
 const MiB = 1024 * 1024;
 const HOST = "127.0.0.1";
@@ -45,6 +58,22 @@ const HOST = "127.0.0.1";
  * connection; after 1,000 of them, the next 5,000 measure what each adds.
  */
 const IDLE_WARM = 1000;
+/**
+ * (e), a reconnect storm after a deploy: handshakes while many connections
+ * stay open, a bounded number in progress (an unbounded burst would overflow
+ * the listen backlog, and dropped SYNs are retried only after a second).
+ */
+const STORM = { open: 1000, handshakes: 5000, concurrency: 128 };
+/** (f): many connections with a few messages each, to show unfairness. */
+const MANY = { connections: 256, inFlight: 4, size: 16 };
+/**
+ * (g): one publisher, N subscribers; at most `window` messages published and
+ * not yet delivered to every subscriber.
+ */
+const FANOUT = { subscribers: [100, 1000], window: 16, size: 64 };
+
+const DEFAULT_SERVERS = "ours,deno,ws,bun,node";
+const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g";
 
 interface _Flags {
   rounds: number;
@@ -58,6 +87,8 @@ interface _Flags {
   profile?: string;
   out?: string;
   quick: boolean;
+  /** Every default server and scenario, not quick: the report goes to bench/. */
+  full: boolean;
 }
 
 interface _LoadScenario {
@@ -112,7 +143,46 @@ const LOAD_SCENARIOS: _LoadScenario[] = [
 const TITLES: Record<string, string> = {
   ...Object.fromEntries(LOAD_SCENARIOS.map((s) => [s.id, s.title])),
   d: "idle connections: server memory per connection",
+  e: `connection rate: ${_n(STORM.open)} connections open, then ${
+    _n(STORM.handshakes)
+  } handshakes, ${STORM.concurrency} in progress at most (C generator)`,
+  f: `${MANY.connections} connections × ${MANY.inFlight} in flight, ${MANY.size} B text (C generator)`,
+  g: `fan-out: 1 publisher, ${
+    FANOUT.subscribers.map(_n).join(" and ")
+  } subscribers, ${FANOUT.size} B text, at most ${FANOUT.window} messages undelivered (C generator)`,
 };
+
+function _n(value: number): string {
+  return value.toLocaleString("en-US");
+}
+
+/** The fan-out metrics of (g), per number of subscribers. */
+function _fanoutMetrics(n: number): Metric[] {
+  return [
+    {
+      scenario: "g",
+      key: `dps${n}`,
+      label: `N = ${_n(n)}: deliveries/s`,
+      higherIsBetter: true,
+      chartLabel: n === 1000 ? "(g) fan-out to 1,000" : undefined,
+      decimals: 0,
+    },
+    {
+      scenario: "g",
+      key: `p50_${n}`,
+      label: `N = ${_n(n)}: p50 publish → receive, ms`,
+      higherIsBetter: false,
+      decimals: 2,
+    },
+    {
+      scenario: "g",
+      key: `p99_${n}`,
+      label: `N = ${_n(n)}: p99 publish → receive, ms`,
+      higherIsBetter: false,
+      decimals: 2,
+    },
+  ];
+}
 
 export const METRICS: Metric[] = [
   {
@@ -167,24 +237,101 @@ export const METRICS: Metric[] = [
     chartLabel: "(d) memory per idle conn.",
     decimals: 1,
   },
+  {
+    scenario: "e",
+    key: "hps",
+    label: "handshakes/s",
+    higherIsBetter: true,
+    chartLabel: "(e) handshakes/s",
+    decimals: 0,
+  },
+  {
+    scenario: "e",
+    key: "hsP50",
+    label: "p50 handshake, ms",
+    higherIsBetter: false,
+    decimals: 2,
+  },
+  {
+    scenario: "e",
+    key: "hsP99",
+    label: "p99 handshake, ms",
+    higherIsBetter: false,
+    decimals: 2,
+  },
+  {
+    scenario: "f",
+    key: "msgs",
+    label: "messages/s",
+    higherIsBetter: true,
+    chartLabel: "(f) 256 × 4, 16 B",
+    decimals: 0,
+  },
+  {
+    scenario: "f",
+    key: "p50",
+    label: "p50 round trip, ms",
+    higherIsBetter: false,
+    decimals: 2,
+  },
+  {
+    scenario: "f",
+    key: "p99",
+    label: "p99 round trip, ms",
+    higherIsBetter: false,
+    decimals: 2,
+  },
+  {
+    scenario: "f",
+    key: "connMin",
+    label: "slowest connection, messages/s",
+    higherIsBetter: true,
+    decimals: 0,
+  },
+  {
+    scenario: "f",
+    key: "spread",
+    label: "fastest ÷ slowest connection",
+    higherIsBetter: false,
+    decimals: 2,
+  },
+  ...FANOUT.subscribers.flatMap(_fanoutMetrics),
 ];
 
-const CPU_METRICS: Metric[] = ["a", "b", "c"].flatMap((scenario) => [
-  {
-    scenario,
-    key: "serverCpu",
-    label: "server CPU, % of one core",
-    higherIsBetter: false,
-    decimals: 0,
-  },
-  {
-    scenario,
-    key: "loadCpu",
-    label: "load generator CPU, % of one core",
-    higherIsBetter: false,
-    decimals: 0,
-  },
-]);
+const CPU_METRICS: Metric[] = [
+  ...["a", "b", "c", "e", "f"].flatMap((scenario) => [
+    {
+      scenario,
+      key: "serverCpu",
+      label: "server CPU, % of one core",
+      higherIsBetter: false,
+      decimals: 0,
+    },
+    {
+      scenario,
+      key: "loadCpu",
+      label: "load generator CPU, % of one core",
+      higherIsBetter: false,
+      decimals: 0,
+    },
+  ]),
+  ...FANOUT.subscribers.flatMap((n) => [
+    {
+      scenario: "g",
+      key: `serverCpu${n}`,
+      label: `N = ${_n(n)}: server CPU, % of one core`,
+      higherIsBetter: false,
+      decimals: 0,
+    },
+    {
+      scenario: "g",
+      key: `loadCpu${n}`,
+      label: `N = ${_n(n)}: load generator CPU, % of one core`,
+      higherIsBetter: false,
+      decimals: 0,
+    },
+  ]),
+];
 
 const RUN_METRICS: Metric[] = [
   ...METRICS,
@@ -210,6 +357,43 @@ const RUN_METRICS: Metric[] = [
     higherIsBetter: false,
     decimals: 1,
   },
+  {
+    scenario: "e",
+    key: "hsErrors",
+    label: "failed handshakes and dropped connections",
+    higherIsBetter: false,
+    decimals: 0,
+  },
+  {
+    scenario: "f",
+    key: "connMax",
+    label: "fastest connection, messages/s",
+    higherIsBetter: true,
+    decimals: 0,
+  },
+  {
+    scenario: "f",
+    key: "errors",
+    label: "failed or unclean connections",
+    higherIsBetter: false,
+    decimals: 0,
+  },
+  ...FANOUT.subscribers.flatMap((n) => [
+    {
+      scenario: "g",
+      key: `pps${n}`,
+      label: `N = ${_n(n)}: publishes/s`,
+      higherIsBetter: true,
+      decimals: 0,
+    },
+    {
+      scenario: "g",
+      key: `errors${n}`,
+      label: `N = ${_n(n)}: missing, out-of-order or undelivered`,
+      higherIsBetter: false,
+      decimals: 0,
+    },
+  ]),
 ];
 
 function _parseFlags(args: string[]): _Flags {
@@ -221,8 +405,8 @@ function _parseFlags(args: string[]): _Flags {
       warmup: { type: "string" },
       idle: { type: "string" },
       quick: { type: "boolean", default: false },
-      servers: { type: "string", default: "ours,deno,ws" },
-      scenarios: { type: "string", default: "a,b,c,d" },
+      servers: { type: "string", default: DEFAULT_SERVERS },
+      scenarios: { type: "string", default: DEFAULT_SCENARIOS },
       "no-micro": { type: "boolean", default: false },
       "no-pin": { type: "boolean", default: false },
       profile: { type: "string" },
@@ -233,7 +417,8 @@ function _parseFlags(args: string[]): _Flags {
   if (values.help) {
     console.log(
       "deno task bench [--quick] [--rounds N] [--duration MS] [--warmup MS] " +
-        "[--idle N] [--servers ours,deno,ws] [--scenarios a,b,c,d] " +
+        `[--idle N] [--servers ${DEFAULT_SERVERS}] ` +
+        `[--scenarios ${DEFAULT_SCENARIOS}] ` +
         "[--no-micro] [--no-pin] [--profile DIR] [--out DIR]",
     );
     Deno.exit(0);
@@ -270,7 +455,14 @@ function _parseFlags(args: string[]): _Flags {
     profile: values.profile,
     out: values.out,
     quick,
+    full: !quick && values.profile === undefined &&
+      _sameSet(servers, DEFAULT_SERVERS.split(",")) &&
+      _sameSet(scenarios, DEFAULT_SCENARIOS.split(",")),
   };
+}
+
+function _sameSet(a: string[], b: string[]): boolean {
+  return a.length === b.length && b.every((item) => a.includes(item));
 }
 
 async function _shell(script: string, cwd?: string): Promise<string> {
@@ -284,16 +476,16 @@ async function _shell(script: string, cwd?: string): Promise<string> {
 }
 
 /**
- * Scenario (d) needs a file descriptor per connection in the generator and
- * in the server. Deno raises its soft limit to the hard one; when that is
- * still too low, reruns this script once under a shell that tries to raise
- * it (root may raise the hard limit too; the servers inherit it). Returns how
- * many idle connections fit.
+ * Scenarios (d), (e) and (g) need a file descriptor per connection in the
+ * generator and in the server. Deno raises its soft limit to the hard one;
+ * when that is still too low, reruns this script once under a shell that
+ * tries to raise it (root may raise the hard limit too; the servers inherit
+ * it). Returns the limit in force (Infinity for none).
  */
-async function _ensureFdLimit(idle: number): Promise<number> {
-  const needed = idle + IDLE_WARM + 256;
+async function _ensureFdLimit(needed: number): Promise<number> {
   const limit = await _shell("ulimit -n");
-  if (limit === "unlimited" || Number(limit) >= needed) return idle;
+  if (limit === "unlimited") return Infinity;
+  if (Number(limit) >= needed) return Number(limit);
   if (Deno.env.get("BENCH_FD_RAISED") !== "1") {
     console.log(`Raising the open file limit from ${limit} to ${needed}`);
     const child = new Deno.Command("sh", {
@@ -310,11 +502,23 @@ async function _ensureFdLimit(idle: number): Promise<number> {
     }).spawn();
     Deno.exit((await child.status).code);
   }
-  const fit = Math.max(0, Number(limit) - IDLE_WARM - 256);
-  console.log(
-    `The open file limit (${limit}) allows only ${fit} idle connections`,
+  return Number(limit);
+}
+
+/** The file descriptors each of the flags' scenarios needs per process. */
+function _fdsNeeded(flags: _Flags): number {
+  const needs = flags.scenarios.map((id) =>
+    id === "d"
+      ? flags.idle + IDLE_WARM
+      : id === "e"
+      ? STORM.open + STORM.handshakes
+      : id === "g"
+      ? Math.max(...FANOUT.subscribers) + 1
+      : id === "f"
+      ? MANY.connections
+      : 64
   );
-  return fit;
+  return Math.max(...needs) + 256;
 }
 
 function _sleep(ms: number): Promise<void> {
@@ -445,6 +649,141 @@ async function _runIdleScenario(
   }
 }
 
+/**
+ * Runs the C generator against `server`, measuring the server's CPU over the
+ * generator's measured window (marked on its stderr).
+ */
+async function _runLoadgen(
+  server: ServerProcess,
+  args: string[],
+): Promise<{ result: LoadgenResult; serverCpu: number }> {
+  let cpu = 0;
+  let since = 0;
+  let serverCpu = NaN;
+  const result = await runLoadgen(["--port", String(server.port), ...args], {
+    onCountStart: () => {
+      cpu = server.cpuSeconds();
+      since = performance.now();
+    },
+    onCountEnd: () => {
+      const seconds = (performance.now() - since) / 1000;
+      serverCpu = ((server.cpuSeconds() - cpu) / seconds) * 100;
+    },
+    onNote: (line) => console.log(`  ${line}`),
+  });
+  return { result, serverCpu };
+}
+
+function _number(result: LoadgenResult, key: string): number {
+  const value = result[key];
+  if (typeof value !== "number") {
+    throw new Error(`The load generator's result has no ${key}`);
+  }
+  return value;
+}
+
+async function _runHandshakeScenario(server: ServerProcess): Promise<Sample> {
+  const { result, serverCpu } = await _runLoadgen(server, [
+    "--mode",
+    "handshake",
+    "--open",
+    String(STORM.open),
+    "--handshakes",
+    String(STORM.handshakes),
+    "--concurrency",
+    String(STORM.concurrency),
+  ]);
+  return {
+    values: {
+      hps: _number(result, "rate"),
+      hsP50: _number(result, "p50Us") / 1000,
+      hsP99: _number(result, "p99Us") / 1000,
+      hsErrors: _number(result, "errors") + _number(result, "idleErrors") +
+        _number(result, "dropped"),
+      serverCpu,
+      loadCpu: _number(result, "cpu"),
+    },
+  };
+}
+
+async function _runManyScenario(
+  server: ServerProcess,
+  flags: _Flags,
+): Promise<Sample> {
+  const { result, serverCpu } = await _runLoadgen(server, [
+    "--mode",
+    "echo",
+    "--connections",
+    String(MANY.connections),
+    "--inflight",
+    String(MANY.inFlight),
+    "--size",
+    String(MANY.size),
+    "--warmup",
+    String(flags.warmup),
+    "--duration",
+    String(flags.duration),
+  ]);
+  const connMin = _number(result, "connMinMsgs");
+  const connMax = _number(result, "connMaxMsgs");
+  return {
+    values: {
+      msgs: _number(result, "msgs"),
+      p50: _number(result, "p50Us") / 1000,
+      p99: _number(result, "p99Us") / 1000,
+      connMin,
+      connMax,
+      spread: connMax / connMin,
+      errors: _number(result, "errors") + _number(result, "unclean"),
+      serverCpu,
+      loadCpu: _number(result, "cpu"),
+    },
+  };
+}
+
+/** (g): one fresh fan-out server per number of subscribers. */
+async function _runFanoutScenario(
+  name: ServerName,
+  flags: _Flags,
+  profile: (label: string) => { profileDir?: string; profileName?: string },
+): Promise<Sample> {
+  const values: Record<string, number> = {};
+  for (const n of FANOUT.subscribers) {
+    const server = await ServerProcess.start(name, {
+      kind: "fanout",
+      ...profile(`g${n}`),
+    });
+    try {
+      const { result, serverCpu } = await _runLoadgen(server, [
+        "--mode",
+        "fanout",
+        "--subscribers",
+        String(n),
+        "--window",
+        String(FANOUT.window),
+        "--size",
+        String(FANOUT.size),
+        "--warmup",
+        String(flags.warmup),
+        "--duration",
+        String(flags.duration),
+      ]);
+      values[`dps${n}`] = _number(result, "deliveriesPerSec");
+      values[`pps${n}`] = _number(result, "publishesPerSec");
+      values[`p50_${n}`] = _number(result, "p50Us") / 1000;
+      values[`p99_${n}`] = _number(result, "p99Us") / 1000;
+      values[`errors${n}`] = _number(result, "missing") +
+        _number(result, "outOfOrder") + _number(result, "malformed") +
+        _number(result, "undelivered");
+      values[`serverCpu${n}`] = serverCpu;
+      values[`loadCpu${n}`] = _number(result, "cpu");
+    } finally {
+      await server.stop();
+    }
+  }
+  return { values };
+}
+
 function _describe(id: string, sample: Sample): string {
   const v = sample.values;
   const n = (value: number, digits = 0) =>
@@ -460,6 +799,26 @@ function _describe(id: string, sample: Sample): string {
       } µs (${cpu()})`;
     case "c":
       return `${n(v.mibs)} MiB/s (${cpu()})`;
+    case "e":
+      return `${n(v.hps)} handshakes/s, p50 ${n(v.hsP50, 2)} ms, p99 ${
+        n(v.hsP99, 2)
+      } ms${
+        v.hsErrors ? `, ${n(v.hsErrors)} failed or dropped` : ""
+      } (${cpu()})`;
+    case "f":
+      return `${n(v.msgs)} msg/s, p50 ${n(v.p50, 2)} ms, p99 ${
+        n(v.p99, 2)
+      } ms, per connection ${n(v.connMin)}–${n(v.connMax)} msg/s${
+        v.errors ? `, ${n(v.errors)} failed` : ""
+      } (${cpu()})`;
+    case "g":
+      return FANOUT.subscribers.map((s) =>
+        `N=${s}: ${n(v[`dps${s}`])} deliveries/s (${
+          n(v[`pps${s}`])
+        } publishes/s), p50 ${n(v[`p50_${s}`], 2)} ms, p99 ${
+          n(v[`p99_${s}`], 2)
+        } ms${v[`errors${s}`] ? `, ${n(v[`errors${s}`])} errors` : ""}`
+      ).join("; ");
     default:
       return `${n(v.kib, 1)} KiB per connection (${
         n(v.kibNoGc, 1)
@@ -467,32 +826,62 @@ function _describe(id: string, sample: Sample): string {
   }
 }
 
+/** Which kind of server a scenario runs against. */
+function _kindOf(id: string): ServerKind {
+  return id === "g" ? "fanout" : "echo";
+}
+
+async function _runScenario(
+  id: string,
+  name: ServerName,
+  flags: _Flags,
+  round: number,
+): Promise<Sample> {
+  const profile = (label: string) =>
+    flags.profile && name === "ours"
+      ? {
+        profileDir: flags.profile,
+        profileName: `ours-${label}-round${round + 1}.cpuprofile`,
+      }
+      : {};
+  if (id === "g") return await _runFanoutScenario(name, flags, profile);
+  const server = await ServerProcess.start(name, profile(id));
+  try {
+    const load = LOAD_SCENARIOS.find((s) => s.id === id);
+    if (load) return await _runLoadScenario(load, server, flags);
+    if (id === "d") return await _runIdleScenario(server, flags.idle);
+    if (id === "e") return await _runHandshakeScenario(server);
+    return await _runManyScenario(server, flags);
+  } finally {
+    await server.stop();
+  }
+}
+
 async function _runScenarios(flags: _Flags): Promise<Results> {
   const results: Results = new Map();
+  /** Server and kind pairs that said they cannot run (e.g. no topic API). */
+  const unsupported = new Set<string>();
   for (let round = 0; round < flags.rounds; round++) {
     for (const id of flags.scenarios) {
+      const kind = _kindOf(id);
+      const servers = flags.servers.filter((name) =>
+        hasKind(name, kind) && !unsupported.has(`${name}/${kind}`)
+      );
       // Alternate the servers run by run: each round starts with another.
-      const order = flags.servers.map((_, i) =>
-        flags.servers[(i + round) % flags.servers.length]
+      const order = servers.map((_, i) =>
+        servers[(i + round) % servers.length]
       );
       for (const name of order) {
-        const server = await ServerProcess.start(
-          name,
-          flags.profile && name === "ours"
-            ? {
-              profileDir: flags.profile,
-              profileName: `ours-${id}-round${round + 1}.cpuprofile`,
-            }
-            : {},
-        );
         let sample: Sample;
         try {
-          const load = LOAD_SCENARIOS.find((s) => s.id === id);
-          sample = load
-            ? await _runLoadScenario(load, server, flags)
-            : await _runIdleScenario(server, flags.idle);
-        } finally {
-          await server.stop();
+          sample = await _runScenario(id, name, flags, round);
+        } catch (error) {
+          if (!(error instanceof UnsupportedServerError)) throw error;
+          unsupported.add(`${name}/${kind}`);
+          console.log(
+            `Leaving out ${SERVERS[name].label} (${kind}): ${error.message}`,
+          );
+          continue;
         }
         const byServer = results.get(id) ?? new Map<ServerName, Sample[]>();
         results.set(id, byServer);
@@ -592,6 +981,36 @@ async function _loadAverage(): Promise<string> {
   return text.split(" ")[0] || "unknown";
 }
 
+/**
+ * Finds or installs Bun and Node.js for the servers that run on them, and
+ * leaves out (with a note) those that cannot run here. Returns what runs.
+ */
+async function _prepareRuntimes(flags: _Flags): Promise<string[]> {
+  const needed = new Set<Runtime>();
+  for (const name of flags.servers) {
+    const runtime = (SERVERS[name] as ServerSpec).runtime;
+    if (runtime !== "deno") needed.add(runtime);
+  }
+  const versions: string[] = [];
+  const wsVersion = await _wsVersion();
+  for (const runtime of needed) {
+    try {
+      versions.push((await prepareRuntime(runtime, wsVersion)).version);
+    } catch (error) {
+      const left = flags.servers.filter((name) =>
+        SERVERS[name].runtime === runtime
+      );
+      console.log(
+        `Leaving out ${left.map((name) => SERVERS[name].label).join(", ")}: ${
+          (error as Error).message
+        }`,
+      );
+      flags.servers = flags.servers.filter((name) => !left.includes(name));
+    }
+  }
+  return versions;
+}
+
 async function _wsVersion(): Promise<string> {
   try {
     const lock = JSON.parse(
@@ -605,13 +1024,46 @@ async function _wsVersion(): Promise<string> {
 
 async function main(): Promise<void> {
   const flags = _parseFlags(Deno.args);
+  const fdLimit = await _ensureFdLimit(_fdsNeeded(flags));
   if (flags.scenarios.includes("d")) {
-    flags.idle = await _ensureFdLimit(flags.idle);
+    const fit = Math.max(0, Math.min(flags.idle, fdLimit - IDLE_WARM - 256));
+    if (fit < flags.idle) {
+      console.log(
+        `The open file limit (${fdLimit}) allows only ${fit} idle connections`,
+      );
+      flags.idle = fit;
+    }
     if (flags.idle === 0) {
       console.log("Skipping (d): no idle connections to open");
       flags.scenarios = flags.scenarios.filter((id) => id !== "d");
     }
   }
+  if (flags.scenarios.includes("e")) {
+    const needed = STORM.open + STORM.handshakes + 256;
+    if (fdLimit < needed) {
+      console.log(
+        `The open file limit (${fdLimit}) is below the ${needed} that (e) needs: expect failed handshakes`,
+      );
+    }
+  }
+  const usesLoadgen = ["e", "f", "g"].filter((id) =>
+    flags.scenarios.includes(id)
+  );
+  if (usesLoadgen.length > 0) {
+    try {
+      await buildLoadgen();
+    } catch (error) {
+      console.log(
+        `Skipping (${
+          usesLoadgen.join("), (")
+        }): the C load generator did not build: ${(error as Error).message}`,
+      );
+      flags.scenarios = flags.scenarios.filter((id) =>
+        !usesLoadgen.includes(id)
+      );
+    }
+  }
+  const runtimes = await _prepareRuntimes(flags);
   if (flags.profile) {
     flags.profile = await Deno.realPath(
       await Deno.mkdir(flags.profile, { recursive: true }).then(() =>
@@ -623,6 +1075,10 @@ async function main(): Promise<void> {
   const machine = await _machine();
   const wsVersion = await _wsVersion();
   const source = await _source();
+  const runtimeNote = [
+    `Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); npm:ws ${wsVersion} runs on Deno's Node.js compatibility layer`,
+    ...runtimes,
+  ].join("; ");
   const setup = [
     `${flags.rounds} round(s)`,
     `per run ${flags.warmup} ms warm-up, then ${flags.duration} ms measured`,
@@ -636,10 +1092,21 @@ async function main(): Promise<void> {
     ...(flags.pin && flags.scenarios.includes("b")
       ? ["in (b) the generator and the server are pinned to CPU 0 (taskset)"]
       : []),
+    ...(flags.scenarios.includes("e")
+      ? ["(e) times its handshakes from the first to the last, no warm-up"]
+      : []),
+    ...(flags.scenarios.includes("g")
+      ? ["in (g), a fresh server for each number of subscribers"]
+      : []),
   ].join("; ");
-  console.log(`${command}\n${machine}\nDeno ${Deno.version.deno}\n${setup}\n`);
+  console.log(`${command}\n${machine}\n${runtimeNote}\n${setup}\n`);
   const loadBefore = await _loadAverage();
-  const results = await _runScenarios(flags);
+  let results: Results;
+  try {
+    results = await _runScenarios(flags);
+  } finally {
+    await removeLoadgen();
+  }
   const micro = flags.micro ? await _runMicro() : [];
   const loadAfter = await _loadAverage();
 
@@ -650,10 +1117,8 @@ async function main(): Promise<void> {
   if (micro.length > 0) {
     console.log(`Micro benchmarks:\n\n${_microTable(micro)}\n`);
   }
-  const fullRun = !flags.quick && flags.servers.length === 3 &&
-    flags.scenarios.length === 4 && !flags.profile;
   const out = flags.out ??
-    (fullRun ? new URL(".", import.meta.url).pathname : undefined);
+    (flags.full ? new URL(".", import.meta.url).pathname : undefined);
   if (out === undefined) return;
   await Deno.mkdir(out, { recursive: true });
   const subtitle =
@@ -667,9 +1132,9 @@ async function main(): Promise<void> {
     `- Date: ${new Date().toISOString().slice(0, 10)}`,
     `- Source measured: ${source}`,
     `- Machine: ${machine}`,
-    `- Runtime: Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); npm:ws ${wsVersion} runs on Deno's Node.js compatibility layer`,
+    `- Runtimes: ${runtimeNote}`,
     `- Setup: ${setup}; servers alternated run by run, each run in a fresh server subprocess`,
-    "- The load generator (bench/load.ts) runs in the benchmark's own process, on the same cores as the server",
+    "- The load generators share the cores with the server: bench/load.ts runs (a)–(d) in the benchmark's own process, bench/loadgen.c (compiled with `cc -O2`) runs (e)–(g) as a subprocess",
     `- 1-minute load average before and after the run (other work on the machine skews results): ${loadBefore}, ${loadAfter}`,
     "",
     `## Medians of ${flags.rounds} round(s)`,
@@ -708,6 +1173,7 @@ async function main(): Promise<void> {
     source,
     deno: Deno.version,
     ws: wsVersion,
+    runtimes,
     flags,
     loadAverage: [loadBefore, loadAfter],
     samples: Object.fromEntries(

@@ -1,12 +1,14 @@
 /**
- * A quick run of the benchmark's load generator (bench/load.ts) and server
- * subprocesses, so that `deno task bench` keeps working. It asserts what the
- * generator counted, never how fast anything was.
+ * A quick run of the benchmark's load generators (bench/load.ts and, where
+ * `cc` is installed, bench/loadgen.c) and server subprocesses, so that
+ * `deno task bench` keeps working. It asserts what the generators counted,
+ * never how fast anything was.
  */
 import assert from "node:assert/strict";
 import { serve } from "../mod.ts";
 import { IdleConnections, openSocket, runLoad } from "../bench/load.ts";
 import { ServerProcess } from "../bench/_server_process.ts";
+import { removeLoadgen, runLoadgen } from "../bench/_loadgen.ts";
 
 function echoServer() {
   return serve(
@@ -111,3 +113,217 @@ for (const name of ["ours", "deno"] as const) {
     assert.equal(result.bytes, 10 * 70_000);
   });
 }
+
+const hasCc = await new Deno.Command("cc", {
+  args: ["--version"],
+  stdout: "null",
+  stderr: "null",
+}).output().then((output) => output.success, () => false);
+
+/** A server on 127.0.0.1 that answers every upgrade with `head`. */
+function rawServer(head: string): Deno.TcpListener & { done: Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const answer = new TextEncoder().encode(head);
+  const conns = new Set<Deno.Conn>();
+  const done = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      (async () => {
+        const buffer = new Uint8Array(4096);
+        let text = "";
+        while (!text.includes("\r\n\r\n")) {
+          const n = await conn.read(buffer);
+          if (n === null) return;
+          text += new TextDecoder().decode(buffer.subarray(0, n));
+        }
+        await conn.write(answer);
+        // Wait for the client to go away.
+        while ((await conn.read(buffer)) !== null) {
+          // Discard.
+        }
+      })().catch(() => {}).finally(() => {
+        conns.delete(conn);
+        conn.close();
+      });
+    }
+  })().catch(() => {}).finally(() => {
+    for (const conn of conns) conn.close();
+  });
+  return Object.assign(listener, { done });
+}
+
+Deno.test({
+  name:
+    "C load generator (bench/loadgen.c) counts echoes, handshakes and fan-out deliveries",
+  ignore: !hasCc,
+}, async (t) => {
+  try {
+    await t.step(
+      "echo: 8 connections × 2 in flight, every one closed cleanly",
+      async () => {
+        await using server = echoServer();
+        const result = await runLoadgen([
+          "--port",
+          String(server.addr.port),
+          "--mode",
+          "echo",
+          "--connections",
+          "8",
+          "--inflight",
+          "2",
+          "--warmup",
+          "50",
+          "--duration",
+          "300",
+          "--timeout",
+          "20000",
+        ]);
+        assert.equal(result.mode, "echo");
+        assert.ok((result.messages as number) > 0);
+        assert.equal(result.errors, 0);
+        assert.equal(result.unclean, 0);
+        assert.ok(
+          result.connMinMsgs as number <= (result.connMaxMsgs as number),
+        );
+      },
+    );
+
+    await t.step("handshake: 20 kept open, then 50 more verified", async () => {
+      await using server = echoServer();
+      const result = await runLoadgen([
+        "--port",
+        String(server.addr.port),
+        "--mode",
+        "handshake",
+        "--open",
+        "20",
+        "--handshakes",
+        "50",
+        "--concurrency",
+        "8",
+        "--timeout",
+        "20000",
+      ]);
+      assert.equal(result.open, 20);
+      assert.equal(result.handshakes, 50);
+      assert.equal(result.errors, 0);
+      assert.equal(result.idleErrors, 0);
+      assert.equal(result.dropped, 0);
+    });
+
+    await t.step(
+      "handshake: a wrong Sec-WebSocket-Accept fails every one",
+      async () => {
+        const listener = rawServer(
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+            "Connection: Upgrade\r\n" +
+            // The RFC 6455 §1.3 sample's accept, for a key the client never sent.
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        );
+        try {
+          const result = await runLoadgen([
+            "--port",
+            String((listener.addr as Deno.NetAddr).port),
+            "--mode",
+            "handshake",
+            "--open",
+            "0",
+            "--handshakes",
+            "3",
+            "--timeout",
+            "20000",
+          ]);
+          assert.equal(result.handshakes, 0);
+          assert.equal(result.errors, 3);
+        } finally {
+          listener.close();
+          await listener.done;
+        }
+      },
+    );
+
+    await t.step(
+      "fan-out: 20 subscribers get every message in order",
+      async () => {
+        await using server = await ServerProcess.start("deno", {
+          kind: "fanout",
+        });
+        const result = await runLoadgen([
+          "--port",
+          String(server.port),
+          "--mode",
+          "fanout",
+          "--subscribers",
+          "20",
+          "--window",
+          "4",
+          "--warmup",
+          "50",
+          "--duration",
+          "300",
+          "--timeout",
+          "20000",
+        ]);
+        assert.equal(result.subscribers, 20);
+        assert.ok((result.deliveries as number) > 0);
+        assert.equal(result.missing, 0);
+        assert.equal(result.outOfOrder, 0);
+        assert.equal(result.malformed, 0);
+        assert.equal(result.undelivered, 0);
+      },
+    );
+
+    await t.step(
+      "fan-out: a server that skips messages is caught",
+      async () => {
+        // Drops every third message for the first subscriber.
+        const subscribers: WebSocket[] = [];
+        let published = 0;
+        await using server = Deno.serve({
+          hostname: "127.0.0.1",
+          port: 0,
+          onListen() {},
+        }, (request) => {
+          const { socket, response } = Deno.upgradeWebSocket(request);
+          if (new URL(request.url).pathname === "/sub") {
+            socket.onopen = () => subscribers.push(socket);
+          } else {
+            socket.onmessage = (event) => {
+              const skip = String(event.data).startsWith("0") &&
+                published++ % 3 === 2;
+              subscribers.forEach((s, i) => {
+                if (!(skip && i === 0)) s.send(event.data);
+              });
+            };
+          }
+          return response;
+        });
+        const notes: string[] = [];
+        const result = await runLoadgen([
+          "--port",
+          String(server.addr.port),
+          "--mode",
+          "fanout",
+          "--subscribers",
+          "3",
+          "--window",
+          "4",
+          "--warmup",
+          "0",
+          "--duration",
+          "200",
+          "--drain",
+          "500",
+          "--timeout",
+          "20000",
+        ], { onNote: (line) => notes.push(line) });
+        // A message skipped last is never followed: it stays undelivered.
+        assert.ok((result.missing as number) > 0);
+        assert.ok((result.undelivered as number) <= 1);
+        assert.match(notes.join("\n"), /expected \d+, got \d+ \(1 missing\)/);
+      },
+    );
+  } finally {
+    await removeLoadgen();
+  }
+});

@@ -1,0 +1,1234 @@
+/*
+ * The benchmark's load generator in C (epoll, non-blocking sockets, one
+ * thread), so that the generator costs the shared cores far less than the
+ * servers it measures. bench/run.ts compiles it into a temporary directory:
+ *   cc -O2 -o loadgen bench/loadgen.c
+ * It connects only to 127.0.0.1:<port>. Modes (see usage()): `echo` (a closed
+ * loop of pre-masked messages), `handshake` (a reconnect storm over idle
+ * connections) and `fanout` (one publisher, many subscribers). It prints one
+ * JSON object on stdout; lines on stderr starting with "#start" and "#end"
+ * mark the measured window, anything else there is a note or an error.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- options ------------------------------------------------------------ */
+
+enum mode { MODE_ECHO, MODE_HANDSHAKE, MODE_FANOUT };
+
+static struct {
+  enum mode mode;
+  int port;
+  const char *path;
+  uint32_t connections; /* echo */
+  uint32_t inflight;    /* echo: messages in flight per connection */
+  uint32_t size;        /* echo and fanout: payload bytes */
+  int binary;           /* echo: binary frames instead of text */
+  uint32_t warmup_ms;
+  uint32_t duration_ms;
+  uint32_t open;        /* handshake: idle connections opened first */
+  uint32_t handshakes;  /* handshake: handshakes measured after them */
+  uint32_t concurrency; /* handshakes in progress at most (all modes) */
+  uint32_t subscribers; /* fanout */
+  uint32_t window;      /* fanout: published messages not yet delivered */
+  uint32_t timeout_ms;  /* the whole run, so that a stuck server cannot hang it */
+  uint32_t drain_ms;    /* after the run: for echoes and deliveries to arrive */
+} opt = {
+    .mode = MODE_ECHO,
+    .port = 0,
+    .path = "/",
+    .connections = 64,
+    .inflight = 16,
+    .size = 16,
+    .binary = 0,
+    .warmup_ms = 1000,
+    .duration_ms = 3000,
+    .open = 1000,
+    .handshakes = 5000,
+    .concurrency = 128,
+    .subscribers = 100,
+    .window = 16,
+    .timeout_ms = 120000,
+    .drain_ms = 5000,
+};
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: loadgen --port P [--mode echo|handshake|fanout] [options]\n"
+          "  all:       --concurrency K (handshakes in progress, 128)\n"
+          "             --timeout MS (whole run, 120000)\n"
+          "             --drain MS (for the last echoes or deliveries, 5000)\n"
+          "  echo:      --connections C (64) --inflight M (16) --size S (16)\n"
+          "             --binary --warmup MS (1000) --duration MS (3000)\n"
+          "             --path /\n"
+          "  handshake: --open O (1000) --handshakes H (5000)\n"
+          "  fanout:    --subscribers N (100) --window W (16) --size S (64)\n"
+          "             --warmup MS --duration MS (publisher /pub, N x /sub)\n");
+  exit(2);
+}
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static void die(const char *format, ...) {
+  va_list args;
+  va_start(args, format);
+  fputs("loadgen: ", stderr);
+  vfprintf(stderr, format, args);
+  fputc('\n', stderr);
+  va_end(args);
+  exit(1);
+}
+
+static void *xrealloc(void *p, size_t size) {
+  void *q = realloc(p, size);
+  if (q == NULL) die("out of memory");
+  return q;
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double cpu_seconds(void) {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return (double)usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
+         (double)usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
+
+/* xorshift64*, seeded from getrandom(2): keys and masks need not be secret. */
+static uint64_t rng_state;
+
+static uint64_t rng_next(void) {
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+static void rng_seed(void) {
+  if (getrandom(&rng_state, sizeof rng_state, 0) != sizeof rng_state) {
+    rng_state = now_ns() ^ ((uint64_t)getpid() << 32);
+  }
+  if (rng_state == 0) rng_state = 0x9E3779B97F4A7C15ull;
+}
+
+/* ---- SHA-1 (FIPS 180-4) and base64, for Sec-WebSocket-Accept (RFC 6455 §4.2.2) */
+
+static uint32_t rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+
+static void sha1_block(uint32_t h[5], const uint8_t *p) {
+  uint32_t w[80];
+  for (int t = 0; t < 16; t++) {
+    w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
+           (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
+  }
+  for (int t = 16; t < 80; t++) {
+    w[t] = rol32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
+  }
+  uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+  for (int t = 0; t < 80; t++) {
+    uint32_t f, k;
+    if (t < 20) {
+      f = (b & c) | (~b & d);
+      k = 0x5A827999;
+    } else if (t < 40) {
+      f = b ^ c ^ d;
+      k = 0x6ED9EBA1;
+    } else if (t < 60) {
+      f = (b & c) | (b & d) | (c & d);
+      k = 0x8F1BBCDC;
+    } else {
+      f = b ^ c ^ d;
+      k = 0xCA62C1D6;
+    }
+    uint32_t temp = rol32(a, 5) + f + e + k + w[t];
+    e = d;
+    d = c;
+    c = rol32(b, 30);
+    b = a;
+    a = temp;
+  }
+  h[0] += a;
+  h[1] += b;
+  h[2] += c;
+  h[3] += d;
+  h[4] += e;
+}
+
+static void sha1(const uint8_t *data, size_t length, uint8_t out[20]) {
+  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476,
+                   0xC3D2E1F0};
+  size_t full = length / 64;
+  for (size_t i = 0; i < full; i++) sha1_block(h, data + i * 64);
+  uint8_t block[64];
+  size_t rest = length % 64;
+  memset(block, 0, sizeof block);
+  memcpy(block, data + full * 64, rest);
+  block[rest] = 0x80;
+  if (rest >= 56) {
+    sha1_block(h, block);
+    memset(block, 0, sizeof block);
+  }
+  uint64_t bits = (uint64_t)length * 8;
+  for (int i = 0; i < 8; i++) block[63 - i] = (uint8_t)(bits >> (8 * i));
+  sha1_block(h, block);
+  for (int i = 0; i < 5; i++) {
+    out[4 * i] = (uint8_t)(h[i] >> 24);
+    out[4 * i + 1] = (uint8_t)(h[i] >> 16);
+    out[4 * i + 2] = (uint8_t)(h[i] >> 8);
+    out[4 * i + 3] = (uint8_t)h[i];
+  }
+}
+
+/* Writes base64 of `length` bytes and a NUL; `out` holds 4*ceil(n/3)+1. */
+static void base64(const uint8_t *in, size_t length, char *out) {
+  static const char digits[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t i = 0;
+  for (; i + 3 <= length; i += 3) {
+    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+    *out++ = digits[v >> 18];
+    *out++ = digits[(v >> 12) & 63];
+    *out++ = digits[(v >> 6) & 63];
+    *out++ = digits[v & 63];
+  }
+  if (length - i == 1) {
+    uint32_t v = (uint32_t)in[i] << 16;
+    *out++ = digits[v >> 18];
+    *out++ = digits[(v >> 12) & 63];
+    *out++ = '=';
+    *out++ = '=';
+  } else if (length - i == 2) {
+    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+    *out++ = digits[v >> 18];
+    *out++ = digits[(v >> 12) & 63];
+    *out++ = digits[(v >> 6) & 63];
+    *out++ = '=';
+  }
+  *out = '\0';
+}
+
+/* The accept value for a 24-character key: base64(SHA-1(key + GUID)). */
+static void accept_for(const char *key, char out[29]) {
+  static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  uint8_t input[24 + sizeof guid - 1];
+  uint8_t digest[20];
+  memcpy(input, key, 24);
+  memcpy(input + 24, guid, sizeof guid - 1);
+  sha1(input, sizeof input, digest);
+  base64(digest, sizeof digest, out);
+}
+
+/* ---- latency histogram ------------------------------------------------- */
+/*
+ * Log-linear buckets of nanoseconds (as HdrHistogram): exact below 256 ns,
+ * then 128 buckets per power of two (under 0.8% error), in a fixed 60 KiB
+ * however many values: a fan-out run records tens of millions.
+ */
+#define HIST_SUB_BITS 8
+#define HIST_HALF (1 << (HIST_SUB_BITS - 1))
+#define HIST_BUCKETS (64 * HIST_HALF + HIST_HALF)
+
+static uint64_t hist[HIST_BUCKETS];
+static uint64_t hist_count;
+
+static void hist_add(uint64_t v) {
+  int index;
+  if (v < (1u << HIST_SUB_BITS)) {
+    index = (int)v;
+  } else {
+    int msb = 63 - __builtin_clzll(v);
+    int shift = msb - (HIST_SUB_BITS - 1);
+    index = shift * HIST_HALF + (int)(v >> shift);
+  }
+  hist[index]++;
+  hist_count++;
+}
+
+/* The value at quantile q (nearest rank), in µs, from the bucket's middle. */
+static double hist_quantile_us(double q) {
+  if (hist_count == 0) return -1;
+  uint64_t rank = (uint64_t)(q * (double)hist_count + 0.999999999);
+  if (rank < 1) rank = 1;
+  uint64_t seen = 0;
+  for (int i = 0; i < HIST_BUCKETS; i++) {
+    seen += hist[i];
+    if (seen < rank) continue;
+    if (i < (1 << HIST_SUB_BITS)) return i / 1000.0;
+    int shift = i / HIST_HALF - 1;
+    uint64_t low = (uint64_t)(i % HIST_HALF + HIST_HALF) << shift;
+    return ((double)low + (double)((uint64_t)1 << shift) / 2) / 1000.0;
+  }
+  return -1;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+enum role { ROLE_ECHO, ROLE_IDLE, ROLE_PUB, ROLE_SUB };
+enum state { ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DONE };
+
+#define OPCODE_CONTINUATION 0
+#define OPCODE_TEXT 1
+#define OPCODE_BINARY 2
+#define OPCODE_CLOSE 8
+#define OPCODE_PING 9
+#define MAX_HEAD 8192
+/* Frames whose payload is looked at (control frames, fan-out messages). */
+#define MAX_KEPT_PAYLOAD 65536
+#define SCRATCH_SIZE (256 * 1024)
+
+struct conn {
+  int fd;
+  enum role role;
+  enum state state;
+  uint32_t id;
+  int events_out; /* EPOLLOUT registered */
+  int measured;   /* handshake mode: latency counted */
+  int close_sent;
+  uint64_t started; /* connect() time */
+  char accept[29];
+  /* Bytes to send before (or between) echo frames: request, pongs, close. */
+  uint8_t *out;
+  size_t out_len, out_off, out_cap;
+  /* Echo frames to send, from the shared block of pre-encoded frames. */
+  size_t data_pending, data_pos;
+  /* Bytes read but not yet parsed (a partial header or kept frame). */
+  uint8_t *left;
+  size_t left_len, left_cap;
+  /* Frame parser: payload bytes to skip, and the message in progress. */
+  uint64_t skip;
+  int frame_opcode, message_opcode, fin;
+  /* Echo: send times of the messages in flight (FIFO), echoes this read. */
+  uint32_t outstanding, fifo_head, fifo_tail, echoed_now;
+  uint64_t *fifo;
+  uint64_t counted;
+  /* Subscriber: the sequence number it expects next. */
+  uint64_t expected;
+  int ready;
+};
+
+static struct {
+  int epfd;
+  uint8_t key[4];
+  uint8_t *block; /* echo: `inflight` pre-masked frames, back to back */
+  size_t frame_size;
+  uint8_t *scratch;
+  struct conn **conns;
+  uint32_t conn_count, conn_cap;
+  uint64_t now;
+  int counting;
+  /* Connection setup (every mode). */
+  uint32_t launched, opened, connecting, failed_open;
+  /* Echo. */
+  int sending;
+  uint64_t messages, closed, echo_errors;
+  /* Handshake. */
+  uint64_t storm_ok, storm_errors, idle_errors, dropped, storm_first,
+      storm_last;
+  /* Fan-out. */
+  struct conn *publisher;
+  uint32_t *remaining; /* per window slot: subscribers still to deliver */
+  uint64_t next_seq, oldest, published, deliveries, missing, out_of_order,
+      bad_messages, dead_subs, undelivered;
+  uint32_t active_subs;
+  int publishing;
+  uint32_t reports;
+} g;
+
+static void conn_fail(struct conn *c, const char *why);
+
+static void set_events(struct conn *c, int want_out) {
+  if (c->events_out == want_out) return;
+  struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0),
+                           .data.ptr = c};
+  if (epoll_ctl(g.epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+    die("epoll_ctl: %s", strerror(errno));
+  }
+  c->events_out = want_out;
+}
+
+static uint8_t *out_reserve(struct conn *c, size_t n) {
+  if (c->out_len + n > c->out_cap) {
+    c->out_cap = (c->out_len + n) * 2;
+    c->out = xrealloc(c->out, c->out_cap);
+  }
+  uint8_t *at = c->out + c->out_len;
+  c->out_len += n;
+  return at;
+}
+
+/* Writes a masked client frame header (RFC 6455 §5.2); returns its size. */
+static size_t frame_header(uint8_t *at, int opcode, uint64_t length) {
+  size_t n = 0;
+  at[n++] = (uint8_t)(0x80 | opcode);
+  if (length < 126) {
+    at[n++] = (uint8_t)(0x80 | length);
+  } else if (length < 65536) {
+    at[n++] = 0x80 | 126;
+    at[n++] = (uint8_t)(length >> 8);
+    at[n++] = (uint8_t)length;
+  } else {
+    at[n++] = 0x80 | 127;
+    for (int i = 7; i >= 0; i--) at[n++] = (uint8_t)(length >> (8 * i));
+  }
+  memcpy(at + n, g.key, 4);
+  return n + 4;
+}
+
+static size_t frame_size_for(uint64_t length) {
+  return 6 + (length < 126 ? 0 : length < 65536 ? 2 : 8) + length;
+}
+
+/* Queues one masked frame on the connection's byte queue. */
+static void out_frame(struct conn *c, int opcode, const uint8_t *payload,
+                      size_t length) {
+  uint8_t *at = out_reserve(c, frame_size_for(length));
+  size_t header = frame_header(at, opcode, length);
+  for (size_t i = 0; i < length; i++) {
+    at[header + i] = payload[i] ^ g.key[i & 3];
+  }
+}
+
+/*
+ * Sends what is queued until the kernel takes no more. The byte queue goes
+ * only between whole echo frames, so a pong never lands inside one.
+ * Returns -1 when the connection failed (it is then closed).
+ */
+static int conn_flush(struct conn *c) {
+  for (;;) {
+    const uint8_t *p;
+    size_t n;
+    int data;
+    if (c->out_off < c->out_len && c->data_pos == 0) {
+      p = c->out + c->out_off;
+      n = c->out_len - c->out_off;
+      data = 0;
+    } else if (c->data_pending > 0) {
+      p = g.block + c->data_pos;
+      n = c->data_pending;
+      data = 1;
+    } else {
+      break;
+    }
+    ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        set_events(c, 1);
+        return 0;
+      }
+      conn_fail(c, strerror(errno));
+      return -1;
+    }
+    if (data) {
+      c->data_pending -= (size_t)w;
+      c->data_pos = (c->data_pos + (size_t)w) % g.frame_size;
+    } else {
+      c->out_off += (size_t)w;
+      if (c->out_off == c->out_len) c->out_off = c->out_len = 0;
+    }
+  }
+  set_events(c, 0);
+  return 0;
+}
+
+static void conn_close_fd(struct conn *c) {
+  if (c->fd >= 0) close(c->fd);
+  c->fd = -1;
+  c->state = ST_DONE;
+}
+
+static struct conn *conn_start(enum role role, const char *path,
+                               int measured) {
+  struct conn *c = calloc(1, sizeof *c);
+  if (c == NULL) die("out of memory");
+  c->role = role;
+  c->measured = measured;
+  c->id = g.conn_count;
+  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c->fd < 0) die("socket: %s", strerror(errno));
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (g.conn_count == g.conn_cap) {
+    g.conn_cap = g.conn_cap ? g.conn_cap * 2 : 1024;
+    g.conns = xrealloc(g.conns, g.conn_cap * sizeof *g.conns);
+  }
+  g.conns[g.conn_count++] = c;
+  g.launched++;
+  g.connecting++;
+  /* The upgrade request (RFC 6455 §4.1), with a fresh random key. */
+  uint8_t nonce[16];
+  uint64_t r1 = rng_next(), r2 = rng_next();
+  memcpy(nonce, &r1, 8);
+  memcpy(nonce + 8, &r2, 8);
+  char key[25];
+  base64(nonce, 16, key);
+  accept_for(key, c->accept);
+  char request[512];
+  int n = snprintf(request, sizeof request,
+                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                   path, opt.port, key);
+  if (n <= 0 || (size_t)n >= sizeof request) die("path too long");
+  memcpy(out_reserve(c, (size_t)n), request, (size_t)n);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+  c->events_out = 1;
+  if (epoll_ctl(g.epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+    die("epoll_ctl: %s", strerror(errno));
+  }
+  struct sockaddr_in addr = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)opt.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  c->started = now_ns();
+  c->state = ST_CONNECTING;
+  if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0 &&
+      errno != EINPROGRESS) {
+    conn_fail(c, strerror(errno));
+  }
+  return c;
+}
+
+static void on_open(struct conn *c);
+static void on_message(struct conn *c, int opcode, const uint8_t *payload,
+                       uint64_t length);
+static void on_closed(struct conn *c, int clean, int was_open);
+
+static void conn_fail(struct conn *c, const char *why) {
+  if (c->state == ST_DONE) return;
+  int was_connecting = c->state != ST_OPEN;
+  conn_close_fd(c);
+  if (was_connecting) {
+    g.connecting--;
+    g.failed_open++;
+    if (g.failed_open <= 5) {
+      fprintf(stderr, "loadgen: connection %u failed to open: %s\n", c->id,
+              why);
+    }
+    on_closed(c, 0, 0);
+    return;
+  }
+  if (g.reports++ < 10) {
+    fprintf(stderr, "loadgen: connection %u failed: %s\n", c->id, why);
+  }
+  on_closed(c, 0, 1);
+}
+
+static const char *find_head_end(const uint8_t *p, size_t n) {
+  for (size_t i = 3; i < n; i++) {
+    if (p[i] == '\n' && p[i - 1] == '\r' && p[i - 2] == '\n' &&
+        p[i - 3] == '\r') {
+      return (const char *)p + i + 1;
+    }
+  }
+  return NULL;
+}
+
+/* Checks the `101` status and Sec-WebSocket-Accept (RFC 6455 §4.2.2). */
+static const char *check_head(struct conn *c, const char *head, size_t n) {
+  if (n < 12 || memcmp(head, "HTTP/1.1 101", 12) != 0) {
+    return "the server did not answer 101";
+  }
+  static const char name[] = "\r\nsec-websocket-accept:";
+  size_t name_length = sizeof name - 1;
+  for (size_t i = 0; i + name_length < n; i++) {
+    if (strncasecmp(head + i, name, name_length) != 0) continue;
+    const char *v = head + i + name_length;
+    const char *end = head + n;
+    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    const char *e = v;
+    while (e < end && *e != '\r') e++;
+    while (e > v && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    if ((size_t)(e - v) == 28 && memcmp(v, c->accept, 28) == 0) return NULL;
+    return "wrong Sec-WebSocket-Accept";
+  }
+  return "no Sec-WebSocket-Accept";
+}
+
+static void send_close(struct conn *c) {
+  if (c->close_sent || c->state != ST_OPEN) return;
+  static const uint8_t normal[2] = {0x03, 0xe8}; /* 1000 */
+  c->close_sent = 1;
+  out_frame(c, OPCODE_CLOSE, normal, 2);
+  conn_flush(c);
+}
+
+/* A control frame, whole (§5.5): answer pings, finish on close. */
+static void on_control(struct conn *c, int opcode, const uint8_t *payload,
+                       uint64_t length) {
+  if (opcode == OPCODE_PING) {
+    out_frame(c, 0xA, payload, (size_t)length);
+    conn_flush(c);
+  } else if (opcode == OPCODE_CLOSE) {
+    if (!c->close_sent) {
+      /* The server closed first: echo its code (§5.5.1), then count it. */
+      c->close_sent = 1;
+      out_frame(c, OPCODE_CLOSE, payload, length >= 2 ? 2 : 0);
+      conn_flush(c);
+      if (c->state == ST_DONE) return;
+      conn_close_fd(c);
+      if (g.reports++ < 10) {
+        unsigned code = length >= 2 ? (unsigned)(payload[0] << 8 | payload[1])
+                                    : 1005;
+        fprintf(stderr, "loadgen: the server closed connection %u (%u)\n",
+                c->id, code);
+      }
+      on_closed(c, 0, 1);
+    } else {
+      conn_close_fd(c);
+      on_closed(c, 1, 1);
+    }
+  }
+  /* Pongs are ignored. */
+}
+
+/*
+ * Parses server frames (unmasked, §5.1) in `p[0..n)`; returns how many bytes
+ * it used. Echo payloads are skipped (counted, never copied); control frames
+ * and subscribers' messages are handled whole.
+ */
+static size_t parse_frames(struct conn *c, const uint8_t *p, size_t n) {
+  size_t pos = 0;
+  while (pos < n && c->state == ST_OPEN) {
+    if (c->skip > 0) {
+      uint64_t take = c->skip < n - pos ? c->skip : n - pos;
+      c->skip -= take;
+      pos += (size_t)take;
+      if (c->skip == 0 && c->fin) on_message(c, c->message_opcode, NULL, 0);
+      continue;
+    }
+    size_t avail = n - pos;
+    if (avail < 2) break;
+    uint8_t b0 = p[pos], b1 = p[pos + 1];
+    if (b1 & 0x80) {
+      conn_fail(c, "the server sent a masked frame");
+      break;
+    }
+    uint64_t length = b1 & 127;
+    size_t header = 2 + (length == 126 ? 2 : length == 127 ? 8 : 0);
+    if (avail < header) break;
+    if (length == 126) {
+      length = (uint64_t)p[pos + 2] << 8 | p[pos + 3];
+    } else if (length == 127) {
+      length = 0;
+      for (int i = 0; i < 8; i++) length = length << 8 | p[pos + 2 + i];
+    }
+    int opcode = b0 & 15;
+    int fin = (b0 & 0x80) != 0;
+    int control = opcode >= 8;
+    if (control || c->role == ROLE_SUB) {
+      if (length > MAX_KEPT_PAYLOAD) {
+        conn_fail(c, "a frame too large to look at");
+        break;
+      }
+      if (avail < header + length) break; /* wait for the whole frame */
+      const uint8_t *payload = p + pos + header;
+      pos += header + (size_t)length;
+      if (control) {
+        on_control(c, opcode, payload, length);
+      } else if (!fin || opcode == OPCODE_CONTINUATION) {
+        g.bad_messages++;
+        if (g.reports++ < 10) {
+          fprintf(stderr, "loadgen: subscriber %u got a fragmented message\n",
+                  c->id);
+        }
+      } else {
+        on_message(c, opcode, payload, length);
+      }
+      continue;
+    }
+    if (opcode != OPCODE_CONTINUATION) c->message_opcode = opcode;
+    c->fin = fin;
+    pos += header;
+    c->skip = length;
+    if (length == 0 && fin) on_message(c, c->message_opcode, NULL, 0);
+  }
+  return pos;
+}
+
+static void conn_readable(struct conn *c) {
+  for (int round = 0; round < 4 && c->state != ST_DONE; round++) {
+    size_t have = c->left_len;
+    if (have > 0) memcpy(g.scratch, c->left, have);
+    ssize_t r = recv(c->fd, g.scratch + have, SCRATCH_SIZE - have, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      conn_fail(c, strerror(errno));
+      return;
+    }
+    if (r == 0) {
+      conn_fail(c, "the server closed TCP without a close frame");
+      return;
+    }
+    g.now = now_ns();
+    size_t total = have + (size_t)r;
+    size_t used = 0;
+    if (c->state == ST_HANDSHAKE) {
+      const char *end = find_head_end(g.scratch, total);
+      if (end == NULL) {
+        if (total > MAX_HEAD) {
+          conn_fail(c, "the response head is too large");
+          return;
+        }
+      } else {
+        used = (size_t)((const uint8_t *)end - g.scratch);
+        const char *why = check_head(c, (const char *)g.scratch, used);
+        if (why != NULL) {
+          conn_fail(c, why);
+          return;
+        }
+        c->state = ST_OPEN;
+        g.connecting--;
+        g.opened++;
+        on_open(c);
+      }
+    }
+    if (c->state == ST_OPEN) used += parse_frames(c, g.scratch + used,
+                                                  total - used);
+    if (c->state == ST_DONE) return;
+    c->left_len = total - used;
+    if (c->left_len > c->left_cap) {
+      c->left_cap = c->left_len;
+      c->left = xrealloc(c->left, c->left_cap);
+    }
+    memmove(c->left, g.scratch + used, c->left_len);
+    if (c->role == ROLE_ECHO && c->echoed_now > 0) {
+      /* Refill after the whole read: one write per read, not per echo. */
+      uint32_t k = c->echoed_now;
+      c->echoed_now = 0;
+      if (g.sending) {
+        for (uint32_t i = 0; i < k; i++) {
+          c->fifo[c->fifo_tail] = g.now;
+          c->fifo_tail = (c->fifo_tail + 1) % opt.inflight;
+        }
+        c->outstanding += k;
+        c->data_pending += k * g.frame_size;
+        conn_flush(c);
+      } else if (c->outstanding == 0) {
+        send_close(c);
+      }
+    }
+    if ((size_t)r < SCRATCH_SIZE - have) return; /* nothing more queued */
+  }
+}
+
+static void conn_event(struct conn *c, uint32_t events) {
+  if (c->state == ST_DONE) return;
+  if (c->state == ST_CONNECTING) {
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int error = 0;
+    socklen_t length = sizeof error;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &error, &length);
+    if (error != 0) {
+      conn_fail(c, strerror(error));
+      return;
+    }
+    c->state = ST_HANDSHAKE;
+    conn_flush(c);
+    return;
+  }
+  if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) conn_readable(c);
+  if (c->state != ST_DONE && (events & EPOLLOUT)) conn_flush(c);
+}
+
+/* ---- modes -------------------------------------------------------------- */
+
+static void mark(const char *what) {
+  fprintf(stderr, "#%s\n", what);
+  fflush(stderr);
+}
+
+static void on_open(struct conn *c) {
+  if (opt.mode == MODE_HANDSHAKE && c->measured) {
+    hist_add(g.now - c->started);
+    g.storm_ok++;
+    g.storm_last = g.now;
+  }
+  if (c->role == ROLE_ECHO) {
+    c->fifo = calloc(opt.inflight, sizeof *c->fifo);
+    if (c->fifo == NULL) die("out of memory");
+  }
+}
+
+static void on_closed(struct conn *c, int clean, int was_open) {
+  if (opt.mode == MODE_HANDSHAKE) {
+    /* Failed handshakes are counted as failed_open; these were open. */
+    if (was_open) g.dropped++;
+    return;
+  }
+  if (opt.mode == MODE_ECHO) {
+    if (clean) {
+      g.closed++;
+    } else {
+      g.echo_errors++;
+    }
+    return;
+  }
+  /* Fan-out. */
+  if (c->role == ROLE_PUB) {
+    if (g.publishing || !clean) die("the publisher's connection ended");
+    return;
+  }
+  if (c->role == ROLE_SUB && !clean && c->ready) {
+    /* What it will never get counts as missing, so the window moves on. */
+    g.dead_subs++;
+    g.active_subs--;
+    for (uint64_t q = c->expected; q < g.next_seq; q++) {
+      if (q >= g.oldest && g.remaining[q % opt.window] > 0) {
+        g.remaining[q % opt.window]--;
+        g.missing++;
+      }
+    }
+    while (g.oldest < g.next_seq && g.remaining[g.oldest % opt.window] == 0) {
+      g.oldest++;
+    }
+  }
+}
+
+static void fan_resolve(uint64_t q) {
+  if (q < g.oldest || q >= g.next_seq) return;
+  uint32_t *r = &g.remaining[q % opt.window];
+  if (*r > 0) (*r)--;
+  while (g.oldest < g.next_seq && g.remaining[g.oldest % opt.window] == 0) {
+    g.oldest++;
+  }
+}
+
+static int parse_digits(const uint8_t *p, int n, uint64_t *out) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return -1;
+    v = v * 10 + (uint64_t)(p[i] - '0');
+  }
+  *out = v;
+  return 0;
+}
+
+static void on_message(struct conn *c, int opcode, const uint8_t *payload,
+                       uint64_t length) {
+  (void)opcode;
+  if (c->role == ROLE_ECHO) {
+    if (c->outstanding == 0) {
+      conn_fail(c, "the server echoed more messages than were sent");
+      return;
+    }
+    c->outstanding--;
+    uint64_t sent = c->fifo[c->fifo_head];
+    c->fifo_head = (c->fifo_head + 1) % opt.inflight;
+    c->echoed_now++;
+    if (g.counting) {
+      hist_add(g.now - sent);
+      c->counted++;
+      g.messages++;
+    }
+    return;
+  }
+  if (c->role != ROLE_SUB) return;
+  if (length >= 5 && memcmp(payload, "hello", 5) == 0) {
+    c->ready = 1;
+    return;
+  }
+  uint64_t seq, sent;
+  if (length < 41 || parse_digits(payload, 20, &seq) < 0 ||
+      parse_digits(payload + 21, 20, &sent) < 0) {
+    g.bad_messages++;
+    if (g.reports++ < 10) {
+      fprintf(stderr, "loadgen: subscriber %u got a malformed message\n",
+              c->id);
+    }
+    return;
+  }
+  if (seq >= g.next_seq) {
+    g.bad_messages++;
+    if (g.reports++ < 10) {
+      fprintf(stderr, "loadgen: subscriber %u got %" PRIu64
+              ", never published\n", c->id, seq);
+    }
+    return;
+  }
+  if (seq < c->expected) {
+    g.out_of_order++;
+    if (g.reports++ < 10) {
+      fprintf(stderr, "loadgen: subscriber %u got %" PRIu64
+              " after %" PRIu64 " (out of order)\n", c->id, seq,
+              c->expected - 1);
+    }
+    return;
+  }
+  if (seq > c->expected) {
+    g.missing += seq - c->expected;
+    if (g.reports++ < 10) {
+      fprintf(stderr, "loadgen: subscriber %u expected %" PRIu64
+              ", got %" PRIu64 " (%" PRIu64 " missing)\n", c->id,
+              c->expected, seq, seq - c->expected);
+    }
+    for (uint64_t q = c->expected; q < seq; q++) fan_resolve(q);
+  }
+  c->expected = seq + 1;
+  if (g.counting) {
+    g.deliveries++;
+    hist_add(g.now > sent ? g.now - sent : 0);
+  }
+  fan_resolve(seq);
+}
+
+/* The publisher sends while fewer than `window` messages are incomplete. */
+static void publish_more(void) {
+  struct conn *c = g.publisher;
+  if (!g.publishing || c->state != ST_OPEN) return;
+  if (g.next_seq - g.oldest >= opt.window) return;
+  while (g.next_seq - g.oldest < opt.window) {
+    uint8_t payload[128];
+    uint64_t seq = g.next_seq++;
+    int n = snprintf((char *)payload, sizeof payload, "%020" PRIu64 " %020"
+                     PRIu64, seq, now_ns());
+    memset(payload + n, ' ', opt.size - (size_t)n);
+    g.remaining[seq % opt.window] = g.active_subs;
+    out_frame(c, OPCODE_TEXT, payload, opt.size);
+    if (g.counting) g.published++;
+  }
+  conn_flush(c);
+}
+
+/* Starts connections while fewer than `concurrency` are opening. */
+static void launch(uint32_t total, enum role role, const char *path,
+                   int measured) {
+  while (g.launched < total && g.connecting < opt.concurrency) {
+    conn_start(role, path, measured);
+  }
+}
+
+static uint64_t ms_ns(uint64_t ms) { return ms * 1000000u; }
+
+static void poll_once(int timeout_ms) {
+  static struct epoll_event events[1024];
+  int n = epoll_wait(g.epfd, events, 1024, timeout_ms);
+  if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+  g.now = now_ns();
+  for (int i = 0; i < n; i++) conn_event(events[i].data.ptr, events[i].events);
+  g.now = now_ns();
+}
+
+static int until_ms(uint64_t deadline) {
+  if (deadline <= g.now) return 0;
+  uint64_t ms = (deadline - g.now + 999999) / 1000000;
+  return ms > 50 ? 50 : (int)ms;
+}
+
+static uint64_t run_deadline;
+
+static void check_timeout(const char *phase) {
+  if (g.now > run_deadline) die("timed out while %s", phase);
+}
+
+/* Opens `count` connections of one role, `concurrency` at a time. */
+static void open_all(uint32_t count, enum role role, const char *path) {
+  uint32_t target = g.launched + count;
+  while (g.opened + g.failed_open < target) {
+    launch(target, role, path, 0);
+    poll_once(50);
+    check_timeout("opening connections");
+  }
+}
+
+static void run_echo(void) {
+  g.frame_size = frame_size_for(opt.size);
+  g.block = malloc(g.frame_size * opt.inflight);
+  uint8_t *payload = malloc(opt.size ? opt.size : 1);
+  if (g.block == NULL || payload == NULL) die("out of memory");
+  for (uint32_t i = 0; i < opt.size; i++) payload[i] = (uint8_t)('a' + i % 26);
+  for (uint32_t f = 0; f < opt.inflight; f++) {
+    uint8_t *at = g.block + f * g.frame_size;
+    size_t header =
+        frame_header(at, opt.binary ? OPCODE_BINARY : OPCODE_TEXT, opt.size);
+    for (uint32_t i = 0; i < opt.size; i++) {
+      at[header + i] = payload[i] ^ g.key[i & 3];
+    }
+  }
+  free(payload);
+  open_all(opt.connections, ROLE_ECHO, opt.path);
+  if (g.failed_open > 0) die("%u connection(s) failed to open", g.failed_open);
+  g.sending = 1;
+  g.now = now_ns();
+  for (uint32_t i = 0; i < g.conn_count; i++) {
+    struct conn *c = g.conns[i];
+    for (uint32_t k = 0; k < opt.inflight; k++) c->fifo[k] = g.now;
+    c->fifo_tail = 0;
+    c->outstanding = opt.inflight;
+    c->data_pending = opt.inflight * g.frame_size;
+    conn_flush(c);
+  }
+  uint64_t start = g.now + ms_ns(opt.warmup_ms);
+  while (g.now < start) poll_once(until_ms(start));
+  mark("start");
+  double cpu0 = cpu_seconds();
+  uint64_t t0 = now_ns();
+  g.counting = 1;
+  uint64_t end = t0 + ms_ns(opt.duration_ms);
+  while (g.now < end) poll_once(until_ms(end));
+  g.counting = 0;
+  uint64_t t1 = now_ns();
+  double cpu = cpu_seconds() - cpu0;
+  mark("end");
+  /* Stop sending; close each connection once its messages are back. */
+  g.sending = 0;
+  for (uint32_t i = 0; i < g.conn_count; i++) {
+    struct conn *c = g.conns[i];
+    if (c->state == ST_OPEN && c->outstanding == 0) send_close(c);
+  }
+  uint64_t close_deadline = g.now + ms_ns(opt.drain_ms);
+  while (g.closed + g.echo_errors < g.conn_count && g.now < close_deadline) {
+    poll_once(until_ms(close_deadline));
+  }
+  double seconds = (double)(t1 - t0) / 1e9;
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (uint32_t i = 0; i < g.conn_count; i++) {
+    uint64_t v = g.conns[i]->counted;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  uint64_t unclean = g.conn_count - g.closed - g.echo_errors;
+  printf("{\"mode\":\"echo\",\"connections\":%u,\"inFlight\":%u,\"size\":%u,"
+         "\"seconds\":%.6f,\"messages\":%" PRIu64 ",\"msgs\":%.1f,"
+         "\"p50Us\":%.2f,\"p99Us\":%.2f,\"connMinMsgs\":%.1f,"
+         "\"connMaxMsgs\":%.1f,\"errors\":%" PRIu64 ",\"unclean\":%" PRIu64
+         ",\"cpu\":%.1f}\n",
+         opt.connections, opt.inflight, opt.size, seconds, g.messages,
+         (double)g.messages / seconds, hist_quantile_us(0.5),
+         hist_quantile_us(0.99), (double)lo / seconds, (double)hi / seconds,
+         g.echo_errors, unclean, cpu / seconds * 100);
+}
+
+static void run_handshake(void) {
+  open_all(opt.open, ROLE_IDLE, opt.path);
+  g.idle_errors = g.failed_open;
+  uint32_t target = g.launched + opt.handshakes;
+  uint32_t before = g.opened + g.failed_open;
+  mark("start");
+  double cpu0 = cpu_seconds();
+  g.storm_first = g.now = now_ns();
+  g.storm_last = g.storm_first;
+  while (g.opened + g.failed_open - before < opt.handshakes) {
+    launch(target, ROLE_IDLE, opt.path, 1);
+    poll_once(50);
+    check_timeout("in the handshake storm");
+  }
+  double cpu = cpu_seconds() - cpu0;
+  mark("end");
+  g.storm_errors = g.failed_open - g.idle_errors;
+  double seconds = (double)(g.storm_last - g.storm_first) / 1e9;
+  printf("{\"mode\":\"handshake\",\"open\":%u,\"concurrency\":%u,"
+         "\"handshakes\":%" PRIu64 ",\"errors\":%" PRIu64
+         ",\"idleErrors\":%" PRIu64 ",\"dropped\":%" PRIu64
+         ",\"seconds\":%.6f,\"rate\":%.1f,"
+         "\"p50Us\":%.2f,\"p99Us\":%.2f,\"cpu\":%.1f}\n",
+         opt.open - (uint32_t)g.idle_errors, opt.concurrency, g.storm_ok,
+         g.storm_errors, g.idle_errors, g.dropped, seconds,
+         seconds > 0 ? (double)g.storm_ok / seconds : 0,
+         hist_quantile_us(0.5), hist_quantile_us(0.99),
+         seconds > 0 ? cpu / seconds * 100 : 0);
+  /* Exiting closes every connection at once. */
+}
+
+static void run_fanout(void) {
+  if (opt.size < 48 || opt.size > 125) die("--size must be 48 to 125");
+  g.remaining = calloc(opt.window, sizeof *g.remaining);
+  if (g.remaining == NULL) die("out of memory");
+  open_all(opt.subscribers, ROLE_SUB, "/sub");
+  if (g.failed_open > 0) die("%u subscriber(s) failed to open", g.failed_open);
+  open_all(1, ROLE_PUB, "/pub");
+  if (g.failed_open > 0) die("the publisher failed to open");
+  g.publisher = g.conns[g.conn_count - 1];
+  g.active_subs = opt.subscribers;
+  /*
+   * Servers subscribe a socket some time after its 101 (Deno's on `open`):
+   * publish "hello" until every subscriber has had one, so that no message
+   * of the run is published before all are subscribed.
+   */
+  uint64_t ready_deadline = g.now + ms_ns(10000), next_hello = 0;
+  for (;;) {
+    uint32_t ready = 0;
+    for (uint32_t i = 0; i < opt.subscribers; i++) ready += g.conns[i]->ready;
+    if (ready == opt.subscribers) break;
+    if (g.now > ready_deadline) {
+      die("%u of %u subscribers got no message in 10 s", opt.subscribers -
+          ready, opt.subscribers);
+    }
+    if (g.now >= next_hello) {
+      out_frame(g.publisher, OPCODE_TEXT, (const uint8_t *)"hello", 5);
+      conn_flush(g.publisher);
+      next_hello = g.now + ms_ns(20);
+    }
+    poll_once(until_ms(next_hello));
+  }
+  g.publishing = 1;
+  publish_more();
+  uint64_t start = g.now + ms_ns(opt.warmup_ms);
+  while (g.now < start) {
+    poll_once(until_ms(start));
+    publish_more();
+  }
+  mark("start");
+  double cpu0 = cpu_seconds();
+  uint64_t t0 = now_ns();
+  g.counting = 1;
+  uint64_t end = t0 + ms_ns(opt.duration_ms);
+  while (g.now < end) {
+    poll_once(until_ms(end));
+    publish_more();
+  }
+  g.counting = 0;
+  uint64_t t1 = now_ns();
+  double cpu = cpu_seconds() - cpu0;
+  mark("end");
+  g.publishing = 0;
+  uint64_t drain_deadline = g.now + ms_ns(opt.drain_ms);
+  while (g.oldest < g.next_seq && g.now < drain_deadline) {
+    poll_once(until_ms(drain_deadline));
+  }
+  for (uint64_t q = g.oldest; q < g.next_seq; q++) {
+    g.undelivered += g.remaining[q % opt.window];
+  }
+  double seconds = (double)(t1 - t0) / 1e9;
+  printf("{\"mode\":\"fanout\",\"subscribers\":%u,\"window\":%u,\"size\":%u,"
+         "\"seconds\":%.6f,\"published\":%" PRIu64 ",\"deliveries\":%" PRIu64
+         ",\"publishesPerSec\":%.1f,\"deliveriesPerSec\":%.1f,"
+         "\"p50Us\":%.2f,\"p99Us\":%.2f,\"missing\":%" PRIu64
+         ",\"outOfOrder\":%" PRIu64 ",\"malformed\":%" PRIu64
+         ",\"deadSubscribers\":%" PRIu64 ",\"undelivered\":%" PRIu64
+         ",\"cpu\":%.1f}\n",
+         opt.subscribers, opt.window, opt.size, seconds, g.published,
+         g.deliveries, (double)g.published / seconds,
+         (double)g.deliveries / seconds, hist_quantile_us(0.5),
+         hist_quantile_us(0.99), g.missing, g.out_of_order, g.bad_messages,
+         g.dead_subs, g.undelivered, cpu / seconds * 100);
+}
+
+/* ---- main ----------------------------------------------------------------- */
+
+static uint32_t number(const char *flag, const char *value, uint32_t min) {
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(value, &end, 10);
+  if (errno != 0 || *end != '\0' || *value == '\0' || v < min ||
+      v > 100000000ul) {
+    die("%s: expected a whole number of at least %u, got %s", flag, min,
+        value);
+  }
+  return (uint32_t)v;
+}
+
+int main(int argc, char **argv) {
+  int size_given = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--binary") == 0) {
+      opt.binary = 1;
+      continue;
+    }
+    if (i + 1 >= argc) usage();
+    const char *v = argv[++i];
+    if (strcmp(a, "--mode") == 0) {
+      if (strcmp(v, "echo") == 0) {
+        opt.mode = MODE_ECHO;
+      } else if (strcmp(v, "handshake") == 0) {
+        opt.mode = MODE_HANDSHAKE;
+      } else if (strcmp(v, "fanout") == 0) {
+        opt.mode = MODE_FANOUT;
+      } else {
+        usage();
+      }
+    } else if (strcmp(a, "--port") == 0) {
+      opt.port = (int)number(a, v, 1);
+      if (opt.port > 65535) die("--port: out of range");
+    } else if (strcmp(a, "--path") == 0) {
+      if (v[0] != '/' || strpbrk(v, " \r\n") != NULL) die("--path: bad path");
+      opt.path = v;
+    } else if (strcmp(a, "--connections") == 0) {
+      opt.connections = number(a, v, 1);
+    } else if (strcmp(a, "--inflight") == 0) {
+      opt.inflight = number(a, v, 1);
+    } else if (strcmp(a, "--size") == 0) {
+      opt.size = number(a, v, 0);
+      size_given = 1;
+    } else if (strcmp(a, "--warmup") == 0) {
+      opt.warmup_ms = number(a, v, 0);
+    } else if (strcmp(a, "--duration") == 0) {
+      opt.duration_ms = number(a, v, 1);
+    } else if (strcmp(a, "--open") == 0) {
+      opt.open = number(a, v, 0);
+    } else if (strcmp(a, "--handshakes") == 0) {
+      opt.handshakes = number(a, v, 1);
+    } else if (strcmp(a, "--concurrency") == 0) {
+      opt.concurrency = number(a, v, 1);
+    } else if (strcmp(a, "--subscribers") == 0) {
+      opt.subscribers = number(a, v, 1);
+    } else if (strcmp(a, "--window") == 0) {
+      opt.window = number(a, v, 1);
+    } else if (strcmp(a, "--drain") == 0) {
+      opt.drain_ms = number(a, v, 0);
+    } else if (strcmp(a, "--timeout") == 0) {
+      opt.timeout_ms = number(a, v, 1);
+    } else {
+      usage();
+    }
+  }
+  if (opt.port == 0) usage();
+  if (opt.mode == MODE_FANOUT && !size_given) opt.size = 64;
+
+  /* The RFC 6455 §1.3 example: a broken SHA-1 must not pass as a slow server. */
+  char check[29];
+  accept_for("dGhlIHNhbXBsZSBub25jZQ==", check);
+  if (strcmp(check, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") != 0) {
+    die("SHA-1 self-check failed");
+  }
+
+  signal(SIGPIPE, SIG_IGN);
+  /* A descriptor per connection: take the hard limit. */
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  rng_seed();
+  uint64_t key = rng_next();
+  memcpy(g.key, &key, 4);
+  g.scratch = malloc(SCRATCH_SIZE);
+  g.epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (g.scratch == NULL || g.epfd < 0) die("setup failed");
+  g.now = now_ns();
+  run_deadline = g.now + ms_ns(opt.timeout_ms);
+  switch (opt.mode) {
+  case MODE_ECHO:
+    run_echo();
+    break;
+  case MODE_HANDSHAKE:
+    run_handshake();
+    break;
+  case MODE_FANOUT:
+    run_fanout();
+    break;
+  }
+  fflush(stdout);
+  return 0;
+}
