@@ -55,3 +55,9 @@ export {
   WebSocketStream,
   type WebSocketStreamOptions,
 } from "./src/websocket_stream.ts";
+export {
+  type ReconnectingOpenInfo,
+  ReconnectingWebSocket,
+  type ReconnectingWebSocketOptions,
+  type RetryOptions,
+} from "./src/reconnecting_websocket.ts";
