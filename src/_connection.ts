@@ -109,6 +109,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
   /** Messages delivered from the current read. */
   #delivered = 0;
   #wake: (() => void) | null = null;
+  #resumeTimer: ReturnType<typeof setTimeout> | undefined;
   /** The socket's inbox is full: stop decoding until it resumes us. */
   #socketFull = false;
   #hold = Hold.None;
@@ -203,7 +204,10 @@ export class Connection implements ProtocolHandler, SocketEngine {
     // On the next turn of the event loop, not now: a reader that drains
     // the inbox at once would otherwise let one busy peer keep the loop to
     // itself, and others would wait.
-    setTimeout(() => this.#wakeUp(), 0);
+    this.#resumeTimer ??= setTimeout(() => {
+      this.#resumeTimer = undefined;
+      this.#wakeUp();
+    }, 0);
   }
 
   inflate(message: CompressedMessage): Promise<Message> {
@@ -393,6 +397,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
       }
     } finally {
       clearTimeout(this.#timer);
+      clearTimeout(this.#resumeTimer);
       this.#terminate();
       this.#codec?.closeDeflater();
       settle(

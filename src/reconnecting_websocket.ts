@@ -1,11 +1,14 @@
 // A WebSocket client that reconnects with backoff: one readable and one
 // writable over the series of connections that `connect()` opens.
+
 import { connect, type ConnectOptions } from "./client.ts";
-import type {
-  WebSocketCloseResult,
-  WebSocketConnection,
-} from "./connection.ts";
-import { type WebSocketCloseInfo, WebSocketError } from "./websocket_error.ts";
+import { parseUrl } from "./core/_handshake.ts";
+import {
+  type WebSocketCloseInfo,
+  type WebSocketCloseResult,
+  WebSocketError,
+} from "./core/websocket_error.ts";
+import type { WebSocketConnection } from "./socket.ts";
 
 /**
  * How {@linkcode ReconnectingWebSocket} waits between connection attempts:
@@ -347,7 +350,7 @@ export class ReconnectingWebSocket {
    * a `RangeError` or `TypeError` for an invalid one.
    */
   constructor(url: string | URL, options: ReconnectingWebSocketOptions = {}) {
-    this.url = _parseUrl(url).href;
+    this.url = parseUrl(url).href;
     const {
       retry,
       stopCodes = [],
@@ -648,7 +651,11 @@ export class ReconnectingWebSocket {
   /** What `closed` resolves with after `close()` with no connection open. */
   #ownCloseResult(): WebSocketCloseResult {
     const { closeCode, reason = "" } = this.#closeInfo;
-    return { closeCode: closeCode ?? (reason ? 1000 : 1005), reason };
+    return {
+      closeCode: closeCode ?? (reason ? 1000 : 1005),
+      reason,
+      wasClean: true,
+    };
   }
 
   /** Calls the application's code; what it throws goes to `onError`. */
@@ -866,31 +873,6 @@ function _isRetryable(error: unknown): boolean {
 function _handshakeStatus(error: WebSocketError): number | undefined {
   const match = /\bhandshake with HTTP (\d{3})\b/.exec(error.message);
   return match === null ? undefined : Number(match[1]);
-}
-
-/**
- * Parses a WebSocket URL as the WHATWG `WebSocket` constructor does:
- * `http:` and `https:` become `ws:` and `wss:`; other schemes and fragments
- * (RFC 6455 §3) throw a `TypeError`.
- */
-function _parseUrl(url: string | URL): URL {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new TypeError(`Invalid WebSocket URL "${url}"`);
-  }
-  if (parsed.protocol === "http:") parsed.protocol = "ws:";
-  else if (parsed.protocol === "https:") parsed.protocol = "wss:";
-  if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
-    throw new TypeError(
-      `A WebSocket URL must use ws: or wss:, got "${parsed.protocol}"`,
-    );
-  }
-  if (parsed.href.includes("#")) {
-    throw new TypeError("A WebSocket URL must not have a fragment");
-  }
-  return parsed;
 }
 
 function _checkRetry(retry: RetryOptions = {}): Required<RetryOptions> {

@@ -192,6 +192,8 @@ export class Socket implements WebSocketConnection {
    */
   #pendingClose: [code: number | undefined, reason: string] | undefined;
   #writesBeforeClose = 0;
+  /** The close that a cancel without a reason does a moment later. */
+  #cancelTimer: ReturnType<typeof setTimeout> | undefined;
   /** Messages received and not yet in `readable`, in order. */
   #inbox: (Message | CompressedMessage)[] = [];
   #inboxBytes = 0;
@@ -239,7 +241,10 @@ export class Socket implements WebSocketConnection {
     deliver = (socket, message) => socket.#deliver(message);
     endReading = (socket, end) => socket.#endReading(end);
     settle = (socket, end) => socket.#settle(end);
-    closeWith = (socket, code, reason) => socket.#engine.close(code, reason);
+    closeWith = (socket, code, reason) => {
+      clearTimeout(socket.#cancelTimer);
+      socket.#engine.close(code, reason);
+    };
     stateOf = (socket) => socket.#engine.state;
     startReading = (socket, controller) => {
       socket.#controller = controller;
@@ -259,7 +264,7 @@ export class Socket implements WebSocketConnection {
       }
       // The cancel of a `for await` that a throwing handler leaves: wait a
       // moment, so that the handler's fault can close with 1011 first.
-      setTimeout(() => socket.#closeFor(undefined), 0);
+      socket.#cancelTimer = setTimeout(() => socket.#close(undefined, ""), 0);
     };
     write = (socket, message) => {
       if (typeof message !== "string" && !(message instanceof Uint8Array)) {
@@ -377,6 +382,7 @@ export class Socket implements WebSocketConnection {
 
   /** Closes, after the writes already waiting in `writable`'s queue. */
   #close(code: number | undefined, reason: string): void {
+    clearTimeout(this.#cancelTimer);
     if (this.#pendingClose) return;
     if (this.#writableCount > 0 && this.#engine.state === "open") {
       this.#pendingClose = [code, reason];
@@ -518,6 +524,7 @@ export class Socket implements WebSocketConnection {
   }
 
   #settle(end: EngineEnd): void {
+    clearTimeout(this.#cancelTimer);
     this.#end ??= end;
     if (end.error) {
       // Nobody has to await `closed`: an unobserved rejection must not crash.

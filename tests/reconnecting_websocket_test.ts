@@ -7,7 +7,7 @@ import {
   WebSocketError,
 } from "../mod.ts";
 import { _backoffDelay, _withHooks } from "../src/reconnecting_websocket.ts";
-import { computeAccept } from "../src/_handshake.ts";
+import { computeAccept } from "../src/core/_handshake.ts";
 import { echo, isCloseError, mulberry32, start } from "./_util.ts";
 
 /**
@@ -266,6 +266,7 @@ Deno.test(
       assert.deepEqual(await within(socket.closed, "the close"), {
         closeCode: 1000,
         reason: "",
+        wasClean: true,
       });
       // The one readable ends with the socket.
       assert.deepEqual(await within(reader.read(), "the end"), {
@@ -439,6 +440,7 @@ Deno.test(
       assert.deepEqual(await within(socket.closed, "the close"), {
         closeCode: 1000,
         reason: "Bye",
+        wasClean: true,
       });
       assert.equal(socket.state, "closed");
       assert.equal((await within(reader.read(), "the end")).done, true);
@@ -472,6 +474,7 @@ Deno.test(
       assert.deepEqual(await within(socket.closed, "the close"), {
         closeCode: 4001,
         reason: "Session expired",
+        wasClean: true,
       });
       assert.deepEqual(opens, [false, true]);
       assert.equal(connections, 2);
@@ -676,6 +679,7 @@ Deno.test(
     assert.deepEqual(await within(socket.closed, "the end"), {
       closeCode: 4000,
       reason: "Never mind",
+      wasClean: true,
     });
     await assert.rejects(socket.opened, WebSocketError);
     assert.equal(server.times.length, 1);
@@ -693,6 +697,7 @@ Deno.test(
     assert.deepEqual(await within(socket.closed, "the end"), {
       closeCode: 1005,
       reason: "",
+      wasClean: true,
     });
     await assert.rejects(socket.opened, WebSocketError);
   },
