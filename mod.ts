@@ -42,6 +42,11 @@ export {
 export type { PerMessageDeflateOptions } from "./src/core/permessage_deflate.ts";
 export type { WebSocketConnection } from "./src/socket.ts";
 export {
+  type PubSubAdapter,
+  TopicHub,
+  type TopicHubOptions,
+} from "./src/pubsub/topic_hub.ts";
+export {
   serve,
   type ServeInfo,
   type ServeOptions,

@@ -14,6 +14,8 @@ import {
 import type { Message } from "./core/message_assembler.ts";
 import type { DeflateSettings } from "./core/permessage_deflate.ts";
 import { WebSocketError } from "./core/websocket_error.ts";
+import type { SharedMessage } from "./pubsub/_shared_message.ts";
+import type { TopicHub } from "./pubsub/topic_hub.ts";
 import {
   type CompressedMessage,
   deliver,
@@ -43,6 +45,8 @@ export interface ConnectionInit {
   perMessageDeflate?: DeflateSettings;
   /** What `send()` does past its limit. */
   socketOptions?: SocketOptions;
+  /** The topic hub the socket may subscribe to. */
+  hub?: TopicHub;
 }
 
 /**
@@ -156,6 +160,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
       protocol: init.protocol,
       extensions: init.extensions,
       options: init.socketOptions,
+      hub: init.hub,
       eagerReadable: deflate !== undefined,
     });
     this.done = this.#run(init.leftover);
@@ -177,6 +182,27 @@ export class Connection implements ProtocolHandler, SocketEngine {
     return this.#sender !== null
       ? this.#sender.send(message)
       : this.#protocol.send(message);
+  }
+
+  /**
+   * A publication: the shared frame, or with permessage-deflate the shared
+   * compressed frame when this connection may use one (no context takeover
+   * on our side); a connection with context takeover gets the uncompressed
+   * frame, which RFC 7692 allows for any message, rather than a zlib run
+   * per subscriber. A client masks, so it frames its own copy.
+   */
+  sendShared(shared: SharedMessage): number {
+    if (this.#closeAsked) return 0;
+    if (!this.#server) return this.#protocol.send(shared.message);
+    const sender = this.#sender;
+    if (sender === null) return this.#protocol.sendEncoded(shared.frame);
+    const codec = this.#codec!;
+    const settings = codec.shared;
+    return sender.sendEncoded(
+      settings !== null && shared.payload.length >= codec.threshold
+        ? shared.compressedFrame(settings.windowBits, settings.level)
+        : shared.frame,
+    );
   }
 
   ready(): Promise<void> {

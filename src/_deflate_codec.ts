@@ -30,6 +30,12 @@ const TRAILER = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
 export class DeflateCodec {
   /** Outbound messages of at least this many bytes are compressed. */
   readonly threshold: number;
+  /**
+   * The settings of a compressed frame that this connection may take as
+   * shared with others (a server with no context takeover, RFC 7692
+   * §7.1.1.1: each message starts from an empty window); null otherwise.
+   */
+  readonly shared: { windowBits: number; level: number } | null;
   #deflater: Deflater | null;
   #inflater: Inflater;
 
@@ -62,6 +68,12 @@ export class DeflateCodec {
     this.threshold = this.#deflater === null
       ? Infinity
       : options.threshold ?? DEFAULT_THRESHOLD;
+    this.shared = server && params.serverNoContextTakeover
+      ? {
+        windowBits: ownBits,
+        level: options.level ?? zlib.constants.Z_DEFAULT_COMPRESSION,
+      }
+      : null;
     // A decompressor window at least as big as the peer's is all it takes;
     // 9 bits at least, for peers whose zlib turns a requested 8 into 9.
     this.#inflater = new Inflater(

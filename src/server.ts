@@ -37,6 +37,7 @@ import {
   type PerMessageDeflateOptions,
 } from "./core/permessage_deflate.ts";
 import type { WebSocketCloseResult } from "./core/websocket_error.ts";
+import { type PubSubAdapter, TopicHub } from "./pubsub/topic_hub.ts";
 import {
   closeWith,
   DEFAULT_SOCKET_OPTIONS,
@@ -228,6 +229,18 @@ export interface ServeOptions {
    * Default `"close"`.
    */
   backpressure?: "close" | "drop";
+  /**
+   * The topic hub of the server's sockets (`socket.subscribe`,
+   * `server.publish`): give one to share it with other servers or sockets.
+   * Default: a hub of the server's own.
+   */
+  hub?: TopicHub;
+  /**
+   * Carries the topics to other processes or machines: the server's own hub
+   * is made with this adapter, and closes it when the server shuts down.
+   * Not with `hub` (give the adapter to that hub instead).
+   */
+  pubsub?: PubSubAdapter;
   /** A PEM certificate chain: with `key`, serve `wss:` over `Deno.listenTls`. */
   cert?: string;
   /** The PEM private key for `cert`. */
@@ -272,6 +285,18 @@ export interface WebSocketServer extends AsyncDisposable {
   readonly finished: Promise<void>;
   /** How many WebSocket connections are open now. */
   readonly connections: number;
+  /**
+   * Publishes a message to every socket subscribed to `topic` (and through
+   * the hub's adapter to other nodes), framed once. Never waits for a
+   * socket: each applies its own backpressure policy.
+   *
+   * @returns How many local sockets it was queued for.
+   */
+  publish(topic: string, message: string | Uint8Array): number;
+  /** How many local sockets subscribe to `topic`. */
+  subscriberCount(topic: string): number;
+  /** The topics that have at least one local subscriber. */
+  topics(): string[];
   /**
    * Stops accepting, abandons the handshakes in progress, closes every
    * open WebSocket with 1001 (going away), waits for their closing
@@ -377,10 +402,16 @@ class Server implements WebSocketServer {
   #cancelRetry: (() => void) | undefined;
   #deflate: PerMessageDeflateOptions | null;
   #socketOptions: SocketOptions;
+  #hub: TopicHub;
 
   constructor(options: ServeOptions, handler: WebSocketHandler) {
     this.#options = options;
     this.#handler = handler;
+    if (options.hub !== undefined && options.pubsub !== undefined) {
+      throw new TypeError(
+        "The hub and pubsub options go apart: give the adapter to the hub",
+      );
+    }
     this.#deflate = checkOptions(options.perMessageDeflate);
     this.#socketOptions = checkSocketOptions(options);
     const address = {
@@ -415,10 +446,30 @@ class Server implements WebSocketServer {
       options.pingInterval ?? DEFAULT_PING_INTERVAL,
       options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
     );
-    this.finished = this.#acceptLoop().finally(() => {
+    // Made last: the hub opens the adapter, which must not outlive a
+    // constructor that threw.
+    const hub = this.#hub = options.hub ??
+      new TopicHub({
+        pubsub: options.pubsub,
+        onError: (error) => this.#report(error),
+      });
+    this.finished = this.#acceptLoop().finally(async () => {
       clearInterval(heartbeat);
       signal?.removeEventListener("abort", onAbort);
+      if (options.hub === undefined) await hub.close();
     });
+  }
+
+  publish(topic: string, message: string | Uint8Array): number {
+    return this.#hub.publish(topic, message);
+  }
+
+  subscriberCount(topic: string): number {
+    return this.#hub.subscriberCount(topic);
+  }
+
+  topics(): string[] {
+    return this.#hub.topics();
   }
 
   get connections(): number {
@@ -710,6 +761,7 @@ class Server implements WebSocketServer {
       maxFragments: options.maxFragments,
       closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
       socketOptions: this.#socketOptions,
+      hub: this.#hub,
     });
   }
 

@@ -2,6 +2,8 @@
 // `send()`, `close()` and `closed`, over an engine that moves its bytes.
 
 import type { Message } from "./core/message_assembler.ts";
+import type { SharedMessage } from "./pubsub/_shared_message.ts";
+import { join, leave, publishFrom, type TopicHub } from "./pubsub/topic_hub.ts";
 import {
   checkReason,
   type WebSocketCloseInfo,
@@ -66,6 +68,25 @@ export interface WebSocketConnection {
    */
   send(message: string | Uint8Array): number;
   /**
+   * Subscribes the socket to a topic (an exact string) of its server's
+   * topic hub: what is published to the topic is queued for it.
+   * Subscribing twice is the same as once; a socket that closes leaves all
+   * its topics. Throws a `TypeError` for a socket without a hub.
+   */
+  subscribe(topic: string): void;
+  /** Unsubscribes the socket from a topic; nothing if it was not subscribed. */
+  unsubscribe(topic: string): void;
+  /** Whether the socket subscribes to a topic. */
+  isSubscribed(topic: string): boolean;
+  /** The topics the socket subscribes to, in the order it subscribed. */
+  readonly subscriptions: readonly string[];
+  /**
+   * Publishes a message to every subscriber of a topic except this socket
+   * (on this node, and through the hub's adapter on the others). Returns
+   * how many local sockets it was queued for.
+   */
+  publish(topic: string, message: string | Uint8Array): number;
+  /**
    * Starts the closing handshake. `closeCode` must be 1000 or 3000–4999 (a
    * reason without a code sends 1000; neither sends a close frame with no
    * code); a reason over 123 bytes of UTF-8 throws a `RangeError`.
@@ -97,6 +118,8 @@ export interface SocketEngine {
   readonly bufferedAmount: number;
   /** Queues a data message; returns the bytes queued, 0 once not open. */
   send(message: Message): number;
+  /** Queues a publication, framed once for all; returns the bytes queued. */
+  sendShared(shared: SharedMessage): number;
   /** Resolves once the outbound queue is back under its high-water mark. */
   ready(): Promise<void>;
   /** Starts the closing handshake with any sendable code. */
@@ -154,6 +177,8 @@ export let endReading: (socket: Socket, end: EngineEnd) => void;
 export let settle: (socket: Socket, end: EngineEnd) => void;
 /** Closes with any sendable code (1001 going away, 1011, 1013). */
 export let closeWith: (socket: Socket, code: number, reason: string) => void;
+/** Queues a publication for the socket under its backpressure policy. */
+export let offer: (socket: Socket, shared: SharedMessage) => boolean;
 /** The state of the socket's connection. */
 export let stateOf: (socket: Socket) => "open" | "closing" | "closed";
 
@@ -204,6 +229,9 @@ export class Socket implements WebSocketConnection {
   #full = false;
   #end: EngineEnd | undefined;
   #dropped = 0;
+  #hub: TopicHub | undefined;
+  /** The topics subscribed to; made at the first subscription. */
+  #topics: Set<string> | undefined;
   #closed: Promise<WebSocketCloseResult>;
   #resolve!: (result: WebSocketCloseResult) => void;
   #reject!: (error: WebSocketError) => void;
@@ -216,6 +244,8 @@ export class Socket implements WebSocketConnection {
       protocol: string;
       extensions: string;
       options?: SocketOptions;
+      /** The hub whose topics the socket may subscribe to. */
+      hub?: TopicHub;
       /**
        * Make `readable` at once rather than when first asked for: with
        * permessage-deflate, so that corrupt data is found even by an
@@ -230,6 +260,7 @@ export class Socket implements WebSocketConnection {
     this.#protocol = init.protocol;
     this.#extensions = init.extensions;
     this.#options = init.options ?? DEFAULT_SOCKET_OPTIONS;
+    this.#hub = init.hub;
     this.#closed = new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -246,6 +277,10 @@ export class Socket implements WebSocketConnection {
       socket.#engine.close(code, reason);
     };
     stateOf = (socket) => socket.#engine.state;
+    offer = (socket, shared) => {
+      if (!socket.#admits(shared.message)) return false;
+      return socket.#engine.sendShared(shared) > 0;
+    };
     startReading = (socket, controller) => {
       socket.#controller = controller;
       // Messages that arrived before `readable` was first asked for.
@@ -346,8 +381,18 @@ export class Socket implements WebSocketConnection {
     if (typeof message !== "string" && !(message instanceof Uint8Array)) {
       return 0;
     }
+    return this.#admits(message) ? this.#engine.send(message) : 0;
+  }
+
+  /**
+   * Whether a message from `send()` or a publication may be queued: the
+   * socket is open, and it fits under `maxBackpressure` (a message always
+   * fits an empty queue). Over it, the policy drops the message (counted)
+   * or closes the socket with 1013.
+   */
+  #admits(message: Message): boolean {
     const engine = this.#engine;
-    if (engine.state !== "open" || this.#pendingClose) return 0;
+    if (engine.state !== "open" || this.#pendingClose) return false;
     const options = this.#options;
     const buffered = this.bufferedAmount;
     if (
@@ -357,11 +402,53 @@ export class Socket implements WebSocketConnection {
       if (options.backpressure === "drop") {
         this.#dropped++;
       } else {
+        clearTimeout(this.#cancelTimer);
         engine.close(1013, "Slow consumer");
       }
-      return 0;
+      return false;
     }
-    return engine.send(message);
+    return true;
+  }
+
+  subscribe(topic: string): void {
+    const hub = this.#hubFor(topic);
+    if (this.#engine.state === "closed") return;
+    if (join(hub, this, topic)) (this.#topics ??= new Set()).add(topic);
+  }
+
+  unsubscribe(topic: string): void {
+    const hub = this.#hubFor(topic);
+    if (leave(hub, this, topic)) this.#topics!.delete(topic);
+  }
+
+  isSubscribed(topic: string): boolean {
+    return this.#topics?.has(topic) ?? false;
+  }
+
+  get subscriptions(): readonly string[] {
+    return this.#topics === undefined ? [] : [...this.#topics];
+  }
+
+  publish(topic: string, message: string | Uint8Array): number {
+    return publishFrom(this.#hubFor(topic), topic, message, this);
+  }
+
+  #hubFor(topic: string): TopicHub {
+    if (this.#hub === undefined) {
+      throw new TypeError("This socket has no topic hub");
+    }
+    if (typeof topic !== "string") {
+      throw new TypeError("A topic must be a string");
+    }
+    return this.#hub;
+  }
+
+  /** Leaves every topic at once: work in its own topics, not the hub's. */
+  #leaveTopics(): void {
+    const topics = this.#topics;
+    if (topics === undefined) return;
+    this.#topics = undefined;
+    for (const topic of topics) leave(this.#hub!, this, topic);
   }
 
   close(closeInfo?: WebSocketCloseInfo): void {
@@ -488,6 +575,7 @@ export class Socket implements WebSocketConnection {
 
   #endReading(end: EngineEnd): void {
     this.#end = end;
+    this.#leaveTopics();
     if (this.#controller !== undefined) this.#pump();
     else if (this.#inbox.length === 0) this.#engine.release();
   }

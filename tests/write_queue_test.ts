@@ -27,7 +27,7 @@ function queueSmall(queue: WriteQueue, bytes: number[]): void {
   queue.commit(bytes.length);
 }
 
-Deno.test("write queue writes the first frame at once and coalesces the small frames queued behind a write in flight, in order", async () => {
+Deno.test("write queue writes the first frame at once and gathers the small parts queued behind a write in flight into one write, in order", async () => {
   const writer = new GatedWriter();
   const queue = new WriteQueue(writer, 1024, (error) => {
     throw error;
@@ -40,14 +40,39 @@ Deno.test("write queue writes the first frame at once and coalesces the small fr
   queueSmall(queue, [6]);
   assert.deepEqual(writer.writes, [[1, 2]]);
   assert.equal(queue.pending, 7);
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0; i < 2; i++) {
     writer.release();
     await tick();
   }
-  // Small frames share a write; a payload queued by reference is its own.
-  assert.deepEqual(writer.writes, [[1, 2], [3, 4], [5, 5], [6]]);
+  // Small parts, batched or queued by reference, share one write.
+  assert.deepEqual(writer.writes, [[1, 2], [3, 4, 5, 5, 6]]);
   await queue.idle();
   assert.equal(queue.pending, 0);
+});
+
+Deno.test("write queue writes a large part queued by reference on its own, without copying it", async () => {
+  const written: Uint8Array[] = [];
+  const queue = new WriteQueue(
+    {
+      write(bytes) {
+        written.push(bytes);
+        return Promise.resolve(bytes.length);
+      },
+    },
+    1 << 20,
+    (error) => {
+      throw error;
+    },
+  );
+  const large = new Uint8Array(64 * 1024).fill(7);
+  queueSmall(queue, [1]);
+  queue.push(large);
+  queueSmall(queue, [2]);
+  await queue.idle();
+  assert.equal(written.length, 3);
+  assert.deepEqual([...written[0]], [1]);
+  assert.ok(written[1] === large, "the pushed array itself is written");
+  assert.deepEqual([...written[2]], [2]);
 });
 
 Deno.test("write queue reserves successive frames in one batch buffer, at increasing offsets", () => {
