@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs what the tests need on a fresh Debian machine, skipping what is
 # already there: Deno (from the npm registry), Chromium and Python's
-# websockets (from Debian) for the real-peer tests, and openssl for the
-# self-signed certificates of the wss: tests.
+# websockets (from Debian) for the real-peer tests, openssl for the
+# self-signed certificates of the wss: tests, and the test-only npm packages
+# (into node_modules/: deno.json says "nodeModulesDir": "manual", so that
+# `deno task echo` never downloads them).
 set -eu
 
 if ! command -v deno >/dev/null 2>&1; then
@@ -20,3 +22,6 @@ if [ -n "$missing" ]; then
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends $missing
 fi
+
+# The npm packages of deno.lock (test peers, the browser driver).
+deno install

@@ -75,8 +75,8 @@ export function startEchoServer(
     port: options.port ?? DEFAULT_PORT,
     hostname: options.hostname ?? DEFAULT_HOSTNAME,
     signal: options.signal,
-    onListen: options.onListen ?? _printAddress,
-    onRequest: _page,
+    onListen: options.onListen ?? printAddress,
+    onRequest: page,
     perMessageDeflate: options.perMessageDeflate ?? true,
   }, (socket) => {
     options.onSocket?.(socket);
@@ -86,7 +86,7 @@ export function startEchoServer(
   });
 }
 
-function _printAddress(addr: Deno.NetAddr): void {
+function printAddress(addr: Deno.NetAddr): void {
   const host = addr.hostname.includes(":")
     ? `[${addr.hostname}]`
     : addr.hostname;
@@ -97,7 +97,7 @@ function _printAddress(addr: Deno.NetAddr): void {
 }
 
 /** Answers plain HTTP requests: the page at `/`, nothing elsewhere. */
-function _page(request: Request): Response {
+function page(request: Request): Response {
   const { pathname } = new URL(request.url);
   if (pathname !== "/") {
     return new Response("Not found: WebSockets connect on any path", {
@@ -132,53 +132,76 @@ const ECHO_PAGE = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>WebSocket echo</title>
+<link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Ccircle cx='8' cy='8' r='7' fill='%23265'/%3E%3C/svg%3E">
 <style>
   body { font: 16px/1.4 system-ui, sans-serif; max-width: 48rem; margin: 2rem auto; padding: 0 1rem; }
   form { display: flex; gap: 0.5rem; flex-wrap: wrap; }
   #message { flex: 1; min-width: 12rem; }
-  #log { font-family: ui-monospace, monospace; white-space: pre-wrap; list-style: none; padding: 0; }
+  pre { background: #f4f4f4; padding: 0.75rem; overflow-x: auto; }
+  #log { font-family: ui-monospace, monospace; white-space: pre-wrap; overflow-wrap: anywhere; list-style: none; padding: 0; }
   #log li { border-bottom: 1px solid #ddd; padding: 0.25rem 0; }
+  #log li.echo { padding-left: 1.5rem; color: #265; }
 </style>
 </head>
 <body>
 <h1>WebSocket echo</h1>
-<p>Status: <output id="status">connecting</output></p>
-<p>Extensions: <output id="extensions">none</output></p>
+<p>This page talks to a server made with <code>@scope/ws</code>. All of it:</p>
+<pre><code>import { serve } from "jsr:@scope/ws";
+
+serve({ port: 8080, perMessageDeflate: true, fetch: page }, (socket) =&gt;
+  // Every message read is written back as it came.
+  socket.readable.pipeTo(socket.writable));</code></pre>
+<p>Status: <output id="status">connecting</output> ·
+  Extensions: <output id="extensions">none</output></p>
 <form id="form">
   <input id="message" autocomplete="off" placeholder="A message" value="Hello, echo!">
   <button id="send" type="submit">Send</button>
   <button id="send-binary" type="button">Send binary</button>
   <button id="close" type="button">Close</button>
+  <button id="connect" type="button" disabled>Reconnect</button>
 </form>
-<ul id="log"></ul>
+<ol id="log"></ol>
 <script>
   const status = document.getElementById("status");
+  const extensions = document.getElementById("extensions");
   const log = document.getElementById("log");
   const input = document.getElementById("message");
-  const show = (line) => {
+  const connectButton = document.getElementById("connect");
+  // Oldest first: each echo shows below what was sent.
+  const show = (line, kind) => {
     const item = document.createElement("li");
     item.textContent = line;
-    log.prepend(item);
+    if (kind) item.className = kind;
+    log.append(item);
+    item.scrollIntoView({ block: "nearest" });
   };
-  const socket = new WebSocket(location.origin.replace(/^http/, "ws") + "/");
-  socket.binaryType = "arraybuffer";
-  socket.onopen = () => {
-    status.value = "open";
-    document.getElementById("extensions").value = socket.extensions || "none";
+  let socket;
+  const connect = () => {
+    connectButton.disabled = true;
+    status.value = "connecting";
+    socket = new WebSocket(location.origin.replace(/^http/, "ws") + "/");
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => {
+      status.value = "open";
+      extensions.value = socket.extensions || "none";
+      show("connected");
+    };
+    socket.onmessage = (event) => {
+      if (typeof event.data === "string") {
+        show("echo (text): " + event.data, "echo");
+      } else {
+        const bytes = new Uint8Array(event.data);
+        const hex = Array.from(bytes.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join(" ");
+        show("echo (binary, " + bytes.length + " bytes): " + hex + (bytes.length > 16 ? " …" : ""), "echo");
+      }
+    };
+    socket.onclose = (event) => {
+      status.value = "closed (" + event.code + (event.reason ? " " + event.reason : "") + ")";
+      show("closed with " + event.code + (event.reason ? " " + event.reason : ""));
+      connectButton.disabled = false;
+    };
+    socket.onerror = () => show("error: the connection failed");
   };
-  socket.onmessage = (event) => {
-    if (typeof event.data === "string") {
-      show("echo (text): " + event.data);
-    } else {
-      const bytes = new Uint8Array(event.data);
-      const hex = Array.from(bytes.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join(" ");
-      show("echo (binary, " + bytes.length + " bytes): " + hex + (bytes.length > 16 ? " …" : ""));
-    }
-  };
-  socket.onclose = (event) => {
-    status.value = "closed (" + event.code + (event.reason ? " " + event.reason : "") + ")";
-  };
-  socket.onerror = () => { show("error: the connection failed"); };
   const ready = () => {
     if (socket.readyState === WebSocket.OPEN) return true;
     show("not sent: the socket is " + status.value);
@@ -197,13 +220,15 @@ const ECHO_PAGE = `<!doctype html>
     show("sent (binary, 8 bytes)");
   };
   document.getElementById("close").onclick = () => socket.close(1000, "Bye");
+  connectButton.onclick = connect;
+  connect();
 </script>
 </body>
 </html>
 `;
 
 /** Reads the port and address from the flags, then the environment. */
-function _parseCli(args: string[]): { port: number; hostname: string } {
+function parseCli(args: string[]): { port: number; hostname: string } {
   const { values } = parseArgs({
     args,
     options: {
@@ -212,17 +237,17 @@ function _parseCli(args: string[]): { port: number; hostname: string } {
     },
     strict: true,
   });
-  const portText = values.port ?? _env("PORT") ?? String(DEFAULT_PORT);
+  const portText = values.port ?? env("PORT") ?? String(DEFAULT_PORT);
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port > 65535) {
     throw new RangeError(`The port must be 0-65535, got "${portText}"`);
   }
-  const hostname = values.hostname ?? _env("HOSTNAME") ?? DEFAULT_HOSTNAME;
+  const hostname = values.hostname ?? env("HOSTNAME") ?? DEFAULT_HOSTNAME;
   return { port, hostname };
 }
 
 /** An environment variable, or undefined when unset or not permitted. */
-function _env(name: string): string | undefined {
+function env(name: string): string | undefined {
   const permission = Deno.permissions.querySync({
     name: "env",
     variable: name,
@@ -234,7 +259,7 @@ function _env(name: string): string | undefined {
 if (import.meta.main) {
   let cli: { port: number; hostname: string };
   try {
-    cli = _parseCli(Deno.args);
+    cli = parseCli(Deno.args);
   } catch (error) {
     console.error(error instanceof Error ? error.message : error);
     console.error("Usage: echo.ts [--port N] [--hostname ADDRESS]");
