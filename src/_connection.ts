@@ -347,10 +347,11 @@ export class Connection implements ProtocolHandler, SocketEngine {
 
   /** Why reading must wait now, if it must. */
   #holdReason(): Hold {
-    if (this.#protocol.state === "closed") return Hold.None;
+    // Once closing, read on: the peer's close is what we wait for (the
+    // socket drops what it has no room for).
+    if (this.state !== "open") return Hold.None;
     if (this.#socketFull) return Hold.Reader;
-    // Once closing, read on: the peer's close is what we wait for.
-    if (this.#protocol.state === "open" && this.#queue.full) return Hold.Peer;
+    if (this.#queue.full) return Hold.Peer;
     return Hold.None;
   }
 
