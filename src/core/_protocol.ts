@@ -160,7 +160,10 @@ export class Protocol {
    */
   receive(chunk: Uint8Array): number {
     try {
-      return this.#input.push(chunk);
+      const used = this.#input.push(chunk);
+      // Once the peer's close has ended it, the rest of the chunk is
+      // discarded (§5.5.1), not left over to be fed again.
+      return this.#state === "closed" ? chunk.length : used;
     } catch (error) {
       if (!(error instanceof WebSocketError)) throw error;
       this.fail(error.closeCode, error.reason);
