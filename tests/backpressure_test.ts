@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { serve, type WebSocketConnection } from "../mod.ts";
 import { frame, RawClient } from "./_raw_client.ts";
-import { floodUntilStalled } from "./_util.ts";
+import { deadline, floodUntilStalled } from "./_util.ts";
 
 Deno.test("§8 a client that floods and never reads keeps the echo server's send queue bounded", async () => {
   const sockets: WebSocketConnection[] = [];
@@ -36,7 +36,9 @@ Deno.test("§8 a client that floods and never reads keeps the echo server's send
   );
   assert.ok(sockets[0].bufferedAmount <= 64 * 1024 + message.length);
   client.close();
-  await sockets[0].closed.catch(() => {});
+  await deadline(sockets[0].closed, "the server's socket to close").catch(
+    () => {},
+  );
 });
 
 Deno.test("§8 the server stops reading TCP while the application does not read", async () => {
@@ -46,7 +48,7 @@ Deno.test("§8 the server stops reading TCP while the application does not read"
     (socket) => opened.resolve(socket),
   );
   await using client = await RawClient.open(server.addr.port);
-  const socket = await opened.promise;
+  const socket = await deadline(opened.promise, "the server's socket");
   const message = frame(2, new Uint8Array(64 * 1024));
   const limit = 256 * 1024 * 1024;
   // Without backpressure loopback would swallow the whole limit in well
@@ -55,13 +57,17 @@ Deno.test("§8 the server stops reading TCP while the application does not read"
   assert.ok(sent < 64 * 1024 * 1024, `sent ${sent} bytes before stalling`);
   // Reading resumes the flow: the queued messages arrive whole.
   const reader = socket.readable.getReader();
-  const first = await reader.read();
+  const first = await deadline(reader.read(), "a message from readable");
   assert.equal((first.value as Uint8Array).length, 64 * 1024);
   // A reader that stops reading has to cancel for the peer's end to be seen.
   client.close();
-  await reader.cancel();
+  await deadline(reader.cancel(), "readable to cancel");
   assert.equal(
-    (await socket.closed.then(() => null, (e) => e))?.closeCode,
+    (await deadline(socket.closed, "the socket to close").then(
+      () => null,
+      (e) => e,
+    ))
+      ?.closeCode,
     1006,
   );
 });

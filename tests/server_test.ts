@@ -6,7 +6,14 @@ import {
   type WebSocketHandler,
 } from "../mod.ts";
 import { closePayload, frame, RawClient, text } from "./_raw_client.ts";
-import { concat, echo, mulberry32, start } from "./_util.ts";
+import {
+  assertBytesEqual,
+  concat,
+  deadline,
+  echo,
+  mulberry32,
+  start,
+} from "./_util.ts";
 
 /** A server whose sockets a test can watch. */
 function watched(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
@@ -83,7 +90,7 @@ Deno.test("§5.2 frames chopped into 1-byte writes are decoded", async () => {
   const big = new Uint8Array(300).map((_, i) => i & 255);
   await client.writeChopped(concat([frame(1, "chopped"), frame(2, big)]), 1);
   assert.equal(text((await client.readFrame())!.payload), "chopped");
-  assert.deepEqual((await client.readFrame())!.payload, big);
+  assertBytesEqual((await client.readFrame())?.payload, big, "the echo");
 });
 
 Deno.test("§5.2 16-bit and 64-bit lengths round trip, and empty messages are valid", async () => {
@@ -95,7 +102,7 @@ Deno.test("§5.2 16-bit and 64-bit lengths round trip, and empty messages are va
     const echoed = await client.readFrame();
     assert.equal(echoed?.opcode, 2);
     assert.equal(echoed?.masked, false, "server frames are never masked");
-    assert.deepEqual(echoed?.payload, payload);
+    assertBytesEqual(echoed?.payload, payload, `the ${size}-byte echo`);
   }
   await client.write(frame(1, ""));
   const empty = await client.readFrame();
@@ -109,7 +116,7 @@ Deno.test("§5.4 fragmented messages are reassembled, with empty fragments", asy
   const { server, first } = watched({}, () => {});
   await using _server = server;
   await using client = await RawClient.open(server.addr.port);
-  const socket = await first;
+  const socket = await deadline(first, "the server's socket");
   const reader = socket.readable.getReader();
   await client.writeChopped(
     concat([
@@ -121,8 +128,14 @@ Deno.test("§5.4 fragmented messages are reassembled, with empty fragments", asy
     ]),
     3,
   );
-  assert.equal((await reader.read()).value, "Hello");
-  assert.deepEqual((await reader.read()).value, new Uint8Array([1, 2, 3]));
+  assert.equal(
+    (await deadline(reader.read(), "a message from readable")).value,
+    "Hello",
+  );
+  assert.deepEqual(
+    (await deadline(reader.read(), "a message from readable")).value,
+    new Uint8Array([1, 2, 3]),
+  );
   reader.releaseLock();
 });
 
@@ -215,10 +228,16 @@ Deno.test("§5.5.1 a peer's close is echoed with its code, then TCP closes", asy
   const result = await client.readUntilClose();
   assert.equal(result.code, 4001);
   assert.equal(result.eof, true);
-  assert.deepEqual(await (await first).closed, {
-    closeCode: 4001,
-    reason: "done here",
-  });
+  assert.deepEqual(
+    await deadline(
+      (await deadline(first, "the server's socket")).closed,
+      "the server's socket to close",
+    ),
+    {
+      closeCode: 4001,
+      reason: "done here",
+    },
+  );
 });
 
 Deno.test("§5.5.1 an empty close is answered with 1000 and reported as 1005", async () => {
@@ -228,7 +247,13 @@ Deno.test("§5.5.1 an empty close is answered with 1000 and reported as 1005", a
   await client.write(frame(8));
   const result = await client.readUntilClose();
   assert.equal(result.code, 1000);
-  assert.deepEqual(await (await first).closed, { closeCode: 1005, reason: "" });
+  assert.deepEqual(
+    await deadline(
+      (await deadline(first, "the server's socket")).closed,
+      "the server's socket to close",
+    ),
+    { closeCode: 1005, reason: "" },
+  );
 });
 
 Deno.test("§5.5.1 frames after the peer's close are ignored", async () => {
@@ -275,10 +300,16 @@ Deno.test("§7.1.2 close() sends the code and reason and resolves with the peer'
   await client.write(frame(8, closePayload(4000, "ok")));
   assert.equal(await client.readEof(), true);
   client.close();
-  assert.deepEqual(await (await first).closed, {
-    closeCode: 4000,
-    reason: "ok",
-  });
+  assert.deepEqual(
+    await deadline(
+      (await deadline(first, "the server's socket")).closed,
+      "the server's socket to close",
+    ),
+    {
+      closeCode: 4000,
+      reason: "ok",
+    },
+  );
 });
 
 Deno.test("§7.1.2 close() gives up after closeTimeout when the peer never answers", async () => {
@@ -288,7 +319,10 @@ Deno.test("§7.1.2 close() gives up after closeTimeout when the peer never answe
   await using _server = server;
   await using client = await RawClient.open(server.addr.port);
   assert.equal((await client.readFrame())?.opcode, 8);
-  const error = await (await first).closed.then(() => null, (e) => e);
+  const error = await deadline(
+    (await deadline(first, "the server's socket")).closed,
+    "the server's socket to close",
+  ).then(() => null, (e) => e);
   assert.ok(error instanceof WebSocketError);
   assert.equal(error.closeCode, 1006);
   assert.equal(await client.readEof(), true);
@@ -319,7 +353,10 @@ Deno.test("close() refuses codes an application may not send", async () => {
     socket.close();
   });
   await using _client = await RawClient.open(server.addr.port);
-  assert.ok(await failure.promise instanceof RangeError);
+  assert.ok(
+    await deadline(failure.promise, "the handler's outcome") instanceof
+      RangeError,
+  );
 });
 
 // §8.1: UTF-8.
@@ -390,7 +427,7 @@ Deno.test("a peer that drops TCP errors readable and rejects closed with 1006", 
   const { server, first } = watched({}, () => {});
   await using _server = server;
   const client = await RawClient.open(server.addr.port);
-  const socket = await first;
+  const socket = await deadline(first, "the server's socket");
   client.close();
   const readError = await socket.readable.getReader().read().then(
     () => null,
@@ -398,7 +435,10 @@ Deno.test("a peer that drops TCP errors readable and rejects closed with 1006", 
   );
   assert.ok(readError instanceof WebSocketError);
   assert.equal(readError.closeCode, 1006);
-  const closedError = await socket.closed.then(() => null, (e) => e);
+  const closedError = await deadline(socket.closed, "the socket to close").then(
+    () => null,
+    (e) => e,
+  );
   assert.equal(closedError?.closeCode, 1006);
 });
 
@@ -406,7 +446,7 @@ Deno.test("a protocol error errors readable with a WebSocketError carrying the c
   const { server, first } = watched({}, () => {});
   await using _server = server;
   await using client = await RawClient.open(server.addr.port);
-  const socket = await first;
+  const socket = await deadline(first, "the server's socket");
   await client.write(frame(1, "x", { mask: false }));
   const error = await socket.readable.getReader().read().then(
     () => null,
@@ -452,7 +492,10 @@ Deno.test("writing something other than a string or bytes is a TypeError", async
     socket.close();
   });
   await using _client = await RawClient.open(server.addr.port);
-  assert.ok(await outcome.promise instanceof TypeError);
+  assert.ok(
+    await deadline(outcome.promise, "the handler's outcome") instanceof
+      TypeError,
+  );
 });
 
 Deno.test("one misbehaving connection does not disturb another", async () => {
@@ -481,8 +524,8 @@ Deno.test("shutdown() sends 1001 to open sockets and finished resolves", async (
     assert.equal(await client.readEof(), true);
     client.close();
   }
-  await done;
-  await server.finished;
+  await deadline(done, "the shutdown");
+  await deadline(server.finished, "the server to finish");
   assert.equal(server.connections, 0);
 });
 
@@ -501,7 +544,7 @@ Deno.test("shutdown() does not report an echo that cannot send a message arrivin
   await client.write(frame(8, closePayload(1001)));
   assert.equal(await client.readEof(), true);
   client.close();
-  await done;
+  await deadline(done, "the shutdown");
   assert.deepEqual(errors, []);
 });
 
@@ -509,7 +552,7 @@ Deno.test("an aborted signal shuts the server down", async () => {
   const controller = new AbortController();
   const server = start({ signal: controller.signal });
   controller.abort();
-  await server.finished;
+  await deadline(server.finished, "the server to finish");
   await assert.rejects(
     Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
   );
