@@ -12,7 +12,9 @@ import {
   deadline,
   echo,
   mulberry32,
+  sleep,
   start,
+  WAIT_LIMIT,
 } from "./_util.ts";
 
 /** A server whose sockets a test can watch. */
@@ -341,22 +343,69 @@ Deno.test("§5.5 close() cuts a long reason at a UTF-8 boundary to fit 125 bytes
   assert.equal(reason, "é".repeat(61));
 });
 
-Deno.test("close() refuses codes an application may not send", async () => {
-  const failure = Promise.withResolvers<unknown>();
-  await using server = start({}, (socket) => {
-    try {
-      socket.close({ closeCode: 1005 });
-      failure.resolve(null);
-    } catch (error) {
-      failure.resolve(error);
-    }
-    socket.close();
+Deno.test("§7.4.2 close() takes only 1000 and 3000–4999: any other code throws a RangeError and never goes out", async () => {
+  const refused = [0, 999, 5000, 65535];
+  for (let code = 1001; code <= 1015; code++) refused.push(code);
+  for (let code = 2000; code <= 2999; code++) refused.push(code);
+  for (const accepted of [1000, 3000, 4999]) {
+    const notRefused = Promise.withResolvers<number[]>();
+    await using server = start({}, (socket) => {
+      const wrong: number[] = [];
+      for (const closeCode of refused) {
+        try {
+          socket.close({ closeCode });
+          wrong.push(closeCode);
+        } catch (error) {
+          if (!(error instanceof RangeError)) wrong.push(closeCode);
+        }
+      }
+      notRefused.resolve(wrong);
+      socket.close({ closeCode: accepted, reason: "ok" });
+    });
+    await using client = await RawClient.open(server.addr.port);
+    assert.deepEqual(
+      await deadline(notRefused.promise, "the handler"),
+      [],
+      "codes close() did not refuse with a RangeError",
+    );
+    // The first frame out is the close with the accepted code.
+    const close = await client.readFrame();
+    assert.equal(close?.opcode, 8);
+    assert.equal((close!.payload[0] << 8) | close!.payload[1], accepted);
+    assert.equal(text(close!.payload.subarray(2)), "ok");
+  }
+});
+
+Deno.test("§7.1.1 the server half-closes TCP after the closing handshake and reads until the client's FIN, so the client may still send without a reset", async () => {
+  const { server, first } = watched({ closeTimeout: WAIT_LIMIT }, (socket) => {
+    socket.close({ closeCode: 4000 });
   });
-  await using _client = await RawClient.open(server.addr.port);
-  assert.ok(
-    await deadline(failure.promise, "the handler's outcome") instanceof
-      RangeError,
-  );
+  await using _server = server;
+  await using client = await RawClient.open(server.addr.port);
+  const socket = await deadline(first, "the server's socket");
+  let settled = false;
+  socket.closed.finally(() => settled = true).catch(() => {});
+  const close = await client.readFrame();
+  assert.equal(close?.opcode, 8);
+  await client.write(frame(8, closePayload(4000)));
+  assert.equal(await client.readEof(), true, "the server's FIN");
+  // Bytes still in flight from a client that has not seen the FIN yet: the
+  // server reads and discards them. A closed socket would answer them with
+  // a reset, failing these writes.
+  try {
+    for (let i = 0; i < 32; i++) {
+      await client.write(new Uint8Array(16 * 1024).fill(i));
+      await sleep(2);
+    }
+  } catch (error) {
+    assert.fail(`the server reset the connection: ${error}`);
+  }
+  assert.equal(settled, false, "the server waits for the client's FIN");
+  await client.conn.closeWrite();
+  assert.deepEqual(await deadline(socket.closed, "the socket to close"), {
+    closeCode: 4000,
+    reason: "",
+  });
 });
 
 // §8.1: UTF-8.
