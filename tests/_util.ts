@@ -117,6 +117,38 @@ export async function runCommand(
   }
 }
 
+/**
+ * Moves `Date.now()` `ms` ahead until disposed, as if that much time had
+ * passed for code that measures time by comparing its readings (timers
+ * still fire on the real clock). For timeouts too long to wait for.
+ */
+export function shiftClock(ms: number): Disposable {
+  const now = Date.now;
+  Date.now = () => now() + ms;
+  return {
+    [Symbol.dispose]() {
+      Date.now = now;
+    },
+  };
+}
+
+/**
+ * Runs `make` with `setInterval` delays cut to at most `max` ms, so that an
+ * interval timer it starts (a heartbeat's, say) ticks often; timers started
+ * later are untouched.
+ */
+export function withFastIntervals<T>(max: number, make: () => T): T {
+  const setInterval = globalThis.setInterval;
+  globalThis.setInterval =
+    ((fn: () => void, ms?: number) =>
+      setInterval(fn, Math.min(ms ?? 0, max))) as typeof setInterval;
+  try {
+    return make();
+  } finally {
+    globalThis.setInterval = setInterval;
+  }
+}
+
 /** Joins byte arrays into one. */
 export function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));

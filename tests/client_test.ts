@@ -19,6 +19,7 @@ import {
   deadline,
   pseudoRandomBytes,
   runCommand,
+  shiftClock,
   sleep,
   WAIT_LIMIT,
 } from "./_util.ts";
@@ -1208,4 +1209,35 @@ Deno.test("client heartbeat: a server that answers pings keeps the socket open p
     closeCode: 1000,
     reason: "",
   });
+});
+
+Deno.test("client heartbeat: idleTimeout 0 never closes a server that answers no ping", async () => {
+  let pings = 0;
+  await using server = rawServer(async (peer) => {
+    await peer.accept();
+    while (true) {
+      const received = await peer.readFrame();
+      if (received.opcode === 9) pings++;
+      if (received.opcode === 8) {
+        await peer.write(frame(8, received.payload));
+        return;
+      }
+    }
+  });
+  const socket = await connect(server.url, {
+    pingInterval: 50,
+    idleTimeout: 0,
+  });
+  {
+    // An hour passes for the heartbeat (it compares Date.now() readings):
+    // any idle timeout at all would close the socket at its next tick.
+    using _clock = shiftClock(3_600_000);
+    await sleep(500);
+  }
+  socket.close({ closeCode: 1000 });
+  assert.deepEqual(await deadline(socket.closed, "the socket to close"), {
+    closeCode: 1000,
+    reason: "",
+  });
+  assert.ok(pings >= 2, `${pings} pings`);
 });

@@ -9,12 +9,16 @@ import {
 } from "./_raw_client.ts";
 import { makeCertificates } from "./_tls.ts";
 import {
+  concat,
   deadline,
+  DeadlineError,
   mulberry32,
+  shiftClock,
   sleep,
   start,
   stopChild,
   WAIT_LIMIT,
+  withFastIntervals,
 } from "./_util.ts";
 
 async function roundTrip(client: RawClient, message: string): Promise<string> {
@@ -103,6 +107,88 @@ Deno.test("heartbeat: a peer that answers pings stays open past idleTimeout", as
   assert.equal(text(echoed!.payload), "alive");
 });
 
+Deno.test("heartbeat: idleTimeout 0 never closes a peer, even a silent one that answers no ping", async () => {
+  await using server = start({ pingInterval: 50, idleTimeout: 0 });
+  await using client = await RawClient.open(server.addr.port);
+  // An hour passes for the heartbeat (it compares Date.now() readings):
+  // any idle timeout at all would close the connection at its next tick.
+  using _clock = shiftClock(3_600_000);
+  const until = performance.now() + 500;
+  let pings = 0;
+  while (performance.now() < until) {
+    const next = await client.readFrame();
+    assert.equal(next?.opcode, 9, "a ping, never a close");
+    pings++;
+  }
+  assert.ok(pings >= 2, `${pings} pings`);
+});
+
+Deno.test("heartbeat: pingInterval 0 sends no ping; idleTimeout still closes with 1001", async () => {
+  await using server = start({ pingInterval: 0, idleTimeout: 400 });
+  await using client = await RawClient.open(server.addr.port);
+  // The heartbeat still runs (every 100 ms, for the idle timeout), so a
+  // ping would come before the close.
+  const first = await client.readFrame();
+  assert.equal(first?.opcode, 8, `a close, not opcode ${first?.opcode}`);
+  assert.equal((first!.payload[0] << 8) | first!.payload[1], 1001);
+});
+
+Deno.test("heartbeat: pingInterval 0 never pings a peer, however long it is silent", async () => {
+  // The idle check's timer ticks every 50 ms rather than every 15 minutes,
+  // and 10 minutes pass for the heartbeat: any ping interval at all would
+  // send a ping at the next tick.
+  await using server = withFastIntervals(
+    50,
+    () => start({ pingInterval: 0, idleTimeout: 3_600_000 }),
+  );
+  await using client = await RawClient.open(server.addr.port);
+  using _clock = shiftClock(600_000);
+  client.timeout = 500;
+  const next = await client.readFrame().catch((error) => error);
+  assert.ok(
+    next instanceof DeadlineError,
+    `nothing in 500 ms, not ${next?.opcode ?? next}`,
+  );
+});
+
+Deno.test("§10.4 a frame header announcing 16 MiB commits no memory by itself: 32 connections that announce 16 MiB - 1 and send 10 bytes cost little", async () => {
+  const MiB = 1024 * 1024;
+  await using server = start(); // maxMessageSize: 16 MiB
+  const clients: RawClient[] = [];
+  try {
+    for (let i = 0; i < 32; i++) {
+      clients.push(await RawClient.open(server.addr.port));
+    }
+    const probe = await RawClient.open(server.addr.port);
+    clients.push(probe);
+    // A masked binary frame of 16 MiB - 1 bytes (a 64-bit length), cut off
+    // after its first 10 bytes of payload.
+    const header = new Uint8Array(14);
+    header[0] = 0x82;
+    header[1] = 0x80 | 127;
+    new DataView(header.buffer).setBigUint64(2, BigInt(16 * MiB - 1));
+    const announced = concat([header, new Uint8Array(10)]);
+    // Memory outside the JavaScript heap: ArrayBuffers, even untouched ones.
+    const before = Deno.memoryUsage().external;
+    for (const client of clients.slice(0, -1)) await client.write(announced);
+    // Once the probe's ping is answered, the server has read what came
+    // before it; a little longer, for good measure.
+    await probe.write(frame(9, "probe"));
+    assert.equal((await probe.readFrame())?.opcode, 10);
+    let growth = 0;
+    for (let i = 0; i < 10 && growth < 64 * MiB; i++) {
+      await sleep(20);
+      growth = Deno.memoryUsage().external - before;
+    }
+    // What the connections hold for 10 bytes each is 64 KiB (a message
+    // buffer's least size): 2 MiB in all; a buffer of the announced size
+    // would be 512 MiB.
+    assert.ok(growth < 64 * MiB, `memory grew by ${growth >> 20} MiB`);
+  } finally {
+    for (const client of clients) client.close();
+  }
+});
+
 Deno.test("a message split into more than maxFragments frames fails with 1008", async () => {
   await using server = start({ maxFragments: 4 });
   await using client = await RawClient.open(server.addr.port);
@@ -113,7 +199,7 @@ Deno.test("a message split into more than maxFragments frames fails with 1008", 
   assert.equal(await roundTrip(other, "server still up"), "server still up");
 });
 
-Deno.test("upgrades beyond maxConnections are refused with 503", async () => {
+Deno.test("upgrades beyond maxConnections are refused with 503 and Retry-After: 1", async () => {
   await using server = start({ maxConnections: 2 });
   await using a = await RawClient.open(server.addr.port);
   await using b = await RawClient.open(server.addr.port);
@@ -121,6 +207,7 @@ Deno.test("upgrades beyond maxConnections are refused with 503", async () => {
   await c.write(upgradeRequest(server.addr.port));
   const answer = await c.readHead();
   assert.equal(answer.status, 503);
+  assert.equal(answer.headers.get("retry-after"), "1");
   assert.equal(server.connections, 2);
   assert.equal(await roundTrip(a, "a"), "a");
   // Once one closes, a new upgrade is accepted again.
