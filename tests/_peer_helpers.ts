@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import NodeWebSocket, { type ClientOptions } from "npm:ws@8";
 import type { WebSocketConnection } from "../mod.ts";
 import { startEchoServer } from "../examples/echo.ts";
-import { assertSameMessage } from "./_util.ts";
+import { assertSameMessage, deadline, DeadlineError } from "./_util.ts";
 
 export const PYTHON = "/usr/bin/python3";
 export const CHROMIUM = "/usr/bin/chromium";
@@ -85,21 +85,8 @@ export function startEcho(options: { perMessageDeflate?: boolean } = {}) {
 }
 
 /** Fails (rather than hangs) when a peer never answers. */
-export async function within<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out waiting for ${what}`)),
-          STEP_LIMIT,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+export function within<T>(promise: Promise<T>, what: string): Promise<T> {
+  return deadline(promise, what, STEP_LIMIT);
 }
 
 /** Messages in arrival order, awaited one at a time. */
@@ -238,8 +225,15 @@ export async function runPythonClient(
     });
     // A client that dies at start (no websockets module) breaks this pipe:
     // its stderr, checked below, says why.
-    await ReadableStream.from([new TextEncoder().encode(plan)])
-      .pipeTo(child.stdin).catch(() => {});
+    // A client that never reads it fails the test here, in time.
+    await within(
+      ReadableStream.from([new TextEncoder().encode(plan)]).pipeTo(
+        child.stdin,
+      ),
+      "the Python client to read its plan",
+    ).catch((error) => {
+      if (error instanceof DeadlineError) throw error;
+    });
     const { code, stdout, stderr } = await within(output, "the Python client");
     const errorText = new TextDecoder().decode(stderr);
     if (errorText.includes("No module named 'websockets'")) {

@@ -1,8 +1,12 @@
 /**
  * A hand-driven WebSocket client for tests: it writes exactly the bytes a
  * test builds (masked, fragmented, chopped into small writes) and parses the
- * server's frames with its own minimal reader, independent of src/.
+ * server's frames with its own minimal reader, independent of src/. Every
+ * read and write has a deadline (`timeout`), so that a frame that never comes
+ * fails the test in seconds instead of hanging it.
  */
+
+import { deadline, WAIT_LIMIT } from "./_util.ts";
 
 export interface RawFrame {
   fin: boolean;
@@ -83,11 +87,18 @@ export interface HttpAnswer {
 
 export class RawClient implements AsyncDisposable {
   readonly conn: Deno.Conn;
+  /**
+   * How long any one wait for the peer (bytes to read, a write to be taken)
+   * may take, in ms; when it passes, the call fails with what it waited for
+   * and the connection is closed.
+   */
+  timeout: number;
   #buffer = new Uint8Array(0);
   #eof = false;
 
-  constructor(conn: Deno.Conn) {
+  constructor(conn: Deno.Conn, timeout = WAIT_LIMIT) {
     this.conn = conn;
+    this.timeout = timeout;
   }
 
   /** Connects without sending anything. */
@@ -102,20 +113,28 @@ export class RawClient implements AsyncDisposable {
     conn?: Deno.Conn,
   ): Promise<RawClient> {
     const client = conn ? new RawClient(conn) : await RawClient.connect(port);
-    await client.write(upgradeRequest(port, headers));
-    const answer = await client.readHead();
-    if (answer.status !== 101) {
+    try {
+      await client.write(upgradeRequest(port, headers));
+      const answer = await client.readHead();
+      if (answer.status !== 101) {
+        throw new Error(`Handshake failed with ${answer.status}`);
+      }
+      return client;
+    } catch (error) {
       client.close();
-      throw new Error(`Handshake failed with ${answer.status}`);
+      throw error;
     }
-    return client;
   }
 
+  /** Writes all of `bytes`; fails if the peer stops taking them. */
   async write(bytes: Uint8Array | string): Promise<void> {
     const data = typeof bytes === "string" ? encoder.encode(bytes) : bytes;
     let written = 0;
     while (written < data.length) {
-      written += await this.conn.write(data.subarray(written));
+      written += await this.#wait(
+        this.conn.write(data.subarray(written)),
+        "the peer to take the bytes written (it stopped reading?)",
+      );
     }
   }
 
@@ -127,12 +146,22 @@ export class RawClient implements AsyncDisposable {
     }
   }
 
-  async #fill(): Promise<boolean> {
+  /**
+   * Waits `timeout` ms at most for `promise`; past that, closes the
+   * connection (so that no read or write stays pending) and fails with what
+   * it waited for.
+   */
+  #wait<T>(promise: Promise<T>, what: string): Promise<T> {
+    return deadline(promise, what, this.timeout, () => this.close());
+  }
+
+  /** Reads more bytes; false at EOF. */
+  async #fill(what: string): Promise<boolean> {
     if (this.#eof) return false;
     const chunk = new Uint8Array(65536);
     let n: number | null;
     try {
-      n = await this.conn.read(chunk);
+      n = await this.#wait(this.conn.read(chunk), what);
     } catch (error) {
       if (error instanceof Deno.errors.ConnectionReset) n = null;
       else throw error;
@@ -148,9 +177,9 @@ export class RawClient implements AsyncDisposable {
     return true;
   }
 
-  async #take(n: number): Promise<Uint8Array | null> {
+  async #take(n: number, what: string): Promise<Uint8Array | null> {
     while (this.#buffer.length < n) {
-      if (!(await this.#fill())) return null;
+      if (!(await this.#fill(what))) return null;
     }
     const out = this.#buffer.slice(0, n);
     this.#buffer = this.#buffer.subarray(n);
@@ -161,7 +190,9 @@ export class RawClient implements AsyncDisposable {
   async readHead(): Promise<HttpAnswer> {
     let end = -1;
     while ((end = findCrlfCrlf(this.#buffer)) === -1) {
-      if (!(await this.#fill())) throw new Error("EOF before the answer head");
+      if (!(await this.#fill("an HTTP answer head"))) {
+        throw new Error("EOF before the answer head");
+      }
     }
     const text = decoder.decode(this.#buffer.subarray(0, end));
     this.#buffer = this.#buffer.subarray(end + 4);
@@ -172,25 +203,32 @@ export class RawClient implements AsyncDisposable {
       headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
     }
     const length = Number(headers.get("content-length") ?? 0);
-    const body = length > 0 ? decoder.decode((await this.#take(length))!) : "";
+    const body = length > 0
+      ? decoder.decode((await this.#take(length, "the answer body"))!)
+      : "";
     return { status: Number(statusLine.split(" ")[1]), headers, body };
   }
 
-  /** Reads one frame from the server, or null at EOF. */
+  /** Reads one frame from the peer, or null at EOF. */
   async readFrame(): Promise<RawFrame | null> {
-    const head = await this.#take(2);
+    const head = await this.#take(2, "a frame");
     if (!head) return null;
+    const take = async (n: number) => {
+      const bytes = await this.#take(n, "the rest of a frame");
+      if (!bytes) throw new Error("EOF inside a frame");
+      return bytes;
+    };
     let length = head[1] & 127;
     if (length === 126) {
-      const ext = (await this.#take(2))!;
+      const ext = await take(2);
       length = (ext[0] << 8) | ext[1];
     } else if (length === 127) {
-      const ext = (await this.#take(8))!;
+      const ext = await take(8);
       length = Number(new DataView(ext.buffer).getBigUint64(0));
     }
     const masked = (head[1] & 0x80) !== 0;
-    const key = masked ? (await this.#take(4))! : null;
-    const payload = (await this.#take(length))!;
+    const key = masked ? await take(4) : null;
+    const payload = await take(length);
     if (key) { for (let i = 0; i < length; i++) payload[i] ^= key[i & 3]; }
     return {
       fin: (head[0] & 0x80) !== 0,
@@ -230,10 +268,13 @@ export class RawClient implements AsyncDisposable {
     }
   }
 
-  /** Whether the server closes TCP next (true) rather than sending more. */
+  /**
+   * Whether the peer closes TCP next (true) rather than sending more; fails
+   * when it does neither in time.
+   */
   async readEof(): Promise<boolean> {
     if (this.#buffer.length > 0) return false;
-    return !(await this.#fill());
+    return !(await this.#fill("the peer to close TCP or send more"));
   }
 
   close(): void {

@@ -2,17 +2,20 @@
  * Makes a private CA and a certificate for 127.0.0.1 and localhost signed by
  * it, with openssl, for wss: tests; the files are removed before returning.
  */
+
+import { runCommand } from "./_util.ts";
+
 export async function makeCertificates(): Promise<
   { ca: string; cert: string; key: string }
 > {
   const dir = await Deno.makeTempDir();
   const run = async (...args: string[]) => {
-    const { code, stderr } = await new Deno.Command("openssl", {
+    const { code, stderr } = await runCommand("openssl", {
       args,
       cwd: dir,
       stdout: "null",
       stderr: "piped",
-    }).output();
+    });
     if (code !== 0) {
       throw new Error(
         `openssl ${args[0]} failed: ${new TextDecoder().decode(stderr)}`,

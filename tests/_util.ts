@@ -24,6 +24,131 @@ export function start(
   );
 }
 
+/**
+ * How long a test waits for any one thing (a frame, an answer, a close, a
+ * child process) before it fails, in ms: far above what anything takes on a
+ * loaded machine, far below "hangs".
+ */
+export const WAIT_LIMIT = 10_000;
+
+/** What `deadline` rejects with: a wait in a test took too long. */
+export class DeadlineError extends Error {
+  override name = "DeadlineError";
+}
+
+/**
+ * Resolves as `promise` does, or rejects with a `DeadlineError` ("Timed out
+ * after `ms` ms waiting for `what`") once `ms` have passed, first calling
+ * `onTimeout` (to close what the wait was on, so that nothing is left
+ * pending). The timer is cleared either way.
+ */
+export async function deadline<T>(
+  promise: Promise<T>,
+  what: string,
+  ms: number = WAIT_LIMIT,
+  onTimeout?: () => void,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          onTimeout?.();
+          reject(
+            new DeadlineError(`Timed out after ${ms} ms waiting for ${what}`),
+          );
+        }, ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Resolves after `ms` ms. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Stops a child process that a test started: waits up to `grace` ms for it
+ * to exit by itself (after its stdin was closed, say), then kills it and
+ * waits for that. Returns its status either way, so that a test can check
+ * the exit code; never leaves the process running.
+ */
+export async function stopChild(
+  child: Deno.ChildProcess,
+  grace = WAIT_LIMIT,
+): Promise<Deno.CommandStatus> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const exited = await Promise.race([
+    child.status,
+    new Promise<null>((resolve) => timer = setTimeout(resolve, grace, null)),
+  ]).finally(() => clearTimeout(timer));
+  if (exited) return exited;
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // It exited meanwhile.
+  }
+  return await child.status;
+}
+
+/**
+ * Runs a command to its end and returns its output, as
+ * `new Deno.Command(command, options).output()` does, but kills it (SIGTERM)
+ * if it runs longer than `limit` ms.
+ */
+export async function runCommand(
+  command: string,
+  options: Omit<Deno.CommandOptions, "signal">,
+  limit = 3 * WAIT_LIMIT,
+): Promise<Deno.CommandOutput> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), limit);
+  try {
+    return await new Deno.Command(command, {
+      ...options,
+      signal: controller.signal,
+    }).output();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Moves `Date.now()` `ms` ahead until disposed, as if that much time had
+ * passed for code that measures time by comparing its readings (timers
+ * still fire on the real clock). For timeouts too long to wait for.
+ */
+export function shiftClock(ms: number): Disposable {
+  const now = Date.now;
+  Date.now = () => now() + ms;
+  return {
+    [Symbol.dispose]() {
+      Date.now = now;
+    },
+  };
+}
+
+/**
+ * Runs `make` with `setInterval` delays cut to at most `max` ms, so that an
+ * interval timer it starts (a heartbeat's, say) ticks often; timers started
+ * later are untouched.
+ */
+export function withFastIntervals<T>(max: number, make: () => T): T {
+  const setInterval = globalThis.setInterval;
+  globalThis.setInterval =
+    ((fn: () => void, ms?: number) =>
+      setInterval(fn, Math.min(ms ?? 0, max))) as typeof setInterval;
+  try {
+    return make();
+  } finally {
+    globalThis.setInterval = setInterval;
+  }
+}
+
 /** Joins byte arrays into one. */
 export function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
@@ -79,9 +204,12 @@ export function pseudoBytes(length: number, seed = 7): Uint8Array {
   return bytes;
 }
 
-/** Pseudo-random bytes (xorshift32), one per step: hardly compressible. */
-export function pseudoRandomBytes(length: number): Uint8Array {
-  const next = _xorshift32(0x9e3779b9);
+/**
+ * Pseudo-random bytes (xorshift32), one per step: hardly compressible. The
+ * same `seed` gives the same bytes, so a failure replays exactly.
+ */
+export function pseudoRandomBytes(length: number, seed = 0): Uint8Array {
+  const next = _xorshift32(0x9e3779b9 ^ seed);
   const bytes = new Uint8Array(length);
   for (let i = 0; i < length; i++) bytes[i] = next() & 0xff;
   return bytes;
@@ -137,6 +265,34 @@ export function assertCloseError(fn: () => unknown, closeCode: number): void {
 }
 
 /**
+ * Asserts that two byte arrays are equal, reporting the lengths and the
+ * first difference: `assert.deepEqual`'s diff of two large arrays takes
+ * minutes, which would turn a failure into a hang.
+ */
+export function assertBytesEqual(
+  actual: unknown,
+  expected: Uint8Array,
+  what = "bytes",
+): void {
+  assert.ok(actual instanceof Uint8Array, `${what} is a Uint8Array`);
+  const length = Math.min(actual.length, expected.length);
+  let at = -1;
+  for (let i = 0; i < length; i++) {
+    if (actual[i] !== expected[i]) {
+      at = i;
+      break;
+    }
+  }
+  if (at === -1 && actual.length !== expected.length) at = length;
+  if (at !== -1) {
+    assert.fail(
+      `${what}: first difference at byte ${at} (length ${actual.length}, ` +
+        `expected ${expected.length})`,
+    );
+  }
+}
+
+/**
  * Asserts that a message that came back is the one sent: same kind, same
  * length, same bytes (reporting the first difference rather than printing
  * 1 MiB). `what` names it in the failure, e.g. "the text echo".
@@ -157,7 +313,17 @@ export function assertSameMessage(
     return;
   }
   assert.ok(actual instanceof Uint8Array, `${what} is binary`);
-  assert.equal(actual.length, expected.length, `${what}'s length`);
-  const at = actual.findIndex((byte, i) => byte !== expected[i]);
-  assert.equal(at, -1, `${what} differs at byte ${at}`);
+  assertBytesEqual(actual, expected, what);
+}
+
+/** `assertSameMessage` for each of a list of messages, and their number. */
+export function assertSameMessages(
+  actual: readonly (string | Uint8Array | undefined)[],
+  expected: readonly (string | Uint8Array)[],
+  what = "message",
+): void {
+  assert.equal(actual.length, expected.length, `the number of ${what}s`);
+  expected.forEach((message, i) =>
+    assertSameMessage(actual[i], message, `${what} ${i}`)
+  );
 }

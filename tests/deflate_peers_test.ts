@@ -37,7 +37,7 @@ import {
   STEP_LIMIT,
   within,
 } from "./_peer_helpers.ts";
-import { pseudoBytes, pseudoText } from "./_util.ts";
+import { pseudoBytes, pseudoText, stopChild } from "./_util.ts";
 
 const MIB = 1024 * 1024;
 
@@ -203,11 +203,13 @@ Deno.test("RFC 7692 connect() with perMessageDeflate against a Python websockets
   }).spawn();
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const stderr = new Response(child.stderr).text();
+  let status: Deno.CommandStatus | undefined;
   try {
     const first = await within(lines.read(), "the Python server's port");
     const port = Number(first.value?.trim());
     if (!(port > 0)) {
-      await child.stdin.close();
+      await child.stdin.close().catch(() => {});
+      status = await stopChild(child);
       throw new Error(`The Python server failed:\n${await stderr}`);
     }
     const socket = await connect(`ws://127.0.0.1:${port}/`, {
@@ -221,13 +223,14 @@ Deno.test("RFC 7692 connect() with perMessageDeflate against a Python websockets
     socket.close({ closeCode: CLOSE.code, reason: CLOSE.reason });
     assert.equal((await within(socket.closed, "the close")).closeCode, 4000);
   } finally {
-    await child.stdin.close();
+    // Closing stdin stops the server; it is killed if it does not stop.
+    await child.stdin.close().catch(() => {});
     lines.releaseLock();
     await child.stdout.cancel().catch(() => {});
-    const status = await within(child.status, "the Python server to stop");
+    status ??= await stopChild(child, STEP_LIMIT);
     await stderr;
-    assert.equal(status.code, 0);
   }
+  assert.equal(status.code, 0, "the Python server stopped by itself");
 });
 
 /** Sends each message on `socket` and checks its echo. */

@@ -14,7 +14,13 @@ import {
 import { FrameDecoderStream } from "../src/frame_decoder_stream.ts";
 import { FrameEncoderStream } from "../src/frame_encoder_stream.ts";
 import { WebSocketError } from "../src/core/websocket_error.ts";
-import { assertCloseError, concat, isCloseError, mulberry32 } from "./_util.ts";
+import {
+  assertBytesEqual,
+  assertCloseError,
+  concat,
+  isCloseError,
+  mulberry32,
+} from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -51,30 +57,6 @@ function pattern(length: number): Uint8Array {
 
 const encoder = new TextEncoder();
 const RFC_KEY = hex("37fa213d");
-
-function firstDifference(a: Uint8Array, b: Uint8Array): number {
-  const length = Math.min(a.length, b.length);
-  for (let i = 0; i < length; i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : length;
-}
-
-/**
- * Compares bytes with a short message: `assert.deepEqual`'s diff of two
- * large arrays takes minutes, which would turn a failure into a hang.
- */
-function assertBytesEqual(
-  actual: Uint8Array,
-  expected: Uint8Array,
-  message = "bytes",
-): void {
-  const at = firstDifference(actual, expected);
-  if (at !== -1) {
-    assert.fail(
-      `${message}: differ at byte ${at} (lengths ${actual.length}, ` +
-        `expected ${expected.length})`,
-    );
-  }
-}
 
 /** A decoded frame: the header's fields and the whole payload. */
 interface Decoded {

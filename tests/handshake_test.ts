@@ -7,7 +7,7 @@ import {
   text,
   upgradeRequest,
 } from "./_raw_client.ts";
-import { concat, start } from "./_util.ts";
+import { concat, deadline, start } from "./_util.ts";
 
 /** Sends a raw request head and returns the server's answer. */
 async function ask(
@@ -209,7 +209,7 @@ Deno.test("§4.2.2 server picks the first offered subprotocol it supports", asyn
   );
   assert.equal(none.status, 101);
   assert.equal(none.headers.get("sec-websocket-protocol"), null);
-  await server.shutdown();
+  await deadline(server.shutdown(), "the shutdown");
   assert.equal(protocol, "");
 });
 
@@ -275,7 +275,10 @@ Deno.test("the socket has the upgrade request with its URL, method and headers, 
     socket.close();
   });
   await using _client = await RawClient.open(server.addr.port);
-  const [request, again, host] = await seen.promise;
+  const [request, again, host] = await deadline(
+    seen.promise,
+    "what the server saw",
+  );
   assert.equal(request.url, `http://127.0.0.1:${server.addr.port}/chat?x=1`);
   assert.equal(request.method, "GET");
   assert.equal(request.headers.get("upgrade"), "websocket");
@@ -297,7 +300,10 @@ Deno.test("onUpgrade and the socket see the same request", async () => {
     socket.close();
   });
   await using _client = await RawClient.open(server.addr.port);
-  const [fromUpgrade, fromSocket] = await seen.promise;
+  const [fromUpgrade, fromSocket] = await deadline(
+    seen.promise,
+    "what the server saw",
+  );
   assert.equal(fromSocket, fromUpgrade);
 });
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { applyMask } from "../src/core/mask.ts";
+import { assertBytesEqual } from "./_util.ts";
 
 const KEYS = [
   new Uint8Array([0x37, 0xfa, 0x21, 0x3d]), // RFC 6455 §5.7's key
@@ -36,11 +37,7 @@ Deno.test("§5.3 applyMask matches a byte-by-byte reference for lengths 0..70, v
           applyMask(data, key, offset);
           const where = `key ${key}, length ${length}, ` +
             `byteOffset ${byteOffset}, offset ${offset}`;
-          assert.deepEqual(
-            data,
-            referenceMask(original, key, offset),
-            where,
-          );
+          assertBytesEqual(data, referenceMask(original, key, offset), where);
           assert.ok(
             whole.subarray(0, byteOffset).every((b) => b === 0xa5),
             `bytes before the view changed: ${where}`,
@@ -61,7 +58,7 @@ Deno.test("§5.3 applyMask treats key offsets beyond 3 modulo 4", () => {
   for (const offset of [4, 5, 6, 7, 1021, 65_539, 2 ** 32 + 2]) {
     const data = original.slice();
     applyMask(data, key, offset);
-    assert.deepEqual(
+    assertBytesEqual(
       data,
       referenceMask(original, key, offset % 4),
       `${offset}`,
@@ -73,9 +70,9 @@ Deno.test("§5.3 applyMask twice with the same key and offset restores the data"
   const original = pattern(1000, 9);
   const data = original.slice();
   applyMask(data.subarray(3), KEYS[2], 2);
-  assert.notDeepEqual(data, original);
+  assert.ok(data.some((byte, i) => byte !== original[i]), "masked");
   applyMask(data.subarray(3), KEYS[2], 2);
-  assert.deepEqual(data, original);
+  assertBytesEqual(data, original);
 });
 
 Deno.test("§5.3 applyMask reads a key that is a view into a larger buffer", () => {
@@ -86,7 +83,7 @@ Deno.test("§5.3 applyMask reads a key that is a view into a larger buffer", () 
     const data = new Uint8Array(60).subarray(byteOffset, byteOffset + 50);
     data.set(original);
     applyMask(data, key, 1);
-    assert.deepEqual(data, referenceMask(original, KEYS[0], 1));
+    assertBytesEqual(data, referenceMask(original, KEYS[0], 1));
   }
 });
 
@@ -107,7 +104,7 @@ Deno.test("§5.3 applyMask of a payload in pieces, each with its running offset,
         applyMask(data.subarray(0, first), key, 0);
         applyMask(data.subarray(first, second), key, first);
         applyMask(data.subarray(second), key, second);
-        assert.deepEqual(
+        assertBytesEqual(
           data,
           expected,
           `byteOffset ${byteOffset}, cuts ${first}/${second}`,
@@ -124,5 +121,5 @@ Deno.test("§5.3 applyMask of a payload one byte at a time equals unmasking it a
   for (let i = 0; i < data.length; i++) {
     applyMask(data.subarray(i, i + 1), key, i);
   }
-  assert.deepEqual(data, referenceMask(original, key, 0));
+  assertBytesEqual(data, referenceMask(original, key, 0));
 });

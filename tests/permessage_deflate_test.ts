@@ -34,13 +34,16 @@ import {
   upgradeRequest,
 } from "./_raw_client.ts";
 import {
+  assertBytesEqual,
   assertSameMessage,
   concat,
+  deadline,
   echo,
   floodUntilStalled,
   pseudoBytes,
   pseudoText,
   start as startServer,
+  WAIT_LIMIT,
 } from "./_util.ts";
 
 const encoder = new TextEncoder();
@@ -182,7 +185,12 @@ function rawServer(
 ) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const done = (async () => {
-    const conn = await listener.accept();
+    const conn = await deadline(
+      listener.accept(),
+      "the client to connect",
+      WAIT_LIMIT,
+      () => listener.close(),
+    );
     await using peer = new RawClient(conn);
     const head = await peer.readHead();
     const key = head.headers.get("sec-websocket-key")!;
@@ -195,11 +203,18 @@ function rawServer(
     );
     await run(peer, head.headers.get("sec-websocket-extensions"));
   })();
+  // A failure is reported where the test awaits `done` (or at disposal),
+  // not as an unhandled rejection before that.
+  done.catch(() => {});
   return {
     url: `ws://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`,
     done,
     async [Symbol.asyncDispose]() {
-      listener.close();
+      try {
+        listener.close();
+      } catch {
+        // Closed at the deadline.
+      }
       await done;
     },
   };
@@ -601,7 +616,10 @@ Deno.test("RFC 7692 §5 the server answers exactly one extension, chosen from of
   ]);
   await using _client = client;
   assert.equal(extensions, "permessage-deflate");
-  assert.equal((await first).extensions, "permessage-deflate");
+  assert.equal(
+    (await deadline(first, "the server's socket")).extensions,
+    "permessage-deflate",
+  );
 });
 
 Deno.test("RFC 7692 §5 a malformed offer is declined without failing the handshake", async () => {
@@ -612,7 +630,7 @@ Deno.test("RFC 7692 §5 a malformed offer is declined without failing the handsh
   ]);
   await using _client = client;
   assert.equal(extensions, null);
-  assert.equal((await first).extensions, "");
+  assert.equal((await deadline(first, "the server's socket")).extensions, "");
   // Without the extension, RSV1 is a protocol error (§6.1).
   await client.write(frame(1, deflateAlone("hello"), { rsv: RSV1 }));
   assert.equal((await client.readUntilClose()).code, 1002);
@@ -653,7 +671,11 @@ Deno.test("RFC 7692 §7.2.1 messages from the threshold up go out with RSV1, def
   // The first message started from an empty window, the second did not.
   using peer = new PeerZlib("inflate");
   assert.equal(text(await peer.message(compressed.payload)), large);
-  assert.deepEqual(await peer.message(binaryEcho.payload), binary);
+  assertBytesEqual(
+    await peer.message(binaryEcho.payload),
+    binary,
+    "the inflated binary echo",
+  );
 });
 
 Deno.test("RFC 7692 §6.1 control frames are never compressed, even with threshold 0", async () => {
@@ -710,7 +732,7 @@ Deno.test("RFC 7692 §7.1.1.1 with server_no_context_takeover every message the 
       await client.write(concat([frame(1, message), frame(1, message)]));
       const first = await nextFrame(client, 1, RSV1);
       const second = await nextFrame(client, 1, RSV1);
-      assert.deepEqual(second.payload, first.payload);
+      assertBytesEqual(second.payload, first.payload, "the second payload");
       assert.equal(text(inflateAlone(second.payload)), message);
     });
   }
@@ -1048,11 +1070,17 @@ Deno.test("the peer's close right after a compressed message: the message is del
   assert.deepEqual([...answer!.payload], [0x0f, 0xa0]);
   assert.equal(await client.readEof(), true);
   client.close();
-  assert.deepEqual(await (await first).closed, {
-    closeCode: 4000,
-    reason: "bye",
-    wasClean: true,
-  });
+  assert.deepEqual(
+    await deadline(
+      (await deadline(first, "the server's socket")).closed,
+      "the server's socket to close",
+    ),
+    {
+      closeCode: 4000,
+      reason: "bye",
+      wasClean: true,
+    },
+  );
   assert.equal(received.length, 2);
   assert.ok(received[0] === big, "the compressed message first");
   assert.equal(received[1], "plain");
@@ -1076,13 +1104,14 @@ Deno.test("§8 compressed messages nobody reads stop the server reading, with me
   const growth = Deno.memoryUsage().rss - before;
   assert.ok(growth < 100 * MiB, `memory grew by ${growth >> 20} MiB`);
   // Reading resumes once the handler reads.
-  const reader = (await first).readable.getReader();
+  const reader = (await deadline(first, "the server's socket")).readable
+    .getReader();
   for (let i = 0; i < 3; i++) {
-    const { value } = await reader.read();
-    assert.deepEqual(value, new Uint8Array(MiB));
+    const { value } = await deadline(reader.read(), "a message from readable");
+    assertSameMessage(value, new Uint8Array(MiB), `message ${i}`);
   }
   // Once nobody reads, the rest is dropped without being inflated.
-  await reader.cancel();
+  await deadline(reader.cancel(), "readable to cancel");
   client.close();
 });
 
@@ -1109,15 +1138,15 @@ Deno.test("RFC 7692 §7.2.1 the client offers, then compresses with RSV1 keeping
   const socket = await connect(server.url, { perMessageDeflate: true });
   assert.equal(socket.extensions, "permessage-deflate");
   const writer = socket.writable.getWriter();
-  await writer.write(message);
-  await writer.write(message);
-  await writer.write("small");
-  assert.deepEqual(await socket.closed, {
+  for (const each of [message, message, "small"]) {
+    await deadline(writer.write(each), "the write to be taken");
+  }
+  assert.deepEqual(await deadline(socket.closed, "the socket to close"), {
     closeCode: 1000,
     reason: "",
     wasClean: true,
   });
-  await server.done;
+  await deadline(server.done, "the raw server to finish");
 });
 
 Deno.test("RFC 7692 §7.1.1.2 a client told client_no_context_takeover sends messages that stand alone", async () => {
@@ -1127,7 +1156,7 @@ Deno.test("RFC 7692 §7.1.1.2 a client told client_no_context_takeover sends mes
     async (peer) => {
       const first = await nextFrame(peer, 2, RSV1);
       const second = await nextFrame(peer, 2, RSV1);
-      assert.deepEqual(second.payload, first.payload);
+      assertBytesEqual(second.payload, first.payload, "the second payload");
       const inflated = zlib.inflateRawSync(concat([second.payload, TRAILER]), {
         windowBits: 10,
         finishFlush: Z.Z_SYNC_FLUSH,
@@ -1145,10 +1174,14 @@ Deno.test("RFC 7692 §7.1.1.2 a client told client_no_context_takeover sends mes
     "permessage-deflate; client_no_context_takeover; client_max_window_bits=10",
   );
   const writer = socket.writable.getWriter();
-  await writer.write(encoder.encode(message));
-  await writer.write(encoder.encode(message));
-  await socket.closed;
-  await server.done;
+  for (let i = 0; i < 2; i++) {
+    await deadline(
+      writer.write(encoder.encode(message)),
+      "the write to be taken",
+    );
+  }
+  await deadline(socket.closed, "the socket to close");
+  await deadline(server.done, "the raw server to finish");
 });
 
 Deno.test("RFC 7692 §7.1.2.2 a client told client_max_window_bits=8 sends uncompressed but inflates what it receives", async () => {
@@ -1165,12 +1198,21 @@ Deno.test("RFC 7692 §7.1.2.2 a client told client_max_window_bits=8 sends uncom
     },
   );
   const socket = await connect(server.url, { perMessageDeflate: true });
-  await socket.writable.getWriter().write(message);
+  await deadline(
+    socket.writable.getWriter().write(message),
+    "the write to be taken",
+  );
   const reader = socket.readable.getReader();
-  assert.equal((await reader.read()).value, message);
-  assert.equal((await reader.read()).done, true);
-  await socket.closed;
-  await server.done;
+  assert.equal(
+    (await deadline(reader.read(), "a message from readable")).value,
+    message,
+  );
+  assert.equal(
+    (await deadline(reader.read(), "a message from readable")).done,
+    true,
+  );
+  await deadline(socket.closed, "the socket to close");
+  await deadline(server.done, "the raw server to finish");
 });
 
 Deno.test("RFC 7692 §7.1 the client fails the handshake on an answer it cannot accept", async () => {
@@ -1208,12 +1250,15 @@ Deno.test("RFC 7692 §7.2.2 the client fails corrupt compressed data with 1007",
     assert.deepEqual([...close.payload.subarray(0, 2)], [0x03, 0xef]);
   });
   const socket = await connect(server.url, { perMessageDeflate: true });
-  await assert.rejects(socket.closed, (error) => {
-    assert.ok(error instanceof WebSocketError);
-    assert.equal(error.closeCode, 1007);
-    return true;
-  });
-  await server.done;
+  await assert.rejects(
+    deadline(socket.closed, "the socket to close"),
+    (error) => {
+      assert.ok(error instanceof WebSocketError);
+      assert.equal(error.closeCode, 1007);
+      return true;
+    },
+  );
+  await deadline(server.done, "the raw server to finish");
 });
 
 // ---------------------------------------------------------------------------
@@ -1268,17 +1313,26 @@ Deno.test("round trips of 0 B to 3 MiB, text and binary, with context takeover o
         perMessageDeflate: clientOptions,
       });
       assert.equal(socket.extensions, extensions);
-      assert.equal((await first).extensions, extensions);
+      assert.equal(
+        (await deadline(first, "the server's socket")).extensions,
+        extensions,
+      );
       const writer = socket.writable.getWriter();
       const reader = socket.readable.getReader();
       for (const [i, message] of ROUND_TRIP_MESSAGES.entries()) {
-        await writer.write(message);
-        const { value } = await reader.read();
+        await deadline(writer.write(message), `message ${i} to be taken`);
+        const { value } = await deadline(
+          reader.read(),
+          "a message from readable",
+        );
         assertSameMessage(value, message, `message ${i}`);
       }
       socket.close({ closeCode: 1000 });
-      assert.equal((await reader.read()).done, true);
-      assert.deepEqual(await socket.closed, {
+      assert.equal(
+        (await deadline(reader.read(), "a message from readable")).done,
+        true,
+      );
+      assert.deepEqual(await deadline(socket.closed, "the socket to close"), {
         closeCode: 1000,
         reason: "",
         wasClean: true,
@@ -1298,9 +1352,10 @@ Deno.test("close() of the codec rejects a pending inflation and later calls", as
     options: {},
   }, 64 * MiB);
   const payload = deflateAlone(new Uint8Array(8 * MiB));
-  assert.deepEqual(
-    await codec.inflate(false, payload),
+  assertBytesEqual(
+    await deadline(codec.inflate(false, payload), "the inflation"),
     new Uint8Array(8 * MiB),
+    "the inflated message",
   );
   const pending = codec.inflate(false, payload);
   codec.closeInflater();

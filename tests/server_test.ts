@@ -6,7 +6,16 @@ import {
   type WebSocketHandler,
 } from "../mod.ts";
 import { closePayload, frame, RawClient, text } from "./_raw_client.ts";
-import { concat, echo, mulberry32, start } from "./_util.ts";
+import {
+  assertBytesEqual,
+  concat,
+  deadline,
+  echo,
+  mulberry32,
+  sleep,
+  start,
+  WAIT_LIMIT,
+} from "./_util.ts";
 
 /** A server whose sockets a test can watch. */
 function watched(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
@@ -83,7 +92,7 @@ Deno.test("§5.2 frames chopped into 1-byte writes are decoded", async () => {
   const big = new Uint8Array(300).map((_, i) => i & 255);
   await client.writeChopped(concat([frame(1, "chopped"), frame(2, big)]), 1);
   assert.equal(text((await client.readFrame())!.payload), "chopped");
-  assert.deepEqual((await client.readFrame())!.payload, big);
+  assertBytesEqual((await client.readFrame())?.payload, big, "the echo");
 });
 
 Deno.test("§5.2 16-bit and 64-bit lengths round trip, and empty messages are valid", async () => {
@@ -95,7 +104,7 @@ Deno.test("§5.2 16-bit and 64-bit lengths round trip, and empty messages are va
     const echoed = await client.readFrame();
     assert.equal(echoed?.opcode, 2);
     assert.equal(echoed?.masked, false, "server frames are never masked");
-    assert.deepEqual(echoed?.payload, payload);
+    assertBytesEqual(echoed?.payload, payload, `the ${size}-byte echo`);
   }
   await client.write(frame(1, ""));
   const empty = await client.readFrame();
@@ -109,7 +118,7 @@ Deno.test("§5.4 fragmented messages are reassembled, with empty fragments", asy
   const { server, first } = watched({}, () => {});
   await using _server = server;
   await using client = await RawClient.open(server.addr.port);
-  const socket = await first;
+  const socket = await deadline(first, "the server's socket");
   const reader = socket.readable.getReader();
   await client.writeChopped(
     concat([
@@ -121,8 +130,14 @@ Deno.test("§5.4 fragmented messages are reassembled, with empty fragments", asy
     ]),
     3,
   );
-  assert.equal((await reader.read()).value, "Hello");
-  assert.deepEqual((await reader.read()).value, new Uint8Array([1, 2, 3]));
+  assert.equal(
+    (await deadline(reader.read(), "a message from readable")).value,
+    "Hello",
+  );
+  assert.deepEqual(
+    (await deadline(reader.read(), "a message from readable")).value,
+    new Uint8Array([1, 2, 3]),
+  );
   reader.releaseLock();
 });
 
@@ -215,11 +230,17 @@ Deno.test("§5.5.1 a peer's close is echoed with its code, then TCP closes", asy
   const result = await client.readUntilClose();
   assert.equal(result.code, 4001);
   assert.equal(result.eof, true);
-  assert.deepEqual(await (await first).closed, {
-    closeCode: 4001,
-    reason: "done here",
-    wasClean: true,
-  });
+  assert.deepEqual(
+    await deadline(
+      (await deadline(first, "the server's socket")).closed,
+      "the server's socket to close",
+    ),
+    {
+      closeCode: 4001,
+      reason: "done here",
+      wasClean: true,
+    },
+  );
 });
 
 Deno.test("§5.5.1 an empty close is answered with 1000 and reported as 1005", async () => {
@@ -229,11 +250,13 @@ Deno.test("§5.5.1 an empty close is answered with 1000 and reported as 1005", a
   await client.write(frame(8));
   const result = await client.readUntilClose();
   assert.equal(result.code, 1000);
-  assert.deepEqual(await (await first).closed, {
-    closeCode: 1005,
-    reason: "",
-    wasClean: true,
-  });
+  assert.deepEqual(
+    await deadline(
+      (await deadline(first, "the server's socket")).closed,
+      "the server's socket to close",
+    ),
+    { closeCode: 1005, reason: "", wasClean: true },
+  );
 });
 
 Deno.test("§5.5.1 frames after the peer's close are ignored", async () => {
@@ -280,11 +303,17 @@ Deno.test("§7.1.2 close() sends the code and reason and resolves with the peer'
   await client.write(frame(8, closePayload(4000, "ok")));
   assert.equal(await client.readEof(), true);
   client.close();
-  assert.deepEqual(await (await first).closed, {
-    closeCode: 4000,
-    reason: "ok",
-    wasClean: true,
-  });
+  assert.deepEqual(
+    await deadline(
+      (await deadline(first, "the server's socket")).closed,
+      "the server's socket to close",
+    ),
+    {
+      closeCode: 4000,
+      reason: "ok",
+      wasClean: true,
+    },
+  );
 });
 
 Deno.test("§7.1.2 close() gives up after closeTimeout when the peer never answers", async () => {
@@ -294,7 +323,10 @@ Deno.test("§7.1.2 close() gives up after closeTimeout when the peer never answe
   await using _server = server;
   await using client = await RawClient.open(server.addr.port);
   assert.equal((await client.readFrame())?.opcode, 8);
-  const error = await (await first).closed.then(() => null, (e) => e);
+  const error = await deadline(
+    (await deadline(first, "the server's socket")).closed,
+    "the server's socket to close",
+  ).then(() => null, (e) => e);
   assert.ok(error instanceof WebSocketError);
   assert.equal(error.closeCode, 1006);
   assert.equal(await client.readEof(), true);
@@ -322,19 +354,70 @@ Deno.test("§5.5 close() refuses a reason over 123 bytes of UTF-8 with a RangeEr
   assert.equal(reason, "é".repeat(61) + "x");
 });
 
-Deno.test("close() refuses codes an application may not send", async () => {
-  const failure = Promise.withResolvers<unknown>();
-  await using server = start({}, (socket) => {
-    try {
-      socket.close({ closeCode: 1005 });
-      failure.resolve(null);
-    } catch (error) {
-      failure.resolve(error);
-    }
-    socket.close();
+Deno.test("§7.4.2 close() takes only 1000 and 3000–4999: any other code throws a RangeError and never goes out", async () => {
+  const refused = [0, 999, 5000, 65535];
+  for (let code = 1001; code <= 1015; code++) refused.push(code);
+  for (let code = 2000; code <= 2999; code++) refused.push(code);
+  for (const accepted of [1000, 3000, 4999]) {
+    const notRefused = Promise.withResolvers<number[]>();
+    await using server = start({}, (socket) => {
+      const wrong: number[] = [];
+      for (const closeCode of refused) {
+        try {
+          socket.close({ closeCode });
+          wrong.push(closeCode);
+        } catch (error) {
+          if (!(error instanceof RangeError)) wrong.push(closeCode);
+        }
+      }
+      notRefused.resolve(wrong);
+      socket.close({ closeCode: accepted, reason: "ok" });
+    });
+    await using client = await RawClient.open(server.addr.port);
+    assert.deepEqual(
+      await deadline(notRefused.promise, "the handler"),
+      [],
+      "codes close() did not refuse with a RangeError",
+    );
+    // The first frame out is the close with the accepted code.
+    const close = await client.readFrame();
+    assert.equal(close?.opcode, 8);
+    assert.equal((close!.payload[0] << 8) | close!.payload[1], accepted);
+    assert.equal(text(close!.payload.subarray(2)), "ok");
+  }
+});
+
+Deno.test("§7.1.1 the server half-closes TCP after the closing handshake and reads until the client's FIN, so the client may still send without a reset", async () => {
+  const { server, first } = watched({ closeTimeout: WAIT_LIMIT }, (socket) => {
+    socket.close({ closeCode: 4000 });
   });
-  await using _client = await RawClient.open(server.addr.port);
-  assert.ok(await failure.promise instanceof RangeError);
+  await using _server = server;
+  await using client = await RawClient.open(server.addr.port);
+  const socket = await deadline(first, "the server's socket");
+  let settled = false;
+  socket.closed.finally(() => settled = true).catch(() => {});
+  const close = await client.readFrame();
+  assert.equal(close?.opcode, 8);
+  await client.write(frame(8, closePayload(4000)));
+  assert.equal(await client.readEof(), true, "the server's FIN");
+  // Bytes still in flight from a client that has not seen the FIN yet: the
+  // server reads and discards them. A closed socket would answer them with
+  // a reset, failing these writes.
+  try {
+    for (let i = 0; i < 32; i++) {
+      await client.write(new Uint8Array(16 * 1024).fill(i));
+      await sleep(2);
+    }
+  } catch (error) {
+    assert.fail(`the server reset the connection: ${error}`);
+  }
+  assert.equal(settled, false, "the server waits for the client's FIN");
+  await client.conn.closeWrite();
+  assert.deepEqual(await deadline(socket.closed, "the socket to close"), {
+    closeCode: 4000,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 // §8.1: UTF-8.
@@ -405,7 +488,7 @@ Deno.test("a peer that drops TCP errors readable and rejects closed with 1006", 
   const { server, first } = watched({}, () => {});
   await using _server = server;
   const client = await RawClient.open(server.addr.port);
-  const socket = await first;
+  const socket = await deadline(first, "the server's socket");
   client.close();
   const readError = await socket.readable.getReader().read().then(
     () => null,
@@ -413,7 +496,10 @@ Deno.test("a peer that drops TCP errors readable and rejects closed with 1006", 
   );
   assert.ok(readError instanceof WebSocketError);
   assert.equal(readError.closeCode, 1006);
-  const closedError = await socket.closed.then(() => null, (e) => e);
+  const closedError = await deadline(socket.closed, "the socket to close").then(
+    () => null,
+    (e) => e,
+  );
   assert.equal(closedError?.closeCode, 1006);
 });
 
@@ -421,7 +507,7 @@ Deno.test("a protocol error errors readable with a WebSocketError carrying the c
   const { server, first } = watched({}, () => {});
   await using _server = server;
   await using client = await RawClient.open(server.addr.port);
-  const socket = await first;
+  const socket = await deadline(first, "the server's socket");
   await client.write(frame(1, "x", { mask: false }));
   const error = await socket.readable.getReader().read().then(
     () => null,
@@ -467,7 +553,10 @@ Deno.test("writing something other than a string or bytes is a TypeError", async
     socket.close();
   });
   await using _client = await RawClient.open(server.addr.port);
-  assert.ok(await outcome.promise instanceof TypeError);
+  assert.ok(
+    await deadline(outcome.promise, "the handler's outcome") instanceof
+      TypeError,
+  );
 });
 
 Deno.test("one misbehaving connection does not disturb another", async () => {
@@ -496,8 +585,8 @@ Deno.test("shutdown() sends 1001 to open sockets and finished resolves", async (
     assert.equal(await client.readEof(), true);
     client.close();
   }
-  await done;
-  await server.finished;
+  await deadline(done, "the shutdown");
+  await deadline(server.finished, "the server to finish");
   assert.equal(server.connections, 0);
 });
 
@@ -516,7 +605,7 @@ Deno.test("shutdown() does not report an echo that cannot send a message arrivin
   await client.write(frame(8, closePayload(1001)));
   assert.equal(await client.readEof(), true);
   client.close();
-  await done;
+  await deadline(done, "the shutdown");
   assert.deepEqual(errors, []);
 });
 
@@ -524,7 +613,7 @@ Deno.test("an aborted signal shuts the server down", async () => {
   const controller = new AbortController();
   const server = start({ signal: controller.signal });
   controller.abort();
-  await server.finished;
+  await deadline(server.finished, "the server to finish");
   await assert.rejects(
     Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
   );

@@ -5,6 +5,7 @@ import {
   WebSocketError,
   WebSocketStream,
 } from "../mod.ts";
+import { deadline, WAIT_LIMIT } from "./_util.ts";
 
 const LOCAL = { port: 0, hostname: "127.0.0.1", onListen() {} };
 
@@ -12,10 +13,10 @@ function echoServer() {
   return serve(LOCAL, (socket) => socket.readable.pipeTo(socket.writable));
 }
 
+/** Our server, reporting how each connection ended as the server saw it. */
 /** A close code and reason, as the server saw them. */
 type CloseSeen = Omit<WebSocketCloseResult, "wasClean">;
 
-/** Our server, reporting how each connection ended as the server saw it. */
 function recordingServer() {
   const results: Promise<CloseSeen | WebSocketError>[] = [];
   const server = serve(LOCAL, (socket) => {
@@ -38,21 +39,36 @@ function recordingServer() {
 /** A TCP server that reads the client's request and never answers it. */
 function silentServer() {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const tasks: Promise<void>[] = [];
+  const tasks: Promise<unknown>[] = [];
+  const failures: unknown[] = [];
   const accepting = (async () => {
     try {
       for await (const conn of listener) {
-        tasks.push((async () => {
-          const buffer = new Uint8Array(4096);
-          try {
-            // Read until the client gives up and closes the connection.
-            while (await conn.read(buffer) !== null) {
-              // Discard the request.
+        tasks.push(
+          (async () => {
+            const buffer = new Uint8Array(4096);
+            try {
+              // Read until the client gives up and closes the connection,
+              // which it must do in time.
+              while (
+                await deadline(
+                  conn.read(buffer),
+                  "the client to close the connection",
+                  WAIT_LIMIT,
+                  () => conn.close(),
+                ) !== null
+              ) {
+                // Discard the request.
+              }
+            } finally {
+              try {
+                conn.close();
+              } catch {
+                // Closed at the deadline.
+              }
             }
-          } finally {
-            conn.close();
-          }
-        })());
+          })().catch((error) => failures.push(error)),
+        );
       }
     } catch {
       // The listener was closed.
@@ -64,6 +80,7 @@ function silentServer() {
       listener.close();
       await accepting;
       await Promise.all(tasks);
+      if (failures.length > 0) throw failures[0];
     },
   };
 }
@@ -76,19 +93,22 @@ Deno.test("WebSocketStream opened resolves with readable, writable, protocol and
   const url = `ws://127.0.0.1:${server.addr.port}/path?q=1`;
   const wss = new WebSocketStream(url, { protocols: ["chat.v1", "chat.v2"] });
   assert.equal(wss.url, url);
-  const info = await wss.opened;
+  const info = await deadline(wss.opened, "the WebSocketStream to open");
   assert.ok(info.readable instanceof ReadableStream);
   assert.ok(info.writable instanceof WritableStream);
   assert.equal(info.protocol, "chat.v1");
   assert.equal(info.extensions, "");
   wss.close();
-  await wss.closed;
+  await deadline(wss.closed, "the WebSocketStream to close");
 });
 
 Deno.test("WebSocketStream writes strings as text and any BufferSource as binary, and reads Uint8Array", async () => {
   await using server = echoServer();
   const wss = new WebSocketStream(`ws://127.0.0.1:${server.addr.port}/`);
-  const { readable, writable } = await wss.opened;
+  const { readable, writable } = await deadline(
+    wss.opened,
+    "the WebSocketStream to open",
+  );
   const writer = writable.getWriter();
   const reader = readable.getReader();
   const bytes = new Uint8Array([1, 2, 3, 4, 5, 6]);
@@ -105,8 +125,11 @@ Deno.test("WebSocketStream writes strings as text and any BufferSource as binary
     [new ArrayBuffer(0), new Uint8Array(0)],
   ];
   for (const [message, echo] of sent) {
-    await writer.write(message);
-    assert.deepEqual(await reader.read(), { value: echo, done: false });
+    await deadline(writer.write(message), "the write to be taken");
+    assert.deepEqual(await deadline(reader.read(), "a message from readable"), {
+      value: echo,
+      done: false,
+    });
   }
   await assert.rejects(
     writer.write(42 as unknown as string),
@@ -115,7 +138,7 @@ Deno.test("WebSocketStream writes strings as text and any BufferSource as binary
       error.message === "A message must be a string or a BufferSource",
   );
   wss.close();
-  await wss.closed;
+  await deadline(wss.closed, "the WebSocketStream to close");
 });
 
 Deno.test("WebSocketStream maps http: to ws: and rejects bad URLs and subprotocols with a TypeError", () => {
@@ -139,44 +162,56 @@ Deno.test("WebSocketStream maps http: to ws: and rejects bad URLs and subprotoco
 Deno.test("WebSocketStream close() sends its code and reason and closed resolves with the server's", async () => {
   await using server = recordingServer();
   const wss = new WebSocketStream(server.url);
-  await wss.opened;
+  await deadline(wss.opened, "the WebSocketStream to open");
   wss.close({ closeCode: 3456, reason: "pizza" });
-  assert.deepEqual(await wss.closed, {
+  assert.deepEqual(await deadline(wss.closed, "the WebSocketStream to close"), {
     closeCode: 3456,
     reason: "",
     wasClean: true,
   });
-  assert.deepEqual(await server.result(0), {
-    closeCode: 3456,
-    reason: "pizza",
-  });
+  assert.deepEqual(
+    await deadline(server.result(0), "the server's end of the connection"),
+    {
+      closeCode: 3456,
+      reason: "pizza",
+    },
+  );
 });
 
 Deno.test("WebSocketStream close() with a reason and no code sends 1000", async () => {
   await using server = recordingServer();
   const wss = new WebSocketStream(server.url);
-  await wss.opened;
+  await deadline(wss.opened, "the WebSocketStream to open");
   wss.close({ reason: "non-empty" });
-  await wss.closed;
-  assert.deepEqual(await server.result(0), {
-    closeCode: 1000,
-    reason: "non-empty",
-  });
+  await deadline(wss.closed, "the WebSocketStream to close");
+  assert.deepEqual(
+    await deadline(server.result(0), "the server's end of the connection"),
+    {
+      closeCode: 1000,
+      reason: "non-empty",
+    },
+  );
 });
 
 Deno.test("WebSocketStream close() without a code sends an empty close frame", async () => {
   await using server = recordingServer();
   const wss = new WebSocketStream(server.url);
-  await wss.opened;
+  await deadline(wss.opened, "the WebSocketStream to open");
   wss.close();
-  await wss.closed;
-  assert.deepEqual(await server.result(0), { closeCode: 1005, reason: "" });
+  await deadline(wss.closed, "the WebSocketStream to close");
+  assert.deepEqual(
+    await deadline(server.result(0), "the server's end of the connection"),
+    {
+      closeCode: 1005,
+      reason: "",
+    },
+  );
 });
 
 Deno.test("WebSocketStream close() refuses invalid codes, overlong reasons and non-objects", async () => {
   await using server = echoServer();
   const wss = new WebSocketStream(`ws://127.0.0.1:${server.addr.port}/`);
-  await wss.opened;
+  await deadline(wss.opened, "the WebSocketStream to open");
   for (const closeCode of [999, 1001, 1005, 2999, 5000]) {
     assert.throws(() => wss.close({ closeCode }), RangeError);
   }
@@ -187,7 +222,7 @@ Deno.test("WebSocketStream close() refuses invalid codes, overlong reasons and n
     TypeError,
   );
   wss.close({ reason: "é".repeat(61) });
-  assert.deepEqual(await wss.closed, {
+  assert.deepEqual(await deadline(wss.closed, "the WebSocketStream to close"), {
     closeCode: 1000,
     reason: "",
     wasClean: true,
@@ -198,9 +233,12 @@ Deno.test("WebSocketStream close() during the handshake rejects opened and close
   await using server = silentServer();
   const wss = new WebSocketStream(server.url);
   wss.close();
-  await assert.rejects(wss.opened, WebSocketError);
   await assert.rejects(
-    wss.closed,
+    deadline(wss.opened, "the WebSocketStream to open"),
+    WebSocketError,
+  );
+  await assert.rejects(
+    deadline(wss.closed, "the WebSocketStream to close"),
     (error) => error instanceof WebSocketError && error.closeCode === 1006,
   );
 });
@@ -212,8 +250,14 @@ Deno.test("WebSocketStream aborting the signal during the handshake rejects open
   controller.abort();
   const reason = controller.signal.reason;
   assert.ok(reason instanceof DOMException && reason.name === "AbortError");
-  await assert.rejects(wss.opened, (error) => error === reason);
-  await assert.rejects(wss.closed, (error) => error === reason);
+  await assert.rejects(
+    deadline(wss.opened, "the WebSocketStream to open"),
+    (error) => error === reason,
+  );
+  await assert.rejects(
+    deadline(wss.closed, "the WebSocketStream to close"),
+    (error) => error === reason,
+  );
 });
 
 Deno.test("WebSocketStream with an already aborted signal rejects without connecting", async () => {
@@ -221,8 +265,14 @@ Deno.test("WebSocketStream with an already aborted signal rejects without connec
   const wss = new WebSocketStream("ws://127.0.0.1:1/", {
     signal: AbortSignal.abort(reason),
   });
-  await assert.rejects(wss.opened, (error) => error === reason);
-  await assert.rejects(wss.closed, (error) => error === reason);
+  await assert.rejects(
+    deadline(wss.opened, "the WebSocketStream to open"),
+    (error) => error === reason,
+  );
+  await assert.rejects(
+    deadline(wss.closed, "the WebSocketStream to close"),
+    (error) => error === reason,
+  );
 });
 
 Deno.test("WebSocketStream aborting the signal after the handshake does nothing", async () => {
@@ -231,17 +281,20 @@ Deno.test("WebSocketStream aborting the signal after the handshake does nothing"
   const wss = new WebSocketStream(`ws://127.0.0.1:${server.addr.port}/`, {
     signal: controller.signal,
   });
-  const { readable, writable } = await wss.opened;
+  const { readable, writable } = await deadline(
+    wss.opened,
+    "the WebSocketStream to open",
+  );
   controller.abort();
   const writer = writable.getWriter();
-  await writer.write("still connected");
+  await deadline(writer.write("still connected"), "the write to be taken");
   const reader = readable.getReader();
-  assert.deepEqual(await reader.read(), {
+  assert.deepEqual(await deadline(reader.read(), "a message from readable"), {
     value: "still connected",
     done: false,
   });
   wss.close({ closeCode: 1000 });
-  assert.deepEqual(await wss.closed, {
+  assert.deepEqual(await deadline(wss.closed, "the WebSocketStream to close"), {
     closeCode: 1000,
     reason: "",
     wasClean: true,
@@ -256,25 +309,38 @@ Deno.test("WebSocketStream a failed connection rejects both promises, and nobody
   const unobserved = new WebSocketStream(url);
   const wss = new WebSocketStream(url);
   await assert.rejects(
-    wss.closed,
+    deadline(wss.closed, "the WebSocketStream to close"),
     (error) =>
       error instanceof WebSocketError && error.closeCode === 1006 &&
       error.message.startsWith(`Cannot connect to ${url}: `),
   );
-  await assert.rejects(wss.opened, WebSocketError);
-  await Promise.allSettled([unobserved.opened, unobserved.closed]);
+  await assert.rejects(
+    deadline(wss.opened, "the WebSocketStream to open"),
+    WebSocketError,
+  );
+  await deadline(
+    Promise.allSettled([unobserved.opened, unobserved.closed]),
+    "the other WebSocketStream to fail",
+  );
 });
 
 Deno.test("WebSocketStream closing the writable resolves once the closing handshake is done", async () => {
   await using server = echoServer();
   const wss = new WebSocketStream(`ws://127.0.0.1:${server.addr.port}/`);
-  const { writable } = await wss.opened;
+  const { writable } = await deadline(
+    wss.opened,
+    "the WebSocketStream to open",
+  );
   let settled = false;
   wss.closed.then(() => settled = true);
-  await writable.getWriter().close();
-  await Promise.resolve();
-  assert.equal(settled, true);
-  assert.deepEqual(await wss.closed, {
+  // Whether closed has settled one microtask after close() resolved (looked
+  // at there, since the deadline's own promise adds ticks of its own).
+  const settledThen = writable.getWriter().close().then(async () => {
+    await Promise.resolve();
+    return settled;
+  });
+  assert.equal(await deadline(settledThen, "the writable to close"), true);
+  assert.deepEqual(await deadline(wss.closed, "the WebSocketStream to close"), {
     closeCode: 1000,
     reason: "",
     wasClean: true,
@@ -303,11 +369,22 @@ Deno.test("WebSocketStream canceling readable or aborting writable closes with a
       await using server = recordingServer();
       for (const [i, [reason, expected]] of cases.entries()) {
         const wss = new WebSocketStream(server.url);
-        const info = await wss.opened;
-        if (stream === "readable") await info.readable.cancel(reason);
-        else await info.writable.abort(reason);
-        await wss.closed;
-        assert.deepEqual(await server.result(i), expected, String(reason));
+        const info = await deadline(wss.opened, "the WebSocketStream to open");
+        await deadline(
+          stream === "readable"
+            ? info.readable.cancel(reason)
+            : info.writable.abort(reason),
+          `the ${stream} to end`,
+        );
+        await deadline(wss.closed, "the WebSocketStream to close");
+        assert.deepEqual(
+          await deadline(
+            server.result(i),
+            "the server's end of the connection",
+          ),
+          expected,
+          String(reason),
+        );
       }
     });
   }
