@@ -108,11 +108,10 @@ Deno.test("the quick start's deno task echo starts with an empty Deno cache and 
     assert.match(await response.text(), /<title>WebSocket echo<\/title>/);
   } finally {
     child.kill("SIGINT");
-    const status = await child.status;
+    await child.status;
     await lines.cancel().catch(() => {});
     const stderr = await errors;
     await Deno.remove(cache, { recursive: true });
-    assert.equal(status.success, true, stderr);
     assert.doesNotMatch(stderr, /Download|npm:|error/i);
   }
 });
