@@ -7,10 +7,12 @@
  * `close()`.
  *
  * {@linkcode serve} runs a server with the shape of `Deno.serve`;
+ * {@linkcode upgradeWebSocket} gives the same socket inside any `Deno.serve`
+ * handler (Hono, Oak, ...), on Deno's own WebSocket;
  * {@linkcode connect} opens a client socket over `Deno.connect` (TLS for
  * `wss:`), and {@linkcode WebSocketStream} wraps it in the WHATWG
- * proposal's shape. Both sides speak permessage-deflate (RFC 7692) when
- * asked to (see {@linkcode PerMessageDeflateOptions}).
+ * proposal's shape. `serve()` and `connect()` speak permessage-deflate
+ * (RFC 7692) when asked to (see {@linkcode PerMessageDeflateOptions}).
  *
  * The codec's building blocks (frame decoder and encoder, message
  * assembler, as classes and as `TransformStream`s) are in the `./frames`
@@ -54,6 +56,12 @@ export {
   type WebSocketHandler,
   type WebSocketServer,
 } from "./src/server.ts";
+export {
+  UpgradeError,
+  upgradeWebSocket,
+  type UpgradeWebSocketOptions,
+  type WebSocketUpgrade,
+} from "./src/upgrade.ts";
 export { connect, type ConnectOptions } from "./src/client.ts";
 export {
   type WebSocketOpenInfo,
