@@ -225,9 +225,9 @@ Deno.test("RFC 7692 connect() with perMessageDeflate against a Python websockets
   } finally {
     // Closing stdin stops the server; it is killed if it does not stop.
     await child.stdin.close().catch(() => {});
-    lines.releaseLock();
-    await child.stdout.cancel().catch(() => {});
     status ??= await stopChild(child, STEP_LIMIT);
+    // Canceling the reader cancels the stdout it reads through.
+    await lines.cancel().catch(() => {});
     await stderr;
   }
   assert.equal(status.code, 0, "the Python server stopped by itself");
