@@ -205,7 +205,10 @@ export async function connect(
     try {
       accepted = await handshake.check(response);
     } catch (error) {
-      throw failure((error as Error).message);
+      // The cause keeps the status and headers of a refusal.
+      const refused = failure((error as Error).message);
+      refused.cause = error;
+      throw refused;
     }
     stopper.signal.throwIfAborted();
     connection = new Connection(conn as Transport, {

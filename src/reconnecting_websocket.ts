@@ -2,7 +2,7 @@
 // writable over the series of connections that `connect()` opens.
 
 import { connect, type ConnectOptions } from "./client.ts";
-import { parseUrl } from "./core/_handshake.ts";
+import { HandshakeStatusError, parseUrl } from "./core/_handshake.ts";
 import {
   type WebSocketCloseInfo,
   type WebSocketCloseResult,
@@ -133,7 +133,7 @@ export interface ReconnectingWebSocketOptions
 }
 
 /** Test hooks: the jitter's randomness and a spy on each wait. */
-export interface _Hooks {
+export interface Hooks {
   random?: () => number;
   delay?: (ms: number) => void;
 }
@@ -141,9 +141,9 @@ export interface _Hooks {
 const HOOKS: unique symbol = Symbol("ReconnectingWebSocket hooks");
 
 /** Options with test hooks attached, for the tests only. */
-export function _withHooks(
+export function withHooks(
   options: ReconnectingWebSocketOptions,
-  hooks: _Hooks,
+  hooks: Hooks,
 ): ReconnectingWebSocketOptions {
   return { ...options, [HOOKS]: hooks } as ReconnectingWebSocketOptions;
 }
@@ -152,7 +152,7 @@ export function _withHooks(
  * The wait before the `n`th retry in a row (from 0): "full jitter", a random
  * time below `min(maxDelay, initialDelay * multiplier ** n)`.
  */
-export function _backoffDelay(
+export function backoffDelay(
   retry: Required<RetryOptions>,
   n: number,
   random: () => number,
@@ -303,7 +303,7 @@ export class ReconnectingWebSocket {
   #onOpen: ReconnectingWebSocketOptions["onOpen"];
   #onError: (error: unknown) => void;
   #signal: AbortSignal | undefined;
-  #hooks: _Hooks;
+  #hooks: Hooks;
 
   #state: "connecting" | "open" | "reconnecting" | "closed" = "connecting";
   #live: Live | undefined;
@@ -362,15 +362,15 @@ export class ReconnectingWebSocket {
       ...connectOptions
     } = options;
     this.#options = connectOptions;
-    this.#retry = _checkRetry(retry);
+    this.#retry = checkRetry(retry);
     if (
       !Array.isArray(stopCodes) || !stopCodes.every(Number.isInteger)
     ) {
       throw new TypeError("The stopCodes option must be an array of integers");
     }
     this.#stopCodes = new Set(stopCodes);
-    this.#maxQueued = _checkCount("maxQueued", maxQueued);
-    this.#maxQueuedBytes = _checkCount("maxQueuedBytes", maxQueuedBytes);
+    this.#maxQueued = checkCount("maxQueued", maxQueued);
+    this.#maxQueuedBytes = checkCount("maxQueuedBytes", maxQueuedBytes);
     for (const [name, value] of [["onOpen", onOpen], ["onError", onError]]) {
       if (value !== undefined && typeof value !== "function") {
         throw new TypeError(`The ${name} option must be a function`);
@@ -378,7 +378,7 @@ export class ReconnectingWebSocket {
     }
     this.#onOpen = onOpen;
     this.#onError = onError ?? console.error;
-    this.#hooks = (options as { [HOOKS]?: _Hooks })[HOOKS] ?? {};
+    this.#hooks = (options as { [HOOKS]?: Hooks })[HOOKS] ?? {};
 
     this.opened = new Promise((resolve, reject) => {
       this.#resolveOpened = resolve;
@@ -447,9 +447,9 @@ export class ReconnectingWebSocket {
    * ```
    */
   send(message: string | Uint8Array): number {
-    _checkMessage(message);
+    checkMessage(message);
     if (this.#state === "closed") return 0;
-    const size = _byteLength(message);
+    const size = byteLength(message);
     if (!this.#fits(size)) return 0;
     this.#enqueue(message, size);
     return size;
@@ -487,7 +487,7 @@ export class ReconnectingWebSocket {
         `The close code must be 1000 or in 3000-4999, got ${closeCode}`,
       );
     }
-    if (_byteLength(reason) > MAX_REASON_BYTES) {
+    if (byteLength(reason) > MAX_REASON_BYTES) {
       throw new RangeError(
         `The close reason must be at most ${MAX_REASON_BYTES} bytes of UTF-8`,
       );
@@ -572,7 +572,7 @@ export class ReconnectingWebSocket {
     if (this.#state === "closed") {
       this.#settle({ result: this.#ownCloseResult() });
     } else if (
-      !_isRetryable(error) || this.#attempts >= this.#retry.maxAttempts
+      !isRetryable(error) || this.#attempts >= this.#retry.maxAttempts
     ) {
       this.#settle({ error });
     } else {
@@ -609,7 +609,7 @@ export class ReconnectingWebSocket {
   /** Waits the backoff, then tries again: one timer at a time. */
   #retryLater(): void {
     const random = this.#hooks.random ?? Math.random;
-    const delay = _backoffDelay(this.#retry, this.#waits++, random);
+    const delay = backoffDelay(this.#retry, this.#waits++, random);
     this.#hooks.delay?.(delay);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
@@ -682,11 +682,11 @@ export class ReconnectingWebSocket {
   // Writing: one queue, in order, for `send()` and `writable`.
 
   #write(message: Message): Promise<void> | void {
-    _checkMessage(message);
+    checkMessage(message);
     if (this.#state === "closed") {
       throw new WebSocketError("The WebSocket is closed");
     }
-    const size = _byteLength(message);
+    const size = byteLength(message);
     if (this.#state !== "open") {
       // Disconnected: resolves once queued, within the bounds.
       if (!this.#fits(size)) {
@@ -859,23 +859,21 @@ export class ReconnectingWebSocket {
  * a handshake answered with 408, 429 or 5xx are; other HTTP answers, an
  * invalid option (`TypeError`) and a missing permission are not.
  */
-function _isRetryable(error: unknown): boolean {
+function isRetryable(error: unknown): boolean {
   if (!(error instanceof WebSocketError)) return false;
-  const status = _handshakeStatus(error);
+  const status = handshakeStatus(error);
   if (status === undefined) return true;
   return status === 408 || status === 429 || status >= 500;
 }
 
-/**
- * The HTTP status a refused handshake was answered with: `connect()` gives
- * it only in its error message.
- */
-function _handshakeStatus(error: WebSocketError): number | undefined {
-  const match = /\bhandshake with HTTP (\d{3})\b/.exec(error.message);
-  return match === null ? undefined : Number(match[1]);
+/** The HTTP status a refused handshake was answered with, if it was. */
+function handshakeStatus(error: WebSocketError): number | undefined {
+  return error.cause instanceof HandshakeStatusError
+    ? error.cause.status
+    : undefined;
 }
 
-function _checkRetry(retry: RetryOptions = {}): Required<RetryOptions> {
+function checkRetry(retry: RetryOptions = {}): Required<RetryOptions> {
   if (typeof retry !== "object" || retry === null) {
     throw new TypeError("The retry option must be an object");
   }
@@ -898,21 +896,21 @@ function _checkRetry(retry: RetryOptions = {}): Required<RetryOptions> {
   return checked;
 }
 
-function _checkCount(name: string, value: number): number {
+function checkCount(name: string, value: number): number {
   if (typeof value !== "number" || !(value >= 0) || Number.isNaN(value)) {
     throw new RangeError(`The ${name} option must be 0 or more, got ${value}`);
   }
   return value;
 }
 
-function _checkMessage(message: unknown): void {
+function checkMessage(message: unknown): void {
   if (typeof message !== "string" && !(message instanceof Uint8Array)) {
     throw new TypeError("A message must be a string or a Uint8Array");
   }
 }
 
 /** A message's size in bytes: its UTF-8 length for text, without encoding. */
-function _byteLength(message: Message): number {
+function byteLength(message: Message): number {
   if (typeof message !== "string") return message.length;
   let length = message.length;
   for (let i = 0; i < message.length; i++) {

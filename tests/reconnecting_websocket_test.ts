@@ -6,7 +6,7 @@ import {
   type ReconnectingWebSocketOptions,
   WebSocketError,
 } from "../mod.ts";
-import { _backoffDelay, _withHooks } from "../src/reconnecting_websocket.ts";
+import { backoffDelay, withHooks } from "../src/reconnecting_websocket.ts";
 import { computeAccept } from "../src/core/_handshake.ts";
 import { echo, isCloseError, mulberry32, start } from "./_util.ts";
 
@@ -359,7 +359,7 @@ Deno.test(
     // A fixed "random" of 0.5: each wait is half its ceiling.
     const socket = new ReconnectingWebSocket(
       server.url,
-      _withHooks({
+      withHooks({
         retry: {
           initialDelay: 20,
           multiplier: 2,
@@ -404,14 +404,14 @@ Deno.test(
     for (let n = 0; n < 40; n++) {
       const ceiling = Math.min(30_000, 250 * 2 ** n);
       for (let i = 0; i < 50; i++) {
-        const delay = _backoffDelay(retry, n, random);
+        const delay = backoffDelay(retry, n, random);
         assert.ok(delay >= 0 && delay < ceiling, `wait ${n}: ${delay} ms`);
       }
     }
     // The largest draw reaches the ceiling, which stops growing at maxDelay.
     const top = () => 0.999_999;
     assert.deepEqual(
-      [0, 1, 2, 6, 7, 8, 100].map((n) => _backoffDelay(retry, n, top)),
+      [0, 1, 2, 6, 7, 8, 100].map((n) => backoffDelay(retry, n, top)),
       [249, 499, 999, 15_999, 29_999, 29_999, 29_999],
     );
   },
@@ -666,7 +666,7 @@ Deno.test(
     const waiting = new Promise<void>((resolve) => scheduled = resolve);
     const socket = new ReconnectingWebSocket(
       server.url,
-      _withHooks({ retry: { initialDelay: 60_000 } }, {
+      withHooks({ retry: { initialDelay: 60_000 } }, {
         random: () => 0.99,
         delay: () => scheduled(),
       }),

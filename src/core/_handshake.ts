@@ -284,6 +284,25 @@ export function generateKey(): string {
   return crypto.getRandomValues(new Uint8Array(16)).toBase64();
 }
 
+/**
+ * A handshake answered with another status than 101: the status and the
+ * headers, for a caller that decides whether to try again (408, 429, 503
+ * with `Retry-After`).
+ */
+export class HandshakeStatusError extends TypeError {
+  /** The HTTP status of the answer. */
+  readonly status: number;
+  /** The headers of the answer. */
+  readonly headers: Headers;
+
+  constructor(message: string, status: number, headers: Headers) {
+    super(message);
+    this.name = "TypeError";
+    this.status = status;
+    this.headers = headers;
+  }
+}
+
 /** What the client's handshake negotiated. */
 export interface ClientAcceptance {
   protocol: string;
@@ -357,8 +376,10 @@ export class ClientHandshake {
     const { status, statusText, headers } = response;
     if (status !== 101) {
       const text = statusText ? `${status} ${statusText}` : `${status}`;
-      throw new TypeError(
+      throw new HandshakeStatusError(
         `The server answered the WebSocket handshake with HTTP ${text} instead of 101 Switching Protocols`,
+        status,
+        headers,
       );
     }
     if (response.version !== "HTTP/1.1") {
