@@ -2,6 +2,7 @@
 // writable over the series of connections that `connect()` opens.
 
 import { connect, type ConnectOptions } from "./client.ts";
+import { byteLength } from "./core/_bytes.ts";
 import { parseUrl } from "./core/_handshake.ts";
 import {
   type WebSocketCloseInfo,
@@ -449,7 +450,7 @@ export class ReconnectingWebSocket {
   send(message: string | Uint8Array): number {
     _checkMessage(message);
     if (this.#state === "closed") return 0;
-    const size = _byteLength(message);
+    const size = byteLength(message);
     if (!this.#fits(size)) return 0;
     this.#enqueue(message, size);
     return size;
@@ -487,7 +488,7 @@ export class ReconnectingWebSocket {
         `The close code must be 1000 or in 3000-4999, got ${closeCode}`,
       );
     }
-    if (_byteLength(reason) > MAX_REASON_BYTES) {
+    if (byteLength(reason) > MAX_REASON_BYTES) {
       throw new RangeError(
         `The close reason must be at most ${MAX_REASON_BYTES} bytes of UTF-8`,
       );
@@ -686,7 +687,7 @@ export class ReconnectingWebSocket {
     if (this.#state === "closed") {
       throw new WebSocketError("The WebSocket is closed");
     }
-    const size = _byteLength(message);
+    const size = byteLength(message);
     if (this.#state !== "open") {
       // Disconnected: resolves once queued, within the bounds.
       if (!this.#fits(size)) {
@@ -909,28 +910,4 @@ function _checkMessage(message: unknown): void {
   if (typeof message !== "string" && !(message instanceof Uint8Array)) {
     throw new TypeError("A message must be a string or a Uint8Array");
   }
-}
-
-/** A message's size in bytes: its UTF-8 length for text, without encoding. */
-function _byteLength(message: Message): number {
-  if (typeof message !== "string") return message.length;
-  let length = message.length;
-  for (let i = 0; i < message.length; i++) {
-    const code = message.charCodeAt(i);
-    if (code < 0x80) continue;
-    if (code < 0x800) {
-      length += 1;
-    } else if (
-      code >= 0xd800 && code <= 0xdbff && i + 1 < message.length &&
-      (message.charCodeAt(i + 1) & 0xfc00) === 0xdc00
-    ) {
-      // A surrogate pair: two code units, four bytes.
-      length += 2;
-      i++;
-    } else {
-      // Three bytes (a lone surrogate is sent as U+FFFD, three bytes too).
-      length += 2;
-    }
-  }
-  return length;
 }
