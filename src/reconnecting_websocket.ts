@@ -2,6 +2,7 @@
 // writable over the series of connections that `connect()` opens.
 
 import { connect, type ConnectOptions } from "./client.ts";
+import { byteLength } from "./core/_bytes.ts";
 import { HandshakeStatusError, parseUrl } from "./core/_handshake.ts";
 import {
   type WebSocketCloseInfo,
@@ -907,28 +908,4 @@ function checkMessage(message: unknown): void {
   if (typeof message !== "string" && !(message instanceof Uint8Array)) {
     throw new TypeError("A message must be a string or a Uint8Array");
   }
-}
-
-/** A message's size in bytes: its UTF-8 length for text, without encoding. */
-function byteLength(message: Message): number {
-  if (typeof message !== "string") return message.length;
-  let length = message.length;
-  for (let i = 0; i < message.length; i++) {
-    const code = message.charCodeAt(i);
-    if (code < 0x80) continue;
-    if (code < 0x800) {
-      length += 1;
-    } else if (
-      code >= 0xd800 && code <= 0xdbff && i + 1 < message.length &&
-      (message.charCodeAt(i + 1) & 0xfc00) === 0xdc00
-    ) {
-      // A surrogate pair: two code units, four bytes.
-      length += 2;
-      i++;
-    } else {
-      // Three bytes (a lone surrogate is sent as U+FFFD, three bytes too).
-      length += 2;
-    }
-  }
-  return length;
 }

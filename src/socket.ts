@@ -1,6 +1,8 @@
 // The WebSocket object users hold: web streams (`readable`, `writable`),
 // `send()`, `close()` and `closed`, over an engine that moves its bytes.
 
+import { byteLength } from "./core/_bytes.ts";
+import { headerSize } from "./core/frame.ts";
 import type { Message } from "./core/message_assembler.ts";
 import type { SharedMessage } from "./pubsub/_shared_message.ts";
 import { join, leave, publishFrom, type TopicHub } from "./pubsub/topic_hub.ts";
@@ -191,6 +193,7 @@ let pull: (socket: Socket) => void;
 let cancel: (socket: Socket, reason: unknown) => void;
 let write: (socket: Socket, message: Message) => Promise<void>;
 let closeFor: (socket: Socket, reason: unknown) => void;
+let abortWrites: (socket: Socket, reason: unknown) => void;
 let writableStrategy: (socket: Socket) => QueuingStrategy<Message>;
 
 /**
@@ -211,6 +214,15 @@ export class Socket implements WebSocketConnection {
   /** Bytes and messages written to `writable` that wait in its queue. */
   #writableQueued = 0;
   #writableCount = 0;
+  /** Every write that entered `writable`'s queue, counted from the start. */
+  #writesEntered = 0;
+  /**
+   * What `send()` and publications queued while writes waited in
+   * `writable`'s queue: each goes out once the writes that entered before
+   * it have, so that everything leaves in call order.
+   */
+  #behind: Behind[] = [];
+  #behindQueued = 0;
   /**
    * A close asked for while writes waited in `writable`'s queue: it goes
    * out after them, as it was asked for after them.
@@ -279,6 +291,10 @@ export class Socket implements WebSocketConnection {
     stateOf = (socket) => socket.#engine.state;
     offer = (socket, shared) => {
       if (!socket.#admits(shared.message)) return false;
+      if (socket.#writableCount > 0) {
+        socket.#queueBehind(shared, shared.message);
+        return true;
+      }
       return socket.#engine.sendShared(shared) > 0;
     };
     startReading = (socket, controller) => {
@@ -302,31 +318,44 @@ export class Socket implements WebSocketConnection {
       socket.#cancelTimer = setTimeout(() => socket.#close(undefined, ""), 0);
     };
     write = (socket, message) => {
-      if (typeof message !== "string" && !(message instanceof Uint8Array)) {
-        throw new TypeError("A message must be a string or a Uint8Array");
-      }
       socket.#writableQueued -= messageSize(message);
       socket.#writableCount--;
+      if (typeof message !== "string" && !(message instanceof Uint8Array)) {
+        // `writable` errors and drops the writes queued behind this one.
+        socket.#dropWrites();
+        throw new TypeError("A message must be a string or a Uint8Array");
+      }
       const engine = socket.#engine;
       const pendingClose = socket.#pendingClose;
       if (pendingClose) {
         // Written before the close was asked for: it goes first.
         if (socket.#writesBeforeClose === 0) throw new SendAfterCloseError();
         const sent = engine.send(message);
+        socket.#sendBehind();
         if (--socket.#writesBeforeClose === 0) engine.close(...pendingClose);
         if (sent === 0) throw new SendAfterCloseError();
         return engine.ready();
       }
-      if (engine.send(message) === 0) throw new SendAfterCloseError();
+      const sent = engine.send(message);
+      socket.#sendBehind();
+      if (sent === 0) {
+        socket.#dropWrites();
+        throw new SendAfterCloseError();
+      }
       return engine.ready();
     };
     closeFor = (socket, reason) => socket.#closeFor(reason);
+    abortWrites = (socket, reason) => {
+      socket.#dropWrites();
+      socket.#closeFor(reason);
+    };
     writableStrategy = (socket) => ({
       highWaterMark: 1,
       size(message: Message): number {
         const size = messageSize(message);
         socket.#writableQueued += size;
         socket.#writableCount++;
+        socket.#writesEntered++;
         return size;
       },
     });
@@ -370,7 +399,7 @@ export class Socket implements WebSocketConnection {
   get bufferedAmount(): number {
     const engine = this.#engine;
     return engine.bufferedAmount +
-      (engine.state === "open" ? this.#writableQueued : 0);
+      (engine.state === "open" ? this.#writableQueued + this.#behindQueued : 0);
   }
 
   get droppedMessages(): number {
@@ -381,7 +410,52 @@ export class Socket implements WebSocketConnection {
     if (typeof message !== "string" && !(message instanceof Uint8Array)) {
       return 0;
     }
-    return this.#admits(message) ? this.#engine.send(message) : 0;
+    if (!this.#admits(message)) return 0;
+    if (this.#writableCount > 0) {
+      this.#queueBehind(message, message);
+      const length = byteLength(message);
+      return headerSize(length, false) + length;
+    }
+    return this.#engine.send(message);
+  }
+
+  /** Queues a message after the writes waiting in `writable`'s queue. */
+  #queueBehind(item: Message | SharedMessage, message: Message): void {
+    const size = messageSize(message);
+    this.#behind.push({ after: this.#writesEntered, item, size });
+    this.#behindQueued += size;
+  }
+
+  /** Sends what waited for the writes that have now left `writable`. */
+  #sendBehind(): void {
+    const behind = this.#behind;
+    const done = this.#writesEntered - this.#writableCount;
+    let count = 0;
+    while (count < behind.length && behind[count].after <= done) {
+      const { item, size } = behind[count++];
+      this.#behindQueued -= size;
+      if (typeof item === "string" || item instanceof Uint8Array) {
+        this.#engine.send(item);
+      } else {
+        this.#engine.sendShared(item);
+      }
+    }
+    if (count > 0) behind.splice(0, count);
+  }
+
+  /**
+   * `writable` was aborted or failed: the writes in its queue are dropped,
+   * so what waited behind them goes now, and a close waiting for them next.
+   */
+  #dropWrites(): void {
+    this.#writableQueued = 0;
+    this.#writableCount = 0;
+    this.#sendBehind();
+    const pendingClose = this.#pendingClose;
+    if (pendingClose && this.#writesBeforeClose > 0) {
+      this.#writesBeforeClose = 0;
+      this.#engine.close(...pendingClose);
+    }
   }
 
   /**
@@ -669,8 +743,15 @@ class Sink implements UnderlyingSink<Message> {
   }
 
   abort(reason: unknown): void {
-    closeFor(this.#socket, reason);
+    abortWrites(this.#socket, reason);
   }
+}
+
+/** A message queued behind writes, after the `after`th of them. */
+interface Behind {
+  after: number;
+  item: Message | SharedMessage;
+  size: number;
 }
 
 function isMessage(item: Message | CompressedMessage): item is Message {

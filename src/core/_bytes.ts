@@ -1,4 +1,4 @@
-// Byte array helpers shared by the codec and the compressor.
+// Byte helpers shared by the codec, the compressor and the sockets.
 
 /**
  * Joins byte arrays holding `size` bytes in all into one. A single array is
@@ -17,4 +17,28 @@ export function concat(pieces: Uint8Array[], size: number): Uint8Array {
     at += piece.length;
   }
   return out;
+}
+
+/** A message's size in bytes: its UTF-8 length for text, without encoding. */
+export function byteLength(message: string | Uint8Array): number {
+  if (typeof message !== "string") return message.length;
+  let length = message.length;
+  for (let i = 0; i < message.length; i++) {
+    const code = message.charCodeAt(i);
+    if (code < 0x80) continue;
+    if (code < 0x800) {
+      length += 1;
+    } else if (
+      code >= 0xd800 && code <= 0xdbff && i + 1 < message.length &&
+      (message.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    ) {
+      // A surrogate pair: two code units, four bytes.
+      length += 2;
+      i++;
+    } else {
+      // Three bytes (a lone surrogate is sent as U+FFFD, three bytes too).
+      length += 2;
+    }
+  }
+  return length;
 }
