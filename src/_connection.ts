@@ -227,6 +227,8 @@ export class Connection implements ProtocolHandler, SocketEngine {
   resume(): void {
     if (!this.#socketFull) return;
     this.#socketFull = false;
+    // Once closed, nothing waits for room: a timer would only outlive us.
+    if (this.#isClosed()) return;
     // On the next turn of the event loop, not now: a reader that drains
     // the inbox at once would otherwise let one busy peer keep the loop to
     // itself, and others would wait.

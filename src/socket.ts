@@ -284,10 +284,7 @@ export class Socket implements WebSocketConnection {
     deliver = (socket, message) => socket.#deliver(message);
     endReading = (socket, end) => socket.#endReading(end);
     settle = (socket, end) => socket.#settle(end);
-    closeWith = (socket, code, reason) => {
-      clearTimeout(socket.#cancelTimer);
-      socket.#engine.close(code, reason);
-    };
+    closeWith = (socket, code, reason) => socket.#closeEngine(code, reason);
     stateOf = (socket) => socket.#engine.state;
     offer = (socket, shared) => {
       if (!socket.#admits(shared.message)) return false;
@@ -332,7 +329,9 @@ export class Socket implements WebSocketConnection {
         if (socket.#writesBeforeClose === 0) throw new SendAfterCloseError();
         const sent = engine.send(message);
         socket.#sendBehind();
-        if (--socket.#writesBeforeClose === 0) engine.close(...pendingClose);
+        if (--socket.#writesBeforeClose === 0) {
+          socket.#closeEngine(...pendingClose);
+        }
         if (sent === 0) throw new SendAfterCloseError();
         return engine.ready();
       }
@@ -454,7 +453,7 @@ export class Socket implements WebSocketConnection {
     const pendingClose = this.#pendingClose;
     if (pendingClose && this.#writesBeforeClose > 0) {
       this.#writesBeforeClose = 0;
-      this.#engine.close(...pendingClose);
+      this.#closeEngine(...pendingClose);
     }
   }
 
@@ -477,7 +476,7 @@ export class Socket implements WebSocketConnection {
         this.#dropped++;
       } else {
         clearTimeout(this.#cancelTimer);
-        engine.close(1013, "Slow consumer");
+        this.#closeEngine(1013, "Slow consumer");
       }
       return false;
     }
@@ -486,7 +485,7 @@ export class Socket implements WebSocketConnection {
 
   subscribe(topic: string): void {
     const hub = this.#hubFor(topic);
-    if (this.#engine.state === "closed") return;
+    if (this.#engine.state !== "open" || this.#pendingClose) return;
     if (join(hub, this, topic)) (this.#topics ??= new Set()).add(topic);
   }
 
@@ -504,7 +503,9 @@ export class Socket implements WebSocketConnection {
   }
 
   publish(topic: string, message: string | Uint8Array): number {
-    return publishFrom(this.#hubFor(topic), topic, message, this);
+    const hub = this.#hubFor(topic);
+    if (this.#engine.state !== "open" || this.#pendingClose) return 0;
+    return publishFrom(hub, topic, message, this);
   }
 
   #hubFor(topic: string): TopicHub {
@@ -548,9 +549,18 @@ export class Socket implements WebSocketConnection {
     if (this.#writableCount > 0 && this.#engine.state === "open") {
       this.#pendingClose = [code, reason];
       this.#writesBeforeClose = this.#writableCount;
+      // Publications stop now: the socket is on its way out.
+      this.#leaveTopics();
     } else {
-      this.#engine.close(code, reason);
+      this.#closeEngine(code, reason);
     }
+  }
+
+  /** Starts the engine's closing handshake; the socket leaves its topics. */
+  #closeEngine(code: number | undefined, reason: string): void {
+    clearTimeout(this.#cancelTimer);
+    this.#leaveTopics();
+    this.#engine.close(code, reason);
   }
 
   /**

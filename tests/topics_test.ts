@@ -216,10 +216,12 @@ Deno.test("topics: send() on a closing or closed socket returns 0, and nothing t
   closedSocket.subscribe("t");
   closedSocket.unsubscribe("t");
   assert.equal(closedSocket.isSubscribed("t"), false);
-  // Publishing from a closed socket still reaches the open subscriber (the
-  // closing one is not queued for).
-  assert.equal(closedSocket.publish("t", "from a closed socket"), 1);
-  assert.equal(await open.next(), "from a closed socket");
+  // A closed socket publishes nothing; a closing one has left its topics.
+  assert.equal(closedSocket.publish("t", "from a closed socket"), 0);
+  assert.equal(closingSocket.publish("t", "from a closing socket"), 0);
+  assert.equal(server.subscriberCount("t"), 1);
+  assert.equal(server.publish("t", "to the open one"), 1);
+  assert.equal(await open.next(), "to the open one");
   await within(closingSocket.closed, "the other close");
   assert.equal(closingSocket.send("after the close"), 0);
   assert.equal(server.subscriberCount("t"), 1);
