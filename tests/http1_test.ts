@@ -1,7 +1,7 @@
 // Tests of the sans-I/O HTTP/1.1 core (src/core/_http1.ts): bytes in, decisions and
 // bytes out, grouped by RFC 9112 / RFC 9110 section; smuggling cases throughout.
 import assert from "node:assert/strict";
-import { HttpError, type RequestHead } from "../src/_http.ts";
+import { HttpError, type RequestHead } from "../src/core/_http.ts";
 import {
   BodyDecoder,
   type BodyFraming,

@@ -28,7 +28,7 @@
  *
  * @module
  */
-import { HttpError, type RequestHead } from "../_http.ts";
+import { HttpError, type RequestHead } from "./_http.ts";
 
 /** Size limits for one request; each is checked before the bytes it guards are kept. */
 export interface Http1Limits {
