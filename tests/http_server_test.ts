@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { Hono } from "npm:hono@4";
 import { connect, type ServeOptions } from "../mod.ts";
 import { frame, RawClient, text, upgradeRequest } from "./_raw_client.ts";
+import { makeCertificates } from "./_tls.ts";
 import { echo, start } from "./_util.ts";
 
 const encoder = new TextEncoder();
@@ -872,6 +873,42 @@ Deno.test("a Hono app (GET and POST routes) and Deno's WebSocket share one port"
     const closed = new Promise((resolve) => ws.onclose = resolve);
     ws.close();
     await within(closed, "the WebSocket's close");
+  }
+});
+
+Deno.test("https: fetch serves requests with bodies over TLS, kept alive, beside wss", async () => {
+  const { ca, cert, key } = await makeCertificates();
+  const ports = new Set<number>();
+  await using server = start({
+    cert,
+    key,
+    fetch: async (request, info) => {
+      ports.add(info.remoteAddr.port);
+      return new Response(`${request.url} ${await request.text()}`);
+    },
+  }, echo);
+  const base = `https://localhost:${server.addr.port}`;
+  using http = Deno.createHttpClient({ caCerts: [ca] });
+  for (const body of ["one", "two"]) {
+    const answer = await fetchText(http, `${base}/tls`, {
+      method: "POST",
+      body,
+    });
+    assert.equal(answer.body, `${base}/tls ${body}`);
+  }
+  assert.equal(ports.size, 1, "both requests came on one connection");
+  const socket = await within(
+    connect(`wss://localhost:${server.addr.port}/`, { caCerts: [ca] }),
+    "connect() over TLS",
+  );
+  try {
+    socket.send("secure");
+    const reader = socket.readable.getReader();
+    assert.equal((await within(reader.read(), "the echo")).value, "secure");
+    reader.releaseLock();
+  } finally {
+    socket.close();
+    await within(socket.closed, "the socket's close");
   }
 });
 
