@@ -38,16 +38,36 @@ export type HeadFailure = "eof" | "truncated" | "too-large" | "line-too-large";
 
 /**
  * Reads an HTTP head (up to CRLF CRLF) and the bytes after it, which belong
- * to what follows (a WebSocket's first frames, a request body). Read errors
- * are thrown; the caller bounds the time it may take.
+ * to what follows (a WebSocket's first frames, a request body). `initial`
+ * holds bytes already read from the connection (the next request on a
+ * kept-alive connection); a head found whole in them is returned as views
+ * into them, with no read and no copy. Read errors are thrown; the caller
+ * bounds the time it may take.
  */
 export async function readHead(
   conn: Pick<Transport, "read">,
   maxSize: number,
   maxLineSize = maxSize,
+  initial?: Uint8Array,
 ): Promise<Head | HeadFailure> {
-  let buffer = new Uint8Array(Math.min(4096, maxSize + 4));
+  let buffer: Uint8Array;
   let length = 0;
+  if (initial !== undefined && initial.length > 0) {
+    const end = findHeadEnd(initial, 0);
+    if (end !== -1) {
+      if (end > maxSize) return tooLarge(initial, end, maxLineSize);
+      return {
+        head: initial.subarray(0, end),
+        leftover: initial.subarray(end),
+      };
+    }
+    length = initial.length;
+    if (length > maxSize) return tooLarge(initial, length, maxLineSize);
+    buffer = new Uint8Array(Math.min(Math.max(4096, length * 2), maxSize + 4));
+    buffer.set(initial);
+  } else {
+    buffer = new Uint8Array(Math.min(4096, maxSize + 4));
+  }
   while (true) {
     if (length === buffer.length) {
       if (length >= maxSize + 4) return tooLarge(buffer, length, maxLineSize);

@@ -3,6 +3,7 @@
 // to the handler.
 
 import { Connection, startHeartbeat } from "./_connection.ts";
+import { Deadline, HttpHandler } from "./_http_server.ts";
 import {
   closeQuietly,
   DEFAULT_CLOSE_TIMEOUT,
@@ -164,10 +165,46 @@ export interface ServeOptions {
     | void
     | Promise<Response | UpgradeAcceptance | void>;
   /**
-   * Answers plain HTTP requests (no WebSocket upgrade) on the same port; the
-   * request has no body and the connection closes after the answer, which
-   * must be made and sent within `handshakeTimeout`. Default: `426 Upgrade
-   * Required`.
+   * Answers the requests on the same port that are not WebSocket upgrades,
+   * as `Deno.serve`'s handler does, so that an app (`app.fetch` of Hono, say)
+   * and the WebSocket endpoints share one port. HTTP/1.1: the `Request`'s
+   * body streams from the connection as it is read (up to `maxBodySize`;
+   * a client that sent `Expect: 100-continue` gets its `100 Continue` at the
+   * first read), the `Response`'s body streams to the client (with a
+   * `Content-Length` when it is whole at once, chunked otherwise), and the
+   * connection is kept for further requests (`keepAliveTimeout`), an upgrade
+   * among them; pipelined requests are answered in order. The app's time is
+   * not limited. A throw or rejection is answered with 500 (no details) and
+   * goes to `onError`; a response body that fails midway closes the
+   * connection, so the client sees a cut response. A malformed, ambiguous
+   * (both `Content-Length` and `Transfer-Encoding`) or oversized request is
+   * answered with 400, 413, 417, 431, 501 or 505 and the connection closed.
+   * Default: `426 Upgrade Required`, and the connection closes.
+   *
+   * @example A Hono app and WebSockets on one port
+   * ```ts ignore
+   * import { Hono } from "npm:hono@4";
+   * import { serve } from "@scope/ws";
+   *
+   * const app = new Hono();
+   * app.get("/", (c) => c.text("Hello"));
+   * app.post("/echo", async (c) => c.json(await c.req.json()));
+   * serve(
+   *   { port: 8080, fetch: app.fetch },
+   *   (socket) => socket.readable.pipeTo(socket.writable),
+   * );
+   * ```
+   */
+  fetch?: (
+    request: Request,
+    info: ServeInfo,
+  ) => Response | Promise<Response>;
+  /**
+   * The former name of `fetch`, with all of its behaviour (request bodies,
+   * keep-alive); it used to see requests without a body and close the
+   * connection after each answer. Giving both is a `TypeError`.
+   *
+   * @deprecated Use `fetch`.
    */
   onRequest?: (
     request: Request,
@@ -186,10 +223,54 @@ export interface ServeOptions {
    */
   maxHeadSize?: number;
   /**
-   * How long a connection may take from its accept to its `101` (or to the
-   * end of an HTTP answer), hooks included, in ms. Default 10 s.
+   * How long a client may take to send a request head, in ms: from the
+   * accept for the first, from its first byte for a later one on a
+   * kept-alive connection; for an upgrade, until the `101`, hooks
+   * included. Default 10 s.
    */
   handshakeTimeout?: number;
+  /**
+   * The largest HTTP request body (of `fetch` requests), in bytes of
+   * content; a bigger one gets 413 and the connection closes, decided from
+   * `Content-Length` before the app runs, or when a chunked body passes it
+   * (the app's read then fails). Default 16 MiB, as `maxMessageSize`: the
+   * app may buffer a body whole (`request.json()`).
+   *
+   * @example Uploads of up to 100 MiB
+   * ```ts ignore
+   * import { serve } from "@scope/ws";
+   *
+   * serve({
+   *   maxBodySize: 100 * 1024 * 1024,
+   *   fetch: async (request) => {
+   *     let size = 0;
+   *     for await (const chunk of request.body ?? []) size += chunk.length;
+   *     return new Response(`${size} bytes`);
+   *   },
+   * }, (socket) => socket.readable.pipeTo(socket.writable));
+   * ```
+   */
+  maxBodySize?: number;
+  /**
+   * How long a kept-alive HTTP connection may wait for its next request, in
+   * ms, before it is closed; 0 closes the connection after each response.
+   * Default 5 s, as Node's: long enough for a page's requests to share a
+   * connection, short enough that idle ones do not pile up. Behind a proxy
+   * or load balancer that reuses connections, set it above that one's idle
+   * timeout (60 s for AWS's ALB), or the proxy may send a request on a
+   * connection being closed.
+   *
+   * @example Behind a load balancer with a 60 s idle timeout
+   * ```ts ignore
+   * import { serve } from "@scope/ws";
+   *
+   * serve({
+   *   keepAliveTimeout: 65_000,
+   *   fetch: () => new Response("ok"),
+   * }, (socket) => socket.readable.pipeTo(socket.writable));
+   * ```
+   */
+  keepAliveTimeout?: number;
   /**
    * How long the closing handshake and TCP close may take, in ms, before
    * the connection is dropped. Default 5 s.
@@ -215,6 +296,10 @@ export interface ServeOptions {
    * timeout` for a silent peer; 1011 `Messages not read` when the
    * application left what arrived unread (reading was paused) that long;
    * 1013 `Slow consumer` when the peer did not read what was sent to it.
+   * For `fetch` requests it bounds each wait on the client: a request body
+   * the app reads that stalls this long fails (`Deno.errors.TimedOut`), and
+   * a response the client stops reading for this long is cut off; either
+   * closes the connection.
    */
   idleTimeout?: number;
   /**
@@ -372,14 +457,6 @@ export function serve(
   return new Server(options, handler);
 }
 
-/** A connection between its accept and its `101` (or HTTP answer). */
-interface Handshaking {
-  conn: Deno.Conn;
-  /** Rejects when the handshake times out or the server shuts down. */
-  stopped: Promise<never>;
-  stop: () => void;
-}
-
 class Server implements WebSocketServer {
   readonly addr: Deno.NetAddr;
   readonly finished: Promise<void>;
@@ -390,7 +467,8 @@ class Server implements WebSocketServer {
   #connections = new Set<Connection>();
   /** Open WebSockets, counted from the moment the 101 is sent. */
   #open = 0;
-  #handshaking = new Set<Handshaking>();
+  /** Connections between their accept and their `101` or their end. */
+  #handshaking = new Set<Deadline>();
   /** Connections being served, from accept to the end of their socket. */
   #active = 0;
   #wakeWhenIdle: (() => void) | undefined;
@@ -403,6 +481,7 @@ class Server implements WebSocketServer {
   #deflate: PerMessageDeflateOptions | null;
   #socketOptions: SocketOptions;
   #hub: TopicHub;
+  #http: HttpHandler;
 
   constructor(options: ServeOptions, handler: WebSocketHandler) {
     this.#options = options;
@@ -414,6 +493,11 @@ class Server implements WebSocketServer {
     }
     this.#deflate = checkOptions(options.perMessageDeflate);
     this.#socketOptions = checkSocketOptions(options);
+    this.#http = new HttpHandler(
+      options,
+      (error) => this.#report(error),
+      () => this.#stopping,
+    );
     const address = {
       port: options.port ?? 8000,
       hostname: options.hostname ?? "0.0.0.0",
@@ -536,7 +620,9 @@ class Server implements WebSocketServer {
         // Already closed.
       }
       this.#cancelRetry?.();
-      for (const handshaking of this.#handshaking) handshaking.stop();
+      // HTTP requests in flight get closeTimeout to finish their response.
+      const grace = this.#options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT;
+      for (const handshaking of this.#handshaking) handshaking.shutdown(grace);
       for (const connection of this.#connections) {
         closeWith(connection.socket, 1001, "Server shutting down");
       }
@@ -551,19 +637,11 @@ class Server implements WebSocketServer {
   async #handle(conn: Deno.Conn): Promise<void> {
     const remoteAddr = conn.remoteAddr as Deno.NetAddr;
     // One deadline for the whole handshake, hooks included: the timer or a
-    // shutdown closes the connection and abandons whatever is pending.
-    let stop!: () => void;
-    const stopped = new Promise<never>((_, reject) => {
-      stop = () => {
-        closeQuietly(conn);
-        reject(new Deno.errors.Interrupted("The handshake was abandoned"));
-      };
-    });
-    stopped.catch(ignore);
-    const handshaking: Handshaking = { conn, stopped, stop };
+    // shutdown closes the connection and abandons whatever is pending. Plain
+    // HTTP requests on the connection re-arm it for each wait.
+    const handshaking = new Deadline(conn);
     this.#handshaking.add(handshaking);
-    const timer = setTimeout(
-      stop,
+    handshaking.arm(
       this.#options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
     );
     let connection: Connection | undefined;
@@ -572,7 +650,7 @@ class Server implements WebSocketServer {
     } catch (error) {
       if (!isDisconnect(error)) this.#report(error);
     } finally {
-      clearTimeout(timer);
+      handshaking.dispose();
       this.#handshaking.delete(handshaking);
     }
     if (!connection) {
@@ -626,64 +704,84 @@ class Server implements WebSocketServer {
 
   /**
    * Runs the opening handshake: returns the connection, or undefined once
-   * the request was refused or answered.
+   * the request was refused or answered. Plain HTTP requests before it are
+   * served on the same connection while it is kept alive.
    */
   async #handshake(
-    handshaking: Handshaking,
+    handshaking: Deadline,
     remoteAddr: Deno.NetAddr,
   ): Promise<Connection | undefined> {
     const conn = handshaking.conn;
     const options = this.#options;
     const maxHeadSize = options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE;
     const maxLine = Math.min(MAX_REQUEST_LINE, maxHeadSize);
+    // The next request's first bytes, read after a kept-alive response.
+    let initial: Uint8Array | undefined;
     let read;
-    try {
-      read = await readHead(conn, maxHeadSize, maxLine);
-    } catch {
-      // Timed out (the deadline closed the connection) or reset.
-      return;
-    }
-    if (typeof read === "string") {
-      if (read === "too-large") {
-        await this.#refuse(conn, new HttpError(431, "Request head too large"));
-      } else if (read === "line-too-large") {
-        await this.#refuse(conn, new HttpError(414, "Request line too long"));
-      } else if (read === "truncated") {
-        await this.#refuse(conn, new HttpError(400, "Incomplete request head"));
-      }
-      return;
-    }
-    const text = decodeHead(read.head);
+    let text: string;
     let head: RequestHead;
-    let upgrade: Upgrade | undefined;
+    let upgrade!: Upgrade;
     let url: string;
-    try {
-      if (text.indexOf("\r\n") > maxLine) {
-        throw new HttpError(414, "Request line too long");
+    while (true) {
+      try {
+        read = await readHead(conn, maxHeadSize, maxLine, initial);
+      } catch {
+        // Timed out (the deadline closed the connection) or reset.
+        return;
       }
-      head = parseRequestHead(text);
-      url = this.#requestUrl(head);
-      if (isUpgradeRequest(head)) {
-        upgrade = parseUpgrade(head);
-        if (options.origins) checkOrigin(head, options.origins);
+      if (typeof read === "string") {
+        if (read === "too-large") {
+          await this.#refuse(
+            conn,
+            new HttpError(431, "Request head too large"),
+          );
+        } else if (read === "line-too-large") {
+          await this.#refuse(conn, new HttpError(414, "Request line too long"));
+        } else if (read === "truncated") {
+          await this.#refuse(
+            conn,
+            new HttpError(400, "Incomplete request head"),
+          );
+        }
+        return;
       }
-    } catch (error) {
-      if (!(error instanceof HttpError)) throw error;
-      await this.#refuse(conn, error);
-      return;
+      text = decodeHead(read.head);
+      let found: Upgrade | undefined;
+      try {
+        if (text.indexOf("\r\n") > maxLine) {
+          throw new HttpError(414, "Request line too long");
+        }
+        head = parseRequestHead(text);
+        url = this.#requestUrl(head);
+        if (isUpgradeRequest(head)) {
+          found = parseUpgrade(head);
+          if (options.origins) checkOrigin(head, options.origins);
+        }
+      } catch (error) {
+        if (!(error instanceof HttpError)) throw error;
+        await this.#refuse(conn, error);
+        return;
+      }
+      if (found !== undefined) {
+        upgrade = found;
+        break;
+      }
+      // Plain HTTP: served here while the connection is kept alive; an
+      // upgrade may come after it.
+      initial = await this.#http.exchange(
+        handshaking,
+        read.head,
+        read.leftover,
+        url,
+        { remoteAddr },
+      );
+      if (initial === undefined) return;
     }
     // The Request is made when first asked for: an idle socket then holds its
     // head as one string, not a Request with its Headers (~2 KiB).
     let made: Request | undefined;
     const request = () => made ??= makeRequest(url, text);
     const info: ServeInfo = { remoteAddr };
-    if (upgrade === undefined) {
-      await this.#respond(handshaking, head.method, () => {
-        const onRequest = options.onRequest ?? upgradeRequired;
-        return onRequest(request(), info);
-      });
-      return;
-    }
     let extraHeaders: HeadersInit | undefined;
     if (options.onUpgrade) {
       let verdict: Response | UpgradeAcceptance | void;
@@ -789,35 +887,9 @@ class Server implements WebSocketServer {
     throw new HttpError(400, "Malformed request target");
   }
 
-  /**
-   * Writes the `Response` that `respond` makes, or 500 when it throws,
-   * within the handshake's deadline, and closes the connection after it.
-   */
-  async #respond(
-    handshaking: Handshaking,
-    method: string,
-    respond: () => Response | Promise<Response>,
-  ): Promise<void> {
-    let response: Response;
-    try {
-      response = await Promise.race([respond(), handshaking.stopped]);
-    } catch (error) {
-      if (error instanceof Deno.errors.Interrupted) return;
-      this.#report(error);
-      response = new Response("Internal Server Error", { status: 500 });
-    }
-    if (!(response instanceof Response) || response.status < 200) {
-      this.#report(
-        new TypeError("onRequest must return a Response with a final status"),
-      );
-      response = new Response("Internal Server Error", { status: 500 });
-    }
-    await this.#send(handshaking, method, response);
-  }
-
   /** Sends a response (its body read within the deadline), then lingers. */
   async #send(
-    handshaking: Handshaking,
+    handshaking: Deadline,
     method: string,
     response: Response,
   ): Promise<void> {
@@ -889,17 +961,6 @@ function checkSocketOptions(options: ServeOptions): SocketOptions {
   return { maxBackpressure, backpressure };
 }
 
-function upgradeRequired(): Response {
-  return new Response("Upgrade Required: this is a WebSocket endpoint", {
-    status: 426,
-    headers: {
-      "content-type": "text/plain; charset=utf-8",
-      upgrade: "websocket",
-      "sec-websocket-version": "13",
-    },
-  });
-}
-
 /**
  * Makes a validated request head's `Request`. A function of its own, so that
  * what its caller keeps is only the URL and the head's text.
@@ -908,5 +969,3 @@ function makeRequest(url: string, head: string): Request {
   const { method, headers } = parseRequestHead(head);
   return new Request(url, { method, headers });
 }
-
-function ignore(): void {}

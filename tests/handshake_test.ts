@@ -160,7 +160,8 @@ Deno.test("server passes plain HTTP requests to onRequest", async () => {
   });
   const answer = await ask(
     server.addr.port,
-    `GET /page?q=1 HTTP/1.1\r\nHost: example.test\r\n\r\n`,
+    // onRequest keeps connections alive now (it is fetch's old name).
+    `GET /page?q=1 HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n`,
   );
   assert.equal(answer.status, 200);
   assert.equal(answer.body, "<h1>hi</h1>");
@@ -173,7 +174,7 @@ Deno.test("a response header value beyond ASCII goes out as its latin1 bytes and
       new Response("hello", { headers: { "x-name": "caf\u00e9" } }),
   });
   await using client = await RawClient.connect(server.addr.port);
-  await client.write(`GET / HTTP/1.1\r\nHost: x\r\n\r\n`);
+  await client.write(`GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
   const chunks: Uint8Array[] = [];
   const buffer = new Uint8Array(4096);
   let n: number | null;

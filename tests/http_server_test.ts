@@ -1,0 +1,976 @@
+// Tests of plain HTTP/1.1 on serve()'s port (`fetch`, src/_http_server.ts): request
+// bodies, keep-alive, streamed responses, limits, errors, and WebSockets beside them.
+import assert from "node:assert/strict";
+// deno-lint-ignore no-import-prefix
+import { Hono } from "npm:hono@4";
+import { connect, type ServeOptions } from "../mod.ts";
+import { frame, RawClient, text, upgradeRequest } from "./_raw_client.ts";
+import { makeCertificates } from "./_tls.ts";
+import { echo, start } from "./_util.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+/** How long any single wait in these tests may take before it fails. */
+const WAIT = 10_000;
+
+/** Resolves or rejects as `promise` does, or rejects after `ms`. */
+async function within<T>(
+  promise: Promise<T>,
+  what: string,
+  ms = WAIT,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface RawResponse {
+  status: number;
+  headers: Headers;
+  body: string;
+}
+
+/**
+ * A hand-driven HTTP/1.1 client that reads answers byte by byte: heads,
+ * Content-Length and chunked bodies (its own decoder, independent of src/),
+ * and the end of the connection. Every read has a deadline.
+ */
+class RawHttp implements AsyncDisposable {
+  readonly conn: Deno.Conn;
+  #buffer = new Uint8Array(0);
+  #eof = false;
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+
+  static async connect(port: number): Promise<RawHttp> {
+    return new RawHttp(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  async write(data: string | Uint8Array): Promise<void> {
+    const bytes = typeof data === "string" ? encoder.encode(data) : data;
+    for (let at = 0; at < bytes.length;) {
+      at += await this.conn.write(bytes.subarray(at));
+    }
+  }
+
+  async #fill(): Promise<boolean> {
+    if (this.#eof) return false;
+    const chunk = new Uint8Array(65536);
+    let n: number | null;
+    try {
+      n = await within(this.conn.read(chunk), "a read from the server");
+    } catch (error) {
+      if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+      n = null;
+    }
+    if (n === null) {
+      this.#eof = true;
+      return false;
+    }
+    const joined = new Uint8Array(this.#buffer.length + n);
+    joined.set(this.#buffer);
+    joined.set(chunk.subarray(0, n), this.#buffer.length);
+    this.#buffer = joined;
+    return true;
+  }
+
+  async #line(): Promise<string> {
+    let end: number;
+    while ((end = indexOfCrlf(this.#buffer)) === -1) {
+      if (!await this.#fill()) throw new Error("EOF inside a line");
+    }
+    const line = decoder.decode(this.#buffer.subarray(0, end));
+    this.#buffer = this.#buffer.subarray(end + 2);
+    return line;
+  }
+
+  async #take(n: number): Promise<Uint8Array> {
+    while (this.#buffer.length < n) {
+      if (!await this.#fill()) throw new Error("EOF inside a body");
+    }
+    const out = this.#buffer.slice(0, n);
+    this.#buffer = this.#buffer.subarray(n);
+    return out;
+  }
+
+  /** Reads one response; `method` says whether it has a body (HEAD: none). */
+  async readResponse(method = "GET"): Promise<RawResponse> {
+    const status = Number((await this.#line()).split(" ")[1]);
+    const headers = new Headers();
+    for (let line; (line = await this.#line()) !== "";) {
+      const colon = line.indexOf(":");
+      headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
+    }
+    if (
+      method === "HEAD" || status < 200 || status === 204 || status === 304
+    ) {
+      return { status, headers, body: "" };
+    }
+    if (headers.get("transfer-encoding") === "chunked") {
+      let body = "";
+      while (true) {
+        const size = parseInt(await this.#line(), 16);
+        if (size === 0) break;
+        body += decoder.decode(await this.#take(size));
+        assert.equal(await this.#line(), "", "CRLF after chunk data");
+      }
+      assert.equal(
+        await this.#line(),
+        "",
+        "the empty line after the last chunk",
+      );
+      return { status, headers, body };
+    }
+    const length = headers.get("content-length");
+    if (length !== null) {
+      return {
+        status,
+        headers,
+        body: decoder.decode(await this.#take(Number(length))),
+      };
+    }
+    return { status, headers, body: await this.readAll() };
+  }
+
+  /** Everything until the server closes. */
+  async readAll(): Promise<string> {
+    while (await this.#fill()) {
+      // Gather.
+    }
+    const all = decoder.decode(this.#buffer);
+    this.#buffer = new Uint8Array(0);
+    return all;
+  }
+
+  /** Whether the server closes next (true) rather than sending more. */
+  async readEof(): Promise<boolean> {
+    if (this.#buffer.length > 0) return false;
+    return !await this.#fill();
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+}
+
+function indexOfCrlf(bytes: Uint8Array): number {
+  for (let i = 0; i + 1 < bytes.length; i++) {
+    if (bytes[i] === 13 && bytes[i + 1] === 10) return i;
+  }
+  return -1;
+}
+
+/** A quiet server with `fetch`, and the WebSocket echo. */
+function startHttp(
+  fetch: ServeOptions["fetch"],
+  options: ServeOptions = {},
+) {
+  return start({ fetch, ...options }, echo);
+}
+
+/** Answers with the method, path and request body it read. */
+async function echoRequest(request: Request): Promise<Response> {
+  const body = await request.text();
+  return new Response(
+    `${request.method} ${new URL(request.url).pathname} ${body}`,
+  );
+}
+
+/** Deno's fetch through a client of its own, closed by the caller. */
+async function fetchText(
+  client: Deno.HttpClient,
+  url: string,
+  init: RequestInit = {},
+): Promise<{ status: number; headers: Headers; body: string }> {
+  const response = await within(
+    fetch(url, { ...init, client }),
+    `fetch ${url}`,
+  );
+  const body = await within(response.text(), `the body of ${url}`);
+  return { status: response.status, headers: response.headers, body };
+}
+
+// --- Request bodies (RFC 9112 §6) ---
+
+Deno.test("§6.2 a POST body framed by Content-Length reaches fetch whole", async () => {
+  await using server = startHttp(echoRequest);
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world",
+  );
+  const answer = await client.readResponse();
+  assert.equal(answer.status, 200);
+  assert.equal(answer.body, "POST /upload hello world");
+});
+
+Deno.test("§7.1 a chunked POST body arriving in pieces reaches fetch decoded", async () => {
+  await using server = startHttp(echoRequest);
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+  );
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  await client.write("1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n");
+  const answer = await client.readResponse();
+  assert.equal(answer.status, 200);
+  assert.equal(answer.body, "POST /c hello world");
+});
+
+Deno.test("a request body is read from the connection only as fetch reads it", async () => {
+  const firstChunk = Promise.withResolvers<string>();
+  await using server = startHttp(async (request) => {
+    const reader = request.body!.getReader();
+    const first = await reader.read();
+    firstChunk.resolve(decoder.decode(first.value));
+    let rest = "";
+    for (let r; !(r = await reader.read()).done;) {
+      rest += decoder.decode(r.value);
+    }
+    return new Response(`rest=${rest}`);
+  });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde",
+  );
+  assert.equal(await within(firstChunk.promise, "the first chunk"), "abcde");
+  await client.write("fghij");
+  assert.equal((await client.readResponse()).body, "rest=fghij");
+});
+
+Deno.test("a client that leaves mid-body errors the request body stream, and the server goes on", async () => {
+  const failed = Promise.withResolvers<unknown>();
+  let errors = 0;
+  await using server = startHttp(async (request) => {
+    try {
+      await request.text();
+    } catch (error) {
+      failed.resolve(error);
+      throw error;
+    }
+    return new Response("read all");
+  }, { onError: () => errors++ });
+  {
+    await using client = await RawHttp.connect(server.addr.port);
+    await client.write(
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npartial",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const error = await within(failed.promise, "the body's failure");
+  assert.ok(error instanceof Error, String(error));
+  // The failure is the client's, not the app's: onError does not hear of it.
+  assert.equal(errors, 0);
+  await using again = await RawHttp.connect(server.addr.port);
+  await again.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok",
+  );
+  assert.equal((await again.readResponse()).body, "read all");
+});
+
+Deno.test("a client that resets mid-body errors the request body stream, and the server goes on", async () => {
+  const failed = Promise.withResolvers<unknown>();
+  await using server = startHttp(async (request) => {
+    try {
+      await request.text();
+    } catch (error) {
+      failed.resolve(error);
+    }
+    return new Response("read all");
+  });
+  // Deno cannot set SO_LINGER: Python's socket sends a real TCP reset.
+  const script = `
+import socket, struct, time
+s = socket.create_connection(("127.0.0.1", ${server.addr.port}))
+s.sendall(b"POST / HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 1000\\r\\n\\r\\npartial")
+time.sleep(0.2)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+`;
+  const child = new Deno.Command("python3", { args: ["-c", script] }).spawn();
+  try {
+    const error = await within(failed.promise, "the body's failure");
+    assert.ok(error instanceof Deno.errors.ConnectionReset, String(error));
+  } finally {
+    assert.equal((await within(child.status, "python's exit")).code, 0);
+  }
+  await using again = await RawHttp.connect(server.addr.port);
+  await again.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await again.readResponse()).body, "read all");
+});
+
+Deno.test("a request body that stalls past idleTimeout fails with TimedOut and closes the connection", async () => {
+  const failed = Promise.withResolvers<unknown>();
+  await using server = startHttp(async (request) => {
+    try {
+      await request.text();
+    } catch (error) {
+      failed.resolve(error);
+    }
+    return new Response("late");
+  }, { idleTimeout: 200 });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+  );
+  const error = await within(failed.promise, "the stalled body's failure");
+  assert.ok(error instanceof Deno.errors.TimedOut, String(error));
+  assert.equal(await client.readEof(), true);
+});
+
+// --- Persistence and pipelining (RFC 9112 §9) ---
+
+Deno.test("§9.3 two requests on one kept-alive connection get both answers on it", async () => {
+  const ports = new Set<number>();
+  await using server = startHttp((request, info) => {
+    ports.add(info.remoteAddr.port);
+    return new Response(new URL(request.url).pathname);
+  });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("GET /one HTTP/1.1\r\nHost: x\r\n\r\n");
+  const one = await client.readResponse();
+  assert.equal(one.body, "/one");
+  assert.equal(one.headers.get("connection"), null);
+  assert.equal(one.headers.get("content-length"), "4");
+  assert.ok(one.headers.get("date")?.endsWith(" GMT"));
+  await client.write("GET /two HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await client.readResponse()).body, "/two");
+  assert.deepEqual([...ports], [(client.conn.localAddr as Deno.NetAddr).port]);
+});
+
+Deno.test("§9.3.2 pipelined requests in one write are answered in order", async () => {
+  await using server = startHttp(async (request) => {
+    const path = new URL(request.url).pathname;
+    // The first answer is the slowest: order must not follow speed.
+    if (path === "/1") await new Promise((r) => setTimeout(r, 30));
+    return new Response(`${path}:${await request.text()}`);
+  });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n" +
+      "POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" +
+      "POST /3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n" +
+      "GET /4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+  );
+  const bodies = [];
+  for (let i = 0; i < 4; i++) bodies.push((await client.readResponse()).body);
+  assert.deepEqual(bodies, ["/1:", "/2:abc", "/3:de", "/4:"]);
+  assert.equal(await client.readEof(), true);
+});
+
+Deno.test("§9.6 Connection: close and HTTP/1.0 without keep-alive close after the answer", async () => {
+  await using server = startHttp(() => new Response("bye"));
+  for (
+    const head of [
+      "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      "GET / HTTP/1.0\r\n\r\n",
+    ]
+  ) {
+    await using client = await RawHttp.connect(server.addr.port);
+    await client.write(head);
+    const answer = await client.readResponse();
+    assert.equal(answer.body, "bye");
+    assert.equal(answer.headers.get("connection"), "close");
+    assert.equal(await client.readEof(), true);
+  }
+});
+
+Deno.test("a body fetch did not read is drained, and the connection carries the next request", async () => {
+  await using server = startHttp((request) =>
+    new Response(`ignored ${request.method}`)
+  );
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nabcde" +
+      // A GET with a body: Request cannot carry it, so it is read and dropped.
+      "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz",
+  );
+  assert.equal((await client.readResponse()).body, "ignored POST");
+  assert.equal((await client.readResponse()).body, "ignored GET");
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await client.readResponse()).body, "ignored GET");
+});
+
+Deno.test("an unread body longer than the drain allowance closes the connection after the answer", async () => {
+  await using server = startHttp(() => new Response("no thanks"));
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\nabc",
+  );
+  const answer = await client.readResponse();
+  assert.equal(answer.body, "no thanks");
+  assert.equal(answer.headers.get("connection"), "close");
+  client.conn.closeWrite();
+  assert.equal(await client.readEof(), true);
+});
+
+Deno.test("a kept-alive connection idle past keepAliveTimeout is closed", async () => {
+  await using server = startHttp(() => new Response("ok"), {
+    keepAliveTimeout: 100,
+  });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await client.readResponse()).body, "ok");
+  assert.equal(await client.readEof(), true);
+});
+
+Deno.test("a later head on a kept-alive connection has maxHeadSize (431) and handshakeTimeout from its first byte", async () => {
+  await using server = startHttp(() => new Response("ok"), {
+    maxHeadSize: 1024,
+    handshakeTimeout: 200,
+  });
+  {
+    await using client = await RawHttp.connect(server.addr.port);
+    await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.equal((await client.readResponse()).body, "ok");
+    await client.write(
+      `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(2000)}\r\n\r\n`,
+    );
+    assert.equal((await client.readResponse()).status, 431);
+    assert.equal(await client.readEof(), true);
+  }
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await client.readResponse()).body, "ok");
+  await client.write("GET / HTTP/1.1\r\n");
+  assert.equal(await client.readEof(), true);
+});
+
+Deno.test("keepAliveTimeout 0 closes the connection after each answer", async () => {
+  await using server = startHttp(() => new Response("once"), {
+    keepAliveTimeout: 0,
+  });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const answer = await client.readResponse();
+  assert.equal(answer.headers.get("connection"), "close");
+  assert.equal(await client.readEof(), true);
+});
+
+// --- Responses (RFC 9112 §6.3, §7) ---
+
+Deno.test("a streamed response reaches Deno's fetch chunk by chunk, chunked", async () => {
+  const firstRead = Promise.withResolvers<void>();
+  await using server = startHttp(() => {
+    const body = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        controller.enqueue(encoder.encode("first,"));
+        // Only a client that got the first chunk can let the second go: a
+        // server that buffered the body would never answer.
+        await within(firstRead.promise, "the client's first read");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        controller.enqueue(encoder.encode("second,"));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        controller.enqueue(encoder.encode("third"));
+        controller.close();
+      },
+    });
+    return new Response(body, { headers: { "content-type": "text/plain" } });
+  });
+  using client = Deno.createHttpClient({});
+  const response = await within(
+    fetch(`http://127.0.0.1:${server.addr.port}/stream`, { client }),
+    "the streamed response",
+  );
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("transfer-encoding"), "chunked");
+  const reader = response.body!.getReader();
+  const first = await within(reader.read(), "the first chunk");
+  assert.equal(decoder.decode(first.value), "first,");
+  firstRead.resolve();
+  let rest = "";
+  for (let r; !(r = await within(reader.read(), "a chunk")).done;) {
+    rest += decoder.decode(r.value);
+  }
+  assert.equal(rest, "second,third");
+});
+
+Deno.test("a 1 MiB upload answered with its own body streams through both ways", async () => {
+  await using server = startHttp((request) => new Response(request.body));
+  using client = Deno.createHttpClient({});
+  const sent = new Uint8Array(1 << 20).map((_, i) => i * 7);
+  const response = await within(
+    fetch(`http://127.0.0.1:${server.addr.port}/echo`, {
+      method: "POST",
+      body: sent,
+      client,
+    }),
+    "the echo's head",
+  );
+  const back = new Uint8Array(await within(response.arrayBuffer(), "the echo"));
+  assert.equal(back.length, sent.length);
+  assert.ok(back.every((byte, i) => byte === sent[i]), "the same bytes");
+});
+
+Deno.test("§9.3.2 HEAD gets GET's Content-Length and no body, and the connection goes on", async () => {
+  await using server = startHttp(() => new Response("twelve bytes"));
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const head = await client.readResponse("HEAD");
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get("content-length"), "12");
+  // Had a body followed the HEAD answer, it would be read as this status line.
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const get = await client.readResponse();
+  assert.equal(get.status, 200);
+  assert.equal(get.body, "twelve bytes");
+});
+
+Deno.test("§6.1 204 and 304 carry no body and no Transfer-Encoding", async () => {
+  await using server = startHttp((request) =>
+    new URL(request.url).pathname === "/204"
+      ? new Response(null, { status: 204 })
+      : new Response(null, { status: 304, headers: { etag: '"a"' } })
+  );
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "GET /204 HTTP/1.1\r\nHost: x\r\n\r\nGET /304 HTTP/1.1\r\nHost: x\r\n\r\nGET /204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+  );
+  for (const status of [204, 304, 204]) {
+    const answer = await client.readResponse();
+    assert.equal(answer.status, status);
+    assert.equal(answer.headers.get("transfer-encoding"), null);
+    assert.equal(answer.headers.get("content-length"), null);
+  }
+  assert.equal(await client.readEof(), true);
+});
+
+Deno.test("§10.1.1 Expect: 100-continue gets 100 Continue when fetch reads the body", async () => {
+  await using server = startHttp(echoRequest);
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+  );
+  assert.equal((await client.readResponse()).status, 100);
+  await client.write("data");
+  const answer = await client.readResponse();
+  assert.equal(answer.status, 200);
+  assert.equal(answer.body, "PUT /x data");
+  assert.equal(answer.headers.get("connection"), null);
+});
+
+Deno.test("§10.1.1 a body held back for 100-continue that fetch never reads gets the answer without 100, then a close", async () => {
+  await using server = startHttp(() => new Response("denied", { status: 401 }));
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+  );
+  const answer = await client.readResponse();
+  assert.equal(answer.status, 401);
+  assert.equal(answer.headers.get("connection"), "close");
+  assert.equal(await client.readEof(), true);
+});
+
+// --- Refusals: smuggling and limits (RFC 9112 §6.1, §11.2) ---
+
+Deno.test("§6.1 Content-Length with Transfer-Encoding is refused with 400 and the connection closed", async () => {
+  let called = false;
+  await using server = startHttp(() => {
+    called = true;
+    return new Response("served");
+  });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  const answer = await client.readResponse();
+  assert.equal(answer.status, 400);
+  assert.equal(answer.headers.get("connection"), "close");
+  assert.equal(await client.readEof(), true);
+  assert.equal(called, false);
+});
+
+Deno.test("§3.2 two Host lines in a plain request are refused with 400", async () => {
+  await using server = startHttp(() => new Response("served"));
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+  assert.equal((await client.readResponse()).status, 400);
+  assert.equal(await client.readEof(), true);
+});
+
+Deno.test("a Content-Length over maxBodySize gets 413 before fetch runs, and the connection closes", async () => {
+  let called = false;
+  await using server = startHttp(() => {
+    called = true;
+    return new Response("served");
+  }, { maxBodySize: 1000 });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n",
+  );
+  const answer = await client.readResponse();
+  assert.equal(answer.status, 413);
+  assert.equal(await client.readEof(), true);
+  assert.equal(called, false);
+});
+
+Deno.test("a chunked body growing over maxBodySize gets 413, fetch's read fails, and the connection closes", async () => {
+  const failed = Promise.withResolvers<unknown>();
+  let errors = 0;
+  await using server = startHttp(async (request) => {
+    try {
+      await request.arrayBuffer();
+    } catch (error) {
+      failed.resolve(error);
+      throw error;
+    }
+    return new Response("read it all");
+  }, { maxBodySize: 1000, onError: () => errors++ });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      `3e8\r\n${"a".repeat(1000)}\r\n1\r\nb\r\n0\r\n\r\n`,
+  );
+  const answer = await client.readResponse();
+  assert.equal(answer.status, 413);
+  assert.equal(answer.headers.get("connection"), "close");
+  assert.ok(await within(failed.promise, "the read's failure"));
+  assert.equal(await client.readEof(), true);
+  assert.equal(errors, 0);
+});
+
+Deno.test("§9.1 a method Fetch forbids (TRACE) gets 501", async () => {
+  await using server = startHttp(() => new Response("served"));
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("TRACE / HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await client.readResponse()).status, 501);
+});
+
+// --- Errors ---
+
+Deno.test("a fetch that throws gets 500 without details, reported to onError", async () => {
+  const reported: unknown[] = [];
+  await using server = startHttp((request) => {
+    if (new URL(request.url).pathname === "/sync") throw new Error("secret");
+    return Promise.reject(new Error("secret too"));
+  }, { onError: (error) => reported.push(error) });
+  await using client = await RawHttp.connect(server.addr.port);
+  for (const path of ["/sync", "/async"]) {
+    await client.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const answer = await client.readResponse();
+    assert.equal(answer.status, 500);
+    assert.ok(!answer.body.includes("secret"), answer.body);
+  }
+  assert.deepEqual(
+    reported.map((error) => (error as Error).message),
+    ["secret", "secret too"],
+  );
+});
+
+Deno.test("a throwing onError goes to console.error and the server answers 500 all the same", async () => {
+  const logged: unknown[][] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => logged.push(args);
+  try {
+    await using server = startHttp(() => {
+      throw new Error("app fault");
+    }, {
+      onError: () => {
+        throw new Error("onError fault");
+      },
+    });
+    await using client = await RawHttp.connect(server.addr.port);
+    await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.equal((await client.readResponse()).status, 500);
+  } finally {
+    console.error = original;
+  }
+  assert.equal(logged.length, 1);
+  assert.ok(logged[0].some((arg) => (arg as Error)?.message === "app fault"));
+});
+
+Deno.test("a response body that errors midway closes the connection: the client sees a cut response", async () => {
+  const reported: unknown[] = [];
+  await using server = startHttp(() =>
+    new Response(
+      new ReadableStream({
+        async pull(controller) {
+          controller.enqueue(encoder.encode("partial"));
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          controller.error(new Error("stream broke"));
+        },
+      }),
+    ), { onError: (error) => reported.push(error) });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const all = await client.readAll();
+  assert.ok(all.includes("transfer-encoding: chunked\r\n"), all);
+  assert.ok(all.endsWith("\r\n\r\n7\r\npartial\r\n"), all);
+  assert.equal((reported[0] as Error).message, "stream broke");
+});
+
+Deno.test("a Content-Length the body does not honour cuts the response and reports the fault", async () => {
+  const reported: unknown[] = [];
+  await using server = startHttp(() =>
+    new Response(
+      new ReadableStream({
+        async pull(controller) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          controller.enqueue(encoder.encode("short"));
+          controller.close();
+        },
+      }),
+      { headers: { "content-length": "100" } },
+    ), { onError: (error) => reported.push(error) });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const all = await client.readAll();
+  assert.ok(all.includes("content-length: 100\r\n"), all);
+  assert.ok(all.endsWith("\r\n\r\nshort"), all);
+  assert.ok(reported[0] instanceof RangeError, String(reported[0]));
+});
+
+// --- Options ---
+
+Deno.test("fetch and onRequest together are a TypeError; onRequest alone is fetch with keep-alive", async () => {
+  assert.throws(
+    () =>
+      start({
+        fetch: () => new Response("a"),
+        onRequest: () => new Response("b"),
+      }),
+    TypeError,
+  );
+  await using server = start({
+    onRequest: async (request) => new Response(await request.text()),
+  });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody",
+  );
+  assert.equal((await client.readResponse()).body, "body");
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok",
+  );
+  assert.equal((await client.readResponse()).body, "ok");
+});
+
+Deno.test("without fetch a plain request gets 426 and the connection closes", async () => {
+  await using server = start();
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const answer = await client.readResponse();
+  assert.equal(answer.status, 426);
+  assert.equal(answer.headers.get("upgrade"), "websocket");
+  assert.equal(await client.readEof(), true);
+});
+
+Deno.test("fetch sees the client's address in info.remoteAddr", async () => {
+  await using server = startHttp((_request, info) =>
+    new Response(`${info.remoteAddr.hostname}:${info.remoteAddr.port}`)
+  );
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const local = client.conn.localAddr as Deno.NetAddr;
+  assert.equal(
+    (await client.readResponse()).body,
+    `127.0.0.1:${local.port}`,
+  );
+});
+
+// --- WebSockets beside HTTP ---
+
+Deno.test("HTTP requests and a WebSocket from connect() share the port", async () => {
+  await using server = startHttp(echoRequest);
+  using http = Deno.createHttpClient({});
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const answer = await fetchText(http, `${base}/a`, {
+    method: "POST",
+    body: "x",
+  });
+  assert.equal(answer.body, "POST /a x");
+  const socket = await within(
+    connect(`ws://127.0.0.1:${server.addr.port}/ws`),
+    "connect()",
+  );
+  try {
+    socket.send("ping over ws");
+    const reader = socket.readable.getReader();
+    const echoed = await within(reader.read(), "the echo");
+    assert.equal(echoed.value, "ping over ws");
+    reader.releaseLock();
+    assert.equal((await fetchText(http, `${base}/b`)).body, "GET /b ");
+  } finally {
+    socket.close();
+    await within(socket.closed, "the socket's close");
+  }
+});
+
+Deno.test("an upgrade after plain requests on one kept-alive connection opens a WebSocket", async () => {
+  await using server = startHttp(() => new Response("plain"));
+  const port = server.addr.port;
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await using client = new RawClient(conn);
+  for (let i = 0; i < 2; i++) {
+    await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const answer = await within(client.readHead(), "a plain answer");
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body, "plain");
+  }
+  await client.write(upgradeRequest(port));
+  assert.equal((await within(client.readHead(), "the 101")).status, 101);
+  await client.write(frame(1, "after http"));
+  const echoed = await within(client.readFrame(), "the echo");
+  assert.equal(text(echoed!.payload), "after http");
+});
+
+Deno.test("a Hono app (GET and POST routes) and Deno's WebSocket share one port", async () => {
+  const app = new Hono();
+  app.get("/hello/:name", (c) => c.text(`Hello ${c.req.param("name")}`));
+  app.post("/sum", async (c) => {
+    const { a, b } = await c.req.json();
+    return c.json({ sum: a + b }, 201);
+  });
+  await using server = start(
+    { fetch: app.fetch },
+    (socket) => socket.readable.pipeTo(socket.writable),
+  );
+  const base = `127.0.0.1:${server.addr.port}`;
+  using http = Deno.createHttpClient({});
+  const hello = await fetchText(http, `http://${base}/hello/deno`);
+  assert.equal(hello.status, 200);
+  assert.equal(hello.body, "Hello deno");
+  const sum = await fetchText(http, `http://${base}/sum`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ a: 2, b: 3 }),
+  });
+  assert.equal(sum.status, 201);
+  assert.deepEqual(JSON.parse(sum.body), { sum: 5 });
+  assert.equal((await fetchText(http, `http://${base}/nope`)).status, 404);
+  const ws = new WebSocket(`ws://${base}/live`);
+  try {
+    await within(
+      new Promise((resolve, reject) => {
+        ws.onopen = resolve;
+        ws.onerror = reject;
+      }),
+      "the WebSocket's open",
+    );
+    const message = new Promise<string>((resolve) => {
+      ws.onmessage = (event) => resolve(event.data);
+    });
+    ws.send("hi hono");
+    assert.equal(await within(message, "the echo"), "hi hono");
+  } finally {
+    const closed = new Promise((resolve) => ws.onclose = resolve);
+    ws.close();
+    await within(closed, "the WebSocket's close");
+  }
+});
+
+Deno.test("https: fetch serves requests with bodies over TLS, kept alive, beside wss", async () => {
+  const { ca, cert, key } = await makeCertificates();
+  const ports = new Set<number>();
+  await using server = start({
+    cert,
+    key,
+    fetch: async (request, info) => {
+      ports.add(info.remoteAddr.port);
+      return new Response(`${request.url} ${await request.text()}`);
+    },
+  }, echo);
+  const base = `https://localhost:${server.addr.port}`;
+  using http = Deno.createHttpClient({ caCerts: [ca] });
+  for (const body of ["one", "two"]) {
+    const answer = await fetchText(http, `${base}/tls`, {
+      method: "POST",
+      body,
+    });
+    assert.equal(answer.body, `${base}/tls ${body}`);
+  }
+  assert.equal(ports.size, 1, "both requests came on one connection");
+  const socket = await within(
+    connect(`wss://localhost:${server.addr.port}/`, { caCerts: [ca] }),
+    "connect() over TLS",
+  );
+  try {
+    socket.send("secure");
+    const reader = socket.readable.getReader();
+    assert.equal((await within(reader.read(), "the echo")).value, "secure");
+    reader.releaseLock();
+  } finally {
+    socket.close();
+    await within(socket.closed, "the socket's close");
+  }
+});
+
+// --- Shutdown ---
+
+Deno.test("shutdown() closes an idle kept-alive connection at once", async () => {
+  const server = startHttp(() => new Response("ok"), {
+    keepAliveTimeout: 60_000,
+    closeTimeout: 60_000,
+  });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await client.readResponse()).body, "ok");
+  // Far below both timeouts: only closing idle connections at once meets it.
+  await within(server.shutdown(), "shutdown()", 5_000);
+  assert.equal(await client.readEof(), true);
+});
+
+Deno.test("shutdown() lets a response in flight finish, with Connection: close", async () => {
+  const started = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const server = startHttp(async () => {
+    started.resolve();
+    await release.promise;
+    return new Response("finished");
+  }, { closeTimeout: 10_000 });
+  await using client = await RawHttp.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  await within(started.promise, "the request");
+  const stopped = server.shutdown();
+  release.resolve();
+  const answer = await client.readResponse();
+  assert.equal(answer.body, "finished");
+  assert.equal(answer.headers.get("connection"), "close");
+  await within(stopped, "shutdown()");
+});
+
+Deno.test("shutdown() cuts a response still streaming after closeTimeout", async () => {
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const server = startHttp(() =>
+    new Response(
+      new ReadableStream({
+        start(controller) {
+          controller.enqueue(encoder.encode("tick"));
+          timer = setInterval(() => {
+            controller.enqueue(encoder.encode("tick"));
+          }, 20);
+        },
+        cancel() {
+          clearInterval(timer);
+        },
+      }),
+    ), { closeTimeout: 200 });
+  try {
+    await using client = await RawHttp.connect(server.addr.port);
+    await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const buffer = new Uint8Array(4096);
+    await within(client.conn.read(buffer), "the head and a first tick");
+    await within(server.shutdown(), "shutdown()");
+    const rest = await client.readAll();
+    assert.ok(rest.endsWith("tick\r\n"), "the body was cut, not ended");
+  } finally {
+    clearInterval(timer);
+  }
+});
