@@ -1,4 +1,4 @@
-// What the browser examples (chat, ticker) share: the address flags, the
+// What the browser examples (echo, chat, ticker) share: the address flags, the
 // page at `/`, the same-origin check on upgrades, and running until Ctrl+C.
 
 import { parseArgs } from "node:util";
@@ -15,7 +15,7 @@ export interface ListenAddress {
 
 /**
  * Reads `--port N` / `PORT` and `--hostname H` / `HOSTNAME` (flags win over
- * the environment), as examples/echo.ts does.
+ * the environment).
  *
  * @example
  * ```ts ignore
@@ -68,7 +68,7 @@ export function printAddress(name: string): (addr: Deno.NetAddr) => void {
  *
  * @example
  * ```ts ignore
- * serve({ onRequest: servePage("<!doctype html><title>Hi</title>") }, handler);
+ * serve({ fetch: servePage("<!doctype html><title>Hi</title>") }, handler);
  * ```
  */
 export function servePage(html: string): (request: Request) => Response {

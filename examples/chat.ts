@@ -116,7 +116,7 @@ export function startChatServer(
     hostname: options.hostname ?? DEFAULT_HOSTNAME,
     signal: options.signal,
     onListen: options.onListen ?? printAddress("Chat"),
-    onRequest: servePage(CHAT_PAGE),
+    fetch: servePage(CHAT_PAGE),
     onUpgrade: sameOriginOnly,
     // Chat lines are short: a big message is a mistake or an attack (1009).
     maxMessageSize: 8 * 1024,

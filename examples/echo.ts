@@ -28,13 +28,13 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   type PerMessageDeflateOptions,
   serve,
   type WebSocketConnection,
   type WebSocketServer,
 } from "../mod.ts";
+import { DEFAULT_HOSTNAME, printAddress, runMain, servePage } from "./_app.ts";
 
 /** Options for {@linkcode startEchoServer}. */
 export interface EchoServerOptions {
@@ -53,8 +53,6 @@ export interface EchoServerOptions {
 }
 
 const DEFAULT_PORT = 8080;
-/** Only this machine can connect unless asked otherwise. */
-const DEFAULT_HOSTNAME = "127.0.0.1";
 
 /**
  * Starts the echo server and returns it; `shutdown()` (or `await using`, or
@@ -75,50 +73,14 @@ export function startEchoServer(
     port: options.port ?? DEFAULT_PORT,
     hostname: options.hostname ?? DEFAULT_HOSTNAME,
     signal: options.signal,
-    onListen: options.onListen ?? printAddress,
-    onRequest: page,
+    onListen: options.onListen ?? printAddress("Echo server"),
+    fetch: servePage(ECHO_PAGE),
     perMessageDeflate: options.perMessageDeflate ?? true,
   }, (socket) => {
     options.onSocket?.(socket);
     // The whole echo: each message read is written back as it is. When the
     // peer closes, `readable` ends and the server echoes the close (§5.5.1).
     return socket.readable.pipeTo(socket.writable);
-  });
-}
-
-function printAddress(addr: Deno.NetAddr): void {
-  const host = addr.hostname.includes(":")
-    ? `[${addr.hostname}]`
-    : addr.hostname;
-  console.log(
-    `Echo server listening on http://${host}:${addr.port}/ ` +
-      `(WebSockets on ws://${host}:${addr.port}/ and any other path)`,
-  );
-}
-
-/** Answers plain HTTP requests: the page at `/`, nothing elsewhere. */
-function page(request: Request): Response {
-  const { pathname } = new URL(request.url);
-  if (pathname !== "/") {
-    return new Response("Not found: WebSockets connect on any path", {
-      status: 404,
-      headers: { "content-type": "text/plain; charset=utf-8" },
-    });
-  }
-  if (request.method !== "GET" && request.method !== "HEAD") {
-    return new Response("Method not allowed", {
-      status: 405,
-      headers: {
-        "content-type": "text/plain; charset=utf-8",
-        allow: "GET, HEAD",
-      },
-    });
-  }
-  return new Response(ECHO_PAGE, {
-    headers: {
-      "content-type": "text/html; charset=utf-8",
-      "cache-control": "no-store",
-    },
   });
 }
 
@@ -227,51 +189,6 @@ serve({ port: 8080, perMessageDeflate: true, fetch: page }, (socket) =&gt;
 </html>
 `;
 
-/** Reads the port and address from the flags, then the environment. */
-function parseCli(args: string[]): { port: number; hostname: string } {
-  const { values } = parseArgs({
-    args,
-    options: {
-      port: { type: "string", short: "p" },
-      hostname: { type: "string", short: "H" },
-    },
-    strict: true,
-  });
-  const portText = values.port ?? env("PORT") ?? String(DEFAULT_PORT);
-  const port = Number(portText);
-  if (!/^\d+$/.test(portText) || port > 65535) {
-    throw new RangeError(`The port must be 0-65535, got "${portText}"`);
-  }
-  const hostname = values.hostname ?? env("HOSTNAME") ?? DEFAULT_HOSTNAME;
-  return { port, hostname };
-}
-
-/** An environment variable, or undefined when unset or not permitted. */
-function env(name: string): string | undefined {
-  const permission = Deno.permissions.querySync({
-    name: "env",
-    variable: name,
-  });
-  if (permission.state !== "granted") return undefined;
-  return Deno.env.get(name) || undefined;
-}
-
 if (import.meta.main) {
-  let cli: { port: number; hostname: string };
-  try {
-    cli = parseCli(Deno.args);
-  } catch (error) {
-    console.error(error instanceof Error ? error.message : error);
-    console.error("Usage: echo.ts [--port N] [--hostname ADDRESS]");
-    Deno.exit(2);
-  }
-  const controller = new AbortController();
-  const server = startEchoServer({ ...cli, signal: controller.signal });
-  const stop = () => {
-    console.log("Shutting down");
-    Deno.removeSignalListener("SIGINT", stop);
-    controller.abort();
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  await server.finished;
+  await runMain("echo.ts", DEFAULT_PORT, startEchoServer);
 }

@@ -143,7 +143,7 @@ export function startTickerServer(
     hostname: options.hostname ?? DEFAULT_HOSTNAME,
     signal: options.signal,
     onListen: options.onListen ?? printAddress("Ticker"),
-    onRequest: servePage(TICKER_PAGE),
+    fetch: servePage(TICKER_PAGE),
     onUpgrade: sameOriginOnly,
     maxMessageSize: 1024,
     // A quote is stale a moment later: a page that falls 256 KiB behind
