@@ -93,10 +93,12 @@ const CLOSE_TIMEOUT = 2000;
  * Redis (channel `<prefix><topic>`) only while the node has a local
  * subscriber to it, so a node receives only what it has subscribers for.
  *
- * The adapter makes two connections (Redis cannot publish on a subscribed
- * RESP2 connection): both reconnect by themselves after a Redis restart
- * (node-redis's backoff: up to 2 s between tries) and the topics are
- * subscribed again; the WebSockets stay open meanwhile.
+ * The adapter makes two connections: one publishes and fails at once while
+ * Redis is unreachable, the other subscribes and keeps its SUBSCRIBE and
+ * UNSUBSCRIBE commands until Redis is back (and a flood of incoming
+ * messages does not delay publications). Both reconnect by themselves
+ * after a Redis restart (node-redis's backoff: up to 2 s between tries) and
+ * the topics are subscribed again; the WebSockets stay open meanwhile.
  *
  * **What is guaranteed: at most once, in order per publisher.** A message
  * reaches each subscribed node once or not at all, and the messages of one
