@@ -14,6 +14,11 @@
  * proposal's shape. `serve()` and `connect()` speak permessage-deflate
  * (RFC 7692) when asked to (see {@linkcode PerMessageDeflateOptions}).
  *
+ * Sockets subscribe to topics and a publication reaches every subscriber
+ * ({@linkcode TopicHub}); {@linkcode BroadcastChannelPubSub} shares the
+ * topics between the Web Workers of a process, and `RedisPubSub` in the
+ * `./redis` entry point between processes and machines.
+ *
  * The codec's building blocks (frame decoder and encoder, message
  * assembler, as classes and as `TransformStream`s) are in the `./frames`
  * entry point.
@@ -45,9 +50,14 @@ export type { PerMessageDeflateOptions } from "./src/core/permessage_deflate.ts"
 export type { WebSocketConnection } from "./src/socket.ts";
 export {
   type PubSubAdapter,
+  type PubSubStats,
   TopicHub,
   type TopicHubOptions,
 } from "./src/pubsub/topic_hub.ts";
+export {
+  BroadcastChannelPubSub,
+  type BroadcastChannelPubSubOptions,
+} from "./src/pubsub/broadcast_channel.ts";
 export {
   serve,
   type ServeInfo,

@@ -69,6 +69,8 @@ export interface StartOptions {
   profileDir?: string;
   /** The profile's file name. */
   profileName?: string;
+  /** More flags for the server file (after `--port 0`). */
+  args?: string[];
 }
 
 /** CPU time used by a process so far, in seconds (user + system). */
@@ -150,7 +152,7 @@ export class ServerProcess implements AsyncDisposable {
       ({ command, args, env } = await prepareRuntime(spec.runtime));
     }
     const child = new Deno.Command(command, {
-      args: [...args, file, "--port", "0"],
+      args: [...args, file, "--port", "0", ...(options.args ?? [])],
       env,
       stdin: "null",
       stdout: "piped",

@@ -3,7 +3,7 @@
  * thread), so that the generator costs the shared cores far less than the
  * servers it measures. bench/run.ts compiles it into a temporary directory:
  *   cc -O2 -o loadgen bench/loadgen.c
- * It connects only to 127.0.0.1:<port>. Modes (see usage()): `echo` (a closed
+ * It connects only to 127.0.0.1:<port> (and <port2> in fan-out). Modes (see usage()): `echo` (a closed
  * loop of pre-masked messages), `handshake` (a reconnect storm over idle
  * connections) and `fanout` (one publisher, many subscribers). It prints one
  * JSON object on stdout; lines on stderr starting with "#start" and "#end"
@@ -35,6 +35,7 @@ enum mode { MODE_ECHO, MODE_HANDSHAKE, MODE_FANOUT };
 static struct {
   enum mode mode;
   int port;
+  int port2;            /* fanout: every other subscriber connects here */
   const char *path;
   uint32_t connections; /* echo */
   uint32_t inflight;    /* echo: messages in flight per connection */
@@ -52,6 +53,7 @@ static struct {
 } opt = {
     .mode = MODE_ECHO,
     .port = 0,
+    .port2 = 0,
     .path = "/",
     .connections = 64,
     .inflight = 16,
@@ -79,7 +81,9 @@ static void usage(void) {
           "             --path /\n"
           "  handshake: --open O (1000) --handshakes H (5000)\n"
           "  fanout:    --subscribers N (100) --window W (16) --size S (64)\n"
-          "             --warmup MS --duration MS (publisher /pub, N x /sub)\n");
+          "             --warmup MS --duration MS (publisher /pub, N x /sub)\n"
+          "             --port2 P2 (every other subscriber on P2: a second\n"
+          "             server sharing the topic; the publisher stays on P)\n");
   exit(2);
 }
 
@@ -472,6 +476,10 @@ static struct conn *conn_start(enum role role, const char *path,
     g.conn_cap = g.conn_cap ? g.conn_cap * 2 : 1024;
     g.conns = xrealloc(g.conns, g.conn_cap * sizeof *g.conns);
   }
+  /* With --port2, odd subscribers go to the second server. */
+  int port = opt.port2 != 0 && role == ROLE_SUB && g.launched % 2 == 1
+                 ? opt.port2
+                 : opt.port;
   g.conns[g.conn_count++] = c;
   g.launched++;
   g.connecting++;
@@ -488,7 +496,7 @@ static struct conn *conn_start(enum role role, const char *path,
                    "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                   path, opt.port, key);
+                   path, port, key);
   if (n <= 0 || (size_t)n >= sizeof request) die("path too long");
   memcpy(out_reserve(c, (size_t)n), request, (size_t)n);
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
@@ -497,7 +505,7 @@ static struct conn *conn_start(enum role role, const char *path,
     die("epoll_ctl: %s", strerror(errno));
   }
   struct sockaddr_in addr = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)opt.port),
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   c->started = now_ns();
   c->state = ST_CONNECTING;
@@ -1161,6 +1169,9 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--port") == 0) {
       opt.port = (int)number(a, v, 1);
       if (opt.port > 65535) die("--port: out of range");
+    } else if (strcmp(a, "--port2") == 0) {
+      opt.port2 = (int)number(a, v, 1);
+      if (opt.port2 > 65535) die("--port2: out of range");
     } else if (strcmp(a, "--path") == 0) {
       if (v[0] != '/' || strpbrk(v, " \r\n") != NULL) die("--path: bad path");
       opt.path = v;

@@ -6,12 +6,14 @@
  * medians and the ratios of this module to each peer, and writes
  * `bench/results.md`, `bench/results.json` (every sample) and
  * `bench/ratios.svg`. Scenarios (a)–(d) use the TypeScript generator
- * (load.ts, in this process); (e)–(g) the C one (loadgen.c, compiled here).
+ * (load.ts, in this process); (e)–(h) the C one (loadgen.c, compiled here).
+ * (h) is this module alone: (g)'s fan-out across two server processes that
+ * share the topic through a `redis-server` started for it (RedisPubSub).
  *
  * Flags: `--rounds N` (5), `--duration MS` (3000, measured per run),
  * `--warmup MS` (1000), `--idle N` (5000), `--quick` (1 round of 1 s, 1000
  * idle connections, no files written), `--servers ours,deno,ws,bun,node`,
- * `--scenarios a,b,c,d,e,f,g`, `--no-micro`, `--no-pin` (do not run (b) on
+ * `--scenarios a,b,c,d,e,f,g,h`, `--no-micro`, `--no-pin` (do not run (b) on
  * one CPU), `--profile DIR` (CPU profiles of our server, one per run), `--out
  * DIR` (where the report goes; by default only a full run writes it, into
  * `bench/`).
@@ -47,6 +49,7 @@ import {
   removeLoadgen,
   runLoadgen,
 } from "./_loadgen.ts";
+import { RedisProcess } from "./_redis.ts";
 import { prepareRuntime, type Runtime } from "./_runtimes.ts";
 
 const MiB = 1024 * 1024;
@@ -73,7 +76,7 @@ const MANY = { connections: 256, inFlight: 4, size: 16 };
 const FANOUT = { subscribers: [100, 1000], window: 16, size: 64 };
 
 const DEFAULT_SERVERS = "ours,deno,ws,bun,node";
-const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g";
+const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,h";
 
 interface _Flags {
   rounds: number;
@@ -150,32 +153,35 @@ const TITLES: Record<string, string> = {
   g: `fan-out: 1 publisher, ${
     FANOUT.subscribers.map(_n).join(" and ")
   } subscribers, ${FANOUT.size} B text, at most ${FANOUT.window} messages undelivered (C generator)`,
+  h: `cross-process fan-out, @scope/ws only: (g) over 2 server processes sharing the topic through Redis (RedisPubSub, a redis-server on this machine), the publisher on the first, the subscribers split over both (C generator)`,
 };
 
 function _n(value: number): string {
   return value.toLocaleString("en-US");
 }
 
-/** The fan-out metrics of (g), per number of subscribers. */
-function _fanoutMetrics(n: number): Metric[] {
+/** The fan-out metrics of (g) or (h), per number of subscribers. */
+function _fanoutMetrics(n: number, scenario = "g"): Metric[] {
   return [
     {
-      scenario: "g",
+      scenario,
       key: `dps${n}`,
       label: `N = ${_n(n)}: deliveries/s`,
       higherIsBetter: true,
-      chartLabel: n === 1000 ? "(g) fan-out to 1,000" : undefined,
+      chartLabel: n === 1000 && scenario === "g"
+        ? "(g) fan-out to 1,000"
+        : undefined,
       decimals: 0,
     },
     {
-      scenario: "g",
+      scenario,
       key: `p50_${n}`,
       label: `N = ${_n(n)}: p50 publish → receive, ms`,
       higherIsBetter: false,
       decimals: 2,
     },
     {
-      scenario: "g",
+      scenario,
       key: `p99_${n}`,
       label: `N = ${_n(n)}: p99 publish → receive, ms`,
       higherIsBetter: false,
@@ -295,7 +301,8 @@ export const METRICS: Metric[] = [
     higherIsBetter: false,
     decimals: 2,
   },
-  ...FANOUT.subscribers.flatMap(_fanoutMetrics),
+  ...FANOUT.subscribers.flatMap((n) => _fanoutMetrics(n)),
+  ...FANOUT.subscribers.flatMap((n) => _fanoutMetrics(n, "h")),
 ];
 
 const CPU_METRICS: Metric[] = [
@@ -315,22 +322,35 @@ const CPU_METRICS: Metric[] = [
       decimals: 0,
     },
   ]),
-  ...FANOUT.subscribers.flatMap((n) => [
-    {
-      scenario: "g",
-      key: `serverCpu${n}`,
-      label: `N = ${_n(n)}: server CPU, % of one core`,
-      higherIsBetter: false,
-      decimals: 0,
-    },
-    {
-      scenario: "g",
-      key: `loadCpu${n}`,
-      label: `N = ${_n(n)}: load generator CPU, % of one core`,
-      higherIsBetter: false,
-      decimals: 0,
-    },
-  ]),
+  ...["g", "h"].flatMap((scenario) =>
+    FANOUT.subscribers.flatMap((n) => [
+      {
+        scenario,
+        key: `serverCpu${n}`,
+        label: scenario === "h"
+          ? `N = ${_n(n)}: both servers' CPU, % of one core`
+          : `N = ${_n(n)}: server CPU, % of one core`,
+        higherIsBetter: false,
+        decimals: 0,
+      },
+      ...(scenario === "h"
+        ? [{
+          scenario,
+          key: `redisCpu${n}`,
+          label: `N = ${_n(n)}: redis-server CPU, % of one core`,
+          higherIsBetter: false,
+          decimals: 0,
+        }]
+        : []),
+      {
+        scenario,
+        key: `loadCpu${n}`,
+        label: `N = ${_n(n)}: load generator CPU, % of one core`,
+        higherIsBetter: false,
+        decimals: 0,
+      },
+    ])
+  ),
 ];
 
 const RUN_METRICS: Metric[] = [
@@ -378,22 +398,24 @@ const RUN_METRICS: Metric[] = [
     higherIsBetter: false,
     decimals: 0,
   },
-  ...FANOUT.subscribers.flatMap((n) => [
-    {
-      scenario: "g",
-      key: `pps${n}`,
-      label: `N = ${_n(n)}: publishes/s`,
-      higherIsBetter: true,
-      decimals: 0,
-    },
-    {
-      scenario: "g",
-      key: `errors${n}`,
-      label: `N = ${_n(n)}: missing, out-of-order or undelivered`,
-      higherIsBetter: false,
-      decimals: 0,
-    },
-  ]),
+  ...["g", "h"].flatMap((scenario) =>
+    FANOUT.subscribers.flatMap((n) => [
+      {
+        scenario,
+        key: `pps${n}`,
+        label: `N = ${_n(n)}: publishes/s`,
+        higherIsBetter: true,
+        decimals: 0,
+      },
+      {
+        scenario,
+        key: `errors${n}`,
+        label: `N = ${_n(n)}: missing, out-of-order or undelivered`,
+        higherIsBetter: false,
+        decimals: 0,
+      },
+    ])
+  ),
 ];
 
 function _parseFlags(args: string[]): _Flags {
@@ -512,7 +534,7 @@ function _fdsNeeded(flags: _Flags): number {
       ? flags.idle + IDLE_WARM
       : id === "e"
       ? STORM.open + STORM.handshakes
-      : id === "g"
+      : id === "g" || id === "h"
       ? Math.max(...FANOUT.subscribers) + 1
       : id === "f"
       ? MANY.connections
@@ -657,21 +679,36 @@ async function _runLoadgen(
   server: ServerProcess,
   args: string[],
 ): Promise<{ result: LoadgenResult; serverCpu: number }> {
-  let cpu = 0;
+  const { result, cpu: [serverCpu] } = await _runLoadgenWatching(
+    ["--port", String(server.port), ...args],
+    [() => server.cpuSeconds()],
+  );
+  return { result, serverCpu };
+}
+
+/**
+ * Runs the C generator, measuring over its measured window the CPU time
+ * (as % of one core) that each of `clocks` reports.
+ */
+async function _runLoadgenWatching(
+  args: string[],
+  clocks: (() => number)[],
+): Promise<{ result: LoadgenResult; cpu: number[] }> {
+  let start: number[] = [];
   let since = 0;
-  let serverCpu = NaN;
-  const result = await runLoadgen(["--port", String(server.port), ...args], {
+  let cpu: number[] = clocks.map(() => NaN);
+  const result = await runLoadgen(args, {
     onCountStart: () => {
-      cpu = server.cpuSeconds();
+      start = clocks.map((clock) => clock());
       since = performance.now();
     },
     onCountEnd: () => {
       const seconds = (performance.now() - since) / 1000;
-      serverCpu = ((server.cpuSeconds() - cpu) / seconds) * 100;
+      cpu = clocks.map((clock, i) => ((clock() - start[i]) / seconds) * 100);
     },
     onNote: (line) => console.log(`  ${line}`),
   });
-  return { result, serverCpu };
+  return { result, cpu };
 }
 
 function _number(result: LoadgenResult, key: string): number {
@@ -784,6 +821,66 @@ async function _runFanoutScenario(
   return { values };
 }
 
+/**
+ * (h): per number of subscribers, a fresh redis-server and two of our
+ * fan-out servers sharing the topic through it; the publisher connects to
+ * the first, every other subscriber to the second.
+ */
+async function _runClusterFanoutScenario(
+  flags: _Flags,
+  profile: (label: string) => { profileDir?: string; profileName?: string },
+): Promise<Sample> {
+  const values: Record<string, number> = {};
+  for (const n of FANOUT.subscribers) {
+    await using redis = await RedisProcess.start();
+    const args = ["--redis", redis.url];
+    await using first = await ServerProcess.start("ours", {
+      kind: "fanout",
+      args,
+      ...profile(`h${n}-first`),
+    });
+    await using second = await ServerProcess.start("ours", {
+      kind: "fanout",
+      args,
+      ...profile(`h${n}-second`),
+    });
+    const { result, cpu: [firstCpu, secondCpu, redisCpu] } =
+      await _runLoadgenWatching([
+        "--port",
+        String(first.port),
+        "--port2",
+        String(second.port),
+        "--mode",
+        "fanout",
+        "--subscribers",
+        String(n),
+        "--window",
+        String(FANOUT.window),
+        "--size",
+        String(FANOUT.size),
+        "--warmup",
+        String(flags.warmup),
+        "--duration",
+        String(flags.duration),
+      ], [
+        () => first.cpuSeconds(),
+        () => second.cpuSeconds(),
+        () => cpuSeconds(redis.pid),
+      ]);
+    values[`dps${n}`] = _number(result, "deliveriesPerSec");
+    values[`pps${n}`] = _number(result, "publishesPerSec");
+    values[`p50_${n}`] = _number(result, "p50Us") / 1000;
+    values[`p99_${n}`] = _number(result, "p99Us") / 1000;
+    values[`errors${n}`] = _number(result, "missing") +
+      _number(result, "outOfOrder") + _number(result, "malformed") +
+      _number(result, "undelivered");
+    values[`serverCpu${n}`] = firstCpu + secondCpu;
+    values[`redisCpu${n}`] = redisCpu;
+    values[`loadCpu${n}`] = _number(result, "cpu");
+  }
+  return { values };
+}
+
 function _describe(id: string, sample: Sample): string {
   const v = sample.values;
   const n = (value: number, digits = 0) =>
@@ -812,12 +909,19 @@ function _describe(id: string, sample: Sample): string {
         v.errors ? `, ${n(v.errors)} failed` : ""
       } (${cpu()})`;
     case "g":
+    case "h":
       return FANOUT.subscribers.map((s) =>
         `N=${s}: ${n(v[`dps${s}`])} deliveries/s (${
           n(v[`pps${s}`])
         } publishes/s), p50 ${n(v[`p50_${s}`], 2)} ms, p99 ${
           n(v[`p99_${s}`], 2)
-        } ms${v[`errors${s}`] ? `, ${n(v[`errors${s}`])} errors` : ""}`
+        } ms${v[`errors${s}`] ? `, ${n(v[`errors${s}`])} errors` : ""}${
+          id === "h"
+            ? ` (servers' CPU ${n(v[`serverCpu${s}`])}%, redis ${
+              n(v[`redisCpu${s}`])
+            }%)`
+            : ""
+        }`
       ).join("; ");
     default:
       return `${n(v.kib, 1)} KiB per connection (${
@@ -828,7 +932,7 @@ function _describe(id: string, sample: Sample): string {
 
 /** Which kind of server a scenario runs against. */
 function _kindOf(id: string): ServerKind {
-  return id === "g" ? "fanout" : "echo";
+  return id === "g" || id === "h" ? "fanout" : "echo";
 }
 
 async function _runScenario(
@@ -845,6 +949,7 @@ async function _runScenario(
       }
       : {};
   if (id === "g") return await _runFanoutScenario(name, flags, profile);
+  if (id === "h") return await _runClusterFanoutScenario(flags, profile);
   const server = await ServerProcess.start(name, profile(id));
   try {
     const load = LOAD_SCENARIOS.find((s) => s.id === id);
@@ -864,8 +969,10 @@ async function _runScenarios(flags: _Flags): Promise<Results> {
   for (let round = 0; round < flags.rounds; round++) {
     for (const id of flags.scenarios) {
       const kind = _kindOf(id);
+      // (h) is this module's own scale-out: it has no peers.
       const servers = flags.servers.filter((name) =>
-        hasKind(name, kind) && !unsupported.has(`${name}/${kind}`)
+        hasKind(name, kind) && !unsupported.has(`${name}/${kind}`) &&
+        (id !== "h" || name === "ours")
       );
       // Alternate the servers run by run: each round starts with another.
       const order = servers.map((_, i) =>
@@ -1046,7 +1153,11 @@ async function main(): Promise<void> {
       );
     }
   }
-  const usesLoadgen = ["e", "f", "g"].filter((id) =>
+  if (flags.scenarios.includes("h") && !(await RedisProcess.available())) {
+    console.log("Skipping (h): no redis-server (apt-get install redis-server)");
+    flags.scenarios = flags.scenarios.filter((id) => id !== "h");
+  }
+  const usesLoadgen = ["e", "f", "g", "h"].filter((id) =>
     flags.scenarios.includes(id)
   );
   if (usesLoadgen.length > 0) {
@@ -1098,6 +1209,11 @@ async function main(): Promise<void> {
     ...(flags.scenarios.includes("g")
       ? ["in (g), a fresh server for each number of subscribers"]
       : []),
+    ...(flags.scenarios.includes("h")
+      ? [
+        "in (h), a fresh redis-server and two fresh servers for each number of subscribers",
+      ]
+      : []),
   ].join("; ");
   console.log(`${command}\n${machine}\n${runtimeNote}\n${setup}\n`);
   const loadBefore = await _loadAverage();
@@ -1134,7 +1250,7 @@ async function main(): Promise<void> {
     `- Machine: ${machine}`,
     `- Runtimes: ${runtimeNote}`,
     `- Setup: ${setup}; servers alternated run by run, each run in a fresh server subprocess`,
-    "- The load generators share the cores with the server: bench/load.ts runs (a)–(d) in the benchmark's own process, bench/loadgen.c (compiled with `cc -O2`) runs (e)–(g) as a subprocess",
+    "- The load generators share the cores with the server: bench/load.ts runs (a)–(d) in the benchmark's own process, bench/loadgen.c (compiled with `cc -O2`) runs (e)–(h) as a subprocess; in (h) two servers and redis-server share them too",
     `- 1-minute load average before and after the run (other work on the machine skews results): ${loadBefore}, ${loadAfter}`,
     "",
     `## Medians of ${flags.rounds} round(s)`,

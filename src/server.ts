@@ -131,6 +131,14 @@ export interface ServeOptions {
   port?: number;
   /** The address to listen on. Default `"0.0.0.0"`, as `Deno.serve`. */
   hostname?: string;
+  /**
+   * Lets several processes or workers listen on the same port
+   * (`SO_REUSEPORT`), and Linux spread the connections over them; share
+   * their topics with an adapter (`pubsub`). Deno 2.9 needs the
+   * `--unstable-net` flag for it and exits the process without it. Linux
+   * only (ignored elsewhere). Default `false`.
+   */
+  reusePort?: boolean;
   /** Aborting it shuts the server down, as {@linkcode WebSocketServer.shutdown}. */
   signal?: AbortSignal;
   /** Called once listening; default: logs the address. */
@@ -510,9 +518,10 @@ class Server implements WebSocketServer {
       ? { cert, key }
       : undefined;
     this.#tls = tls !== undefined;
+    const listen = { ...address, reusePort: options.reusePort === true };
     this.#listener = tls
-      ? Deno.listenTls({ ...address, ...tls })
-      : Deno.listen(address);
+      ? Deno.listenTls({ ...listen, ...tls })
+      : Deno.listen(listen);
     this.addr = this.#listener.addr as Deno.NetAddr;
     const scheme = this.#tls ? "wss" : "ws";
     const onListen = options.onListen ??

@@ -5,7 +5,7 @@
  * never how fast anything was.
  */
 import assert from "node:assert/strict";
-import { serve } from "../mod.ts";
+import { serve, TopicHub, type WebSocketHandler } from "../mod.ts";
 import { IdleConnections, openSocket, runLoad } from "../bench/load.ts";
 import { ServerProcess } from "../bench/_server_process.ts";
 import { removeLoadgen, runLoadgen } from "../bench/_loadgen.ts";
@@ -269,6 +269,50 @@ Deno.test({
         assert.equal(result.missing, 0);
         assert.equal(result.outOfOrder, 0);
         assert.equal(result.malformed, 0);
+        assert.equal(result.undelivered, 0);
+      },
+    );
+
+    await t.step(
+      "fan-out with --port2: every other subscriber on a second server sharing the topic",
+      async () => {
+        const hub = new TopicHub();
+        const subscribers = [0, 0];
+        const handler = (index: number): WebSocketHandler => async (socket) => {
+          const path = new URL(socket.request.url).pathname;
+          if (path === "/sub") {
+            subscribers[index]++;
+            socket.subscribe("t");
+          }
+          for await (const message of socket.readable) {
+            if (path === "/pub") socket.publish("t", message);
+          }
+        };
+        const local = { port: 0, hostname: "127.0.0.1", hub, onListen() {} };
+        await using first = serve(local, handler(0));
+        await using second = serve(local, handler(1));
+        const result = await runLoadgen([
+          "--port",
+          String(first.addr.port),
+          "--port2",
+          String(second.addr.port),
+          "--mode",
+          "fanout",
+          "--subscribers",
+          "20",
+          "--window",
+          "4",
+          "--warmup",
+          "50",
+          "--duration",
+          "300",
+          "--timeout",
+          "20000",
+        ]);
+        assert.deepEqual(subscribers, [10, 10]);
+        assert.ok((result.deliveries as number) > 0);
+        assert.equal(result.missing, 0);
+        assert.equal(result.outOfOrder, 0);
         assert.equal(result.undelivered, 0);
       },
     );

@@ -1,16 +1,17 @@
 /**
- * What the benchmark's echo servers share: the `--port` flag the signals that
+ * What the benchmark's echo servers share: the `--port` flag, the signals that
  * end them and collect their garbage.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 
-/** The `--port` flag; `0` picks a free port. */
+/** The `--port` flag; `0` picks a free port. Other flags are left alone. */
 export function portFlag(): number {
   const { values } = parseArgs({
     args: Deno.args,
     options: { port: { type: "string", default: "0" } },
+    strict: false,
   });
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {

@@ -3,12 +3,25 @@
  * sockets: topics and scale-out"): `/sub` connections subscribe to one topic
  * and the `/pub` connection publishes every message to it. Until that API
  * lands, it prints `unsupported: …` instead of a port and exits, and the
- * benchmark leaves it out.
+ * benchmark leaves it out. With `--redis URL`, it shares the topic with the
+ * other servers on that Redis through `RedisPubSub` (scenario (h)).
  *
  * @module
  */
+import { parseArgs } from "node:util";
 import { connect, serve, type WebSocketConnection } from "../../mod.ts";
+import { RedisPubSub } from "../../redis.ts";
 import { handleSignals, portFlag } from "./_common.ts";
+
+const redisUrl = parseArgs({
+  args: Deno.args,
+  options: { redis: { type: "string" } },
+  strict: false,
+}).values.redis;
+const pubsub = typeof redisUrl === "string"
+  ? new RedisPubSub({ url: redisUrl, prefix: "bench:" })
+  : undefined;
+await pubsub?.ready;
 
 /**
  * The planned topic methods (Bun's vocabulary), named here so that this file
@@ -27,6 +40,7 @@ let probed: (supported: boolean) => void = () => {};
 const server = serve({
   port: portFlag(),
   hostname: "127.0.0.1",
+  pubsub,
   // The port is printed only once the topic API is known to be there.
   onListen: (addr) => port = addr.port,
 }, async (connection) => {

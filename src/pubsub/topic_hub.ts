@@ -44,6 +44,47 @@ export interface PubSubAdapter {
 }
 
 /**
+ * What a {@linkcode PubSubAdapter} of this module counts, from its start.
+ * The bus's guarantee is at most once, in order per publisher: these say
+ * what was lost and where.
+ *
+ * @example Watching for losses
+ * ```ts
+ * import { BroadcastChannelPubSub } from "@scope/ws";
+ *
+ * const pubsub = new BroadcastChannelPubSub();
+ * const { failed, gaps, malformed } = pubsub.stats;
+ * console.log({ failed, gaps, malformed }); // { failed: 0, gaps: 0, malformed: 0 }
+ * await pubsub.close();
+ * ```
+ */
+export interface PubSubStats {
+  /** Local publications handed to the bus (for Redis: acknowledged by it). */
+  published: number;
+  /**
+   * Local publications that could not be handed to the bus (it was
+   * unreachable, too much was waiting for it, or it refused them): the
+   * other nodes never get them.
+   */
+  failed: number;
+  /** Messages from other nodes passed to the local subscribers. */
+  delivered: number;
+  /**
+   * Messages from other nodes, to topics subscribed here, found missing by
+   * their publishers' sequence numbers: lost on the way (an outage, a bus
+   * that dropped this node as a slow subscriber, a publisher's failure).
+   */
+  gaps: number;
+  /**
+   * Bus messages ignored because they were not a valid message of this
+   * module: foreign, truncated, of another version, or out of order.
+   */
+  malformed: number;
+  /** Times the adapter got its connection to the bus back after losing it. */
+  reconnects: number;
+}
+
+/**
  * Options for {@linkcode TopicHub}.
  *
  * @example A hub shared by two servers, carried between processes by an

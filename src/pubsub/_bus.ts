@@ -1,0 +1,189 @@
+// What every bus adapter shares: the node's origin id, the numbering of its
+// publications, gap counting on what arrives, the counters and the reports.
+
+import type { Envelope } from "./_envelope.ts";
+import type { PubSubStats } from "./topic_hub.ts";
+
+const MAX_SEQUENCE = 0xffff_ffff;
+/**
+ * The most topics whose publication count a node keeps, and the most
+ * (topic, origin) pairs whose last sequence it keeps. Past either, the
+ * node forgets them all at once: a publisher then starts a new epoch, and a
+ * receiver takes the next message of each pair as its new baseline. This
+ * bounds the memory that many short-lived topics or origins would take.
+ */
+export const MAX_TRACKED = 65_536;
+/** Reports of one kind (a gap, a malformed message) go out once a second at most. */
+const REPORT_INTERVAL = 1000;
+
+/** Where the last message of one origin on one topic stood. */
+interface Position {
+  epoch: number;
+  sequence: number;
+}
+
+/**
+ * A node on the bus: numbers its publications per topic and checks the
+ * numbers of what other nodes publish.
+ */
+export class BusNode {
+  /** The node's origin id: random, so that a restarted process is new. */
+  readonly id: string;
+  /** The counters, updated in place; adapters hand out copies. */
+  readonly stats: PubSubStats = {
+    published: 0,
+    failed: 0,
+    delivered: 0,
+    gaps: 0,
+    malformed: 0,
+    reconnects: 0,
+  };
+  #onError: (error: unknown) => void;
+  #epoch = 0;
+  /** Topic → the sequence of the node's last publication to it. */
+  #sent = new Map<string, number>();
+  /** Topic → origin → where its last message stood. */
+  #seen = new Map<string, Map<string, Position>>();
+  #seenCount = 0;
+  /** Per report kind: when it last went out and how many were held back. */
+  #reports = new Map<string, { at: number; held: number }>();
+
+  constructor(onError: ((error: unknown) => void) | undefined, label: string) {
+    this.id = crypto.getRandomValues(new Uint8Array(12)).toBase64({
+      alphabet: "base64url",
+      omitPadding: true,
+    });
+    this.#onError = onError ??
+      ((error) => console.error(`${label} error:`, error));
+  }
+
+  /** The epoch and sequence of the node's next publication to `topic`. */
+  next(topic: string): { epoch: number; sequence: number } {
+    let sequence = (this.#sent.get(topic) ?? 0) + 1;
+    if (
+      sequence > MAX_SEQUENCE ||
+      (sequence === 1 && this.#sent.size >= MAX_TRACKED)
+    ) {
+      // Every topic starts again from 1 in a new epoch, which receivers
+      // tell from a gap.
+      this.#sent.clear();
+      this.#epoch = (this.#epoch + 1) % (MAX_SEQUENCE + 1);
+      sequence = 1;
+    }
+    this.#sent.set(topic, sequence);
+    return { epoch: this.#epoch, sequence };
+  }
+
+  /**
+   * Checks the number of a message from the bus, for a topic subscribed
+   * here: false for the node's own messages and for one out of order
+   * (counted as malformed); a message after missing ones counts the
+   * missing as gaps and is taken.
+   */
+  accept(envelope: Envelope): boolean {
+    const { origin, topic, epoch, sequence } = envelope;
+    if (origin === this.id) return false;
+    let origins = this.#seen.get(topic);
+    const last = origins?.get(origin);
+    if (last === undefined) {
+      // The first message of this origin since the topic was subscribed
+      // here: nothing before it was due.
+      if (this.#seenCount >= MAX_TRACKED) {
+        this.#forgetAll();
+        origins = undefined;
+      }
+      if (origins === undefined) {
+        origins = new Map();
+        this.#seen.set(topic, origins);
+      }
+      origins.set(origin, { epoch, sequence });
+      this.#seenCount++;
+      return true;
+    }
+    if (last.epoch !== epoch) {
+      // The origin started counting again from 1.
+      if (sequence > 1) this.#gap(sequence - 1, origin, topic);
+    } else if (sequence > last.sequence + 1) {
+      this.#gap(sequence - last.sequence - 1, origin, topic);
+    } else if (sequence <= last.sequence) {
+      this.malformed(
+        new TypeError(
+          `A bus message from node ${origin} on topic "${topic}" came out of order (${sequence} after ${last.sequence}): ignored`,
+        ),
+      );
+      return false;
+    }
+    last.epoch = epoch;
+    last.sequence = sequence;
+    return true;
+  }
+
+  /** The topic is no longer subscribed here: its positions go. */
+  forget(topic: string): void {
+    const origins = this.#seen.get(topic);
+    if (origins === undefined) return;
+    this.#seenCount -= origins.size;
+    this.#seen.delete(topic);
+  }
+
+  /** Counts and reports a bus message that is not one of ours. */
+  malformed(error: unknown): void {
+    this.stats.malformed++;
+    this.reportLimited("malformed", error, "malformed bus messages");
+  }
+
+  /** Tells `onError`; if that throws too, `console.error` hears of both. */
+  report(error: unknown): void {
+    try {
+      this.#onError(error);
+    } catch (thrown) {
+      console.error("onError threw", thrown, "while reporting", error);
+    }
+  }
+
+  /**
+   * Reports at most one error of a kind a second, so that a flood of bad
+   * messages cannot flood the log; the next report says how many were held
+   * back (the counters have them all).
+   */
+  reportLimited(kind: string, error: unknown, what: string): void {
+    const now = performance.now();
+    const state = this.#reports.get(kind);
+    if (state !== undefined && now - state.at < REPORT_INTERVAL) {
+      state.held++;
+      return;
+    }
+    const held = state?.held ?? 0;
+    this.#reports.set(kind, { at: now, held: 0 });
+    this.report(
+      held > 0
+        ? new Error(
+          `${
+            messageOf(error)
+          } (and ${held} more ${what} since the last report, counted but not reported)`,
+          { cause: error },
+        )
+        : error,
+    );
+  }
+
+  #gap(missing: number, origin: string, topic: string): void {
+    this.stats.gaps += missing;
+    this.reportLimited(
+      "gap",
+      new Error(
+        `${missing} message(s) from node ${origin} on topic "${topic}" were lost on the bus`,
+      ),
+      "losses on the bus",
+    );
+  }
+
+  #forgetAll(): void {
+    this.#seen.clear();
+    this.#seenCount = 0;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,114 @@
+/**
+ * examples/cluster.ts as a person runs it: the supervisor starts its own
+ * redis-server and two server processes on one port (reusePort), a chat
+ * message sent through one process reaches a socket of the other, and
+ * SIGINT (Ctrl+C) stops every process.
+ */
+import assert from "node:assert/strict";
+import { DEADLINE, freePort, waitFor } from "./_pubsub_helpers.ts";
+
+interface Chat {
+  name: string;
+  socket: WebSocket;
+  node: number;
+  messages: { from: string; text: string; node: number }[];
+  closed: Promise<CloseEvent>;
+}
+
+/** Opens a chat socket and waits for its hello (which names its process). */
+function join(port: number, name: string): Promise<Chat> {
+  const socket = new WebSocket(
+    `ws://127.0.0.1:${port}/chat?room=test&name=${name}`,
+  );
+  const closed = new Promise<CloseEvent>((resolve) =>
+    socket.addEventListener("close", resolve, { once: true })
+  );
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("No hello")), DEADLINE);
+    const messages: Chat["messages"] = [];
+    socket.onmessage = (event) => {
+      const data = JSON.parse(event.data);
+      if (data.type === "hello") {
+        clearTimeout(timer);
+        resolve({ name, socket, node: data.node, messages, closed });
+      } else {
+        messages.push(data);
+      }
+    };
+    socket.onerror = () => {
+      clearTimeout(timer);
+      reject(new Error("The chat socket failed"));
+    };
+  });
+}
+
+Deno.test("cluster example: two processes on one port share a chat room through Redis, and SIGINT stops them all", async () => {
+  const port = freePort();
+  const supervisor = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-run",
+      "--allow-read",
+      "--allow-sys",
+      new URL("../examples/cluster.ts", import.meta.url).pathname,
+      "--nodes",
+      "2",
+      "--port",
+      String(port),
+    ],
+    env: { REDIS_URL: "" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const chats: Chat[] = [];
+  let output = "";
+  const reading = (async () => {
+    for await (
+      const chunk of supervisor.stdout.pipeThrough(new TextDecoderStream())
+    ) {
+      output += chunk;
+    }
+  })();
+  try {
+    await waitFor(
+      () => (output.match(/^process \d+ serves$/gm) ?? []).length === 2,
+      "both processes to serve",
+    );
+    // Linux spreads connections over the processes by their addresses:
+    // open sockets until two processes serve one each.
+    for (let i = 0; i < 64 && new Set(chats.map((c) => c.node)).size < 2; i++) {
+      const chat = await join(port, `user${i}`);
+      if (chats.some((c) => c.node === chat.node)) {
+        chat.socket.close();
+        await chat.closed;
+      } else {
+        chats.push(chat);
+      }
+    }
+    assert.equal(chats.length, 2, "no two processes got a connection");
+    const [first, second] = chats;
+    first.socket.send("hello from the first process");
+    await waitFor(
+      () => second.messages.length === 1 && first.messages.length === 1,
+      "the message in both processes",
+    );
+    // The sender's socket gets it too, through its own process.
+    assert.deepEqual(first.messages, second.messages);
+    assert.deepEqual(second.messages[0], {
+      type: "message",
+      from: first.name,
+      text: "hello from the first process",
+      node: first.node,
+    });
+  } finally {
+    supervisor.kill("SIGINT");
+    const status = await supervisor.status;
+    await reading;
+    // Every process was stopped: the sockets were closed by their servers.
+    for (const chat of chats) assert.equal((await chat.closed).code, 1001);
+    assert.equal(status.code, 0);
+  }
+});
