@@ -2,6 +2,7 @@
 // transport into the protocol state machine, writes what the protocol
 // queues, and runs the timers of one connection.
 
+import { clearImmediate, setImmediate } from "node:timers";
 import { DeflateCodec } from "./_deflate_codec.ts";
 import { DeflateSender } from "./_deflate_sender.ts";
 import type { Transport } from "./_transport.ts";
@@ -113,7 +114,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
   /** Messages delivered from the current read. */
   #delivered = 0;
   #wake: (() => void) | null = null;
-  #resumeTimer: ReturnType<typeof setTimeout> | undefined;
+  #resumeTimer: ReturnType<typeof setImmediate> | undefined;
   /** The socket's inbox is full: stop decoding until it resumes us. */
   #socketFull = false;
   #hold = Hold.None;
@@ -231,11 +232,13 @@ export class Connection implements ProtocolHandler, SocketEngine {
     if (this.#isClosed()) return;
     // On the next turn of the event loop, not now: a reader that drains
     // the inbox at once would otherwise let one busy peer keep the loop to
-    // itself, and others would wait.
-    this.#resumeTimer ??= setTimeout(() => {
+    // itself, and others would wait. `setImmediate` runs after pending I/O;
+    // a `setTimeout(0)` re-armed from its own callback is clamped to 1 ms or
+    // more, which held a burst of small messages to ~30,000 a second.
+    this.#resumeTimer ??= setImmediate(() => {
       this.#resumeTimer = undefined;
       this.#wakeUp();
-    }, 0);
+    });
   }
 
   inflate(message: CompressedMessage): Promise<Message> {
@@ -426,7 +429,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
       }
     } finally {
       clearTimeout(this.#timer);
-      clearTimeout(this.#resumeTimer);
+      clearImmediate(this.#resumeTimer);
       this.#terminate();
       this.#codec?.closeDeflater();
       settle(

@@ -1,0 +1,456 @@
+// HTTP details of the opening handshake and plain answers: header bytes
+// beyond ASCII, response framing (RFC 9110 §8.6), the 101's own headers,
+// request targets and head limits, and the origin check (RFC 6455 §10.2).
+
+import assert from "node:assert/strict";
+import {
+  connect,
+  type ServeOptions,
+  type WebSocketConnection,
+  type WebSocketHandler,
+  type WebSocketServer,
+} from "../mod.ts";
+import { serializeResponse } from "../src/core/_http.ts";
+import {
+  frame,
+  GOOD_ACCEPT,
+  RawClient,
+  text,
+  upgradeRequest,
+} from "./_raw_client.ts";
+import { echo, start } from "./_util.ts";
+
+/** How long one step may take before the test fails instead of hanging. */
+const LIMIT = 10_000;
+const encoder = new TextEncoder();
+
+// --- Helpers ------------------------------------------------------------------
+
+/** Rejects with what was awaited when `promise` takes longer than `ms`. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`No ${what} within ${ms} ms`)),
+      ms,
+    );
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A quiet server on 127.0.0.1:0 whose disposal waits for its shutdown with
+ * a deadline, so that a server that cannot shut down fails the test.
+ */
+function serveLocal(
+  options: ServeOptions = {},
+  handler: WebSocketHandler = echo,
+): { server: WebSocketServer; port: number } & AsyncDisposable {
+  const server = start(options, handler);
+  return {
+    server,
+    port: server.addr.port,
+    [Symbol.asyncDispose]: () =>
+      within(server.shutdown(), LIMIT, "server shutdown"),
+  };
+}
+
+/** An answer as it came on the wire: status, header lines, body bytes. */
+interface WireAnswer {
+  status: number;
+  /** Every header line, in order, the name lower-cased. */
+  lines: [name: string, value: string][];
+  body: Uint8Array;
+}
+
+/** Splits an HTTP answer (its head as latin1 text) into its parts. */
+function parseAnswer(bytes: Uint8Array): WireAnswer {
+  let end = -1;
+  for (let i = 0; i + 3 < bytes.length && end === -1; i++) {
+    if (
+      bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 &&
+      bytes[i + 3] === 10
+    ) end = i;
+  }
+  assert.notEqual(end, -1, "the answer has a complete head");
+  const head = String.fromCharCode(...bytes.subarray(0, end));
+  const [statusLine, ...rest] = head.split("\r\n");
+  const lines = rest.map((line): [string, string] => {
+    const colon = line.indexOf(":");
+    return [line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim()];
+  });
+  return {
+    status: Number(statusLine.split(" ")[1]),
+    lines,
+    body: bytes.subarray(end + 4),
+  };
+}
+
+/** The values of the header lines named `name`. */
+function values(answer: WireAnswer, name: string): string[] {
+  return answer.lines.filter(([n]) => n === name).map(([, value]) => value);
+}
+
+/**
+ * Sends a request and reads the whole answer, up to the server's close: for
+ * answers after which the server closes the connection.
+ */
+async function exchange(
+  port: number,
+  request: string | Uint8Array,
+): Promise<WireAnswer> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const bytes = typeof request === "string"
+      ? encoder.encode(request)
+      : request;
+    for (let at = 0; at < bytes.length;) {
+      at += await conn.write(bytes.subarray(at));
+    }
+    const chunks: Uint8Array[] = [];
+    const read = async () => {
+      while (true) {
+        const chunk = new Uint8Array(16 * 1024);
+        const n = await conn.read(chunk);
+        if (n === null) return;
+        chunks.push(chunk.subarray(0, n));
+      }
+    };
+    await within(read(), LIMIT, "end of the answer");
+    const all = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+    let at = 0;
+    for (const chunk of chunks) {
+      all.set(chunk, at);
+      at += chunk.length;
+    }
+    return parseAnswer(all);
+  } finally {
+    conn.close();
+  }
+}
+
+/** Reads an HTTP head a byte at a time, so that nothing after it is taken. */
+async function readHead(conn: Deno.Conn): Promise<Uint8Array> {
+  const bytes: number[] = [];
+  const one = new Uint8Array(1);
+  const read = async () => {
+    while (
+      !(bytes.length >= 4 && bytes.at(-4) === 13 && bytes.at(-3) === 10 &&
+        bytes.at(-2) === 13 && bytes.at(-1) === 10)
+    ) {
+      if (await conn.read(one) === null) break;
+      bytes.push(one[0]);
+    }
+  };
+  await within(read(), LIMIT, "head");
+  return Uint8Array.from(bytes);
+}
+
+/** Sends a request and reads the answer's head; after a 101 it stays open. */
+async function openingAnswer(
+  conn: Deno.Conn,
+  request: string,
+): Promise<WireAnswer> {
+  await conn.write(encoder.encode(request));
+  return parseAnswer(await readHead(conn));
+}
+
+/** The status a request gets, the connection closed after its head. */
+async function statusOf(port: number, request: string): Promise<number> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    return (await openingAnswer(conn, request)).status;
+  } finally {
+    conn.close();
+  }
+}
+
+/** A string's UTF-8 bytes, one character per byte: a byte string. */
+function byteString(value: string): string {
+  return String.fromCharCode(...encoder.encode(value));
+}
+
+// --- 5: header values beyond ASCII ----------------------------------------------
+
+const UTF8_VALUE =
+  "caf\u00e9 \u20ac 5 \u2014 \u041f\u0440\u0438\u0432\u0435\u0442";
+
+Deno.test("RFC 9110 §5.5 an upgrade whose header value is UTF-8 (bytes 0x80 and up) is accepted; the value is its bytes as latin1", async () => {
+  const opened = Promise.withResolvers<WebSocketConnection>();
+  const hooked: (string | null)[] = [];
+  await using local = serveLocal({
+    onUpgrade: (request) => {
+      hooked.push(request.headers.get("x-name"));
+    },
+  }, (socket) => opened.resolve(socket));
+  // upgradeRequest's text is written as UTF-8: "€" goes out as E2 82 AC.
+  await using _client = await RawClient.open(local.port, {
+    "X-Name": UTF8_VALUE,
+  });
+  const socket = await within(opened.promise, LIMIT, "handler called");
+  const value = socket.request.headers.get("x-name");
+  assert.equal(value, byteString(UTF8_VALUE));
+  assert.deepEqual(hooked, [value]);
+  // Byte for byte: decoding the latin1 string's bytes as UTF-8 gives it back.
+  assert.equal(
+    new TextDecoder().decode(Uint8Array.from(value!, (c) => c.charCodeAt(0))),
+    UTF8_VALUE,
+  );
+});
+
+Deno.test("RFC 9110 §5.5 connect() accepts a 101 whose header value is UTF-8", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    const conn = await listener.accept();
+    try {
+      const head = String.fromCharCode(...await readHead(conn));
+      const key = /sec-websocket-key: *(\S+)/i.exec(head)![1];
+      const digest = await crypto.subtle.digest(
+        "SHA-1",
+        encoder.encode(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"),
+      );
+      await conn.write(encoder.encode(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+          "Connection: Upgrade\r\nSec-WebSocket-Accept: " +
+          `${new Uint8Array(digest).toBase64()}\r\n` +
+          `X-Greeting: ${UTF8_VALUE}\r\n\r\n`,
+      ));
+      // The client's close frame (masked, code 1000), then ours and FIN.
+      const close = new Uint8Array(8);
+      let at = 0;
+      while (at < close.length) {
+        const n = await conn.read(close.subarray(at));
+        if (n === null) break;
+        at += n;
+      }
+      await conn.write(
+        frame(8, close.subarray(6, 8).map((b, i) => b ^ close[2 + i]), {
+          mask: false,
+        }),
+      );
+    } finally {
+      conn.close();
+    }
+  })();
+  try {
+    const socket = await within(
+      connect(`ws://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`),
+      LIMIT,
+      "connect",
+    );
+    socket.close({ closeCode: 1000 });
+    assert.equal(
+      (await within(socket.closed, LIMIT, "closed")).closeCode,
+      1000,
+    );
+  } finally {
+    listener.close();
+    await within(served, LIMIT, "raw server done");
+  }
+});
+
+// --- 9: response framing, the 101's headers, targets, head limits ---------------
+
+Deno.test("RFC 9110 §8.6 a 204 from onRequest has no Content-Length and no body", async () => {
+  await using local = serveLocal({
+    onRequest: () => new Response(null, { status: 204 }),
+  });
+  const answer = await exchange(
+    local.port,
+    "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  assert.equal(answer.status, 204);
+  assert.deepEqual(values(answer, "content-length"), []);
+  assert.equal(answer.body.length, 0);
+});
+
+Deno.test("RFC 9110 §8.6 a 1xx answer (the 101 a Response may have) is written without Content-Length", async () => {
+  const bytes = await serializeResponse(new Response(null, { status: 101 }));
+  const answer = parseAnswer(bytes);
+  assert.equal(answer.status, 101);
+  assert.deepEqual(values(answer, "content-length"), []);
+});
+
+Deno.test("RFC 9110 §9.3.2 a HEAD request gets no body and no made-up Content-Length; one the application set is kept", async () => {
+  await using local = serveLocal({
+    onRequest: (request) =>
+      new URL(request.url).pathname === "/sized"
+        ? new Response("hello body", { headers: { "content-length": "10" } })
+        : new Response("hello body"),
+  });
+  const head = await exchange(local.port, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal(head.status, 200);
+  assert.deepEqual(values(head, "content-length"), []);
+  assert.equal(head.body.length, 0);
+  const sized = await exchange(
+    local.port,
+    "HEAD /sized HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  assert.deepEqual(values(sized, "content-length"), ["10"]);
+  assert.equal(sized.body.length, 0);
+  const get = await exchange(local.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.deepEqual(values(get, "content-length"), ["10"]);
+  assert.equal(text(get.body), "hello body");
+});
+
+Deno.test("§4.2.2 headers from onUpgrade neither override nor repeat the handshake's in the 101, but a set-cookie goes through", async () => {
+  await using local = serveLocal({
+    protocols: ["chat"],
+    perMessageDeflate: true,
+    onUpgrade: () => ({
+      headers: [
+        ["upgrade", "h2c"],
+        ["connection", "close"],
+        ["sec-websocket-accept", "bogus"],
+        ["sec-websocket-protocol", "evil"],
+        ["sec-websocket-extensions", "x-evil"],
+        ["content-length", "5"],
+        ["set-cookie", "a=1"],
+        ["set-cookie", "b=2"],
+      ],
+    }),
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: local.port });
+  try {
+    const answer = await openingAnswer(
+      conn,
+      upgradeRequest(local.port, {
+        "Sec-WebSocket-Protocol": "chat",
+        "Sec-WebSocket-Extensions": "permessage-deflate",
+      }),
+    );
+    assert.equal(answer.status, 101);
+    assert.deepEqual(values(answer, "upgrade"), ["websocket"]);
+    assert.deepEqual(
+      values(answer, "connection").map((v) => v.toLowerCase()),
+      ["upgrade"],
+    );
+    assert.deepEqual(values(answer, "sec-websocket-accept"), [GOOD_ACCEPT]);
+    assert.deepEqual(values(answer, "sec-websocket-protocol"), ["chat"]);
+    const extensions = values(answer, "sec-websocket-extensions");
+    assert.equal(extensions.length, 1);
+    assert.match(extensions[0], /^permessage-deflate/);
+    assert.deepEqual(values(answer, "content-length"), []);
+    assert.deepEqual(values(answer, "set-cookie"), ["a=1", "b=2"]);
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("§4.2.2 a Response with status 101 from onUpgrade accepts the upgrade with its headers", async () => {
+  await using local = serveLocal({
+    onUpgrade: () =>
+      new Response(null, {
+        status: 101,
+        headers: { "set-cookie": "s=1", "x-extra": "yes" },
+      }),
+  });
+  await using client = new RawClient(
+    await Deno.connect({ hostname: "127.0.0.1", port: local.port }),
+  );
+  await client.write(upgradeRequest(local.port));
+  const answer = await within(client.readHead(), LIMIT, "answer");
+  assert.equal(answer.status, 101);
+  assert.equal(answer.headers.get("x-extra"), "yes");
+  assert.deepEqual(answer.headers.getSetCookie(), ["s=1"]);
+  assert.equal(answer.headers.get("sec-websocket-accept"), GOOD_ACCEPT);
+  // A WebSocket, not an HTTP answer: the echo works.
+  await client.write(frame(1, "over the socket"));
+  const echoed = await within(client.readFrame(), LIMIT, "echo");
+  assert.equal(text(echoed!.payload), "over the socket");
+});
+
+Deno.test("RFC 9112 §3.2 request targets: *, authority-form and other schemes get 400; absolute http: and ws: URLs are accepted", async () => {
+  const urls: string[] = [];
+  await using local = serveLocal(
+    {},
+    (socket) => void urls.push(socket.request.url),
+  );
+  const host = `127.0.0.1:${local.port}`;
+  const targets = [
+    "*",
+    "example.com:80",
+    "ftp://x/",
+    "javascript:x",
+    `http://${host}/path`,
+    `ws://${host}/path`,
+  ];
+  const statuses: Record<string, number> = {};
+  for (const target of targets) {
+    statuses[target] = await statusOf(
+      local.port,
+      upgradeRequest(local.port, {}, `GET ${target} HTTP/1.1`),
+    );
+  }
+  assert.deepEqual(statuses, {
+    "*": 400,
+    "example.com:80": 400,
+    "ftp://x/": 400,
+    "javascript:x": 400,
+    [`http://${host}/path`]: 101,
+    [`ws://${host}/path`]: 101,
+  });
+  await within(
+    (async () => {
+      while (urls.length < 2) await new Promise((r) => setTimeout(r, 10));
+    })(),
+    LIMIT,
+    "both handlers called",
+  );
+  assert.deepEqual(urls.map((url) => new URL(url).pathname), [
+    "/path",
+    "/path",
+  ]);
+});
+
+Deno.test("RFC 9112 §3 a request line over 8 KiB gets 414, a long header section 431", async () => {
+  await using local = serveLocal();
+  const longLine = `GET /${"a".repeat(9 * 1024)} HTTP/1.1`;
+  assert.equal(
+    await statusOf(local.port, upgradeRequest(local.port, {}, longLine)),
+    414,
+  );
+  const manyHeaders: Record<string, string> = {};
+  for (let i = 0; i < 40; i++) manyHeaders[`X-Filler-${i}`] = "b".repeat(500);
+  assert.equal(
+    await statusOf(local.port, upgradeRequest(local.port, manyHeaders)),
+    431,
+  );
+});
+
+// --- 10: cross-site WebSocket hijacking ----------------------------------------------
+
+for (
+  const [form, origins] of [
+    ["a list", ["https://good.example"]],
+    ["a function", (origin: string) => origin === "https://good.example"],
+  ] as const
+) {
+  Deno.test(`RFC 6455 §10.2 origins as ${form}: another page's origin gets 403 before onUpgrade; the allowed origin and no Origin open`, async () => {
+    let upgrades = 0;
+    await using local = serveLocal({
+      origins,
+      onUpgrade: () => {
+        upgrades++;
+      },
+    });
+    const port = local.port;
+    assert.equal(
+      await statusOf(
+        port,
+        upgradeRequest(port, { Origin: "https://evil.example" }),
+      ),
+      403,
+    );
+    assert.equal(upgrades, 0, "onUpgrade did not run for the refused origin");
+    assert.equal(
+      await statusOf(
+        port,
+        upgradeRequest(port, { Origin: "https://good.example" }),
+      ),
+      101,
+    );
+    assert.equal(await statusOf(port, upgradeRequest(port)), 101);
+    assert.equal(upgrades, 2);
+  });
+}
