@@ -327,8 +327,26 @@ export class HttpHandler {
     }
     const method = request.method;
     let response: Response | undefined;
+    // The application has `idleTimeout` to start its answer (its body may
+    // then stream as long as it likes); a handler that never settles must
+    // not hold the connection, nor a shutdown, for good.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, this.#idleTimeout, undefined);
+    });
+    const answer = (async () => await this.#fetch(request, info))();
     try {
-      response = await this.#fetch(request, info);
+      response = await Promise.race([answer, late, deadline.stopped]);
+      if (response === undefined) {
+        // What it answers too late is dropped; what it throws, reported.
+        answer.then((late) => cancelQuietly(late?.body), this.#report);
+        await this.#refuse(
+          deadline,
+          new HttpError(503, "The application did not answer in time"),
+          method,
+        );
+        return;
+      }
       if (!(response instanceof Response)) {
         throw new TypeError("The fetch handler must return a Response");
       }
@@ -336,10 +354,17 @@ export class HttpHandler {
         throw new TypeError("The fetch handler returned Response.error()");
       }
     } catch (error) {
+      // Stopped by a shutdown while the handler had not answered.
+      if (error instanceof Deno.errors.Interrupted) {
+        answer.then((late) => cancelQuietly(late?.body), this.#report);
+        return;
+      }
       // A handler that fails because the request body failed is the
       // client's doing, answered below with the body's own status.
       if (body.failure === undefined) this.#report(error);
       response = undefined;
+    } finally {
+      clearTimeout(timer);
     }
     if (body.failure !== undefined) {
       cancelQuietly(response?.body);

@@ -307,7 +307,9 @@ export interface ServeOptions {
    * For `fetch` requests it bounds each wait on the client: a request body
    * the app reads that stalls this long fails (`Deno.errors.TimedOut`), and
    * a response the client stops reading for this long is cut off; either
-   * closes the connection.
+   * closes the connection. It also bounds the handler: one that has not
+   * returned its `Response` by then is answered 503 (its body may then
+   * stream as long as it takes).
    */
   idleTimeout?: number;
   /**

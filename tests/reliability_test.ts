@@ -995,18 +995,34 @@ for (const hook of ["onUpgrade", "onRequest"] as const) {
   const request = (port: number) =>
     hook === "onUpgrade" ? upgradeRequest(port) : PLAIN_GET;
 
-  Deno.test(`§4.2.1 an ${hook} that never settles: the connection is closed after handshakeTimeout`, async () => {
-    await using local = serveLocal({ handshakeTimeout: 300, [hook]: NEVER });
-    await using client = await RawClient.connect(local.port);
-    await client.write(request(local.port));
-    // EOF with no byte before it: no 101, no answer.
-    assert.equal(await within(client.readEof(), LIMIT, "EOF"), true);
-  });
+  if (hook === "onUpgrade") {
+    Deno.test("§4.2.1 an onUpgrade that never settles: the connection is closed after handshakeTimeout", async () => {
+      await using local = serveLocal({
+        handshakeTimeout: 300,
+        onUpgrade: NEVER,
+      });
+      await using client = await RawClient.connect(local.port);
+      await client.write(request(local.port));
+      // EOF with no byte before it: no 101, no answer.
+      assert.equal(await within(client.readEof(), LIMIT, "EOF"), true);
+    });
+  } else {
+    Deno.test("RFC 9110 §15.6.4 an onRequest (fetch) that does not answer within idleTimeout gets 503, then the connection closes", async () => {
+      await using local = serveLocal({ idleTimeout: 300, onRequest: NEVER });
+      await using client = await RawClient.connect(local.port);
+      await client.write(request(local.port));
+      const answer = await within(client.readHead(), LIMIT, "the answer");
+      assert.equal(answer.status, 503);
+      assert.equal(await within(client.readEof(), LIMIT, "EOF"), true);
+    });
+  }
 
   Deno.test(`§4.2.1 shutdown() resolves promptly while an ${hook} hook is pending`, async () => {
     const called = Promise.withResolvers<void>();
     await using local = serveLocal({
       handshakeTimeout: 60_000,
+      // A request in flight gets this long to answer once shutting down.
+      closeTimeout: 500,
       [hook]: () => {
         called.resolve();
         return NEVER();
