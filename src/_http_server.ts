@@ -97,6 +97,11 @@ export class Deadline {
     this.#schedule(until);
   }
 
+  /** Whether a read or write waits on the peer now. */
+  get waitingOnPeer(): boolean {
+    return this.#holds > 0;
+  }
+
   /** No deadline until the next `arm`. */
   disarm(): void {
     this.#until = Infinity;
@@ -330,9 +335,16 @@ export class HttpHandler {
     // The application has `idleTimeout` to start its answer (its body may
     // then stream as long as it likes); a handler that never settles must
     // not hold the connection, nor a shutdown, for good.
+    // While it waits for the request body, the body's own stall limit
+    // applies instead.
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<undefined>((resolve) => {
-      timer = setTimeout(resolve, this.#idleTimeout, undefined);
+      const check = () => {
+        if (deadline.waitingOnPeer) {
+          timer = setTimeout(check, this.#idleTimeout);
+        } else resolve(undefined);
+      };
+      timer = setTimeout(check, this.#idleTimeout);
     });
     const answer = (async () => await this.#fetch(request, info))();
     try {
