@@ -48,6 +48,12 @@ export interface ConnectionInit {
   socketOptions?: SocketOptions;
   /** The topic hub the socket may subscribe to. */
   hub?: TopicHub;
+  /**
+   * Called once the connection has ended and `socket.closed` settled: one
+   * function shared by a server's connections, rather than a promise
+   * chain each.
+   */
+  onEnd?: (connection: Connection) => void;
 }
 
 /**
@@ -76,7 +82,7 @@ export function startHeartbeat(
 /** Queued outgoing bytes above which `write()` waits and reading pauses. */
 const WRITE_HIGH_WATER_MARK = 64 * 1024;
 /** Read buffers start small (idle connections hold one) and grow with use. */
-const MIN_READ_SIZE = 512;
+const MIN_READ_SIZE = 128;
 const MAX_READ_SIZE = 256 * 1024;
 
 /** Why reading is paused. */
@@ -124,9 +130,11 @@ export class Connection implements ProtocolHandler, SocketEngine {
   #lastPing = 0;
   #terminated = false;
   #result: CloseResult | undefined;
+  #onEnd: ((connection: Connection) => void) | undefined;
 
   constructor(transport: Transport, init: ConnectionInit) {
     this.#transport = transport;
+    this.#onEnd = init.onEnd;
     this.#server = init.role === "server";
     this.#closeTimeout = init.closeTimeout;
     this.#queue = new WriteQueue(transport, WRITE_HIGH_WATER_MARK, () => {
@@ -373,14 +381,16 @@ export class Connection implements ProtocolHandler, SocketEngine {
     }
   }
 
-  async #run(leftover: Uint8Array): Promise<void> {
+  async #run(leftover: Uint8Array | null): Promise<void> {
     const protocol = this.#protocol;
     const queue = this.#queue;
     // One read buffer, reused: the protocol copies what it keeps.
     let buffer = new Uint8Array(MIN_READ_SIZE);
     // Bytes read and not yet decoded: the decoder stops when the socket is
     // full, and goes on with the rest once it has room.
-    let rest: Uint8Array | null = leftover.length > 0 ? leftover : null;
+    let rest: Uint8Array | null = leftover!.length > 0 ? leftover : null;
+    // Not kept by this suspended frame for the connection's whole life.
+    leftover = null;
     try {
       while (!this.#isClosed()) {
         await this.#waitForRoom();
@@ -437,6 +447,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
         this.#result ??
           { closeCode: 1006, reason: "", error: new WebSocketError() },
       );
+      this.#onEnd?.(this);
     }
   }
 

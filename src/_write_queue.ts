@@ -48,8 +48,9 @@ export class WriteQueue {
   /** Released with `deferred`: waiting for the microtasks to run. */
   #corked = false;
   #failed = false;
-  #readyWaiters: (() => void)[] = [];
-  #idleWaiters: (() => void)[] = [];
+  /** Who waits for room or for the end of writing: rare, made when needed. */
+  #readyWaiters: (() => void)[] | null = null;
+  #idleWaiters: (() => void)[] | null = null;
 
   /**
    * @param writer Where the bytes go.
@@ -157,7 +158,7 @@ export class WriteQueue {
   /** Resolves once the queue is at or below its high-water mark (or failed). */
   ready(): Promise<void> {
     if (!this.full || this.#failed) return RESOLVED;
-    return new Promise((resolve) => this.#readyWaiters.push(resolve));
+    return new Promise((resolve) => (this.#readyWaiters ??= []).push(resolve));
   }
 
   /** Resolves once everything queued has been written (or the queue failed). */
@@ -165,7 +166,7 @@ export class WriteQueue {
     if ((!this.#writing && !this.#corked && !this.#held) || this.#failed) {
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+    return new Promise((resolve) => (this.#idleWaiters ??= []).push(resolve));
   }
 
   /**
@@ -261,7 +262,7 @@ function join(chunks: Uint8Array[], from: number, to: number): Uint8Array {
 /** What `ready()` returns while there is room: one promise for all calls. */
 const RESOLVED: Promise<void> = Promise.resolve();
 
-function wake(waiters: (() => void)[]): void {
-  if (waiters.length === 0) return;
+function wake(waiters: (() => void)[] | null): void {
+  if (waiters === null || waiters.length === 0) return;
   for (const wake of waiters.splice(0)) wake();
 }

@@ -669,13 +669,14 @@ class Server implements WebSocketServer {
       return;
     }
     this.#connections.add(connection);
+    // Counted until `onEnd` (#ended): the connection's life follows the
+    // socket, not the handler, which must not hold up shutdown if it never
+    // settles. A callback rather than a promise chain, so that an open
+    // socket keeps no suspended frame or closure here.
+    this.#active++;
     const socket = connection.socket;
     if (this.#stopping) closeWith(socket, 1001, "Server shutting down");
     this.#start(socket);
-    // The connection's task follows the socket, not the handler: a handler
-    // that never settles must not hold up shutdown. Chained rather than
-    // awaited, so that an open socket keeps no suspended frame here.
-    return connection.done.then(() => this.#ended(connection));
   }
 
   /** Runs `onOpen` and the handler; a fault closes the socket with 1011. */
@@ -701,15 +702,23 @@ class Server implements WebSocketServer {
     }
   }
 
-  async #ended(connection: Connection): Promise<void> {
+  /** A connection ended (`onEnd`): its socket's `closed` has settled. */
+  #ended = (connection: Connection): void => {
     this.#connections.delete(connection);
     this.#open--;
     const socket = connection.socket;
-    const result = await socket.closed.catch((error) => ({
-      closeCode: error.closeCode,
-      reason: error.reason,
-      wasClean: false,
-    }));
+    socket.closed.then(
+      (result) => this.#closedWith(socket, result),
+      (error) =>
+        this.#closedWith(socket, {
+          closeCode: error.closeCode,
+          reason: error.reason,
+          wasClean: false,
+        }),
+    ).finally(this.#taskEnded);
+  };
+
+  #closedWith(socket: Socket, result: WebSocketCloseResult): void {
     this.#guard(() => this.#options.onClose?.(socket, result));
   }
 
@@ -871,6 +880,7 @@ class Server implements WebSocketServer {
       closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
       socketOptions: this.#socketOptions,
       hub: this.#hub,
+      onEnd: this.#ended,
     });
   }
 

@@ -221,7 +221,7 @@ export class Socket implements WebSocketConnection {
    * `writable`'s queue: each goes out once the writes that entered before
    * it have, so that everything leaves in call order.
    */
-  #behind: Behind[] = [];
+  #behind: Behind[] = NO_BEHIND;
   #behindQueued = 0;
   /**
    * A close asked for while writes waited in `writable`'s queue: it goes
@@ -232,7 +232,7 @@ export class Socket implements WebSocketConnection {
   /** The close that a cancel without a reason does a moment later. */
   #cancelTimer: ReturnType<typeof setTimeout> | undefined;
   /** Messages received and not yet in `readable`, in order. */
-  #inbox: (Message | CompressedMessage)[] = [];
+  #inbox: (Message | CompressedMessage)[] = NO_INBOX;
   #inboxBytes = 0;
   /** A compressed message is being inflated. */
   #inflating = false;
@@ -242,11 +242,14 @@ export class Socket implements WebSocketConnection {
   #end: EngineEnd | undefined;
   #dropped = 0;
   #hub: TopicHub | undefined;
-  /** The topics subscribed to; made at the first subscription. */
-  #topics: Set<string> | undefined;
-  #closed: Promise<WebSocketCloseResult>;
-  #resolve!: (result: WebSocketCloseResult) => void;
-  #reject!: (error: WebSocketError) => void;
+  /** The topics subscribed to: one as a string, more as a set. */
+  #topics: string | Set<string> | undefined;
+  /** Made when first asked for: an idle socket holds no promise for it. */
+  #closed: Promise<WebSocketCloseResult> | undefined;
+  #resolve: ((result: WebSocketCloseResult) => void) | undefined;
+  #reject: ((error: WebSocketError) => void) | undefined;
+  /** How the connection ended, once it has. */
+  #settled: EngineEnd | undefined;
 
   constructor(
     engine: SocketEngine,
@@ -273,10 +276,6 @@ export class Socket implements WebSocketConnection {
     this.#extensions = init.extensions;
     this.#options = init.options ?? DEFAULT_SOCKET_OPTIONS;
     this.#hub = init.hub;
-    this.#closed = new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
     if (init.eagerReadable) void this.readable;
   }
 
@@ -383,6 +382,21 @@ export class Socket implements WebSocketConnection {
   }
 
   get closed(): Promise<WebSocketCloseResult> {
+    if (this.#closed === undefined) {
+      const settled = this.#settled;
+      if (settled === undefined) {
+        this.#closed = new Promise((resolve, reject) => {
+          this.#resolve = resolve;
+          this.#reject = reject;
+        });
+      } else if (settled.error) {
+        this.#closed = Promise.reject(settled.error);
+        // Nobody has to await `closed`: an unobserved rejection must not crash.
+        this.#closed.catch(ignore);
+      } else {
+        this.#closed = Promise.resolve(cleanClose(settled));
+      }
+    }
     return this.#closed;
   }
 
@@ -421,6 +435,7 @@ export class Socket implements WebSocketConnection {
   /** Queues a message after the writes waiting in `writable`'s queue. */
   #queueBehind(item: Message | SharedMessage, message: Message): void {
     const size = messageSize(message);
+    if (this.#behind === NO_BEHIND) this.#behind = [];
     this.#behind.push({ after: this.#writesEntered, item, size });
     this.#behindQueued += size;
   }
@@ -486,20 +501,36 @@ export class Socket implements WebSocketConnection {
   subscribe(topic: string): void {
     const hub = this.#hubFor(topic);
     if (this.#engine.state !== "open" || this.#pendingClose) return;
-    if (join(hub, this, topic)) (this.#topics ??= new Set()).add(topic);
+    if (!join(hub, this, topic)) return;
+    const topics = this.#topics;
+    if (topics === undefined) this.#topics = topic;
+    else if (typeof topics === "string") {
+      this.#topics = new Set([topics, topic]);
+    } else topics.add(topic);
   }
 
   unsubscribe(topic: string): void {
     const hub = this.#hubFor(topic);
-    if (leave(hub, this, topic)) this.#topics!.delete(topic);
+    if (!leave(hub, this, topic)) return;
+    const topics = this.#topics!;
+    if (typeof topics === "string") this.#topics = undefined;
+    else topics.delete(topic);
   }
 
   isSubscribed(topic: string): boolean {
-    return this.#topics?.has(topic) ?? false;
+    const topics = this.#topics;
+    return typeof topics === "string"
+      ? topics === topic
+      : topics?.has(topic) ?? false;
   }
 
   get subscriptions(): readonly string[] {
-    return this.#topics === undefined ? [] : [...this.#topics];
+    const topics = this.#topics;
+    return topics === undefined
+      ? []
+      : typeof topics === "string"
+      ? [topics]
+      : [...topics];
   }
 
   publish(topic: string, message: string | Uint8Array): number {
@@ -523,7 +554,8 @@ export class Socket implements WebSocketConnection {
     const topics = this.#topics;
     if (topics === undefined) return;
     this.#topics = undefined;
-    for (const topic of topics) leave(this.#hub!, this, topic);
+    if (typeof topics === "string") leave(this.#hub!, this, topics);
+    else for (const topic of topics) leave(this.#hub!, this, topic);
   }
 
   close(closeInfo?: WebSocketCloseInfo): void {
@@ -585,7 +617,7 @@ export class Socket implements WebSocketConnection {
 
   #deliver(message: Message | CompressedMessage): boolean {
     if (this.#readableDone) return true;
-    const inbox = this.#inbox;
+    let inbox = this.#inbox;
     const controller = this.#controller;
     if (
       inbox.length === 0 && controller !== undefined &&
@@ -599,6 +631,7 @@ export class Socket implements WebSocketConnection {
       // rather than letting the peer fill memory until the close timeout.
       return true;
     }
+    if (inbox === NO_INBOX) this.#inbox = inbox = [];
     inbox.push(message);
     this.#inboxBytes += itemSize(message);
     if (controller !== undefined && !this.#inflating) this.#pump();
@@ -687,7 +720,7 @@ export class Socket implements WebSocketConnection {
   }
 
   #dropInbox(): void {
-    this.#inbox = [];
+    this.#inbox = NO_INBOX;
     this.#inboxBytes = 0;
     if (this.#full) {
       this.#full = false;
@@ -698,17 +731,16 @@ export class Socket implements WebSocketConnection {
   #settle(end: EngineEnd): void {
     clearTimeout(this.#cancelTimer);
     this.#end ??= end;
+    this.#settled = end;
+    if (this.#closed === undefined) return;
     if (end.error) {
       // Nobody has to await `closed`: an unobserved rejection must not crash.
       this.#closed.catch(ignore);
-      this.#reject(end.error);
+      this.#reject!(end.error);
     } else {
-      this.#resolve({
-        closeCode: end.closeCode,
-        reason: end.reason,
-        wasClean: true,
-      });
+      this.#resolve!(cleanClose(end));
     }
+    this.#resolve = this.#reject = undefined;
   }
 }
 
@@ -764,6 +796,13 @@ interface Behind {
   size: number;
 }
 
+/**
+ * What `#inbox` and `#behind` hold until their first item: one shared empty
+ * array, never pushed to, rather than an array per idle socket.
+ */
+const NO_INBOX: (Message | CompressedMessage)[] = [];
+const NO_BEHIND: Behind[] = [];
+
 function isMessage(item: Message | CompressedMessage): item is Message {
   return typeof item === "string" || item instanceof Uint8Array;
 }
@@ -783,3 +822,8 @@ function itemSize(item: Message | CompressedMessage): number {
 }
 
 function ignore(): void {}
+
+/** What `closed` resolves with after a clean close. */
+function cleanClose(end: EngineEnd): WebSocketCloseResult {
+  return { closeCode: end.closeCode, reason: end.reason, wasClean: true };
+}

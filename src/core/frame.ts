@@ -2,7 +2,7 @@
 // chunking, and the encoder.
 
 import { Opcode } from "./constants.ts";
-import { applyMask } from "./mask.ts";
+import { applyMask, xorMask } from "./mask.ts";
 import { WebSocketError } from "./websocket_error.ts";
 
 /**
@@ -159,7 +159,8 @@ export class FrameDecoder {
   #headLength = 0;
   #remaining = 0;
   #masked = false;
-  #maskKey = new Uint8Array(4);
+  /** The masking key, byte `n` in bits `8n` to `8n + 7` (see `xorMask`). */
+  #mask = 0;
   #maskOffset = 0;
   #control: Uint8Array | null = null;
   #controlLength = 0;
@@ -258,7 +259,7 @@ export class FrameDecoder {
       pos += take;
       this.#remaining -= take;
       if (this.#masked) {
-        applyMask(piece, this.#maskKey, this.#maskOffset);
+        xorMask(piece, this.#mask, this.#maskOffset);
         this.#maskOffset += take;
       }
       if (this.#control) {
@@ -344,10 +345,8 @@ export class FrameDecoder {
     }
     this.#masked = (b1 & 0x80) !== 0;
     if (this.#masked) {
-      this.#maskKey[0] = bytes[pos];
-      this.#maskKey[1] = bytes[pos + 1];
-      this.#maskKey[2] = bytes[pos + 2];
-      this.#maskKey[3] = bytes[pos + 3];
+      this.#mask = (bytes[pos] | (bytes[pos + 1] << 8) |
+        (bytes[pos + 2] << 16) | (bytes[pos + 3] << 24)) >>> 0;
       pos += 4;
     }
     const opcode = b0 & 15;

@@ -32,11 +32,23 @@ export function applyMask(
   key: Uint8Array,
   offset = 0,
 ): void {
+  xorMask(
+    data,
+    (key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24)) >>> 0,
+    offset,
+  );
+}
+
+/**
+ * `applyMask` with the key as one number: byte `n` of the key in bits
+ * `8n` to `8n + 7` (a decoder keeps it so, rather than in an array).
+ */
+export function xorMask(data: Uint8Array, key: number, offset: number): void {
   const length = data.length;
-  const k0 = key[offset & 3];
-  const k1 = key[(offset + 1) & 3];
-  const k2 = key[(offset + 2) & 3];
-  const k3 = key[(offset + 3) & 3];
+  const k0 = keyByte(key, offset);
+  const k1 = keyByte(key, offset + 1);
+  const k2 = keyByte(key, offset + 2);
+  const k3 = keyByte(key, offset + 3);
   let i = 0;
   if (length < WORD_THRESHOLD) {
     for (; i + 4 <= length; i += 4) {
@@ -49,10 +61,10 @@ export function applyMask(
     // Bytes before the first 4-byte boundary of the underlying buffer, then
     // whole words with the key rotated to that boundary, in platform order.
     const head = (4 - (data.byteOffset & 3)) & 3;
-    for (; i < head; i++) data[i] ^= key[(offset + i) & 3];
-    const k = (offset + i) & 3;
-    const b0 = key[k], b1 = key[(k + 1) & 3];
-    const b2 = key[(k + 2) & 3], b3 = key[(k + 3) & 3];
+    for (; i < head; i++) data[i] ^= keyByte(key, offset + i);
+    const k = offset + i;
+    const b0 = keyByte(key, k), b1 = keyByte(key, k + 1);
+    const b2 = keyByte(key, k + 2), b3 = keyByte(key, k + 3);
     const keyWord = LITTLE_ENDIAN
       ? b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)
       : (b0 << 24) | (b1 << 16) | (b2 << 8) | b3;
@@ -61,7 +73,12 @@ export function applyMask(
     for (let w = 0; w < words; w++) view[w] ^= keyWord;
     i += words << 2;
   }
-  for (; i < length; i++) data[i] ^= key[(offset + i) & 3];
+  for (; i < length; i++) data[i] ^= keyByte(key, offset + i);
+}
+
+/** The key byte that masks byte `at` of a payload. */
+function keyByte(key: number, at: number): number {
+  return (key >>> ((at & 3) << 3)) & 255;
 }
 
 /** Random bytes for masking keys, drawn 4 at a time (one call per 1,024 keys). */
