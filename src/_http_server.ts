@@ -286,7 +286,7 @@ export class HttpHandler {
     // The application's time is its own: only waits on the peer are bounded.
     deadline.disarm();
     deadline.noDelay();
-    let head: RequestHead | undefined;
+    let head: RequestHead<Headers> | undefined;
     let framing: RequestFraming;
     try {
       // The strict parser decides framing: request smuggling lives in the

@@ -847,7 +847,7 @@ class Server implements WebSocketServer {
       return;
     }
     const acceptance = acceptUpgrade(upgrade, {
-      accept: await computeAccept(upgrade.key),
+      accept: computeAccept(upgrade.key),
       protocol,
       deflate: this.#deflate,
       headers: extraHeaders,

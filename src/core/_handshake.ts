@@ -16,6 +16,7 @@ import {
   negotiateServer,
   type PerMessageDeflateOptions,
 } from "./permessage_deflate.ts";
+import { sha1 } from "./_sha1.ts";
 
 /** The GUID that RFC 6455 §1.3 appends to the key. */
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -23,13 +24,12 @@ const encoder = new TextEncoder();
 /** RFC 9110 §5.6.2 token: what a subprotocol name must be (RFC 6455 §4.1). */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-/** `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)) (§4.2.2). */
-export async function computeAccept(key: string): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-1",
-    encoder.encode(key + GUID),
-  );
-  return new Uint8Array(digest).toBase64();
+/**
+ * `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)) (§4.2.2),
+ * computed synchronously (see `_sha1.ts` for why not WebCrypto).
+ */
+export function computeAccept(key: string): string {
+  return sha1(encoder.encode(key + GUID)).toBase64();
 }
 
 /** The comma-separated tokens of a header, trimmed and lower-cased. */
@@ -379,7 +379,7 @@ export class ClientHandshake {
       throw new HandshakeStatusError(
         `The server answered the WebSocket handshake with HTTP ${text} instead of 101 Switching Protocols`,
         status,
-        headers,
+        new Headers([...headers]),
       );
     }
     if (response.version !== "HTTP/1.1") {
@@ -401,7 +401,7 @@ export class ClientHandshake {
     if (accept === undefined) {
       throw new TypeError("The handshake response lacks Sec-WebSocket-Accept");
     }
-    if (accept !== await computeAccept(this.#key)) {
+    if (accept !== computeAccept(this.#key)) {
       throw new TypeError(
         "The handshake response has a wrong Sec-WebSocket-Accept",
       );

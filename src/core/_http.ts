@@ -1,13 +1,63 @@
 // HTTP/1.1 heads (RFC 9112 §3–§5), with no I/O: finding the end of a head,
 // parsing request and response heads, and writing response heads.
 
+/** How a head's header fields are looked up: `Headers`, or `Fields`. */
+export interface HeaderFields {
+  /** The field's value, repeated lines joined with ", ", or null. */
+  get(name: string): string | null;
+  has(name: string): boolean;
+}
+
 /** An HTTP/1.1 request head, parsed from bytes (RFC 9112 §3, §5). */
-export interface RequestHead {
+export interface RequestHead<H extends HeaderFields = HeaderFields> {
   method: string;
   target: string;
   /** The version from the request line, such as `"HTTP/1.1"`. */
   version: string;
-  headers: Headers;
+  headers: H;
+}
+
+/** RFC 9110 §5.5 field-content: visible bytes, obs-text, spaces and tabs. */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * A head's header fields, as `Headers` would hold them but without its
+ * cost (a handshake looks up a few fields, then most sockets never make
+ * their `Request`): names lower-cased, values without surrounding spaces
+ * and tabs.
+ */
+export class Fields implements HeaderFields, Iterable<[string, string]> {
+  /** Name, value, name, value, ... in order. */
+  #list: string[] = [];
+
+  /** Adds a field; throws a `TypeError` for a value `Headers` would refuse. */
+  append(name: string, value: string): void {
+    if (!FIELD_VALUE.test(value)) throw new TypeError("Invalid header value");
+    this.#list.push(name.toLowerCase(), value);
+  }
+
+  get(name: string): string | null {
+    const list = this.#list;
+    let value: string | null = null;
+    for (let i = 0; i < list.length; i += 2) {
+      if (list[i] !== name) continue;
+      value = value === null ? list[i + 1] : `${value}, ${list[i + 1]}`;
+    }
+    return value;
+  }
+
+  has(name: string): boolean {
+    const list = this.#list;
+    for (let i = 0; i < list.length; i += 2) {
+      if (list[i] === name) return true;
+    }
+    return false;
+  }
+
+  *[Symbol.iterator](): Iterator<[string, string]> {
+    const list = this.#list;
+    for (let i = 0; i < list.length; i += 2) yield [list[i], list[i + 1]];
+  }
 }
 
 /** A failure to be answered with an HTTP status and a short plain text. */
@@ -55,12 +105,12 @@ export function findHeadEnd(bytes: Uint8Array, from: number): number {
 function splitHead(
   head: Uint8Array | string,
   fail: (message: string) => Error,
-): { first: string; headers: Headers } {
+): { first: string; headers: Fields } {
   const text = typeof head === "string" ? head : decodeHead(head);
   const lines = text.split("\r\n");
   // The head ends with an empty line, so the last two entries are empty.
   lines.length -= 2;
-  const headers = new Headers();
+  const headers = new Fields();
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(":");
@@ -68,12 +118,25 @@ function splitHead(
     // No obsolete line folding, no space before the colon (RFC 9112 §5).
     if (colon <= 0 || !TOKEN.test(name)) throw fail("Malformed header line");
     try {
-      headers.append(name, line.slice(colon + 1).trim());
+      headers.append(name, trimSpaces(line.slice(colon + 1)));
     } catch {
       throw fail("Malformed header value");
     }
   }
   return { first: lines[0], headers };
+}
+
+/** Removes the spaces and tabs around a field value (RFC 9110 §5.5 OWS). */
+function trimSpaces(value: string): string {
+  let start = 0;
+  let end = value.length;
+  while (start < end && (value[start] === " " || value[start] === "\t")) {
+    start++;
+  }
+  while (end > start && (value[end - 1] === " " || value[end - 1] === "\t")) {
+    end--;
+  }
+  return start === 0 && end === value.length ? value : value.slice(start, end);
 }
 
 /**
@@ -104,7 +167,9 @@ function isoLatin1(bytes: Uint8Array): string {
  * Parses a complete head, as bytes or as {@linkcode decodeHead} text, ending
  * in CRLF CRLF; throws `HttpError` 400.
  */
-export function parseRequestHead(head: Uint8Array | string): RequestHead {
+export function parseRequestHead(
+  head: Uint8Array | string,
+): RequestHead<Fields> {
   const { first, headers } = splitHead(
     head,
     (message) => new HttpError(400, message),
@@ -187,16 +252,6 @@ export function latin1Into(head: string, out: Uint8Array): void {
   for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i);
 }
 
-/** Serializes a `101 Switching Protocols` head with the given headers. */
-export function serializeSwitchingProtocols(headers: Headers): Uint8Array {
-  let head = "HTTP/1.1 101 Switching Protocols\r\n";
-  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
-  head += "\r\n";
-  const out = new Uint8Array(head.length);
-  latin1Into(head, out);
-  return out;
-}
-
 /** An HTTP/1.1 response head, parsed from bytes (RFC 9112 §4). */
 export interface ResponseHead {
   /** The version from the status line, such as `"HTTP/1.1"`. */
@@ -204,7 +259,7 @@ export interface ResponseHead {
   status: number;
   /** The reason phrase; may be empty. */
   statusText: string;
-  headers: Headers;
+  headers: Fields;
 }
 
 const STATUS_LINE = /^(HTTP\/\d\.\d) (\d{3})(?: ([\t -~\x80-\xff]*))?$/;

@@ -96,7 +96,7 @@ const TRAILER_LINE = new RegExp(`^${TOKEN}:[\\t\\x20-\\x7e\\x80-\\xff]*$`);
 
 /** A request head found in the bytes, and how many bytes it took. */
 export interface TakenRequestHead {
-  head: RequestHead;
+  head: RequestHead<Headers>;
   /** Bytes from the start of the input to just past the head's empty line. */
   size: number;
 }
@@ -159,7 +159,7 @@ export function takeRequestHead(
 }
 
 /** Parses a head's text, without its final CRLF CRLF, checked for bare CR and LF. */
-function parseHead(text: string): RequestHead {
+function parseHead(text: string): RequestHead<Headers> {
   const lines = text.split("\r\n");
   const match = REQUEST_LINE.exec(lines[0]);
   if (!match) throw new HttpError(400, "Malformed request line");
