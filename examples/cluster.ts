@@ -20,7 +20,7 @@
  * the server processes it starts. On several machines, run the same
  * command on each with the same `--redis` and `--hostname 0.0.0.0`, and
  * put a load balancer that passes WebSocket upgrades in front (README,
- * "Scale-out").
+ * "Scaling out").
  *
  * The page is a small chat of its own; `startChatNode` is the whole server
  * of one process.

@@ -181,8 +181,9 @@ export interface ServeOptions {
    * first read), the `Response`'s body streams to the client (with a
    * `Content-Length` when it is whole at once, chunked otherwise), and the
    * connection is kept for further requests (`keepAliveTimeout`), an upgrade
-   * among them; pipelined requests are answered in order. The app's time is
-   * not limited. A throw or rejection is answered with 500 (no details) and
+   * among them; pipelined requests are answered in order. The handler has
+   * `idleTimeout` to return its `Response` (else 503), whose body may then
+   * stream as long as it takes. A throw or rejection is answered with 500 (no details) and
    * goes to `onError`; a response body that fails midway closes the
    * connection, so the client sees a cut response. A malformed, ambiguous
    * (both `Content-Length` and `Transfer-Encoding`) or oversized request is
