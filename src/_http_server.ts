@@ -51,13 +51,12 @@ const EMPTY = new Uint8Array(0);
 type Phase = "head" | "busy" | "idle";
 
 /**
- * One connection's clock, from its accept to its end or its upgrade: one
- * timer, re-armed for each wait (a request head, a stalled body, an idle
- * keep-alive), and the stop that closes the connection when it fires or the
- * server shuts down. A later deadline does not restart the timer: when it
- * fires early it sets itself again for what is left, so a busy kept-alive
- * connection costs about one timer per keep-alive period, not three per
- * request.
+ * One connection's clock, from its accept to its end or its upgrade: a
+ * deadline re-armed for each wait (a request head, a stalled body, an idle
+ * keep-alive), and the stop that closes the connection when it passes or
+ * the server shuts down. It holds no timer: the server checks every
+ * connection's deadline on one timer (`check`), so that accepting a
+ * connection costs no timer of its own.
  */
 export class Deadline {
   readonly conn: Deno.Conn;
@@ -68,11 +67,9 @@ export class Deadline {
    * `"busy"`: an HTTP request in flight; `"idle"`: waiting for the next.
    */
   phase: Phase = "head";
-  /** Whether the timer (not a shutdown) stopped the connection. */
+  /** Whether the deadline (not a shutdown) stopped the connection. */
   expired = false;
   #until = Infinity;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerAt = Infinity;
   #grace: ReturnType<typeof setTimeout> | undefined;
   #holds = 0;
   #noDelay = false;
@@ -87,14 +84,15 @@ export class Deadline {
 
   /** Stops the connection `ms` from now, unless armed again or disarmed first. */
   arm(ms: number): void {
-    const until = Date.now() + ms;
-    this.#until = until;
-    if (this.#timer !== undefined) {
-      // It fires earlier and sets itself again then.
-      if (this.#timerAt <= until) return;
-      clearTimeout(this.#timer);
+    this.#until = Date.now() + ms;
+  }
+
+  /** Stops the connection if its deadline has passed; the server's timer asks. */
+  check(now: number): void {
+    if (now >= this.#until && !this.#done) {
+      this.expired = true;
+      this.stop();
     }
-    this.#schedule(until);
   }
 
   /** Whether a read or write waits on the peer now. */
@@ -147,13 +145,13 @@ export class Deadline {
   }
 
   /** Closes the connection, so that whatever waits on it fails. */
-  stop = (): void => {
+  stop(): void {
     if (this.#done) return;
     this.#done = true;
     this.dispose();
     closeQuietly(this.conn);
     this.#reject(new Deno.errors.Interrupted("The connection was stopped"));
-  };
+  }
 
   /**
    * The server is shutting down: a connection in the middle of an HTTP
@@ -163,15 +161,13 @@ export class Deadline {
   shutdown(grace: number): void {
     if (this.phase !== "busy") this.stop();
     else if (this.#grace === undefined && !this.#done) {
-      this.#grace = setTimeout(this.stop, grace);
+      this.#grace = setTimeout(() => this.stop(), grace);
     }
   }
 
-  /** Clears the timers (the connection lives on as a WebSocket, or is closed). */
+  /** Clears the shutdown's timer (the connection lives on, or is closed). */
   dispose(): void {
-    clearTimeout(this.#timer);
     clearTimeout(this.#grace);
-    this.#timer = undefined;
   }
 
   // Waits on the peer inside one request (a body read, a response write)
@@ -184,22 +180,6 @@ export class Deadline {
   #release(): void {
     if (--this.#holds === 0) this.disarm();
   }
-
-  #schedule(at: number): void {
-    this.#timerAt = at;
-    this.#timer = setTimeout(this.#fire, Math.max(0, at - Date.now()));
-  }
-
-  #fire = (): void => {
-    this.#timer = undefined;
-    if (this.#until === Infinity || this.#done) return;
-    if (Date.now() < this.#until) {
-      this.#schedule(this.#until);
-      return;
-    }
-    this.expired = true;
-    this.stop();
-  };
 }
 
 /**

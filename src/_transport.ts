@@ -22,6 +22,14 @@ export const DEFAULT_PING_INTERVAL = 30_000;
 /** Close a peer silent this long (ms) with 1001: the default of both. */
 export const DEFAULT_IDLE_TIMEOUT = 60_000;
 
+/**
+ * The first read of a head: most fit (a browser's upgrade is 0.5–1 KiB);
+ * a bigger one grows the buffer.
+ */
+const FIRST_READ = 2048;
+/** Shared by every head with nothing after it: it is never written to. */
+const NOTHING = new Uint8Array(0);
+
 /** A head read off a connection, and the bytes that followed it. */
 export interface Head {
   head: Uint8Array;
@@ -63,10 +71,12 @@ export async function readHead(
     }
     length = initial.length;
     if (length > maxSize) return tooLarge(initial, length, maxLineSize);
-    buffer = new Uint8Array(Math.min(Math.max(4096, length * 2), maxSize + 4));
+    buffer = new Uint8Array(
+      Math.min(Math.max(FIRST_READ, length * 2), maxSize + 4),
+    );
     buffer.set(initial);
   } else {
-    buffer = new Uint8Array(Math.min(4096, maxSize + 4));
+    buffer = new Uint8Array(Math.min(FIRST_READ, maxSize + 4));
   }
   while (true) {
     if (length === buffer.length) {
@@ -83,7 +93,8 @@ export async function readHead(
       if (end > maxSize) return tooLarge(buffer, end, maxLineSize);
       return {
         head: buffer.subarray(0, end),
-        leftover: buffer.slice(end, length),
+        // Usually nothing: the client waits for the 101 before it sends.
+        leftover: end === length ? NOTHING : buffer.slice(end, length),
       };
     }
     if (length > maxSize) return tooLarge(buffer, length, maxLineSize);

@@ -3,7 +3,11 @@
 // to the handler.
 
 import { Connection, startHeartbeat } from "./_connection.ts";
-import { Deadline, HttpHandler } from "./_http_server.ts";
+import {
+  Deadline,
+  DEFAULT_KEEP_ALIVE_TIMEOUT,
+  HttpHandler,
+} from "./_http_server.ts";
 import {
   closeQuietly,
   DEFAULT_CLOSE_TIMEOUT,
@@ -480,6 +484,9 @@ class Server implements WebSocketServer {
   #open = 0;
   /** Connections between their accept and their `101` or their end. */
   #handshaking = new Set<Deadline>();
+  /** Checks every deadline in `#handshaking`: one timer, not one each. */
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #sweepEvery: number;
   /** Connections being served, from accept to the end of their socket. */
   #active = 0;
   #wakeWhenIdle: (() => void) | undefined;
@@ -504,6 +511,17 @@ class Server implements WebSocketServer {
     }
     this.#deflate = checkOptions(options.perMessageDeflate);
     this.#socketOptions = checkSocketOptions(options);
+    // Late by at most an eighth of the shortest timeout a deadline can have.
+    const timeouts = [
+      options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+      options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
+      options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
+      options.keepAliveTimeout ?? DEFAULT_KEEP_ALIVE_TIMEOUT,
+    ].filter((timeout) => timeout > 0);
+    this.#sweepEvery = Math.min(
+      1000,
+      Math.max(5, Math.min(...timeouts) / 8),
+    );
     this.#http = new HttpHandler(
       options,
       (error) => this.#report(error),
@@ -551,6 +569,7 @@ class Server implements WebSocketServer {
       });
     this.finished = this.#acceptLoop().finally(async () => {
       clearInterval(heartbeat);
+      clearInterval(this.#sweeper);
       signal?.removeEventListener("abort", onAbort);
       if (options.hub === undefined) await hub.close();
     });
@@ -653,6 +672,7 @@ class Server implements WebSocketServer {
     // HTTP requests on the connection re-arm it for each wait.
     const handshaking = new Deadline(conn);
     this.#handshaking.add(handshaking);
+    this.#sweeper ??= setInterval(this.#sweep, this.#sweepEvery);
     handshaking.arm(
       this.#options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
     );
@@ -702,6 +722,17 @@ class Server implements WebSocketServer {
       fault(error);
     }
   }
+
+  /** Stops the connections whose deadline has passed. */
+  #sweep = (): void => {
+    if (this.#handshaking.size === 0) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+      return;
+    }
+    const now = Date.now();
+    for (const deadline of this.#handshaking) deadline.check(now);
+  };
 
   /** A connection ended (`onEnd`): its socket's `closed` has settled. */
   #ended = (connection: Connection): void => {
