@@ -214,11 +214,10 @@ export class Connection implements ProtocolHandler, SocketEngine {
     );
   }
 
-  ready(): Promise<void> {
+  ready(): Promise<void> | undefined {
     const settled = this.#sender?.settled();
-    return settled !== undefined
-      ? settled.then(() => this.#queue.ready())
-      : this.#queue.ready();
+    if (settled !== undefined) return settled.then(() => this.#queue.ready());
+    return this.#queue.full ? this.#queue.ready() : undefined;
   }
 
   close(code: number | undefined, reason: string): void {
@@ -414,17 +413,20 @@ export class Connection implements ProtocolHandler, SocketEngine {
           }
         }
         this.#delivered = 0;
-        // Answers written while the read is handled wait (a reader's answer
-        // to the first message can come synchronously, from inside
-        // `enqueue`). With several messages in the read, all their answers
-        // (an echo, say) go out in one write once this task's microtasks
-        // have run; with one, at once.
+        // Answers written while the read is handled wait, and go out in one
+        // write: at once when they were all made while it was handled (a
+        // piped echo answers synchronously); when the read held several
+        // messages and no answer yet (a reader that answers from its own
+        // promise callbacks), once this task's microtasks have run, so that
+        // the answers to all of them join. Deciding by what the read did,
+        // not by timing, treats every connection alike.
         queue.hold();
+        const queued = queue.pending;
         let used: number;
         try {
           used = protocol.receive(rest);
         } finally {
-          queue.release(this.#delivered > 1);
+          queue.release(this.#delivered > 1 && queue.pending === queued);
         }
         rest = used < rest.length ? rest.subarray(used) : null;
       }

@@ -122,8 +122,11 @@ export interface SocketEngine {
   send(message: Message): number;
   /** Queues a publication, framed once for all; returns the bytes queued. */
   sendShared(shared: SharedMessage): number;
-  /** Resolves once the outbound queue is back under its high-water mark. */
-  ready(): Promise<void>;
+  /**
+   * Resolves once the outbound queue is back under its high-water mark;
+   * undefined while it is under it.
+   */
+  ready(): Promise<void> | undefined;
   /** Starts the closing handshake with any sendable code. */
   close(code: number | undefined, reason: string): void;
   /** The socket has room for messages again: reading may go on. */
@@ -191,10 +194,17 @@ let startReading: (
 ) => void;
 let pull: (socket: Socket) => void;
 let cancel: (socket: Socket, reason: unknown) => void;
-let write: (socket: Socket, message: Message) => Promise<void>;
+let write: (socket: Socket, message: Message) => Promise<void> | undefined;
+let pipeTo: (
+  readable: ReadableStream<Message>,
+  destination: WritableStream<Message>,
+) => Promise<void> | undefined;
 let closeFor: (socket: Socket, reason: unknown) => void;
 let abortWrites: (socket: Socket, reason: unknown) => void;
 let writableStrategy: (socket: Socket) => QueuingStrategy<Message>;
+let pipedWrite: (socket: Socket, message: Message) => boolean;
+let readyOf: (socket: Socket) => Promise<void> | undefined;
+let pumpOf: (socket: Socket) => void;
 
 /**
  * The socket users get from `serve()` and `connect()`. Every member is
@@ -236,6 +246,8 @@ export class Socket implements WebSocketConnection {
   #inboxBytes = 0;
   /** A compressed message is being inflated. */
   #inflating = false;
+  /** Where `readable`'s messages go when piped to a socket's `writable`. */
+  #pipe: Pipe | undefined;
   /** Whether `readable` is finished (closed, errored or canceled). */
   #readableDone = false;
   #full = false;
@@ -343,6 +355,29 @@ export class Socket implements WebSocketConnection {
       return engine.ready();
     };
     closeFor = (socket, reason) => socket.#closeFor(reason);
+    pipeTo = (readable, destination) => {
+      if (!(readable instanceof MessageReadable)) return undefined;
+      const source = readable.socket;
+      const target = destination instanceof MessageWritable
+        ? destination.socket
+        : undefined;
+      if (target === undefined || readable.locked || destination.locked) {
+        return undefined;
+      }
+      const pipe = new Pipe(
+        source,
+        target,
+        readable.getReader(),
+        destination.getWriter(),
+      );
+      source.#pipe = pipe;
+      // What waited for a reader goes first; an end that came already, next.
+      queueMicrotask(() => source.#pump());
+      return pipe.promise;
+    };
+    pipedWrite = (socket, message) => socket.#pipedWrite(message);
+    readyOf = (socket) => socket.#engine.ready();
+    pumpOf = (socket) => socket.#pump();
     abortWrites = (socket, reason) => {
       socket.#dropWrites();
       socket.#closeFor(reason);
@@ -360,17 +395,11 @@ export class Socket implements WebSocketConnection {
   }
 
   get readable(): ReadableStream<string | Uint8Array> {
-    return this.#readable ??= new ReadableStream<Message>(
-      new Source(this),
-      { highWaterMark: READABLE_HIGH_WATER_MARK },
-    );
+    return this.#readable ??= new MessageReadable(new Source(this));
   }
 
   get writable(): WritableStream<string | Uint8Array> {
-    return this.#writable ??= new WritableStream<Message>(
-      new Sink(this),
-      writableStrategy(this),
-    );
+    return this.#writable ??= new MessageWritable(this);
   }
 
   get protocol(): string {
@@ -618,12 +647,11 @@ export class Socket implements WebSocketConnection {
   #deliver(message: Message | CompressedMessage): boolean {
     if (this.#readableDone) return true;
     let inbox = this.#inbox;
-    const controller = this.#controller;
     if (
-      inbox.length === 0 && controller !== undefined &&
-      controller.desiredSize! > 0 && isMessage(message)
+      inbox.length === 0 && !this.#inflating && isMessage(message) &&
+      this.#canTake()
     ) {
-      controller.enqueue(message);
+      this.#take(message);
       return true;
     }
     if (this.#full && this.#engine.state !== "open") {
@@ -634,7 +662,7 @@ export class Socket implements WebSocketConnection {
     if (inbox === NO_INBOX) this.#inbox = inbox = [];
     inbox.push(message);
     this.#inboxBytes += itemSize(message);
-    if (controller !== undefined && !this.#inflating) this.#pump();
+    if (this.#controller !== undefined && !this.#inflating) this.#pump();
     if (
       inbox.length >= INBOX_MAX_MESSAGES || this.#inboxBytes >= INBOX_MAX_BYTES
     ) {
@@ -645,17 +673,16 @@ export class Socket implements WebSocketConnection {
 
   /** Moves messages from the inbox into `readable` while it has room. */
   #pump(): void {
-    const controller = this.#controller!;
     const inbox = this.#inbox;
     while (
       inbox.length > 0 && !this.#inflating && !this.#readableDone &&
-      controller.desiredSize! > 0
+      this.#canTake()
     ) {
       const message = inbox[0];
       if (isMessage(message)) {
         inbox.shift();
         this.#inboxBytes -= itemSize(message);
-        controller.enqueue(message);
+        this.#take(message);
       } else {
         this.#inflate(message);
       }
@@ -678,7 +705,7 @@ export class Socket implements WebSocketConnection {
       if (this.#readableDone) return;
       this.#inbox.shift();
       this.#inboxBytes -= itemSize(message);
-      this.#controller!.enqueue(inflated);
+      this.#take(inflated);
       this.#pump();
     }, (error: unknown) => {
       this.#inflating = false;
@@ -687,6 +714,7 @@ export class Socket implements WebSocketConnection {
       this.#dropInbox();
       this.#controller!.error(error);
       this.#engine.release();
+      this.#pipe?.ended(error);
     });
   }
 
@@ -712,11 +740,40 @@ export class Socket implements WebSocketConnection {
       this.#readableDone = true;
       controller.close();
       this.#engine.release();
+      this.#pipe?.ended(undefined);
     } else if (controller.desiredSize === READABLE_HIGH_WATER_MARK) {
       this.#readableDone = true;
       controller.error(end.error);
       this.#engine.release();
+      this.#pipe?.ended(end.error);
     }
+  }
+
+  /**
+   * Whether a message can go on now: into `readable` while it has room, or,
+   * when piped, to the target while it is under its mark.
+   */
+  #canTake(): boolean {
+    const pipe = this.#pipe;
+    if (pipe !== undefined) return !pipe.waiting && !pipe.done;
+    const controller = this.#controller;
+    return controller !== undefined && controller.desiredSize! > 0;
+  }
+
+  #take(message: Message): void {
+    const pipe = this.#pipe;
+    if (pipe === undefined) this.#controller!.enqueue(message);
+    else pipe.write(message);
+  }
+
+  /**
+   * A message piped from a socket's `readable` (see `Pipe`): what
+   * `writable`'s sink does, without the stream. False once the socket no
+   * longer sends.
+   */
+  #pipedWrite(message: Message): boolean {
+    if (this.#pendingClose) return false;
+    return this.#engine.send(message) > 0;
   }
 
   #dropInbox(): void {
@@ -745,6 +802,124 @@ export class Socket implements WebSocketConnection {
 }
 
 /**
+ * A socket's `readable`. Piped into a socket's `writable` with no options
+ * (`socket.readable.pipeTo(other.writable)`, or an echo's
+ * `socket.readable.pipeTo(socket.writable)`), messages go straight from one
+ * socket to the other, with the same backpressure, ends and errors as the
+ * streams' `pipeTo`, but without a read and a write promise per message.
+ */
+class MessageReadable extends ReadableStream<Message> {
+  readonly socket: Socket;
+
+  constructor(source: Source) {
+    super(source, { highWaterMark: READABLE_HIGH_WATER_MARK });
+    this.socket = source.socket;
+  }
+
+  override pipeTo(
+    destination: WritableStream<Message>,
+    options?: StreamPipeOptions,
+  ): Promise<void> {
+    const plain = options === undefined ||
+      (!options.preventClose && !options.preventAbort &&
+        !options.preventCancel && options.signal === undefined);
+    return (plain ? pipeTo(this, destination) : undefined) ??
+      super.pipeTo(destination, options);
+  }
+}
+
+/** A socket's `writable`, which a socket's `readable` can pipe into directly. */
+class MessageWritable extends WritableStream<Message> {
+  readonly socket: Socket;
+
+  constructor(socket: Socket) {
+    super(new Sink(socket), writableStrategy(socket));
+    this.socket = socket;
+  }
+}
+
+/**
+ * A direct pipe from one socket's `readable` to a socket's `writable`: the
+ * source hands each message to `write`, which sends it on the target and,
+ * when the target is over its mark, holds the source (its inbox fills, then
+ * it stops reading) until the target drains. It ends as `pipeTo` does: the
+ * source's clean end closes the target's `writable`; its error aborts it; a
+ * target that no longer sends cancels the source with a `TypeError`.
+ */
+class Pipe {
+  readonly promise: Promise<void>;
+  /** The target is over its mark: the source holds its messages. */
+  waiting = false;
+  done = false;
+  #source: Socket;
+  #target: Socket;
+  #reader: ReadableStreamDefaultReader<Message>;
+  #writer: WritableStreamDefaultWriter<Message>;
+  #resolve!: () => void;
+  #reject!: (error: unknown) => void;
+
+  constructor(
+    source: Socket,
+    target: Socket,
+    reader: ReadableStreamDefaultReader<Message>,
+    writer: WritableStreamDefaultWriter<Message>,
+  ) {
+    this.#source = source;
+    this.#target = target;
+    this.#reader = reader;
+    this.#writer = writer;
+    this.promise = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  write(message: Message): void {
+    if (!pipedWrite(this.#target, message)) {
+      this.#failed(new SendAfterCloseError());
+      return;
+    }
+    const ready = readyOf(this.#target);
+    if (ready !== undefined) {
+      this.waiting = true;
+      ready.then(() => {
+        this.waiting = false;
+        pumpOf(this.#source);
+      });
+    }
+  }
+
+  /** The source ended: cleanly (`error` undefined) or with an error. */
+  ended(error: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    const writer = this.#writer;
+    const finish = error === undefined ? writer.close() : writer.abort(error);
+    finish.catch(ignore).then(() => {
+      this.#release();
+      if (error === undefined) this.#resolve();
+      else this.#reject(error);
+    });
+  }
+
+  /** The target no longer sends: the source is canceled with the error. */
+  #failed(error: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.#writer.abort(error).catch(ignore);
+    this.#reader.cancel(error).catch(ignore).then(() => {
+      this.#release();
+      this.#reject(error);
+    });
+  }
+
+  #release(): void {
+    this.#reader.releaseLock();
+    this.#writer.releaseLock();
+  }
+}
+
+/**
  * `readable`'s source: a class rather than an object literal, so that its
  * methods are shared and a socket holds no closure per stream callback.
  */
@@ -753,6 +928,10 @@ class Source implements UnderlyingDefaultSource<Message> {
 
   constructor(socket: Socket) {
     this.#socket = socket;
+  }
+
+  get socket(): Socket {
+    return this.#socket;
   }
 
   start(controller: ReadableStreamDefaultController<Message>): void {
@@ -776,7 +955,7 @@ class Sink implements UnderlyingSink<Message> {
     this.#socket = socket;
   }
 
-  write(message: Message): Promise<void> {
+  write(message: Message): Promise<void> | undefined {
     return write(this.#socket, message);
   }
 

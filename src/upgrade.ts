@@ -510,8 +510,8 @@ class DenoEngine implements SocketEngine, EventListenerObject {
     return this.send(shared.message);
   }
 
-  ready(): Promise<void> {
-    if (this.drained()) return Promise.resolve();
+  ready(): Promise<void> | undefined {
+    if (this.drained()) return undefined;
     const wait = new Promise<void>((resolve) => {
       this.#readyWaiters.push(resolve);
     });
