@@ -6,6 +6,8 @@ import { setImmediate } from "node:timers";
 /** The writing half of a transport, as the write queue needs it. */
 export interface Writer {
   write(bytes: Uint8Array): Promise<number>;
+  /** Turns Nagle's algorithm off (TCP only); called before the first write. */
+  setNoDelay?(noDelay: boolean): void;
 }
 
 /** Small frames are written into batch buffers of at least this size. */
@@ -43,6 +45,8 @@ export class WriteQueue {
   #batchUsed = 0;
   #pending = 0;
   #writing = false;
+  /** Whether anything was written yet. */
+  #written = false;
   /** Between `hold()` and `release()`. */
   #held = false;
   /** Released with `deferred`: waiting for the microtasks to run. */
@@ -198,6 +202,17 @@ export class WriteQueue {
 
   async #flush(): Promise<void> {
     this.#writing = true;
+    if (!this.#written) {
+      this.#written = true;
+      // Frames are coalesced here; Nagle's delay would only add latency to
+      // the last write of a burst. Done at the first write, not at accept:
+      // a socket that never sends (an idle subscriber) costs no call.
+      try {
+        this.#writer.setNoDelay?.(true);
+      } catch {
+        // Closed meanwhile: the write below fails and says so.
+      }
+    }
     try {
       while (true) {
         this.#seal();

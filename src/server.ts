@@ -892,13 +892,6 @@ class Server implements WebSocketServer {
       this.#open--;
       throw error;
     }
-    // Frames are coalesced by the write queue; Nagle's delay would only add
-    // latency to the last write of a burst.
-    try {
-      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    } catch {
-      // Closed meanwhile (a shutdown): the connection ends on its first read.
-    }
     return new Connection(conn as Transport, {
       role: "server",
       request: made ?? request,
