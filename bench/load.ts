@@ -123,19 +123,27 @@ export interface OpenedSocket {
  *
  * @param hostname The server's address.
  * @param port The server's port.
+ * @param path The request target: an absolute path, `/` by default.
  * @returns The connection and the bytes read past the response head.
+ * @throws {RangeError} When `path` is not an absolute path of visible ASCII.
  */
 export async function openSocket(
   hostname: string,
   port: number,
+  path = "/",
 ): Promise<OpenedSocket> {
+  // §4.1: the Request-URI is the resource name (path and query); a space
+  // or a line break would break the request head.
+  if (!/^\/[\x21-\x7e]*$/.test(path)) {
+    throw new RangeError(`Invalid path: ${JSON.stringify(path)}`);
+  }
   const conn = await Deno.connect({ hostname, port });
   try {
     conn.setNoDelay(true);
     await writeAll(
       conn,
       new TextEncoder().encode(
-        `GET / HTTP/1.1\r\nHost: ${hostname}:${port}\r\n` +
+        `GET ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n` +
           "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
           `Sec-WebSocket-Key: ${HANDSHAKE_KEY}\r\n` +
           "Sec-WebSocket-Version: 13\r\n\r\n",
@@ -607,6 +615,7 @@ export class IdleConnections {
    * @param port The server's port.
    * @param count How many connections to open.
    * @param concurrency How many handshakes may be in progress at once.
+   * @param path The request target of every handshake, `/` by default.
    * @returns The open connections.
    */
   static async open(
@@ -614,6 +623,7 @@ export class IdleConnections {
     port: number,
     count: number,
     concurrency = 64,
+    path = "/",
   ): Promise<IdleConnections> {
     const conns: Deno.TcpConn[] = [];
     let next = 0;
@@ -622,7 +632,7 @@ export class IdleConnections {
       while (next < count && failure === null) {
         next++;
         try {
-          const { conn } = await openSocket(hostname, port);
+          const { conn } = await openSocket(hostname, port, path);
           conns.push(conn);
         } catch (error) {
           failure ??= error;

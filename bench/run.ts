@@ -5,15 +5,17 @@
  * several rounds, then the micro benchmarks; prints a markdown table of the
  * medians and the ratios of this module to each peer, and writes
  * `bench/results.md`, `bench/results.json` (every sample) and
- * `bench/ratios.svg`. Scenarios (a)–(d) use the TypeScript generator
+ * `bench/ratios.svg`. Scenarios (a)–(d) and (i) use the TypeScript generator
  * (load.ts, in this process); (e)–(h) the C one (loadgen.c, compiled here).
  * (h) is this module alone: (g)'s fan-out across two server processes that
  * share the topic through a `redis-server` started for it (RedisPubSub).
+ * (i) is (d) on the fan-out servers' `/idle`: sockets only subscribed to a
+ * topic, never read from or written to by the application.
  *
  * Flags: `--rounds N` (5), `--duration MS` (3000, measured per run),
  * `--warmup MS` (1000), `--idle N` (5000), `--quick` (1 round of 1 s, 1000
  * idle connections, no files written), `--servers ours,deno,ws,bun,node`,
- * `--scenarios a,b,c,d,e,f,g,h`, `--no-micro`, `--no-pin` (do not run (b) on
+ * `--scenarios a,b,c,d,e,f,g,h,i`, `--no-micro`, `--no-pin` (do not run (b) on
  * one CPU), `--profile DIR` (CPU profiles of our server, one per run), `--out
  * DIR` (where the report goes; by default only a full run writes it, into
  * `bench/`).
@@ -76,7 +78,14 @@ const MANY = { connections: 256, inFlight: 4, size: 16 };
 const FANOUT = { subscribers: [100, 1000], window: 16, size: 64 };
 
 const DEFAULT_SERVERS = "ours,deno,ws,bun,node";
-const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,h";
+const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,h,i";
+/** The scenarios that measure memory per idle connection. */
+const IDLE_SCENARIOS = ["d", "i"];
+/**
+ * The path (i) opens on the fan-out servers: a socket that is only
+ * subscribed to the topic.
+ */
+const IDLE_SUBSCRIBER_PATH = "/idle";
 
 interface _Flags {
   rounds: number;
@@ -154,6 +163,7 @@ const TITLES: Record<string, string> = {
     FANOUT.subscribers.map(_n).join(" and ")
   } subscribers, ${FANOUT.size} B text, at most ${FANOUT.window} messages undelivered (C generator)`,
   h: `cross-process fan-out, @scope/ws only: (g) over 2 server processes sharing the topic through Redis (RedisPubSub, a redis-server on this machine), the publisher on the first, the subscribers split over both (C generator)`,
+  i: `idle subscribed sockets: server memory per connection (as (d), on the fan-out servers' ${IDLE_SUBSCRIBER_PATH}: subscribed to the topic, never read from or written to)`,
 };
 
 function _n(value: number): string {
@@ -303,6 +313,16 @@ export const METRICS: Metric[] = [
   },
   ...FANOUT.subscribers.flatMap((n) => _fanoutMetrics(n)),
   ...FANOUT.subscribers.flatMap((n) => _fanoutMetrics(n, "h")),
+  {
+    scenario: "i",
+    key: "kib",
+    label: "KiB per idle subscribed socket",
+    higherIsBetter: false,
+    targetMax: 8,
+    unit: "KiB",
+    chartLabel: "(i) memory per idle subscriber",
+    decimals: 1,
+  },
 ];
 
 const CPU_METRICS: Metric[] = [
@@ -356,27 +376,29 @@ const CPU_METRICS: Metric[] = [
 const RUN_METRICS: Metric[] = [
   ...METRICS,
   ...CPU_METRICS,
-  {
-    scenario: "d",
-    key: "kibNoGc",
-    label: "KiB per idle connection, before the forced GC",
-    higherIsBetter: false,
-    decimals: 1,
-  },
-  {
-    scenario: "d",
-    key: "rssBefore",
-    label: "server RSS before, MiB",
-    higherIsBetter: false,
-    decimals: 1,
-  },
-  {
-    scenario: "d",
-    key: "rssAfter",
-    label: "server RSS with the idle connections, MiB",
-    higherIsBetter: false,
-    decimals: 1,
-  },
+  ...IDLE_SCENARIOS.flatMap((scenario) => [
+    {
+      scenario,
+      key: "kibNoGc",
+      label: "KiB per idle connection, before the forced GC",
+      higherIsBetter: false,
+      decimals: 1,
+    },
+    {
+      scenario,
+      key: "rssBefore",
+      label: "server RSS before, MiB",
+      higherIsBetter: false,
+      decimals: 1,
+    },
+    {
+      scenario,
+      key: "rssAfter",
+      label: "server RSS with the idle connections, MiB",
+      higherIsBetter: false,
+      decimals: 1,
+    },
+  ]),
   {
     scenario: "e",
     key: "hsErrors",
@@ -498,7 +520,7 @@ async function _shell(script: string, cwd?: string): Promise<string> {
 }
 
 /**
- * Scenarios (d), (e) and (g) need a file descriptor per connection in the
+ * Scenarios (d), (e), (g) and (i) need a file descriptor per connection in the
  * generator and in the server. Deno raises its soft limit to the hard one;
  * when that is still too low, reruns this script once under a shell that
  * tries to raise it (root may raise the hard limit too; the servers inherit
@@ -530,7 +552,7 @@ async function _ensureFdLimit(needed: number): Promise<number> {
 /** The file descriptors each of the flags' scenarios needs per process. */
 function _fdsNeeded(flags: _Flags): number {
   const needs = flags.scenarios.map((id) =>
-    id === "d"
+    IDLE_SCENARIOS.includes(id)
       ? flags.idle + IDLE_WARM
       : id === "e"
       ? STORM.open + STORM.handshakes
@@ -639,17 +661,34 @@ async function _measureLoad(
   return { values };
 }
 
+/**
+ * (d) and (i): the server's RSS per idle connection, over `idle` connections
+ * opened after {@linkcode IDLE_WARM} of the same kind, all to `path`.
+ */
 async function _runIdleScenario(
   server: ServerProcess,
   idle: number,
+  path = "/",
 ): Promise<Sample> {
-  const warm = await IdleConnections.open(HOST, server.port, IDLE_WARM);
+  const warm = await IdleConnections.open(
+    HOST,
+    server.port,
+    IDLE_WARM,
+    undefined,
+    path,
+  );
   let conns: IdleConnections | undefined;
   try {
     server.collectGarbage();
     await _sleep(500);
     const before = server.rssBytes();
-    conns = await IdleConnections.open(HOST, server.port, idle);
+    conns = await IdleConnections.open(
+      HOST,
+      server.port,
+      idle,
+      undefined,
+      path,
+    );
     await _sleep(1000);
     const settled = server.rssBytes();
     server.collectGarbage();
@@ -932,7 +971,7 @@ function _describe(id: string, sample: Sample): string {
 
 /** Which kind of server a scenario runs against. */
 function _kindOf(id: string): ServerKind {
-  return id === "g" || id === "h" ? "fanout" : "echo";
+  return id === "g" || id === "h" || id === "i" ? "fanout" : "echo";
 }
 
 async function _runScenario(
@@ -950,11 +989,17 @@ async function _runScenario(
       : {};
   if (id === "g") return await _runFanoutScenario(name, flags, profile);
   if (id === "h") return await _runClusterFanoutScenario(flags, profile);
-  const server = await ServerProcess.start(name, profile(id));
+  const server = await ServerProcess.start(name, {
+    kind: _kindOf(id),
+    ...profile(id),
+  });
   try {
     const load = LOAD_SCENARIOS.find((s) => s.id === id);
     if (load) return await _runLoadScenario(load, server, flags);
     if (id === "d") return await _runIdleScenario(server, flags.idle);
+    if (id === "i") {
+      return await _runIdleScenario(server, flags.idle, IDLE_SUBSCRIBER_PATH);
+    }
     if (id === "e") return await _runHandshakeScenario(server);
     return await _runManyScenario(server, flags);
   } finally {
@@ -1132,7 +1177,10 @@ async function _wsVersion(): Promise<string> {
 async function main(): Promise<void> {
   const flags = _parseFlags(Deno.args);
   const fdLimit = await _ensureFdLimit(_fdsNeeded(flags));
-  if (flags.scenarios.includes("d")) {
+  const idleScenarios = IDLE_SCENARIOS.filter((id) =>
+    flags.scenarios.includes(id)
+  );
+  if (idleScenarios.length > 0) {
     const fit = Math.max(0, Math.min(flags.idle, fdLimit - IDLE_WARM - 256));
     if (fit < flags.idle) {
       console.log(
@@ -1141,8 +1189,12 @@ async function main(): Promise<void> {
       flags.idle = fit;
     }
     if (flags.idle === 0) {
-      console.log("Skipping (d): no idle connections to open");
-      flags.scenarios = flags.scenarios.filter((id) => id !== "d");
+      console.log(
+        `Skipping (${idleScenarios.join("), (")}): no idle connections to open`,
+      );
+      flags.scenarios = flags.scenarios.filter((id) =>
+        !IDLE_SCENARIOS.includes(id)
+      );
     }
   }
   if (flags.scenarios.includes("e")) {
@@ -1190,12 +1242,13 @@ async function main(): Promise<void> {
     `Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); npm:ws ${wsVersion} runs on Deno's Node.js compatibility layer`,
     ...runtimes,
   ].join("; ");
+  const idleRun = IDLE_SCENARIOS.filter((id) => flags.scenarios.includes(id));
   const setup = [
     `${flags.rounds} round(s)`,
     `per run ${flags.warmup} ms warm-up, then ${flags.duration} ms measured`,
-    ...(flags.scenarios.includes("d")
+    ...(idleRun.length > 0
       ? [
-        `in (d), ${
+        `in (${idleRun.join(") and (")}), ${
           flags.idle.toLocaleString("en-US")
         } idle connections opened after ${IDLE_WARM.toLocaleString("en-US")}`,
       ]
@@ -1250,7 +1303,7 @@ async function main(): Promise<void> {
     `- Machine: ${machine}`,
     `- Runtimes: ${runtimeNote}`,
     `- Setup: ${setup}; servers alternated run by run, each run in a fresh server subprocess`,
-    "- The load generators share the cores with the server: bench/load.ts runs (a)–(d) in the benchmark's own process, bench/loadgen.c (compiled with `cc -O2`) runs (e)–(h) as a subprocess; in (h) two servers and redis-server share them too",
+    "- The load generators share the cores with the server: bench/load.ts runs (a)–(d) and (i) in the benchmark's own process, bench/loadgen.c (compiled with `cc -O2`) runs (e)–(h) as a subprocess; in (h) two servers and redis-server share them too",
     `- 1-minute load average before and after the run (other work on the machine skews results): ${loadBefore}, ${loadAfter}`,
     "",
     `## Medians of ${flags.rounds} round(s)`,

@@ -99,6 +99,35 @@ Deno.test("idle connections stay open on the server until closed", async () => {
   }
 });
 
+Deno.test("idle connections open the path they are given", async () => {
+  const paths: string[] = [];
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    (socket) => {
+      paths.push(new URL(socket.request.url).pathname);
+    },
+  );
+  const idle = await IdleConnections.open(
+    "127.0.0.1",
+    server.addr.port,
+    3,
+    2,
+    "/idle",
+  );
+  try {
+    for (let i = 0; i < 50 && paths.length < 3; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual(paths, ["/idle", "/idle", "/idle"]);
+  } finally {
+    idle.close();
+  }
+  await assert.rejects(
+    openSocket("127.0.0.1", server.addr.port, "/a b"),
+    RangeError,
+  );
+});
+
 for (const name of ["ours", "deno"] as const) {
   Deno.test(`bench server subprocess "${name}" prints its port and echoes`, async () => {
     await using server = await ServerProcess.start(name);

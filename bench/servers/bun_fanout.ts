@@ -1,7 +1,8 @@
 /**
  * The benchmark's fan-out server on Bun: `/sub` connections subscribe to one
  * topic (`ws.subscribe`), and every message of the `/pub` connection goes out
- * through `server.publish`.
+ * through `server.publish`. A connection to `/idle` (scenario (i)) is
+ * subscribed the same way and does nothing else.
  *
  * @module
  */
@@ -14,7 +15,8 @@ const server = Bun.serve<{ subscriber: boolean }>({
   port: portFlag(),
   hostname: "127.0.0.1",
   fetch(request, server) {
-    const subscriber = new URL(request.url).pathname === "/sub";
+    const path = new URL(request.url).pathname;
+    const subscriber = path === "/sub" || path === "/idle";
     if (server.upgrade(request, { data: { subscriber } })) return undefined;
     return new Response("Upgrade Required", { status: 426 });
   },

@@ -1,7 +1,10 @@
 /**
  * The benchmark's fan-out server on Deno's built-in (Rust) WebSocket: a
  * connection to `/sub` subscribes, every message of one to `/pub` is sent
- * to each subscriber (not back to the publisher).
+ * to each subscriber (not back to the publisher). A connection to `/idle`
+ * (scenario (i)) is a subscriber like `/sub`: Deno's WebSocket always reads,
+ * and keeping a subscriber takes no less than adding it on `open` and
+ * removing it on `close`.
  *
  * @module
  */
@@ -16,7 +19,8 @@ Deno.serve({
 }, (request) => {
   const { socket, response } = Deno.upgradeWebSocket(request);
   socket.binaryType = "arraybuffer";
-  if (new URL(request.url).pathname === "/sub") {
+  const path = new URL(request.url).pathname;
+  if (path === "/sub" || path === "/idle") {
     // `send` throws before `open`: subscribe then.
     socket.onopen = () => subscribers.add(socket);
     socket.onclose = () => subscribers.delete(socket);

@@ -1,7 +1,9 @@
 /**
  * The benchmark's fan-out server on this module's topics: `/sub` connections
  * subscribe to one topic and the `/pub` connection publishes every message
- * to it (`socket.publish`, which leaves out the publisher). With
+ * to it (`socket.publish`, which leaves out the publisher). `/idle`
+ * connections (scenario (i)) are subscribed and never read from or written
+ * to. With
  * `--redis URL`, it shares the topic with the other servers on that Redis
  * through `RedisPubSub` (scenario (h)).
  *
@@ -30,7 +32,13 @@ serve({
   pubsub,
   onListen: (addr) => console.log(addr.port),
 }, async (socket) => {
-  if (new URL(socket.request.url).pathname === "/sub") {
+  const path = new URL(socket.request.url).pathname;
+  if (path === "/idle") {
+    // Subscribed and left alone: what an idle subscriber costs by itself.
+    socket.subscribe(TOPIC);
+    return;
+  }
+  if (path === "/sub") {
     socket.subscribe(TOPIC);
     // Read on, so that pongs and the closing handshake are handled.
     for await (const _ of socket.readable) {

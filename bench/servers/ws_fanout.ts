@@ -2,6 +2,8 @@
  * The benchmark's fan-out server on `npm:ws` (run by Deno's Node.js
  * compatibility layer): every message of the `/pub` connection goes to every
  * other client of the server, the `/sub` ones, as ws's broadcast example does.
+ * A connection to `/idle` (scenario (i)) is such a subscriber too: being in
+ * `server.clients` is all it takes.
  *
  * @module
  */
@@ -15,7 +17,7 @@ server.on("listening", () => {
   console.log((server.address() as { port: number }).port);
 });
 server.on("connection", (socket, request) => {
-  if (request.url === "/sub") return;
+  if (request.url === "/sub" || request.url === "/idle") return;
   socket.on("message", (data, isBinary) => {
     for (const client of server.clients) {
       if (client !== socket && client.readyState === WebSocket.OPEN) {
