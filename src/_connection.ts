@@ -92,7 +92,17 @@ const enum Hold {
   Reader,
   /** The peer does not read what we send (our queue is over its mark). */
   Peer,
+  /** This read's share of the event loop is used: others go first. */
+  Turn,
 }
+
+/**
+ * Messages handled from one read before the connection lets the others
+ * have the event loop: a read of tiny frames holds tens of thousands, and a
+ * reader that takes them all at once (a piped echo) would otherwise keep
+ * every other connection waiting until it is through.
+ */
+const TURN_MESSAGES = 64;
 
 /**
  * One WebSocket over a transport. Reading is pull-based: the transport is
@@ -123,6 +133,10 @@ export class Connection implements ProtocolHandler, SocketEngine {
   #resumeTimer: ReturnType<typeof setImmediate> | undefined;
   /** The socket's inbox is full: stop decoding until it resumes us. */
   #socketFull = false;
+  /** Messages handled from the current read since it last yielded. */
+  #turn = 0;
+  /** Decoding stopped to let other connections run (see `TURN_MESSAGES`). */
+  #yielded = false;
   #hold = Hold.None;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** When the peer last sent anything, or reading last resumed (ms). */
@@ -279,10 +293,18 @@ export class Connection implements ProtocolHandler, SocketEngine {
     return this.#admit(deliver(this.socket, { text, payload }));
   }
 
-  /** Notes that the socket has no room: decoding stops after this message. */
+  /**
+   * Whether decoding goes on after this message: not when the socket has no
+   * room, nor once this read has had its share of the event loop.
+   */
   #admit(room: boolean): boolean {
-    if (!room) this.#socketFull = true;
-    return room;
+    if (!room) {
+      this.#socketFull = true;
+      return false;
+    }
+    if (++this.#turn < TURN_MESSAGES) return true;
+    this.#yielded = true;
+    return false;
   }
 
   end(result: CloseResult): void {
@@ -352,6 +374,17 @@ export class Connection implements ProtocolHandler, SocketEngine {
     }
   }
 
+  /**
+   * The other connections had their turn: this one goes on. Static, so
+   * that a connection holds no closure for it.
+   */
+  static #endTurn(connection: Connection): void {
+    connection.#resumeTimer = undefined;
+    connection.#yielded = false;
+    connection.#turn = 0;
+    connection.#wakeUp();
+  }
+
   /** Whether closed: a method, so that TypeScript re-reads it after `await`. */
   #isClosed(): boolean {
     return this.#protocol.state === "closed";
@@ -361,6 +394,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
   #holdReason(): Hold {
     // Once closing, read on: the peer's close is what we wait for (the
     // socket drops what it has no room for).
+    if (this.#yielded) return Hold.Turn;
     if (this.state !== "open") return Hold.None;
     if (this.#socketFull) return Hold.Reader;
     if (this.#queue.full) return Hold.Peer;
@@ -371,8 +405,13 @@ export class Connection implements ProtocolHandler, SocketEngine {
   async #waitForRoom(): Promise<void> {
     let hold: Hold;
     while ((hold = this.#holdReason()) !== Hold.None) {
-      this.#hold = hold;
       const wait = new Promise<void>((resolve) => this.#wake = resolve);
+      if (hold === Hold.Turn) {
+        this.#resumeTimer ??= setImmediate(Connection.#endTurn, this);
+        await wait;
+        continue;
+      }
+      this.#hold = hold;
       if (hold === Hold.Peer) this.#queue.ready().then(() => this.#wakeUp());
       await wait;
       this.#hold = Hold.None;
@@ -402,6 +441,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
             break;
           }
           this.#lastActivity = Date.now();
+          this.#turn = 0;
           rest = (target ?? buffer).subarray(0, n);
           const size = buffer.length;
           if (target) {
@@ -442,6 +482,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
     } finally {
       clearTimeout(this.#timer);
       clearImmediate(this.#resumeTimer);
+      this.#queue.dispose();
       this.#terminate();
       this.#codec?.closeDeflater();
       settle(

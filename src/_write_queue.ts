@@ -1,7 +1,7 @@
 // The one outbound queue of a connection: frames in order, small ones
 // batched into one buffer, written with as few writes as possible.
 
-import { setImmediate } from "node:timers";
+import { clearImmediate, setImmediate } from "node:timers";
 
 /** The writing half of a transport, as the write queue needs it. */
 export interface Writer {
@@ -47,6 +47,8 @@ export class WriteQueue {
   #writing = false;
   /** Whether anything was written yet. */
   #written = false;
+  /** The release that waits for the current task's microtasks to run. */
+  #uncork: ReturnType<typeof setImmediate> | undefined;
   /** Between `hold()` and `release()`. */
   #held = false;
   /** Released with `deferred`: waiting for the microtasks to run. */
@@ -148,7 +150,8 @@ export class WriteQueue {
     if (deferred) {
       if (this.#corked) return;
       this.#corked = true;
-      setImmediate(() => {
+      this.#uncork = setImmediate(() => {
+        this.#uncork = undefined;
         this.#corked = false;
         this.#kick();
         if (!this.#writing) wake(this.#idleWaiters);
@@ -171,6 +174,15 @@ export class WriteQueue {
       return Promise.resolve();
     }
     return new Promise((resolve) => (this.#idleWaiters ??= []).push(resolve));
+  }
+
+  /** Drops what waits, for a connection that has ended: no timer stays. */
+  dispose(): void {
+    clearImmediate(this.#uncork);
+    this.#uncork = undefined;
+    this.#corked = false;
+    this.#chunks = [];
+    this.#batch = null;
   }
 
   /**

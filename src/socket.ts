@@ -663,8 +663,12 @@ export class Socket implements WebSocketConnection {
     inbox.push(message);
     this.#inboxBytes += itemSize(message);
     if (this.#controller !== undefined && !this.#inflating) this.#pump();
+    // Two messages may always wait, whatever their size, as `readable`'s
+    // own high-water mark lets two in: a large message then goes on while
+    // the next one is read.
     if (
-      inbox.length >= INBOX_MAX_MESSAGES || this.#inboxBytes >= INBOX_MAX_BYTES
+      inbox.length >= INBOX_MAX_MESSAGES ||
+      (this.#inboxBytes >= INBOX_MAX_BYTES && inbox.length >= 2)
     ) {
       this.#full = true;
     }
