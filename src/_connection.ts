@@ -2,6 +2,7 @@
 // transport into the protocol state machine, writes what the protocol
 // queues, and runs the timers of one connection.
 
+import { CloseCode } from "./core/constants.ts";
 import { clearImmediate, setImmediate } from "node:timers";
 import { DeflateCodec } from "./_deflate_codec.ts";
 import { DeflateSender } from "./_deflate_sender.ts";
@@ -174,7 +175,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
       this.#sender = new DeflateSender(
         protocol,
         codec,
-        () => protocol.fail(1011, "Internal error"),
+        () => protocol.fail(CloseCode.InternalError, "Internal error"),
       );
     }
     this.socket = new Socket(this, {
@@ -268,8 +269,8 @@ export class Connection implements ProtocolHandler, SocketEngine {
         // Corrupt data (1007) or a message too big once inflated (1009);
         // 1006 only says the decompressor was closed with the connection.
         if (!(error instanceof WebSocketError)) {
-          this.#protocol.fail(1011, "Internal error");
-        } else if (error.closeCode !== 1006) {
+          this.#protocol.fail(CloseCode.InternalError, "Internal error");
+        } else if (error.closeCode !== CloseCode.AbnormalClosure) {
           this.#protocol.fail(error.closeCode, error.reason);
         }
         throw error;
@@ -311,7 +312,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
     this.#result = result;
     this.#codec?.closeDeflater();
     endReading(this.socket, result);
-    if (result.closeCode === 1006) {
+    if (result.closeCode === CloseCode.AbnormalClosure) {
       // The transport failed or timed out: nothing more can be exchanged.
       this.#terminate();
     } else {
@@ -337,11 +338,11 @@ export class Connection implements ProtocolHandler, SocketEngine {
     if (idle > 0 && silent >= idle) {
       const hold = this.#hold;
       if (hold === Hold.Reader) {
-        this.#protocol.fail(1011, "Messages not read");
+        this.#protocol.fail(CloseCode.InternalError, "Messages not read");
       } else if (hold === Hold.Peer) {
-        this.#protocol.fail(1013, "Slow consumer");
+        this.#protocol.fail(CloseCode.TryAgainLater, "Slow consumer");
       } else {
-        this.#protocol.fail(1001, "Idle timeout");
+        this.#protocol.fail(CloseCode.GoingAway, "Idle timeout");
       }
     } else if (ping > 0 && silent >= ping && now - this.#lastPing >= ping) {
       this.#lastPing = now;
@@ -488,7 +489,11 @@ export class Connection implements ProtocolHandler, SocketEngine {
       settle(
         this.socket,
         this.#result ??
-          { closeCode: 1006, reason: "", error: new WebSocketError() },
+          {
+            closeCode: CloseCode.AbnormalClosure,
+            reason: "",
+            error: new WebSocketError(),
+          },
       );
       this.#onEnd?.(this);
     }

@@ -2,6 +2,7 @@
 // compress and inflate one message at a time, keeping the LZ77 window
 // across messages unless negotiated off.
 
+import { CloseCode } from "./core/constants.ts";
 import zlib from "node:zlib";
 import { concat } from "./core/_bytes.ts";
 import type { Message } from "./core/message_assembler.ts";
@@ -114,7 +115,9 @@ export class DeflateCodec {
 
 /** An error for a compressor or decompressor used after `close()`. */
 function closedError(): WebSocketError {
-  return new WebSocketError("The connection is closed", { closeCode: 1006 });
+  return new WebSocketError("The connection is closed", {
+    closeCode: CloseCode.AbnormalClosure,
+  });
 }
 
 class Deflater {
@@ -260,7 +263,7 @@ class Inflater {
       this.#fail(
         job,
         new WebSocketError("Message too big", {
-          closeCode: 1009,
+          closeCode: CloseCode.MessageTooBig,
           reason: "Message too big",
         }),
       );
@@ -286,7 +289,7 @@ class Inflater {
       return this.#fail(
         job,
         new WebSocketError("Invalid compressed data", {
-          closeCode: 1007,
+          closeCode: CloseCode.InvalidPayload,
           reason: "Invalid compressed data",
         }),
       );
@@ -329,7 +332,7 @@ class Inflater {
 
 function invalidUtf8(): WebSocketError {
   return new WebSocketError("Invalid UTF-8 in text message", {
-    closeCode: 1007,
+    closeCode: CloseCode.InvalidPayload,
     reason: "Invalid UTF-8",
   });
 }

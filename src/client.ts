@@ -203,7 +203,7 @@ export async function connect(
     );
     let accepted;
     try {
-      accepted = await handshake.check(response);
+      accepted = handshake.check(response);
     } catch (error) {
       // The cause keeps the status and headers of a refusal.
       const refused = failure((error as Error).message);

@@ -39,7 +39,8 @@ export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
    *
    * @param options The role, allowed RSV bits and payload size limit.
    */
-  constructor(options: FrameDecoderOptions = {}) {
+  constructor(options?: FrameDecoderOptions) {
+    options ??= {};
     let header: FrameHeader;
     let pieces: Uint8Array[] = [];
     let out: Frame[] = [];

@@ -44,7 +44,8 @@ export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {
    *
    * @param options Whether to mask the frames.
    */
-  constructor(options: FrameEncoderStreamOptions = {}) {
+  constructor(options?: FrameEncoderStreamOptions) {
+    options ??= {};
     const mask = options.mask ?? false;
     super({
       transform(frame, controller) {

@@ -58,7 +58,8 @@ export class MessageStream extends TransformStream<Frame, Message> {
    *
    * @param options The size limit and a control frame callback.
    */
-  constructor(options: MessageStreamOptions = {}) {
+  constructor(options?: MessageStreamOptions) {
+    options ??= {};
     let out: Message[] = [];
     const onControl = options.onControl;
     const assembler = new MessageAssembler({

@@ -1,6 +1,7 @@
 // A WebSocket client that reconnects with backoff: one readable and one
 // writable over the series of connections that `connect()` opens.
 
+import { CloseCode } from "./core/constants.ts";
 import { connect, type ConnectOptions } from "./client.ts";
 import { byteLength } from "./core/_bytes.ts";
 import { HandshakeStatusError, parseUrl } from "./core/_handshake.ts";
@@ -350,7 +351,8 @@ export class ReconnectingWebSocket {
    * plus retry, stop codes, queue bounds, `onOpen`, `onError` and `signal`;
    * a `RangeError` or `TypeError` for an invalid one.
    */
-  constructor(url: string | URL, options: ReconnectingWebSocketOptions = {}) {
+  constructor(url: string | URL, options?: ReconnectingWebSocketOptions) {
+    options ??= {};
     this.url = parseUrl(url).href;
     const {
       retry,
@@ -481,7 +483,7 @@ export class ReconnectingWebSocket {
     }
     const { closeCode, reason = "" } = closeInfo;
     if (
-      closeCode !== undefined && closeCode !== 1000 &&
+      closeCode !== undefined && closeCode !== CloseCode.NormalClosure &&
       !(Number.isInteger(closeCode) && closeCode >= 3000 && closeCode <= 4999)
     ) {
       throw new RangeError(
@@ -598,8 +600,8 @@ export class ReconnectingWebSocket {
       ? outcome.result.closeCode
       : outcome.error instanceof WebSocketError
       ? outcome.error.closeCode
-      : 1006;
-    if (code === 1000 || this.#stopCodes.has(code)) {
+      : CloseCode.AbnormalClosure;
+    if (code === CloseCode.NormalClosure || this.#stopCodes.has(code)) {
       this.#settle(outcome);
       return;
     }
@@ -653,7 +655,8 @@ export class ReconnectingWebSocket {
   #ownCloseResult(): WebSocketCloseResult {
     const { closeCode, reason = "" } = this.#closeInfo;
     return {
-      closeCode: closeCode ?? (reason ? 1000 : 1005),
+      closeCode: closeCode ??
+        (reason ? CloseCode.NormalClosure : CloseCode.NoStatusReceived),
       reason,
       wasClean: true,
     };
@@ -794,7 +797,8 @@ export class ReconnectingWebSocket {
   #closeFor(reason: unknown): void {
     if (reason instanceof WebSocketError) {
       const code = reason.closeCode;
-      const sendable = code === 1000 || (code >= 3000 && code <= 4999);
+      const sendable = code === CloseCode.NormalClosure ||
+        (code >= 3000 && code <= 4999);
       try {
         this.close({
           closeCode: sendable ? code : undefined,

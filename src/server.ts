@@ -2,6 +2,7 @@
 // It accepts connections, runs the opening handshake and hands each socket
 // to the handler.
 
+import { CloseCode } from "./core/constants.ts";
 import { Connection, startHeartbeat } from "./_connection.ts";
 import {
   Deadline,
@@ -655,7 +656,11 @@ class Server implements WebSocketServer {
       const grace = this.#options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT;
       for (const handshaking of this.#handshaking) handshaking.shutdown(grace);
       for (const connection of this.#connections) {
-        closeWith(connection.socket, 1001, "Server shutting down");
+        closeWith(
+          connection.socket,
+          CloseCode.GoingAway,
+          "Server shutting down",
+        );
       }
     }
     return this.finished;
@@ -696,7 +701,9 @@ class Server implements WebSocketServer {
     // socket keeps no suspended frame or closure here.
     this.#active++;
     const socket = connection.socket;
-    if (this.#stopping) closeWith(socket, 1001, "Server shutting down");
+    if (this.#stopping) {
+      closeWith(socket, CloseCode.GoingAway, "Server shutting down");
+    }
     this.#start(socket);
   }
 
@@ -712,7 +719,7 @@ class Server implements WebSocketServer {
         return;
       }
       this.#report(error);
-      closeWith(socket, 1011, "Internal error");
+      closeWith(socket, CloseCode.InternalError, "Internal error");
     };
     try {
       this.#options.onOpen?.(socket);

@@ -1,6 +1,7 @@
 // The WebSocket object users hold: web streams (`readable`, `writable`),
 // `send()`, `close()` and `closed`, over an engine that moves its bytes.
 
+import { CloseCode } from "./core/constants.ts";
 import { byteLength } from "./core/_bytes.ts";
 import { headerSize } from "./core/frame.ts";
 import type { Message } from "./core/message_assembler.ts";
@@ -321,6 +322,8 @@ export class Socket implements WebSocketConnection {
         socket.#closeFor(reason);
         return;
       }
+      // Nothing to close any more (a loop that ended with the connection).
+      if (socket.#engine.state !== "open" || socket.#pendingClose) return;
       // The cancel of a `for await` that a throwing handler leaves: wait a
       // moment, so that the handler's fault can close with 1011 first.
       socket.#cancelTimer = setTimeout(() => socket.#close(undefined, ""), 0);
@@ -357,9 +360,9 @@ export class Socket implements WebSocketConnection {
     closeFor = (socket, reason) => socket.#closeFor(reason);
     pipeTo = (readable, destination) => {
       if (!(readable instanceof MessageReadable)) return undefined;
-      const source = readable.socket;
+      const source = readableSocket(readable);
       const target = destination instanceof MessageWritable
-        ? destination.socket
+        ? writableSocket(destination)
         : undefined;
       if (target === undefined || readable.locked || destination.locked) {
         return undefined;
@@ -520,7 +523,7 @@ export class Socket implements WebSocketConnection {
         this.#dropped++;
       } else {
         clearTimeout(this.#cancelTimer);
-        this.#closeEngine(1013, "Slow consumer");
+        this.#closeEngine(CloseCode.TryAgainLater, "Slow consumer");
       }
       return false;
     }
@@ -590,9 +593,9 @@ export class Socket implements WebSocketConnection {
   close(closeInfo?: WebSocketCloseInfo): void {
     let code = closeInfo?.closeCode;
     const reason = closeInfo?.reason ?? "";
-    if (code === undefined && reason !== "") code = 1000;
+    if (code === undefined && reason !== "") code = CloseCode.NormalClosure;
     if (
-      code !== undefined && code !== 1000 &&
+      code !== undefined && code !== CloseCode.NormalClosure &&
       !(Number.isInteger(code) && code >= 3000 && code <= 4999)
     ) {
       throw new RangeError(
@@ -635,10 +638,13 @@ export class Socket implements WebSocketConnection {
       return;
     }
     const code = reason.closeCode;
-    if (code === 1000 || (code >= 3000 && code <= 4999)) {
+    if (code === CloseCode.NormalClosure || (code >= 3000 && code <= 4999)) {
       this.#close(code, reason.reason);
     } else {
-      this.#close(reason.reason ? 1000 : undefined, reason.reason);
+      this.#close(
+        reason.reason ? CloseCode.NormalClosure : undefined,
+        reason.reason,
+      );
     }
   }
 
@@ -805,6 +811,10 @@ export class Socket implements WebSocketConnection {
   }
 }
 
+/** The sockets of the streams, for `pipeTo`: not members users can reach. */
+let readableSocket: (readable: MessageReadable) => Socket;
+let writableSocket: (writable: MessageWritable) => Socket;
+
 /**
  * A socket's `readable`. Piped into a socket's `writable` with no options
  * (`socket.readable.pipeTo(other.writable)`, or an echo's
@@ -813,11 +823,15 @@ export class Socket implements WebSocketConnection {
  * streams' `pipeTo`, but without a read and a write promise per message.
  */
 class MessageReadable extends ReadableStream<Message> {
-  readonly socket: Socket;
+  #socket: Socket;
 
   constructor(source: Source) {
     super(source, { highWaterMark: READABLE_HIGH_WATER_MARK });
-    this.socket = source.socket;
+    this.#socket = source.socket;
+  }
+
+  static {
+    readableSocket = (readable) => readable.#socket;
   }
 
   override pipeTo(
@@ -834,11 +848,15 @@ class MessageReadable extends ReadableStream<Message> {
 
 /** A socket's `writable`, which a socket's `readable` can pipe into directly. */
 class MessageWritable extends WritableStream<Message> {
-  readonly socket: Socket;
+  #socket: Socket;
 
   constructor(socket: Socket) {
     super(new Sink(socket), writableStrategy(socket));
-    this.socket = socket;
+    this.#socket = socket;
+  }
+
+  static {
+    writableSocket = (writable) => writable.#socket;
   }
 }
 

@@ -1,6 +1,7 @@
 // `upgradeWebSocket()`: this module's socket inside any `Deno.serve` handler
 // (Hono, Oak, ...), on top of Deno's own WebSocket (`Deno.upgradeWebSocket`).
 
+import { CloseCode } from "./core/constants.ts";
 import {
   chooseProtocol,
   isUpgradeRequest,
@@ -270,8 +271,9 @@ const UNKNOWN_ADDR: Deno.NetAddr = Object.freeze({
  */
 export function upgradeWebSocket(
   request: Request,
-  options: UpgradeWebSocketOptions = {},
+  options?: UpgradeWebSocketOptions,
 ): WebSocketUpgrade {
+  options ??= {};
   const limits = checkOptions(options);
   // Only HTTP/1.1 carries an upgrade to a `Deno.serve` handler (HTTP/2
   // forbids the `Upgrade` header), so the version is not Deno's to tell.
@@ -526,7 +528,7 @@ class DenoEngine implements SocketEngine, EventListenerObject {
     else this.#pendingClose = [code, reason];
     this.#closeTimer = setTimeout(() => {
       this.#finish({
-        closeCode: 1006,
+        closeCode: CloseCode.AbnormalClosure,
         reason: "",
         error: new WebSocketError("The closing handshake timed out"),
       });
@@ -608,14 +610,14 @@ class DenoEngine implements SocketEngine, EventListenerObject {
     if (
       this.#state === "open" && tooBig(message, this.#limits.maxMessageSize)
     ) {
-      this.#fail(1009, "Message too big");
+      this.#fail(CloseCode.MessageTooBig, "Message too big");
       return;
     }
     // Once closing, a full socket drops what comes: nothing to count.
     if (this.#full && this.state === "open") {
       const cost = messageSize(message) + ITEM_COST;
       if (this.#unread + cost > this.#limits.maxQueued) {
-        this.#fail(1011, "Messages not read");
+        this.#fail(CloseCode.InternalError, "Messages not read");
         return;
       }
       this.#unread += cost;
@@ -633,7 +635,7 @@ class DenoEngine implements SocketEngine, EventListenerObject {
     this.#error = event.message;
     if (!this.#opened) {
       this.#finish({
-        closeCode: 1006,
+        closeCode: CloseCode.AbnormalClosure,
         reason: "",
         error: new WebSocketError(
           event.message || "The WebSocket upgrade failed",
@@ -652,7 +654,7 @@ class DenoEngine implements SocketEngine, EventListenerObject {
       this.#finish({ closeCode: event.code, reason: event.reason });
       return;
     }
-    const closeCode = event.code === 0 ? 1006 : event.code;
+    const closeCode = event.code === 0 ? CloseCode.AbnormalClosure : event.code;
     const reason = event.code === 0 ? "" : event.reason;
     this.#finish({
       closeCode,

@@ -1,6 +1,7 @@
 // `WebSocketStream`: the WHATWG proposal's client class, a thin layer over
 // `connect()`.
 
+import { CloseCode } from "./core/constants.ts";
 import { connect, type ConnectOptions } from "./client.ts";
 import { checkProtocols, parseUrl } from "./core/_handshake.ts";
 import {
@@ -197,7 +198,7 @@ export class WebSocketStream {
     }
     const { closeCode, reason = "" } = closeInfo;
     if (
-      closeCode !== undefined && closeCode !== 1000 &&
+      closeCode !== undefined && closeCode !== CloseCode.NormalClosure &&
       !(Number.isInteger(closeCode) && closeCode >= 3000 && closeCode <= 4999)
     ) {
       throw new RangeError(

@@ -1,5 +1,6 @@
 // Close frame payloads (RFC 6455 §5.5.1, §7.4): encoding and validation.
 
+import { CloseCode } from "./constants.ts";
 import { isValidCloseCode } from "./constants.ts";
 import { WebSocketError } from "./websocket_error.ts";
 
@@ -42,17 +43,19 @@ export function encodeClosePayload(code?: number, reason = ""): Uint8Array {
 export function parseClosePayload(
   payload: Uint8Array,
 ): { closeCode: number; reason: string } {
-  if (payload.length === 0) return { closeCode: 1005, reason: "" };
+  if (payload.length === 0) {
+    return { closeCode: CloseCode.NoStatusReceived, reason: "" };
+  }
   if (payload.length === 1) {
     throw new WebSocketError("Close frame with a 1-byte payload", {
-      closeCode: 1002,
+      closeCode: CloseCode.ProtocolError,
       reason: "Invalid close frame",
     });
   }
   const closeCode = (payload[0] << 8) | payload[1];
   if (!isValidCloseCode(closeCode)) {
     throw new WebSocketError(`Invalid close code ${closeCode}`, {
-      closeCode: 1002,
+      closeCode: CloseCode.ProtocolError,
       reason: "Invalid close code",
     });
   }
@@ -60,7 +63,7 @@ export function parseClosePayload(
     return { closeCode, reason: strictDecoder.decode(payload.subarray(2)) };
   } catch {
     throw new WebSocketError("Invalid UTF-8 in close reason", {
-      closeCode: 1007,
+      closeCode: CloseCode.InvalidPayload,
       reason: "Invalid UTF-8",
     });
   }

@@ -372,7 +372,7 @@ export class ClientHandshake {
    * Verifies the server's answer as §4.1 requires of a client, and returns
    * the negotiated subprotocol and extensions.
    */
-  async check(response: ResponseHead): Promise<ClientAcceptance> {
+  check(response: ResponseHead): ClientAcceptance {
     const { status, statusText, headers } = response;
     if (status !== 101) {
       const text = statusText ? `${status} ${statusText}` : `${status}`;

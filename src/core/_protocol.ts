@@ -3,6 +3,7 @@
 // sink. It answers pings, runs the closing handshake and fails the
 // connection with the right close code.
 
+import { CloseCode } from "./constants.ts";
 import { Opcode } from "./constants.ts";
 import { encodeClosePayload, parseClosePayload } from "./_close_frame.ts";
 import { FrameDecoder, headerSize, writeFrame, writeHeader } from "./frame.ts";
@@ -250,9 +251,11 @@ export class Protocol {
   abort(reason = "Connection closed abnormally"): void {
     if (this.#state === "closed") return;
     this.#finish({
-      closeCode: 1006,
+      closeCode: CloseCode.AbnormalClosure,
       reason: "",
-      error: new WebSocketError(reason, { closeCode: 1006 }),
+      error: new WebSocketError(reason, {
+        closeCode: CloseCode.AbnormalClosure,
+      }),
     });
   }
 
@@ -285,7 +288,12 @@ export class Protocol {
       if (this.#state === "open") {
         // §5.5.1: echo the status code; an empty close is answered with
         // 1000. The reason is not echoed.
-        this.#sendClose(closeCode === 1005 ? 1000 : closeCode, "");
+        this.#sendClose(
+          closeCode === CloseCode.NoStatusReceived
+            ? CloseCode.NormalClosure
+            : closeCode,
+          "",
+        );
       }
       this.#decoder.pause();
       this.#finish({ closeCode, reason });

@@ -1,6 +1,7 @@
 // The RFC 6455 frame codec (§5.2): a synchronous decoder fed bytes in any
 // chunking, and the encoder.
 
+import { CloseCode } from "./constants.ts";
 import { Opcode } from "./constants.ts";
 import { applyMask, xorMask } from "./mask.ts";
 import { WebSocketError } from "./websocket_error.ts";
@@ -121,7 +122,10 @@ const enum State {
 }
 
 function protocolError(reason: string): WebSocketError {
-  return new WebSocketError(reason, { closeCode: 1002, reason });
+  return new WebSocketError(reason, {
+    closeCode: CloseCode.ProtocolError,
+    reason,
+  });
 }
 
 /**
@@ -339,7 +343,7 @@ export class FrameDecoder {
     }
     if (length > this.#maxPayload) {
       throw new WebSocketError("Frame payload too big", {
-        closeCode: 1009,
+        closeCode: CloseCode.MessageTooBig,
         reason: "Message too big",
       });
     }

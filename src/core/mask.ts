@@ -30,12 +30,12 @@ const WORD_THRESHOLD = 64;
 export function applyMask(
   data: Uint8Array,
   key: Uint8Array,
-  offset = 0,
+  offset?: number,
 ): void {
   xorMask(
     data,
     (key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24)) >>> 0,
-    offset,
+    offset ?? 0,
   );
 }
 

@@ -1,6 +1,7 @@
 // Reassembles frames into messages (RFC 6455 §5.4): fragmentation rules,
 // UTF-8 validation as text arrives (§8.1), and the size limit.
 
+import { CloseCode } from "./constants.ts";
 import { Opcode } from "./constants.ts";
 import type { FrameHandler, FrameHeader } from "./frame.ts";
 import { WebSocketError } from "./websocket_error.ts";
@@ -188,13 +189,13 @@ export class MessageAssembler implements FrameHandler {
     this.#controlOpcode = -1;
     if (++this.#fragments > this.#maxFragments) {
       throw new WebSocketError("Too many fragments in one message", {
-        closeCode: 1008,
+        closeCode: CloseCode.PolicyViolation,
         reason: "Too many fragments",
       });
     }
     if (this.#size + header.length > this.#maxSize) {
       throw new WebSocketError("Message too big", {
-        closeCode: 1009,
+        closeCode: CloseCode.MessageTooBig,
         reason: "Message too big",
       });
     }
@@ -368,12 +369,15 @@ export class MessageAssembler implements FrameHandler {
 }
 
 function protocolError(reason: string): WebSocketError {
-  return new WebSocketError(reason, { closeCode: 1002, reason });
+  return new WebSocketError(reason, {
+    closeCode: CloseCode.ProtocolError,
+    reason,
+  });
 }
 
 function invalidUtf8(): WebSocketError {
   return new WebSocketError("Invalid UTF-8 in text message", {
-    closeCode: 1007,
+    closeCode: CloseCode.InvalidPayload,
     reason: "Invalid UTF-8",
   });
 }

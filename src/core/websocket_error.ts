@@ -1,6 +1,7 @@
 // The close vocabulary: what `close()` takes, what `closed` and `onClose`
 // give, and the one error type that carries a close code and reason.
 
+import { CloseCode } from "./constants.ts";
 /**
  * What {@linkcode WebSocketError} and `close()` take: a close code and a
  * reason, both optional, as in the WHATWG WebSocketStream proposal.
@@ -97,7 +98,7 @@ export class WebSocketError extends Error {
     checkReason(reason);
     super(message || reason || "WebSocket closed abnormally");
     this.name = "WebSocketError";
-    this.closeCode = init?.closeCode ?? 1006;
+    this.closeCode = init?.closeCode ?? CloseCode.AbnormalClosure;
     this.reason = reason;
   }
 }
