@@ -6,6 +6,7 @@ import { connect, type ConnectOptions } from "./client.ts";
 import { byteLength } from "./core/_bytes.ts";
 import { HandshakeStatusError, parseUrl } from "./core/_handshake.ts";
 import {
+  checkCloseInfo,
   type WebSocketCloseInfo,
   type WebSocketCloseResult,
   WebSocketError,
@@ -177,8 +178,6 @@ const DEFAULT_RETRY: Required<RetryOptions> = {
 };
 const DEFAULT_MAX_QUEUED = 1_000;
 const DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024;
-/** The largest close reason a close frame can carry, in UTF-8 bytes (§5.5). */
-const MAX_REASON_BYTES = 123;
 
 type Message = string | Uint8Array;
 type Outcome = { result: WebSocketCloseResult } | { error: unknown };
@@ -477,24 +476,8 @@ export class ReconnectingWebSocket {
    * console.log(await socket.closed); // the server's answer: { closeCode: 1000, ... }
    * ```
    */
-  close(closeInfo: WebSocketCloseInfo = {}): void {
-    if (typeof closeInfo !== "object" || closeInfo === null) {
-      throw new TypeError("The close info must be an object");
-    }
-    const { closeCode, reason = "" } = closeInfo;
-    if (
-      closeCode !== undefined && closeCode !== CloseCode.NormalClosure &&
-      !(Number.isInteger(closeCode) && closeCode >= 3000 && closeCode <= 4999)
-    ) {
-      throw new RangeError(
-        `The close code must be 1000 or in 3000-4999, got ${closeCode}`,
-      );
-    }
-    if (byteLength(reason) > MAX_REASON_BYTES) {
-      throw new RangeError(
-        `The close reason must be at most ${MAX_REASON_BYTES} bytes of UTF-8`,
-      );
-    }
+  close(closeInfo?: WebSocketCloseInfo): void {
+    const { closeCode, reason } = checkCloseInfo(closeInfo);
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.#closeInfo = { closeCode, reason };

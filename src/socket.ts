@@ -8,7 +8,7 @@ import type { Message } from "./core/message_assembler.ts";
 import type { SharedMessage } from "./pubsub/_shared_message.ts";
 import { join, leave, publishFrom, type TopicHub } from "./pubsub/topic_hub.ts";
 import {
-  checkReason,
+  checkCloseInfo,
   type WebSocketCloseInfo,
   type WebSocketCloseResult,
   WebSocketError,
@@ -591,19 +591,12 @@ export class Socket implements WebSocketConnection {
   }
 
   close(closeInfo?: WebSocketCloseInfo): void {
-    let code = closeInfo?.closeCode;
-    const reason = closeInfo?.reason ?? "";
-    if (code === undefined && reason !== "") code = CloseCode.NormalClosure;
-    if (
-      code !== undefined && code !== CloseCode.NormalClosure &&
-      !(Number.isInteger(code) && code >= 3000 && code <= 4999)
-    ) {
-      throw new RangeError(
-        `The close code must be 1000 or in 3000-4999, got ${code}`,
-      );
-    }
-    checkReason(reason);
-    this.#close(code, reason);
+    const { closeCode, reason } = checkCloseInfo(closeInfo);
+    // A reason needs a code: 1000 when none is given (as the WHATWG API).
+    this.#close(
+      closeCode ?? (reason !== "" ? CloseCode.NormalClosure : undefined),
+      reason,
+    );
   }
 
   /** Closes, after the writes already waiting in `writable`'s queue. */

@@ -1,11 +1,10 @@
 // `WebSocketStream`: the WHATWG proposal's client class, a thin layer over
 // `connect()`.
 
-import { CloseCode } from "./core/constants.ts";
 import { connect, type ConnectOptions } from "./client.ts";
 import { checkProtocols, parseUrl } from "./core/_handshake.ts";
 import {
-  checkReason,
+  checkCloseInfo,
   type WebSocketCloseInfo,
   type WebSocketCloseResult,
   WebSocketError,
@@ -192,20 +191,7 @@ export class WebSocketStream {
    * ```
    */
   close(closeInfo?: WebSocketCloseInfo): void {
-    closeInfo ??= {};
-    if (typeof closeInfo !== "object" || closeInfo === null) {
-      throw new TypeError("The close info must be an object");
-    }
-    const { closeCode, reason = "" } = closeInfo;
-    if (
-      closeCode !== undefined && closeCode !== CloseCode.NormalClosure &&
-      !(Number.isInteger(closeCode) && closeCode >= 3000 && closeCode <= 4999)
-    ) {
-      throw new RangeError(
-        `The close code must be 1000 or in 3000-4999, got ${closeCode}`,
-      );
-    }
-    checkReason(reason);
+    const { closeCode, reason } = checkCloseInfo(closeInfo);
     if (this.#socket) {
       this.#socket.close({ closeCode, reason });
     } else {

@@ -2,6 +2,7 @@
 // give, and the one error type that carries a close code and reason.
 
 import { CloseCode } from "./constants.ts";
+
 /**
  * What {@linkcode WebSocketError} and `close()` take: a close code and a
  * reason, both optional, as in the WHATWG WebSocketStream proposal.
@@ -63,6 +64,32 @@ export function checkReason(reason: string): void {
       `The close reason must be at most ${MAX_REASON_BYTES} bytes of UTF-8`,
     );
   }
+}
+
+/**
+ * Checks what an application gives `close()`: an object, a code of 1000 or
+ * 3000–4999 (RFC 6455 §7.4.2: the others are for the protocol or reserved),
+ * and a reason that fits (`checkReason`); throws a `TypeError` or
+ * `RangeError`. Returns the code and reason.
+ */
+export function checkCloseInfo(
+  closeInfo: WebSocketCloseInfo | undefined,
+): { closeCode: number | undefined; reason: string } {
+  if (closeInfo === undefined) return { closeCode: undefined, reason: "" };
+  if (typeof closeInfo !== "object" || closeInfo === null) {
+    throw new TypeError("The close info must be an object");
+  }
+  const { closeCode, reason = "" } = closeInfo;
+  if (
+    closeCode !== undefined && closeCode !== CloseCode.NormalClosure &&
+    !(Number.isInteger(closeCode) && closeCode >= 3000 && closeCode <= 4999)
+  ) {
+    throw new RangeError(
+      `The close code must be 1000 or in 3000-4999, got ${closeCode}`,
+    );
+  }
+  checkReason(reason);
+  return { closeCode, reason };
 }
 
 /**
