@@ -46,6 +46,8 @@ const IDLE_READ_SIZE = 4096;
 /** The largest read buffer for a request body. */
 const BODY_READ_SIZE = 64 * 1024;
 const EMPTY = new Uint8Array(0);
+/** A wait that never ends (a limit that is off). */
+const NEVER: Promise<never> = new Promise(() => {});
 
 /** What a connection is doing: it decides what a shutdown does to it. */
 type Phase = "head" | "busy" | "idle";
@@ -318,14 +320,17 @@ export class HttpHandler {
     // While it waits for the request body, the body's own stall limit
     // applies instead.
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<undefined>((resolve) => {
-      const check = () => {
-        if (deadline.waitingOnPeer) {
-          timer = setTimeout(check, this.#idleTimeout);
-        } else resolve(undefined);
-      };
-      timer = setTimeout(check, this.#idleTimeout);
-    });
+    // idleTimeout 0: no limit.
+    const late = this.#idleTimeout <= 0
+      ? NEVER
+      : new Promise<undefined>((resolve) => {
+        const check = () => {
+          if (deadline.waitingOnPeer) {
+            timer = setTimeout(check, this.#idleTimeout);
+          } else resolve(undefined);
+        };
+        timer = setTimeout(check, this.#idleTimeout);
+      });
     const answer = (async () => await this.#fetch(request, info))();
     try {
       response = await Promise.race([answer, late, deadline.stopped]);

@@ -35,7 +35,9 @@ export interface WebSocketConnection {
   readonly readable: ReadableStream<string | Uint8Array>;
   /**
    * Where to write messages; `write()` waits while more than 64 KiB is
-   * queued for a slow peer. Closing it starts the closing handshake.
+   * queued for a slow peer. As with any stream, a `Uint8Array` written must
+   * not change until its `write()` has resolved. Closing it starts the
+   * closing handshake.
    */
   readonly writable: WritableStream<string | Uint8Array>;
   /** The negotiated subprotocol, or `""`. */
@@ -65,9 +67,10 @@ export interface WebSocketConnection {
   readonly droppedMessages: number;
   /**
    * Queues a message, in order with what `writable` and publications
-   * queue: a `string` as text, a `Uint8Array` as binary. Never throws and
-   * never waits. Returns the bytes queued, or 0 when nothing was queued:
-   * the socket is closing or closed, or the backpressure policy dropped it.
+   * queue: a `string` as text, a `Uint8Array` as binary (what it holds at
+   * the call: the array may be reused at once). Never throws and never
+   * waits. Returns the bytes queued, or 0 when nothing was queued: the
+   * socket is closing or closed, or the backpressure policy dropped it.
    */
   send(message: string | Uint8Array): number;
   /**
@@ -200,7 +203,7 @@ let pipeTo: (
   readable: ReadableStream<Message>,
   destination: WritableStream<Message>,
 ) => Promise<void> | undefined;
-let closeFor: (socket: Socket, reason: unknown) => void;
+let closeWritable: (socket: Socket) => void;
 let abortWrites: (socket: Socket, reason: unknown) => void;
 let writableStrategy: (socket: Socket) => QueuingStrategy<Message>;
 let pipedWrite: (socket: Socket, message: Message) => boolean;
@@ -357,14 +360,23 @@ export class Socket implements WebSocketConnection {
       }
       return engine.ready();
     };
-    closeFor = (socket, reason) => socket.#closeFor(reason);
+    closeWritable = (socket) => {
+      // The stream calls this once every write it took has been handed
+      // over: a write it refused still counted in `size()`.
+      socket.#writableCount = 0;
+      socket.#writableQueued = 0;
+      socket.#closeFor(undefined);
+    };
     pipeTo = (readable, destination) => {
       if (!(readable instanceof MessageReadable)) return undefined;
       const source = readableSocket(readable);
       const target = destination instanceof MessageWritable
         ? writableSocket(destination)
         : undefined;
-      if (target === undefined || readable.locked || destination.locked) {
+      if (
+        target === undefined || readable.locked || destination.locked ||
+        !source.#pipeable() || !target.#writesSettled()
+      ) {
         return undefined;
       }
       const pipe = new Pipe(
@@ -402,7 +414,7 @@ export class Socket implements WebSocketConnection {
   }
 
   get writable(): WritableStream<string | Uint8Array> {
-    return this.#writable ??= new MessageWritable(this);
+    return this.#writable ??= new MessageWritable(this, INTERNAL);
   }
 
   get protocol(): string {
@@ -456,6 +468,16 @@ export class Socket implements WebSocketConnection {
       return 0;
     }
     if (!this.#admits(message)) return 0;
+    // What is sent is the message as it is now: one kept by reference (a
+    // large payload, one compressed later, one waiting behind writes) is a
+    // copy, so that the caller may reuse its array at once.
+    if (
+      typeof message !== "string" &&
+      (message.byteLength > BY_REFERENCE || this.#extensions !== "" ||
+        this.#writableCount > 0)
+    ) {
+      message = message.slice();
+    }
     if (this.#writableCount > 0) {
       this.#queueBehind(message, message);
       const length = byteLength(message);
@@ -713,11 +735,21 @@ export class Socket implements WebSocketConnection {
     }, (error: unknown) => {
       this.#inflating = false;
       if (this.#readableDone) return;
-      this.#readableDone = true;
+      // What came after the corrupt message is dropped; what `readable`
+      // already holds is read first, then it errors.
       this.#dropInbox();
-      this.#controller!.error(error);
-      this.#engine.release();
-      this.#pipe?.ended(error);
+      this.#end = {
+        closeCode: (error as WebSocketError).closeCode ??
+          CloseCode.InternalError,
+        reason: (error as WebSocketError).reason ?? "",
+        error: error instanceof WebSocketError
+          ? error
+          : new WebSocketError("Internal error", {
+            closeCode: CloseCode.InternalError,
+            reason: "Internal error",
+          }),
+      };
+      this.#pump();
     });
   }
 
@@ -770,6 +802,26 @@ export class Socket implements WebSocketConnection {
   }
 
   /**
+   * Whether `readable` may be piped directly: it is still readable and holds
+   * nothing in its own queue (what it holds is read by the streams' pipe).
+   */
+  #pipeable(): boolean {
+    const controller = this.#controller;
+    return !this.#readableDone && this.#pipe === undefined &&
+      (controller === undefined ||
+        controller.desiredSize === READABLE_HIGH_WATER_MARK);
+  }
+
+  /**
+   * Whether nothing written to `writable` still waits: a direct pipe into it
+   * would overtake it.
+   */
+  #writesSettled(): boolean {
+    return this.#writableCount === 0 && this.#behind.length === 0 &&
+      this.#pendingClose === undefined;
+  }
+
+  /**
    * A message piped from a socket's `readable` (see `Pipe`): what
    * `writable`'s sink does, without the stream. False once the socket no
    * longer sends.
@@ -819,6 +871,8 @@ class MessageReadable extends ReadableStream<Message> {
   #socket: Socket;
 
   constructor(source: Source) {
+    // Reachable as `readable.constructor`: only this module makes them.
+    if (!(source instanceof Source)) throw new TypeError("Illegal constructor");
     super(source, { highWaterMark: READABLE_HIGH_WATER_MARK });
     this.#socket = source.socket;
   }
@@ -843,7 +897,9 @@ class MessageReadable extends ReadableStream<Message> {
 class MessageWritable extends WritableStream<Message> {
   #socket: Socket;
 
-  constructor(socket: Socket) {
+  constructor(socket: Socket, key: typeof INTERNAL) {
+    // Reachable as `writable.constructor`: only this module makes them.
+    if (key !== INTERNAL) throw new TypeError("Illegal constructor");
     super(new Sink(socket), writableStrategy(socket));
     this.#socket = socket;
   }
@@ -975,7 +1031,7 @@ class Sink implements UnderlyingSink<Message> {
   }
 
   close(): void {
-    closeFor(this.#socket, undefined);
+    closeWritable(this.#socket);
   }
 
   abort(reason: unknown): void {
@@ -989,6 +1045,15 @@ interface Behind {
   item: Message | SharedMessage;
   size: number;
 }
+
+/**
+ * Binary messages above this size are queued by reference by the engine
+ * (the protocol's copy limit), so `send()` copies them first.
+ */
+const BY_REFERENCE = 64 * 1024;
+
+/** Proves a constructor call comes from this module. */
+const INTERNAL: unique symbol = Symbol("internal");
 
 /**
  * What `#inbox` and `#behind` hold until their first item: one shared empty

@@ -129,3 +129,148 @@ Deno.test("pipeTo with preventClose keeps the target open after the source ends 
     "still open",
   );
 });
+
+// --- Found in review: what the direct pipe must not lose or reorder -------
+
+Deno.test("pipeTo after reading some messages (readable's queue holding more) loses none of them", async () => {
+  const done = Promise.withResolvers<void>();
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    async (socket) => {
+      const reader = socket.readable.getReader();
+      assert.equal((await reader.read()).value, "auth");
+      // The rest arrive meanwhile and wait in readable's own queue.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      reader.releaseLock();
+      await socket.readable.pipeTo(socket.writable).catch(() => {});
+      done.resolve();
+    },
+  );
+  await using client = await RawClient.open(server.addr.port);
+  for (const message of ["auth", "a", "b", "c", "d"]) {
+    await client.write(frame(1, message));
+  }
+  for (const message of ["a", "b", "c", "d"]) {
+    const got = await deadline(client.readFrame(), `the echo of ${message}`);
+    assert.equal(text(got!.payload), message);
+  }
+  await client.write(frame(8, closePayload(1000)));
+  await deadline(done.promise, "the pipe to settle");
+});
+
+Deno.test("pipeTo of a readable that has already ended settles at once", async () => {
+  const settled = Promise.withResolvers<string>();
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    async (socket) => {
+      await socket.closed.catch(() => {});
+      socket.readable.pipeTo(socket.writable).then(
+        () => settled.resolve("resolved"),
+        () => settled.resolve("rejected"),
+      );
+    },
+  );
+  await using client = await RawClient.open(server.addr.port);
+  await client.write(frame(8, closePayload(1000)));
+  assert.equal(
+    await deadline(settled.promise, "the pipe to settle"),
+    "resolved",
+  );
+});
+
+Deno.test("pipeTo into a writable with writes still waiting does not overtake them", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    (socket) => {
+      const writer = socket.writable.getWriter();
+      writer.write(new Uint8Array(4 * 1024 * 1024)).catch(() => {});
+      writer.write("written before the pipe").catch(() => {});
+      writer.releaseLock();
+      socket.readable.pipeTo(socket.writable).catch(() => {});
+    },
+  );
+  await using client = await RawClient.open(server.addr.port);
+  await client.write(frame(1, "piped"));
+  assert.equal((await deadline(client.readFrame(), "the binary"))!.opcode, 2);
+  assert.equal(
+    text((await deadline(client.readFrame(), "the second write"))!.payload),
+    "written before the pipe",
+  );
+  assert.equal(
+    text((await deadline(client.readFrame(), "the piped echo"))!.payload),
+    "piped",
+  );
+});
+
+Deno.test("a write refused after writable's close() does not hold the close frame back", async () => {
+  const refused = Promise.withResolvers<unknown>();
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    (socket) => {
+      const writer = socket.writable.getWriter();
+      writer.write("a").catch(() => {});
+      writer.close().catch(() => {});
+      writer.write("late").then(() => refused.resolve(null), refused.resolve);
+    },
+  );
+  await using client = await RawClient.open(server.addr.port);
+  assert.equal(text((await deadline(client.readFrame(), "a"))!.payload), "a");
+  const close = await deadline(client.readFrame(), "the close frame");
+  assert.equal(close?.opcode, 8);
+  assert.ok(await refused.promise instanceof TypeError);
+});
+
+Deno.test("send() and publish() send what the array held at the call, large or small", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    (socket) => {
+      socket.subscribe("t");
+      for (const size of [100 * 1024, 1024]) {
+        const bytes = new Uint8Array(size).fill(1);
+        socket.send(bytes);
+        bytes.fill(2);
+        socket.send(bytes);
+      }
+    },
+  );
+  await using client = await RawClient.open(server.addr.port);
+  const firsts: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    firsts.push((await deadline(client.readFrame(), "a message"))!.payload[0]);
+  }
+  assert.deepEqual(firsts, [1, 2, 1, 2]);
+});
+
+Deno.test("the streams' constructors cannot be reached to forge a socket's readable or writable", async () => {
+  const errors = Promise.withResolvers<unknown[]>();
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    (socket) => {
+      const seen: unknown[] = [];
+      const Readable = socket.readable.constructor as new (
+        source: unknown,
+      ) => unknown;
+      const Writable = socket.writable.constructor as new (
+        socket: unknown,
+      ) => unknown;
+      for (
+        const make of [
+          () => new Readable({ socket }),
+          () => new Writable(socket),
+        ]
+      ) {
+        try {
+          make();
+          seen.push(null);
+        } catch (error) {
+          seen.push(error);
+        }
+      }
+      errors.resolve(seen);
+      socket.close();
+    },
+  );
+  await using _client = await RawClient.open(server.addr.port);
+  const seen = await deadline(errors.promise, "the attempts");
+  for (const error of seen) assert.ok(error instanceof TypeError);
+});

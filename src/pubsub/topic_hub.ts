@@ -263,7 +263,11 @@ export class TopicHub {
   #fanOut(topic: string, message: Message, exclude?: Socket): number {
     const subscribers = this.#topics.get(topic);
     if (subscribers === undefined) return 0;
-    const shared = new SharedMessage(message);
+    // One copy of a binary message per publication (never per subscriber):
+    // a subscriber may frame it later, and the caller may reuse its array.
+    const shared = new SharedMessage(
+      typeof message === "string" ? message : message.slice(),
+    );
     let reached = 0;
     for (const socket of subscribers) {
       if (socket !== exclude && offer(socket, shared)) reached++;
