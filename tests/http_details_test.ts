@@ -18,25 +18,11 @@ import {
   text,
   upgradeRequest,
 } from "./_raw_client.ts";
-import { echo, start } from "./_util.ts";
+import { deadline, echo, start } from "./_util.ts";
 
-/** How long one step may take before the test fails instead of hanging. */
-const LIMIT = 10_000;
 const encoder = new TextEncoder();
 
 // --- Helpers ------------------------------------------------------------------
-
-/** Rejects with what was awaited when `promise` takes longer than `ms`. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`No ${what} within ${ms} ms`)),
-      ms,
-    );
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
 
 /**
  * A quiet server on 127.0.0.1:0 whose disposal waits for its shutdown with
@@ -50,8 +36,7 @@ function serveLocal(
   return {
     server,
     port: server.addr.port,
-    [Symbol.asyncDispose]: () =>
-      within(server.shutdown(), LIMIT, "server shutdown"),
+    [Symbol.asyncDispose]: () => deadline(server.shutdown(), "server shutdown"),
   };
 }
 
@@ -116,7 +101,7 @@ async function exchange(
         chunks.push(chunk.subarray(0, n));
       }
     };
-    await within(read(), LIMIT, "end of the answer");
+    await deadline(read(), "end of the answer");
     const all = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
     let at = 0;
     for (const chunk of chunks) {
@@ -142,7 +127,7 @@ async function readHead(conn: Deno.Conn): Promise<Uint8Array> {
       bytes.push(one[0]);
     }
   };
-  await within(read(), LIMIT, "head");
+  await deadline(read(), "head");
   return Uint8Array.from(bytes);
 }
 
@@ -187,7 +172,7 @@ Deno.test("RFC 9110 §5.5 an upgrade whose header value is UTF-8 (bytes 0x80 and
   await using _client = await RawClient.open(local.port, {
     "X-Name": UTF8_VALUE,
   });
-  const socket = await within(opened.promise, LIMIT, "handler called");
+  const socket = await deadline(opened.promise, "handler called");
   const value = socket.request.headers.get("x-name");
   assert.equal(value, byteString(UTF8_VALUE));
   assert.deepEqual(hooked, [value]);
@@ -233,19 +218,18 @@ Deno.test("RFC 9110 §5.5 connect() accepts a 101 whose header value is UTF-8", 
     }
   })();
   try {
-    const socket = await within(
+    const socket = await deadline(
       connect(`ws://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`),
-      LIMIT,
       "connect",
     );
     socket.close({ closeCode: 1000 });
     assert.equal(
-      (await within(socket.closed, LIMIT, "closed")).closeCode,
+      (await deadline(socket.closed, "closed")).closeCode,
       1000,
     );
   } finally {
     listener.close();
-    await within(served, LIMIT, "raw server done");
+    await deadline(served, "raw server done");
   }
 });
 
@@ -357,14 +341,14 @@ Deno.test("§4.2.2 a Response with status 101 from onUpgrade accepts the upgrade
     await Deno.connect({ hostname: "127.0.0.1", port: local.port }),
   );
   await client.write(upgradeRequest(local.port));
-  const answer = await within(client.readHead(), LIMIT, "answer");
+  const answer = await deadline(client.readHead(), "answer");
   assert.equal(answer.status, 101);
   assert.equal(answer.headers.get("x-extra"), "yes");
   assert.deepEqual(answer.headers.getSetCookie(), ["s=1"]);
   assert.equal(answer.headers.get("sec-websocket-accept"), GOOD_ACCEPT);
   // A WebSocket, not an HTTP answer: the echo works.
   await client.write(frame(1, "over the socket"));
-  const echoed = await within(client.readFrame(), LIMIT, "echo");
+  const echoed = await deadline(client.readFrame(), "echo");
   assert.equal(text(echoed!.payload), "over the socket");
 });
 
@@ -398,11 +382,10 @@ Deno.test("RFC 9112 §3.2 request targets: *, authority-form and other schemes g
     [`http://${host}/path`]: 101,
     [`ws://${host}/path`]: 101,
   });
-  await within(
+  await deadline(
     (async () => {
       while (urls.length < 2) await new Promise((r) => setTimeout(r, 10));
     })(),
-    LIMIT,
     "both handlers called",
   );
   assert.deepEqual(urls.map((url) => new URL(url).pathname), [

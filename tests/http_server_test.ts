@@ -6,29 +6,10 @@ import { Hono } from "npm:hono@4";
 import { connect, type ServeOptions } from "../mod.ts";
 import { frame, RawClient, text, upgradeRequest } from "./_raw_client.ts";
 import { makeCertificates } from "./_tls.ts";
-import { echo, start } from "./_util.ts";
+import { deadline, echo, start } from "./_util.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-/** How long any single wait in these tests may take before it fails. */
-const WAIT = 10_000;
-
-/** Resolves or rejects as `promise` does, or rejects after `ms`. */
-async function within<T>(
-  promise: Promise<T>,
-  what: string,
-  ms = WAIT,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface RawResponse {
   status: number;
@@ -66,7 +47,7 @@ class RawHttp implements AsyncDisposable {
     const chunk = new Uint8Array(65536);
     let n: number | null;
     try {
-      n = await within(this.conn.read(chunk), "a read from the server");
+      n = await deadline(this.conn.read(chunk), "a read from the server");
     } catch (error) {
       if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
       n = null;
@@ -199,11 +180,11 @@ async function fetchText(
   url: string,
   init: RequestInit = {},
 ): Promise<{ status: number; headers: Headers; body: string }> {
-  const response = await within(
+  const response = await deadline(
     fetch(url, { ...init, client }),
     `fetch ${url}`,
   );
-  const body = await within(response.text(), `the body of ${url}`);
+  const body = await deadline(response.text(), `the body of ${url}`);
   return { status: response.status, headers: response.headers, body };
 }
 
@@ -249,7 +230,7 @@ Deno.test("a request body is read from the connection only as fetch reads it", a
   await client.write(
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde",
   );
-  assert.equal(await within(firstChunk.promise, "the first chunk"), "abcde");
+  assert.equal(await deadline(firstChunk.promise, "the first chunk"), "abcde");
   await client.write("fghij");
   assert.equal((await client.readResponse()).body, "rest=fghij");
 });
@@ -273,7 +254,7 @@ Deno.test("a client that leaves mid-body errors the request body stream, and the
     );
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const error = await within(failed.promise, "the body's failure");
+  const error = await deadline(failed.promise, "the body's failure");
   assert.ok(error instanceof Error, String(error));
   // The failure is the client's, not the app's: onError does not hear of it.
   assert.equal(errors, 0);
@@ -305,10 +286,10 @@ s.close()
 `;
   const child = new Deno.Command("python3", { args: ["-c", script] }).spawn();
   try {
-    const error = await within(failed.promise, "the body's failure");
+    const error = await deadline(failed.promise, "the body's failure");
     assert.ok(error instanceof Deno.errors.ConnectionReset, String(error));
   } finally {
-    assert.equal((await within(child.status, "python's exit")).code, 0);
+    assert.equal((await deadline(child.status, "python's exit")).code, 0);
   }
   await using again = await RawHttp.connect(server.addr.port);
   await again.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -329,7 +310,7 @@ Deno.test("a request body that stalls past idleTimeout fails with TimedOut and c
   await client.write(
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
   );
-  const error = await within(failed.promise, "the stalled body's failure");
+  const error = await deadline(failed.promise, "the stalled body's failure");
   assert.ok(error instanceof Deno.errors.TimedOut, String(error));
   assert.equal(await client.readEof(), true);
 });
@@ -473,7 +454,7 @@ Deno.test("a streamed response reaches Deno's fetch chunk by chunk, chunked", as
         controller.enqueue(encoder.encode("first,"));
         // Only a client that got the first chunk can let the second go: a
         // server that buffered the body would never answer.
-        await within(firstRead.promise, "the client's first read");
+        await deadline(firstRead.promise, "the client's first read");
         await new Promise((resolve) => setTimeout(resolve, 20));
         controller.enqueue(encoder.encode("second,"));
         await new Promise((resolve) => setTimeout(resolve, 20));
@@ -484,18 +465,18 @@ Deno.test("a streamed response reaches Deno's fetch chunk by chunk, chunked", as
     return new Response(body, { headers: { "content-type": "text/plain" } });
   });
   using client = Deno.createHttpClient({});
-  const response = await within(
+  const response = await deadline(
     fetch(`http://127.0.0.1:${server.addr.port}/stream`, { client }),
     "the streamed response",
   );
   assert.equal(response.status, 200);
   assert.equal(response.headers.get("transfer-encoding"), "chunked");
   const reader = response.body!.getReader();
-  const first = await within(reader.read(), "the first chunk");
+  const first = await deadline(reader.read(), "the first chunk");
   assert.equal(decoder.decode(first.value), "first,");
   firstRead.resolve();
   let rest = "";
-  for (let r; !(r = await within(reader.read(), "a chunk")).done;) {
+  for (let r; !(r = await deadline(reader.read(), "a chunk")).done;) {
     rest += decoder.decode(r.value);
   }
   assert.equal(rest, "second,third");
@@ -505,7 +486,7 @@ Deno.test("a 1 MiB upload answered with its own body streams through both ways",
   await using server = startHttp((request) => new Response(request.body));
   using client = Deno.createHttpClient({});
   const sent = new Uint8Array(1 << 20).map((_, i) => i * 7);
-  const response = await within(
+  const response = await deadline(
     fetch(`http://127.0.0.1:${server.addr.port}/echo`, {
       method: "POST",
       body: sent,
@@ -513,7 +494,9 @@ Deno.test("a 1 MiB upload answered with its own body streams through both ways",
     }),
     "the echo's head",
   );
-  const back = new Uint8Array(await within(response.arrayBuffer(), "the echo"));
+  const back = new Uint8Array(
+    await deadline(response.arrayBuffer(), "the echo"),
+  );
   assert.equal(back.length, sent.length);
   assert.ok(back.every((byte, i) => byte === sent[i]), "the same bytes");
 });
@@ -641,7 +624,7 @@ Deno.test("a chunked body growing over maxBodySize gets 413, fetch's read fails,
   const answer = await client.readResponse();
   assert.equal(answer.status, 413);
   assert.equal(answer.headers.get("connection"), "close");
-  assert.ok(await within(failed.promise, "the read's failure"));
+  assert.ok(await deadline(failed.promise, "the read's failure"));
   assert.equal(await client.readEof(), true);
   assert.equal(errors, 0);
 });
@@ -796,20 +779,20 @@ Deno.test("HTTP requests and a WebSocket from connect() share the port", async (
     body: "x",
   });
   assert.equal(answer.body, "POST /a x");
-  const socket = await within(
+  const socket = await deadline(
     connect(`ws://127.0.0.1:${server.addr.port}/ws`),
     "connect()",
   );
   try {
     socket.send("ping over ws");
     const reader = socket.readable.getReader();
-    const echoed = await within(reader.read(), "the echo");
+    const echoed = await deadline(reader.read(), "the echo");
     assert.equal(echoed.value, "ping over ws");
     reader.releaseLock();
     assert.equal((await fetchText(http, `${base}/b`)).body, "GET /b ");
   } finally {
     socket.close();
-    await within(socket.closed, "the socket's close");
+    await deadline(socket.closed, "the socket's close");
   }
 });
 
@@ -820,14 +803,14 @@ Deno.test("an upgrade after plain requests on one kept-alive connection opens a 
   await using client = new RawClient(conn);
   for (let i = 0; i < 2; i++) {
     await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    const answer = await within(client.readHead(), "a plain answer");
+    const answer = await deadline(client.readHead(), "a plain answer");
     assert.equal(answer.status, 200);
     assert.equal(answer.body, "plain");
   }
   await client.write(upgradeRequest(port));
-  assert.equal((await within(client.readHead(), "the 101")).status, 101);
+  assert.equal((await deadline(client.readHead(), "the 101")).status, 101);
   await client.write(frame(1, "after http"));
-  const echoed = await within(client.readFrame(), "the echo");
+  const echoed = await deadline(client.readFrame(), "the echo");
   assert.equal(text(echoed!.payload), "after http");
 });
 
@@ -857,7 +840,7 @@ Deno.test("a Hono app (GET and POST routes) and Deno's WebSocket share one port"
   assert.equal((await fetchText(http, `http://${base}/nope`)).status, 404);
   const ws = new WebSocket(`ws://${base}/live`);
   try {
-    await within(
+    await deadline(
       new Promise((resolve, reject) => {
         ws.onopen = resolve;
         ws.onerror = reject;
@@ -868,11 +851,11 @@ Deno.test("a Hono app (GET and POST routes) and Deno's WebSocket share one port"
       ws.onmessage = (event) => resolve(event.data);
     });
     ws.send("hi hono");
-    assert.equal(await within(message, "the echo"), "hi hono");
+    assert.equal(await deadline(message, "the echo"), "hi hono");
   } finally {
     const closed = new Promise((resolve) => ws.onclose = resolve);
     ws.close();
-    await within(closed, "the WebSocket's close");
+    await deadline(closed, "the WebSocket's close");
   }
 });
 
@@ -897,18 +880,18 @@ Deno.test("https: fetch serves requests with bodies over TLS, kept alive, beside
     assert.equal(answer.body, `${base}/tls ${body}`);
   }
   assert.equal(ports.size, 1, "both requests came on one connection");
-  const socket = await within(
+  const socket = await deadline(
     connect(`wss://localhost:${server.addr.port}/`, { caCerts: [ca] }),
     "connect() over TLS",
   );
   try {
     socket.send("secure");
     const reader = socket.readable.getReader();
-    assert.equal((await within(reader.read(), "the echo")).value, "secure");
+    assert.equal((await deadline(reader.read(), "the echo")).value, "secure");
     reader.releaseLock();
   } finally {
     socket.close();
-    await within(socket.closed, "the socket's close");
+    await deadline(socket.closed, "the socket's close");
   }
 });
 
@@ -923,7 +906,7 @@ Deno.test("shutdown() closes an idle kept-alive connection at once", async () =>
   await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   assert.equal((await client.readResponse()).body, "ok");
   // Far below both timeouts: only closing idle connections at once meets it.
-  await within(server.shutdown(), "shutdown()", 5_000);
+  await deadline(server.shutdown(), "shutdown()", 5_000);
   assert.equal(await client.readEof(), true);
 });
 
@@ -937,13 +920,13 @@ Deno.test("shutdown() lets a response in flight finish, with Connection: close",
   }, { closeTimeout: 10_000 });
   await using client = await RawHttp.connect(server.addr.port);
   await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-  await within(started.promise, "the request");
+  await deadline(started.promise, "the request");
   const stopped = server.shutdown();
   release.resolve();
   const answer = await client.readResponse();
   assert.equal(answer.body, "finished");
   assert.equal(answer.headers.get("connection"), "close");
-  await within(stopped, "shutdown()");
+  await deadline(stopped, "shutdown()");
 });
 
 Deno.test("shutdown() cuts a response still streaming after closeTimeout", async () => {
@@ -966,8 +949,8 @@ Deno.test("shutdown() cuts a response still streaming after closeTimeout", async
     await using client = await RawHttp.connect(server.addr.port);
     await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     const buffer = new Uint8Array(4096);
-    await within(client.conn.read(buffer), "the head and a first tick");
-    await within(server.shutdown(), "shutdown()");
+    await deadline(client.conn.read(buffer), "the head and a first tick");
+    await deadline(server.shutdown(), "shutdown()");
     const rest = await client.readAll();
     assert.ok(rest.endsWith("tick\r\n"), "the body was cut, not ended");
   } finally {

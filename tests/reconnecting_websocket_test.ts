@@ -8,7 +8,7 @@ import {
 } from "../mod.ts";
 import { backoffDelay, withHooks } from "../src/reconnecting_websocket.ts";
 import { computeAccept } from "../src/core/_handshake.ts";
-import { echo, isCloseError, mulberry32, start } from "./_util.ts";
+import { deadline, echo, isCloseError, mulberry32, start } from "./_util.ts";
 
 /**
  * The sanitizers, on whatever the command line says (Deno 2.9 turns them off
@@ -19,29 +19,11 @@ const SANITIZED = { sanitizeOps: true, sanitizeResources: true };
 /** How long any one wait may take before the test fails instead of hanging. */
 const STEP_LIMIT = 10_000;
 
-/** Fails (rather than hangs) when `promise` does not settle in time. */
-async function within<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out waiting for ${what}`)),
-          STEP_LIMIT,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Polls `condition` until it holds, failing after the step limit. */
 async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + STEP_LIMIT;
+  const giveUp = Date.now() + STEP_LIMIT;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    if (Date.now() > giveUp) throw new Error(`Timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
@@ -50,13 +32,13 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 async function next(
   reader: ReadableStreamDefaultReader<string | Uint8Array>,
 ): Promise<string | Uint8Array | undefined> {
-  return (await within(reader.read(), "a message")).value;
+  return (await deadline(reader.read(), "a message")).value;
 }
 
 /** Closes `socket` for good and waits for its end, whatever it was. */
 async function dispose(socket: ReconnectingWebSocket): Promise<void> {
   socket.close();
-  await within(socket.closed.catch(() => {}), "the socket to close");
+  await deadline(socket.closed.catch(() => {}), "the socket to close");
 }
 
 /**
@@ -227,18 +209,18 @@ Deno.test(
       const writer = socket.writable.getWriter();
       assert.equal(await next(reader), "welcome from first");
       assert.equal(socket.state, "open");
-      await within(writer.write("before"), "a write while open");
+      await deadline(writer.write("before"), "a write while open");
       assert.equal(await next(reader), "ack before");
 
       // Shutting down sends 1001 (going away): not a reason to stop.
-      await within(first.server.shutdown(), "the first server to stop");
+      await deadline(first.server.shutdown(), "the first server to stop");
       await until(
         () => socket.state === "reconnecting",
         "the client to notice",
       );
       // Written while the server is down: queued, and resolved at once.
-      await within(writer.write("queued 1"), "a queued write");
-      await within(writer.write("queued 2"), "a queued write");
+      await deadline(writer.write("queued 1"), "a queued write");
+      await deadline(writer.write("queued 2"), "a queued write");
       assert.equal(socket.send("queued 3 ✓"), 12);
 
       second = hub("second", first.port);
@@ -263,13 +245,13 @@ Deno.test(
       socket.close({ closeCode: 1000, reason: "Done" });
       assert.equal(socket.state, "closed");
       // The server's answer: the same code, no reason (ours echoes none).
-      assert.deepEqual(await within(socket.closed, "the close"), {
+      assert.deepEqual(await deadline(socket.closed, "the close"), {
         closeCode: 1000,
         reason: "",
         wasClean: true,
       });
       // The one readable ends with the socket.
-      assert.deepEqual(await within(reader.read(), "the end"), {
+      assert.deepEqual(await deadline(reader.read(), "the end"), {
         done: true,
         value: undefined,
       });
@@ -325,7 +307,7 @@ Deno.test(
       `ws://127.0.0.1:${server.addr.port}/`,
     );
     try {
-      await within(socket.opened, "the open");
+      await deadline(socket.opened, "the open");
       // Nobody reads: the server's writes stall once TCP's buffers are full,
       // far short of 32 MiB, instead of all landing in the client's memory.
       let last = -1;
@@ -374,9 +356,9 @@ Deno.test(
       assert.match((error as Error).message, /HTTP 503/);
       return true;
     };
-    await assert.rejects(within(socket.closed, "giving up"), failed);
+    await assert.rejects(deadline(socket.closed, "giving up"), failed);
     await assert.rejects(socket.opened, failed);
-    await assert.rejects(within(reader.read(), "the readable's end"), failed);
+    await assert.rejects(deadline(reader.read(), "the readable's end"), failed);
     assert.equal(socket.state, "closed");
     // Ceilings 20, 40, 80, 80, 80 (capped): five waits between six attempts.
     assert.deepEqual(delays, [10, 20, 40, 40, 40]);
@@ -437,13 +419,13 @@ Deno.test(
     try {
       const reader = socket.readable.getReader();
       assert.equal(await next(reader), "hello");
-      assert.deepEqual(await within(socket.closed, "the close"), {
+      assert.deepEqual(await deadline(socket.closed, "the close"), {
         closeCode: 1000,
         reason: "Bye",
         wasClean: true,
       });
       assert.equal(socket.state, "closed");
-      assert.equal((await within(reader.read(), "the end")).done, true);
+      assert.equal((await deadline(reader.read(), "the end")).done, true);
       assert.equal(connections, 1);
     } finally {
       await dispose(socket);
@@ -471,7 +453,7 @@ Deno.test(
       },
     );
     try {
-      assert.deepEqual(await within(socket.closed, "the close"), {
+      assert.deepEqual(await deadline(socket.closed, "the close"), {
         closeCode: 4001,
         reason: "Session expired",
         wasClean: true,
@@ -495,7 +477,7 @@ Deno.test(
     });
     try {
       await assert.rejects(
-        within(socket.closed, "the end"),
+        deadline(socket.closed, "the end"),
         isCloseError(1006),
       );
       assert.equal(server.connections, 1);
@@ -518,7 +500,7 @@ Deno.test(
       assert.match((error as Error).message, /HTTP 403 Forbidden/);
       return true;
     };
-    await assert.rejects(within(socket.closed, "the end"), refused);
+    await assert.rejects(deadline(socket.closed, "the end"), refused);
     await assert.rejects(socket.opened, refused);
     assert.equal(socket.state, "closed");
     assert.equal(server.times.length, 1);
@@ -534,7 +516,7 @@ Deno.test(
       retry: { initialDelay: 10 },
     });
     try {
-      const info = await within(socket.opened, "the open");
+      const info = await deadline(socket.opened, "the open");
       assert.deepEqual(info, {
         reconnected: false,
         attempt: 3,
@@ -572,7 +554,7 @@ Deno.test(
           retry: { initialDelay: 1, maxAttempts: 2 },
         });
         await assert.rejects(
-          within(socket.closed, "the end"),
+          deadline(socket.closed, "the end"),
           isCloseError(1006),
         );
         assert.equal(server.times.length, retried ? 2 : 1);
@@ -589,7 +571,7 @@ Deno.test(
       protocols: ["not a token"],
       retry: { initialDelay: 1 },
     });
-    await assert.rejects(within(socket.closed, "the end"), TypeError);
+    await assert.rejects(deadline(socket.closed, "the end"), TypeError);
     await assert.rejects(socket.opened, TypeError);
     assert.equal(socket.state, "closed");
   },
@@ -608,12 +590,12 @@ Deno.test(
     });
     try {
       const writer = socket.writable.getWriter();
-      await within(writer.write("one"), "a queued write");
+      await deadline(writer.write("one"), "a queued write");
       assert.equal(socket.send(new Uint8Array([2, 2])), 2);
-      await within(writer.write("three"), "a queued write");
+      await deadline(writer.write("three"), "a queued write");
       assert.equal(socket.send("four"), 0);
       await assert.rejects(
-        within(writer.write("four"), "a refused write"),
+        deadline(writer.write("four"), "a refused write"),
         (error: unknown) => {
           assert.ok(error instanceof RangeError);
           assert.match(
@@ -671,12 +653,12 @@ Deno.test(
         delay: () => scheduled(),
       }),
     );
-    await within(waiting, "the retry to be scheduled");
+    await deadline(waiting, "the retry to be scheduled");
     assert.equal(socket.state, "connecting");
     socket.close({ closeCode: 4000, reason: "Never mind" });
     assert.equal(socket.state, "closed");
     // No connection was open: closed resolves with what close() was given.
-    assert.deepEqual(await within(socket.closed, "the end"), {
+    assert.deepEqual(await deadline(socket.closed, "the end"), {
       closeCode: 4000,
       reason: "Never mind",
       wasClean: true,
@@ -694,7 +676,7 @@ Deno.test(
     await using server = silent();
     const socket = new ReconnectingWebSocket(server.url);
     socket.close();
-    assert.deepEqual(await within(socket.closed, "the end"), {
+    assert.deepEqual(await deadline(socket.closed, "the end"), {
       closeCode: 1005,
       reason: "",
       wasClean: true,
@@ -717,10 +699,10 @@ Deno.test(
       `ws://127.0.0.1:${server.addr.port}/`,
       { retry: { initialDelay: 1 }, signal: controller.signal },
     );
-    await within(socket.opened, "the open");
+    await deadline(socket.opened, "the open");
     controller.abort();
     assert.equal(socket.state, "closed");
-    await within(socket.closed, "the close");
+    await deadline(socket.closed, "the close");
     assert.equal(connections, 1);
 
     // Already aborted: it never connects, and opened rejects with the reason.
@@ -730,7 +712,7 @@ Deno.test(
       { signal: AbortSignal.abort(reason) },
     );
     await assert.rejects(never.opened, (error) => error === reason);
-    await within(never.closed, "the end");
+    await deadline(never.closed, "the end");
     assert.equal(connections, 1);
   },
 );
@@ -752,7 +734,7 @@ Deno.test(
       const writer = socket.writable.getWriter();
       await writer.write("a");
       for (let i = 0; i < 100; i++) socket.send(`b${i}`);
-      await within(writer.close(), "the writable to close");
+      await deadline(writer.close(), "the writable to close");
       assert.equal(socket.state, "closed");
       await until(() => received.length === 101, "every message");
       assert.deepEqual(received, [
@@ -777,11 +759,11 @@ Deno.test(
     const socket = new ReconnectingWebSocket(
       `ws://127.0.0.1:${server.addr.port}/`,
     );
-    await within(socket.opened, "the open");
+    await deadline(socket.opened, "the open");
     await socket.readable.cancel(new WebSocketError("", { closeCode: 4003 }));
     assert.equal(socket.state, "closed");
-    assert.equal((await within(socket.closed, "the close")).closeCode, 4003);
-    assert.equal(await within(seen!, "the server's end"), 4003);
+    assert.equal((await deadline(socket.closed, "the close")).closeCode, 4003);
+    assert.equal(await deadline(seen!, "the server's end"), 4003);
   },
 );
 
@@ -809,7 +791,7 @@ Deno.test(
           onError: (error) => errors.push(error),
         });
         try {
-          await within(socket.opened, "the open");
+          await deadline(socket.opened, "the open");
           await until(() => errors.length === 1, "the report");
           assert.equal((errors[0] as Error).message, "Boom");
           assert.equal(socket.state, "open");

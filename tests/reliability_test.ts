@@ -24,6 +24,7 @@ import {
 } from "./_raw_client.ts";
 import {
   concat,
+  deadline,
   echo,
   floodUntilStalled,
   isCloseError,
@@ -37,18 +38,6 @@ const MiB = 1024 * 1024;
 const encoder = new TextEncoder();
 
 // --- Helpers ------------------------------------------------------------------
-
-/** Rejects with what was awaited when `promise` takes longer than `ms`. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`No ${what} within ${ms} ms`)),
-      ms,
-    );
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -79,8 +68,7 @@ function serveLocal(
   return {
     server,
     port: server.addr.port,
-    [Symbol.asyncDispose]: () =>
-      within(server.shutdown(), LIMIT, "server shutdown"),
+    [Symbol.asyncDispose]: () => deadline(server.shutdown(), "server shutdown"),
   };
 }
 
@@ -88,7 +76,7 @@ function serveLocal(
 function settled(
   socket: WebSocketConnection,
 ): Promise<{ closeCode: number; reason: string; error: boolean }> {
-  return within(
+  return deadline(
     socket.closed.then(
       ({ closeCode, reason }) => ({ closeCode, reason, error: false }),
       (error: unknown) => {
@@ -100,7 +88,6 @@ function settled(
         };
       },
     ),
-    LIMIT,
     "settled `closed`",
   );
 }
@@ -256,7 +243,7 @@ async function sendThreeThenLeave(
   }
   await client.write(frame(8, closePayload(1000, "done")));
   await client.conn.closeWrite();
-  return await within(client.readUntilClose(), LIMIT, "close answer");
+  return await deadline(client.readUntilClose(), "close answer");
 }
 
 // --- 1 and 2: reassembly stays linear, however finely a message is cut ------
@@ -300,17 +287,17 @@ Deno.test("§5.4 a 4 MiB message in 64-byte fragments (65,536 of them) is echoed
   assert.equal(textBytes.length, 4 * MiB);
   const binary = pseudoRandomBytes(4 * MiB);
 
-  const echoedText = await within(
+  const echoedText = await deadline(
     echoOver(client, fragmented(1, textBytes, 64)),
-    60_000,
     "text echo",
+    60_000,
   );
   assert.equal(echoedText.opcode, 1);
   assert.ok(sameBytes(echoedText.payload, textBytes), "the text echo");
-  const echoedBinary = await within(
+  const echoedBinary = await deadline(
     echoOver(client, fragmented(2, binary, 64)),
-    60_000,
     "binary echo",
+    60_000,
   );
   assert.equal(echoedBinary.opcode, 2);
   assert.ok(sameBytes(echoedBinary.payload, binary), "the binary echo");
@@ -322,9 +309,8 @@ Deno.test("§5.4 maxFragments, when set, still fails a message with more fragmen
   const frames = fragmented(2, pseudoRandomBytes(4 * MiB), 64);
   // The first 1,100 fragments (70 bytes each on the wire): one too many.
   await client.write(frames.subarray(0, 1100 * 70)).catch(() => {});
-  const { code, reason } = await within(
+  const { code, reason } = await deadline(
     client.readUntilClose(),
-    LIMIT,
     "close frame",
   );
   assert.equal(code, 1008);
@@ -366,7 +352,7 @@ Deno.test("§7.1.2 five push-only sockets whose peers left do not hold maxConnec
     await until(() => local.server.connections === 0, LIMIT, "0 connections");
     // RawClient.open throws unless the answer is 101 (not 503).
     await using sixth = await RawClient.open(local.port);
-    const greeting = await within(sixth.readFrame(), LIMIT, "greeting");
+    const greeting = await deadline(sixth.readFrame(), "greeting");
     assert.equal(text(greeting!.payload), "welcome");
   } finally {
     for (const client of clients) client.close();
@@ -389,7 +375,7 @@ Deno.test("RFC 7692 a push-only server socket with permessage-deflate answers a 
   const writer = client.writable.getWriter();
   for (let i = 1; i <= 3; i++) {
     // Over the 1 KiB threshold: sent compressed.
-    await within(writer.write(`message ${i} `.repeat(200)), LIMIT, "write");
+    await deadline(writer.write(`message ${i} `.repeat(200)), "write");
     await delay(30);
   }
   client.close({ closeCode: 1000, reason: "done" });
@@ -445,14 +431,13 @@ Deno.test("§7.1.7 a socket whose application never reads what a flood brought i
     (socket) => opened.resolve(socket),
   );
   await using client = await RawClient.open(local.port);
-  const socket = await within(opened.promise, LIMIT, "handler called");
+  const socket = await deadline(opened.promise, "handler called");
   // 200 messages: more than the socket keeps before it stops reading.
   await client.write(
     concat(Array.from({ length: 200 }, (_, i) => frame(1, `flood ${i}`))),
   );
-  const { code, reason } = await within(
+  const { code, reason } = await deadline(
     client.readUntilClose(),
-    LIMIT,
     "close frame",
   );
   assert.equal(code, 1011);
@@ -481,14 +466,14 @@ Deno.test("§7.1.7 a socket whose peer does not read what it is sent (a slow con
     },
   );
   await using client = await RawClient.open(local.port);
-  const socket = await within(opened.promise, LIMIT, "handler called");
+  const socket = await deadline(opened.promise, "handler called");
   let ended = false;
   const end = settled(socket);
   end.then(() => ended = true, () => ended = true);
   // The peer keeps talking but never reads: once the server's queue is
   // full it stops reading, and only the peer not reading holds it.
-  const deadline = Date.now() + LIMIT;
-  while (!ended && Date.now() < deadline) {
+  const giveUp = Date.now() + LIMIT;
+  while (!ended && Date.now() < giveUp) {
     await client.write(frame(1, "still here")).catch(() => {});
     await delay(50);
   }
@@ -546,11 +531,7 @@ Deno.test("§10.4 a flood of tiny frames at a socket that does not read keeps at
     opened.resolve({ socket, reader: socket.readable.getReader() });
   });
   const client = await RawClient.open(local.port);
-  const { socket, reader } = await within(
-    opened.promise,
-    LIMIT,
-    "handler called",
-  );
+  const { socket, reader } = await deadline(opened.promise, "handler called");
   try {
     const limit = 256 * MiB;
     const sent = await floodUntilStalled(client, tinyFrames(), 500, limit);
@@ -564,7 +545,7 @@ Deno.test("§10.4 a flood of tiny frames at a socket that does not read keeps at
       most = Math.max(most, count);
       total += count;
       // Reading resumes once the queue drained: a new message comes.
-      await within(next, LIMIT, "message once reading resumed");
+      await deadline(next, "message once reading resumed");
       total++;
       await delay(100);
     }
@@ -599,10 +580,10 @@ Deno.test("§10.4 a burst of 300,000 one-byte messages in one write to an idle e
   // The socket takes 64 messages at a time, resuming on the next turn of
   // the event loop: about 0.2 s here. A timer per batch (1 ms at least)
   // would take 4.7 s at best (10 s measured).
-  await within(
+  await deadline(
     Promise.all([client.write(burst), readEchoes()]),
-    3_000,
     "echo of the whole burst",
+    3_000,
   );
   console.log(
     `burst of ${count} one-byte messages echoed in ${
@@ -667,7 +648,11 @@ async function pingLatencies(
       await innocent.write(frame(9, `ping ${i}`));
       const pong = innocent.readFrame();
       pong.catch(() => {});
-      const outcome = await within(pong, Math.max(end - Date.now(), 0), "pong")
+      const outcome = await deadline(
+        pong,
+        "pong",
+        Math.max(end - Date.now(), 0),
+      )
         .catch(() => null);
       if (outcome === null) {
         unanswered = performance.now() - sent;
@@ -684,8 +669,8 @@ async function pingLatencies(
     flooding = false;
     flooder.close();
     innocent.close();
-    await within(flood, LIMIT, "end of the flood");
-    await within(drain, LIMIT, "end of the drain");
+    await deadline(flood, "end of the flood");
+    await deadline(drain, "end of the drain");
   }
   return { answered, unanswered, floodRate };
 }
@@ -711,9 +696,8 @@ Deno.test("§10.4 an innocent client's 200 pings are answered while another floo
     ours = await pingLatencies(local.port, pings, 20_000);
   }
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-  await within(
+  await deadline(
     new Promise((resolve) => wss.once("listening", resolve)),
-    LIMIT,
     "npm:ws listening",
   );
   const closes: Promise<void>[] = [];
@@ -734,10 +718,9 @@ Deno.test("§10.4 an innocent client's 200 pings are answered while another floo
     );
   } finally {
     for (const socket of wss.clients) socket.terminate();
-    await within(Promise.all(closes), LIMIT, "npm:ws sockets closed");
-    await within(
+    await deadline(Promise.all(closes), "npm:ws sockets closed");
+    await deadline(
       new Promise((resolve) => wss.close(resolve)),
-      LIMIT,
       "npm:ws closed",
     );
   }
@@ -808,7 +791,7 @@ function rawServer(after: (conn: Deno.Conn) => Promise<void>) {
     served,
     async [Symbol.asyncDispose]() {
       listener.close();
-      await within(served.catch(() => {}), LIMIT, "raw server done");
+      await deadline(served.catch(() => {}), "raw server done");
     },
   };
 }
@@ -823,19 +806,19 @@ for (const [name, bad] of badFrames(false)) {
       assert.equal(close.opcode, 8);
       peerClose.resolve((close.payload[0] << 8) | close.payload[1]);
     });
-    const client = await within(connect(server.url), LIMIT, "connect");
+    const client = await deadline(connect(server.url), "connect");
     const reader = client.readable.getReader();
     // Read only once the connection has ended: the message must still be there.
     const end = await settled(client);
     assert.equal(end.closeCode, 1002);
     assert.equal(end.error, true);
-    assert.equal(await within(peerClose.promise, LIMIT, "close frame"), 1002);
-    assert.deepEqual(await within(reader.read(), LIMIT, "read"), {
+    assert.equal(await deadline(peerClose.promise, "close frame"), 1002);
+    assert.deepEqual(await deadline(reader.read(), "read"), {
       value: "hello",
       done: false,
     });
     await assert.rejects(
-      within(reader.read(), LIMIT, "read"),
+      deadline(reader.read(), "read"),
       isCloseError(1002),
     );
     await server.served;
@@ -852,25 +835,17 @@ for (const [name, bad] of badFrames(true)) {
       opened.resolve({ socket, reader: socket.readable.getReader() });
     });
     await using client = await RawClient.open(local.port);
-    const { socket, reader } = await within(
-      opened.promise,
-      LIMIT,
-      "handler called",
-    );
+    const { socket, reader } = await deadline(opened.promise, "handler called");
     await client.write(concat([frame(1, "hello"), bad]));
-    const { code } = await within(
-      client.readUntilClose(),
-      LIMIT,
-      "close frame",
-    );
+    const { code } = await deadline(client.readUntilClose(), "close frame");
     assert.equal(code, 1002);
     assert.equal((await settled(socket)).closeCode, 1002);
-    assert.deepEqual(await within(reader.read(), LIMIT, "read"), {
+    assert.deepEqual(await deadline(reader.read(), "read"), {
       value: "hello",
       done: false,
     });
     await assert.rejects(
-      within(reader.read(), LIMIT, "read"),
+      deadline(reader.read(), "read"),
       isCloseError(1002),
     );
   });
@@ -894,7 +869,7 @@ async function capturingConsoleError(
 
 async function roundTrip(client: RawClient, message: string): Promise<string> {
   await client.write(frame(1, message));
-  const echoed = await within(client.readFrame(), LIMIT, "echo");
+  const echoed = await deadline(client.readFrame(), "echo");
   return text(echoed!.payload);
 }
 
@@ -916,9 +891,8 @@ Deno.test("§7.4.1 a handler that throws or rejects closes its socket with 1011 
       await using client = await RawClient.open(local.port, {
         "X-Fail": fail,
       });
-      const { code, reason } = await within(
+      const { code, reason } = await deadline(
         client.readUntilClose(),
-        LIMIT,
         `close after "${fail}"`,
       );
       assert.equal(code, 1011, `after "${fail}"`);
@@ -950,7 +924,7 @@ Deno.test("§7.4.1 a throwing onOpen closes its socket with 1011 and a throwing 
   });
   {
     await using client = await RawClient.open(local.port, { "X-Fail": "open" });
-    const { code } = await within(client.readUntilClose(), LIMIT, "close");
+    const { code } = await deadline(client.readUntilClose(), "close");
     assert.equal(code, 1011);
   }
   {
@@ -958,7 +932,7 @@ Deno.test("§7.4.1 a throwing onOpen closes its socket with 1011 and a throwing 
     assert.equal(await roundTrip(client, "still served"), "still served");
     await client.write(frame(8, closePayload(1000)));
     assert.equal(
-      (await within(client.readUntilClose(), LIMIT, "close")).code,
+      (await deadline(client.readUntilClose(), "close")).code,
       1000,
     );
   }
@@ -1004,16 +978,16 @@ for (const hook of ["onUpgrade", "onRequest"] as const) {
       await using client = await RawClient.connect(local.port);
       await client.write(request(local.port));
       // EOF with no byte before it: no 101, no answer.
-      assert.equal(await within(client.readEof(), LIMIT, "EOF"), true);
+      assert.equal(await deadline(client.readEof(), "EOF"), true);
     });
   } else {
     Deno.test("RFC 9110 §15.6.4 an onRequest (fetch) that does not answer within idleTimeout gets 503, then the connection closes", async () => {
       await using local = serveLocal({ idleTimeout: 300, onRequest: NEVER });
       await using client = await RawClient.connect(local.port);
       await client.write(request(local.port));
-      const answer = await within(client.readHead(), LIMIT, "the answer");
+      const answer = await deadline(client.readHead(), "the answer");
       assert.equal(answer.status, 503);
-      assert.equal(await within(client.readEof(), LIMIT, "EOF"), true);
+      assert.equal(await deadline(client.readEof(), "EOF"), true);
     });
   }
 
@@ -1030,9 +1004,9 @@ for (const hook of ["onUpgrade", "onRequest"] as const) {
     });
     await using client = await RawClient.connect(local.port);
     await client.write(request(local.port));
-    await within(called.promise, LIMIT, `${hook} called`);
-    await within(local.server.shutdown(), 3_000, "shutdown");
-    assert.equal(await within(client.readEof(), LIMIT, "EOF"), true);
+    await deadline(called.promise, `${hook} called`);
+    await deadline(local.server.shutdown(), "shutdown", 3_000);
+    assert.equal(await deadline(client.readEof(), "EOF"), true);
   });
 }
 
@@ -1050,9 +1024,8 @@ Deno.test("§7.4.1 a handler that throws inside `for await (… of socket.readab
   );
   await using client = await RawClient.open(local.port);
   await client.write(frame(1, "hello"));
-  const { code, reason } = await within(
+  const { code, reason } = await deadline(
     client.readUntilClose(),
-    LIMIT,
     "close frame",
   );
   assert.equal(code, 1011);
@@ -1067,7 +1040,7 @@ Deno.test("send() returns the bytes queued, 0 after close, and 0 (not a throw) f
   const opened = Promise.withResolvers<WebSocketConnection>();
   await using local = serveLocal({}, (socket) => opened.resolve(socket));
   await using client = await RawClient.open(local.port);
-  const socket = await within(opened.promise, LIMIT, "handler called");
+  const socket = await deadline(opened.promise, "handler called");
   assert.equal(socket.send("hello"), 2 + 5);
   assert.equal(socket.send(new Uint8Array(200)), 2 + 2 + 200);
   assert.equal(socket.send(new Uint8Array(70_000)), 2 + 8 + 70_000);
@@ -1077,9 +1050,8 @@ Deno.test("send() returns the bytes queued, 0 after close, and 0 (not a throw) f
   assert.equal(socket.send(new Uint16Array(2) as unknown as Uint8Array), 0);
   socket.close({ closeCode: 1000, reason: "done" });
   assert.equal(socket.send("too late"), 0);
-  const { frames, code } = await within(
+  const { frames, code } = await deadline(
     client.readUntilClose(),
-    LIMIT,
     "close frame",
   );
   assert.deepEqual(
@@ -1103,7 +1075,7 @@ Deno.test("bufferedAmount counts what waits in writable's queue, for a peer that
     measured.resolve(socket.bufferedAmount);
   });
   await using _client = await RawClient.open(local.port);
-  const buffered = await within(measured.promise, LIMIT, "bufferedAmount");
+  const buffered = await deadline(measured.promise, "bufferedAmount");
   // Payloads plus at most a 10-byte header each.
   assert.ok(
     buffered >= 3 * size && buffered <= 3 * (size + 10),
@@ -1127,9 +1099,8 @@ Deno.test("§7.1.2 close() after writes that were not awaited sends them before 
     await using client = await RawClient.open(local.port, {
       "X-Writable": state,
     });
-    const { frames, code, reason } = await within(
+    const { frames, code, reason } = await deadline(
       client.readUntilClose(),
-      LIMIT,
       "close frame",
     );
     assert.deepEqual(frames.map((f) => text(f.payload)), ["one", "two"], state);

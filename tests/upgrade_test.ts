@@ -15,29 +15,9 @@ import {
 } from "../mod.ts";
 import { unreadCounts } from "../src/upgrade.ts";
 import { frame, RawClient } from "./_raw_client.ts";
-import { assertSameMessage, isCloseError, start } from "./_util.ts";
+import { assertSameMessage, deadline, isCloseError, start } from "./_util.ts";
 
 const LOCAL = { port: 0, hostname: "127.0.0.1", onListen() {} };
-
-/** Resolves as `promise` does, or fails after `ms` naming what it waited for. */
-async function within<T>(
-  promise: Promise<T>,
-  what: string,
-  ms = 10_000,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Timed out waiting for ${what}`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Sockets in the order a server made them; `next()` waits for the next one. */
 class Accepted {
@@ -53,7 +33,7 @@ class Accepted {
   next(): Promise<WebSocketConnection> {
     const socket = this.#sockets.shift();
     if (socket) return Promise.resolve(socket);
-    return within(
+    return deadline(
       new Promise((resolve) => this.#waiters.push(resolve)),
       "the server's socket",
     );
@@ -95,7 +75,7 @@ function read(
   reader: ReadableStreamDefaultReader<string | Uint8Array>,
   what: string,
 ): Promise<string | Uint8Array | undefined> {
-  return within(reader.read(), what).then((result) => result.value);
+  return deadline(reader.read(), what).then((result) => result.value);
 }
 
 /** Reads a client's messages to the end; returns how many bytes came. */
@@ -135,12 +115,12 @@ Deno.test("upgradeWebSocket on Deno.serve echoes text, binary and empty messages
     reader.releaseLock();
 
     client.close({ closeCode: 1000, reason: "done" });
-    assert.deepEqual(await within(client.closed, "the client's close"), {
+    assert.deepEqual(await deadline(client.closed, "the client's close"), {
       closeCode: 1000,
       reason: "done",
       wasClean: true,
     });
-    assert.deepEqual(await within(socket.closed, "the server's close"), {
+    assert.deepEqual(await deadline(socket.closed, "the server's close"), {
       closeCode: 1000,
       reason: "done",
       wasClean: true,
@@ -172,7 +152,7 @@ Deno.test("upgradeWebSocket with Deno's WebSocket client: a send() before the up
       client.send(new Uint8Array([9, 8, 7]));
     };
     const socket = await next();
-    await within(three.promise, "three messages");
+    await deadline(three.promise, "three messages");
     assert.equal(received[0], "welcome");
     assert.equal(received[1], "text");
     assert.deepEqual(
@@ -181,9 +161,9 @@ Deno.test("upgradeWebSocket with Deno's WebSocket client: a send() before the up
     );
 
     client.close(4001, "bye");
-    const event = await within(closed, "the client's close event");
+    const event = await deadline(closed, "the client's close event");
     assert.equal(event.code, 4001);
-    assert.deepEqual(await within(socket.closed, "the server's close"), {
+    assert.deepEqual(await deadline(socket.closed, "the server's close"), {
       closeCode: 4001,
       reason: "bye",
       wasClean: true,
@@ -203,12 +183,12 @@ Deno.test("upgradeWebSocket socket.close() sends its code and reason; closed res
     const client = await connect(url);
     const socket = await next();
     client.send("anything");
-    assert.deepEqual(await within(client.closed, "the client's close"), {
+    assert.deepEqual(await deadline(client.closed, "the client's close"), {
       closeCode: 4002,
       reason: "server says bye",
       wasClean: true,
     });
-    const result = await within(socket.closed, "the server's close");
+    const result = await deadline(socket.closed, "the server's close");
     assert.equal(result.closeCode, 4002);
     assert.equal(result.wasClean, true);
   } finally {
@@ -226,19 +206,19 @@ Deno.test("upgradeWebSocket a close() before the upgrade completes goes out afte
     const client = await connect(url);
     const socket = await next();
     const messages: (string | Uint8Array)[] = [];
-    await within(
+    await deadline(
       (async () => {
         for await (const message of client.readable) messages.push(message);
       })(),
       "the client's readable to end",
     );
     assert.deepEqual(messages, ["first"]);
-    assert.deepEqual(await within(client.closed, "the client's close"), {
+    assert.deepEqual(await deadline(client.closed, "the client's close"), {
       closeCode: 4003,
       reason: "early",
       wasClean: true,
     });
-    assert.equal((await within(socket.closed, "the close")).closeCode, 4003);
+    assert.equal((await deadline(socket.closed, "the close")).closeCode, 4003);
   } finally {
     await server.shutdown();
   }
@@ -250,11 +230,11 @@ Deno.test("upgradeWebSocket a connection that ends without a closing handshake r
     const client = await RawClient.open(port);
     const socket = await next();
     client.close();
-    await within(
+    await deadline(
       assert.rejects(socket.closed, isCloseError(1006)),
       "closed to reject",
     );
-    await within(
+    await deadline(
       assert.rejects(socket.readable.getReader().read(), isCloseError(1006)),
       "readable to error",
     );
@@ -273,7 +253,7 @@ Deno.test("upgradeWebSocket chooses the first offered subprotocol it speaks, als
     assert.equal(client.protocol, "chat.v2");
     assert.equal((await next()).protocol, "chat.v2");
     client.close();
-    await within(client.closed, "the close");
+    await deadline(client.closed, "the close");
 
     // Deno's own `protocol` option would throw for this offer.
     await using raw = await RawClient.connect(port);
@@ -282,18 +262,18 @@ Deno.test("upgradeWebSocket chooses the first offered subprotocol it speaks, als
         `Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n` +
         `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: x,chat.v1\r\n\r\n`,
     );
-    const answer = await within(raw.readHead(), "the 101");
+    const answer = await deadline(raw.readHead(), "the 101");
     assert.equal(answer.status, 101);
     assert.equal(answer.headers.get("sec-websocket-protocol"), "chat.v1");
     const socket = await next();
     assert.equal(socket.protocol, "chat.v1");
     raw.close();
-    await within(socket.closed.catch(() => {}), "the server's end");
+    await deadline(socket.closed.catch(() => {}), "the server's end");
 
     const none = await connect(url, { protocols: ["other"] });
     assert.equal(none.protocol, "");
     none.close();
-    await within(none.closed, "the close");
+    await deadline(none.closed, "the close");
   } finally {
     await server.shutdown();
   }
@@ -367,7 +347,7 @@ Deno.test("upgradeWebSocket answers malformed upgrades as serve() does: 426 for 
     for (const [line, headers, status, header, value] of cases) {
       await using raw = await RawClient.connect(port);
       await raw.write(head(line, headers));
-      const answer = await within(raw.readHead(), `the answer to ${line}`);
+      const answer = await deadline(raw.readHead(), `the answer to ${line}`);
       assert.equal(answer.status, status, `${line} ${JSON.stringify(headers)}`);
       if (header) assert.equal(answer.headers.get(header), value);
     }
@@ -433,8 +413,8 @@ Deno.test("upgradeWebSocket in a Hono app: a WebSocket route beside a POST route
     );
     reader.releaseLock();
     client.close({ closeCode: 1000 });
-    assert.equal((await within(client.closed, "the close")).closeCode, 1000);
-    assert.equal((await within(socket.closed, "the close")).closeCode, 1000);
+    assert.equal((await deadline(client.closed, "the close")).closeCode, 1000);
+    assert.equal((await deadline(socket.closed, "the close")).closeCode, 1000);
   } finally {
     await server.shutdown();
   }
@@ -475,8 +455,8 @@ Deno.test("upgradeWebSocket sockets with one TopicHub: a publication reaches sub
 
     a.close();
     b.close();
-    await within(Promise.all([serverA.closed, serverB.closed]), "the closes");
-    await within(Promise.all([a.closed, b.closed]), "the clients' closes");
+    await deadline(Promise.all([serverA.closed, serverB.closed]), "the closes");
+    await deadline(Promise.all([a.closed, b.closed]), "the clients' closes");
     assert.deepEqual(hub.topics(), [], "closed sockets leave their topics");
   } finally {
     await server.shutdown();
@@ -511,7 +491,7 @@ Deno.test("upgradeWebSocket and serve() sharing a TopicHub: a publication reache
 
     viaServe.close();
     viaDeno.close();
-    await within(
+    await deadline(
       Promise.all([viaServe.closed, viaDeno.closed, upgraded.closed]),
       "the closes",
     );
@@ -535,14 +515,14 @@ Deno.test("upgradeWebSocket a flood the handler never reads closes with 1011 onc
     // 8 MiB at most: the server closes long before.
     for (; sent < 8192; sent++) {
       try {
-        await within(writer.write(chunk), "a write");
+        await deadline(writer.write(chunk), "a write");
       } catch {
         break;
       }
     }
     writer.releaseLock();
     assert.ok(sent < 8192, "the flood was stopped");
-    const error = await within(
+    const error = await deadline(
       socket.closed.then(() => undefined, (error) => error),
       "the server's close",
     );
@@ -557,7 +537,7 @@ Deno.test("upgradeWebSocket a flood the handler never reads closes with 1011 onc
     assert.equal(unreadCounts.bytes, 0, "nothing is counted after the close");
     // Deno drops the connection at the next message after its close, so
     // the flooding client sees 1011 or a reset: only that it ends.
-    await within(client.closed.catch(() => {}), "the client's end");
+    await deadline(client.closed.catch(() => {}), "the client's end");
   } finally {
     await server.shutdown();
   }
@@ -576,13 +556,13 @@ Deno.test("upgradeWebSocket a handler that reads keeps up with a flood and is no
     const writer = client.writable.getWriter();
     const chunk = new Uint8Array(1024);
     for (let i = 0; i < 4096; i++) {
-      await within(writer.write(chunk), "a write");
+      await deadline(writer.write(chunk), "a write");
     }
     writer.releaseLock();
     client.close({ closeCode: 1000 });
-    assert.equal((await within(socket.closed, "the close")).closeCode, 1000);
+    assert.equal((await deadline(socket.closed, "the close")).closeCode, 1000);
     assert.equal(received, 4096 * 1024);
-    await within(client.closed, "the client's close");
+    await deadline(client.closed, "the client's close");
   } finally {
     await server.shutdown();
   }
@@ -607,17 +587,17 @@ Deno.test("upgradeWebSocket send() past maxBackpressure to a client that never r
   try {
     const client = await connect(url);
     const socket = await next();
-    const sent = await within(done.promise, "send() to refuse", 60_000);
+    const sent = await deadline(done.promise, "send() to refuse", 60_000);
     assert.ok(sent < 256 * 1024 * 1024, "send() refused a message");
     assert.equal(socket.send("more"), 0, "the socket is closing");
     // Now the client reads: every message sent, then the close.
-    assert.equal(await within(drain(client), "the client's reads"), sent);
-    assert.deepEqual(await within(client.closed, "the client's close"), {
+    assert.equal(await deadline(drain(client), "the client's reads"), sent);
+    assert.deepEqual(await deadline(client.closed, "the client's close"), {
       closeCode: 1013,
       reason: "Slow consumer",
       wasClean: true,
     });
-    assert.equal((await within(socket.closed, "the close")).closeCode, 1013);
+    assert.equal((await deadline(socket.closed, "the close")).closeCode, 1013);
   } finally {
     await server.shutdown();
   }
@@ -637,9 +617,12 @@ Deno.test('upgradeWebSocket backpressure: "drop" drops and counts what send() qu
     const client = await connect(url);
     const socket = await next();
     assert.equal(socket.droppedMessages, 28);
-    assert.equal(await within(drain(client), "the client's reads"), 4 * 65536);
-    assert.equal((await within(client.closed, "the close")).closeCode, 1000);
-    await within(socket.closed, "the server's close");
+    assert.equal(
+      await deadline(drain(client), "the client's reads"),
+      4 * 65536,
+    );
+    assert.equal((await deadline(client.closed, "the close")).closeCode, 1000);
+    await deadline(socket.closed, "the server's close");
   } finally {
     await server.shutdown();
   }
@@ -657,12 +640,12 @@ Deno.test("upgradeWebSocket a message over maxMessageSize (UTF-8 bytes for text)
     // 513 characters, 1,026 bytes: over, though shorter than 1,024 units.
     client.send("é".repeat(513));
     assert.equal(await read(reader, "the end"), undefined);
-    assert.deepEqual(await within(client.closed, "the client's close"), {
+    assert.deepEqual(await deadline(client.closed, "the client's close"), {
       closeCode: 1009,
       reason: "Message too big",
       wasClean: true,
     });
-    await within(
+    await deadline(
       assert.rejects(socket.closed, isCloseError(1009)),
       "closed to reject",
     );
@@ -670,8 +653,8 @@ Deno.test("upgradeWebSocket a message over maxMessageSize (UTF-8 bytes for text)
     const binary = await connect(url);
     const binarySocket = await next();
     binary.send(new Uint8Array(1025));
-    assert.equal((await within(binary.closed, "the close")).closeCode, 1009);
-    await within(
+    assert.equal((await deadline(binary.closed, "the close")).closeCode, 1009);
+    await deadline(
       assert.rejects(binarySocket.closed, isCloseError(1009)),
       "closed to reject",
     );
@@ -697,9 +680,9 @@ Deno.test("upgradeWebSocket writable: write() resolves once Deno's buffer is und
   try {
     const client = await connect(url);
     const socket = await next();
-    assert.equal(await within(drain(client), "the reads"), 16 * chunk.length);
-    assert.equal((await within(socket.closed, "the close")).closeCode, 1000);
-    await within(client.closed, "the client's close");
+    assert.equal(await deadline(drain(client), "the reads"), 16 * chunk.length);
+    assert.equal((await deadline(socket.closed, "the close")).closeCode, 1000);
+    await deadline(client.closed, "the client's close");
   } finally {
     await server.shutdown();
   }
@@ -710,13 +693,13 @@ Deno.test("upgradeWebSocket idleTimeout: a peer that answers no ping is closed w
   try {
     await using raw = await RawClient.open(port);
     const socket = await next();
-    await within(
+    await deadline(
       assert.rejects(socket.closed, isCloseError(1001)),
       "the idle close",
     );
-    const ping = await within(raw.readFrame(), "the ping");
+    const ping = await deadline(raw.readFrame(), "the ping");
     assert.equal(ping?.opcode, 9);
-    const close = await within(raw.readFrame(), "the close frame");
+    const close = await deadline(raw.readFrame(), "the close frame");
     assert.equal(close?.opcode, 8);
     assert.equal((close!.payload[0] << 8) | close!.payload[1], 1001);
     await raw.write(frame(8, close!.payload.subarray(0, 2))).catch(() => {});
@@ -741,7 +724,7 @@ Deno.test("upgradeWebSocket sockets report an unknown remoteAddr as an empty hos
       port: 0,
     });
     client.close();
-    await within(Promise.all([client.closed, socket.closed]), "the closes");
+    await deadline(Promise.all([client.closed, socket.closed]), "the closes");
   } finally {
     await server.shutdown();
   }
