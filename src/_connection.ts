@@ -22,8 +22,9 @@ import {
   type CompressedMessage,
   deliver,
   endReading,
+  openSocket,
   settle,
-  Socket,
+  type Socket,
   type SocketEngine,
   type SocketOptions,
 } from "./socket.ts";
@@ -178,7 +179,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
         () => protocol.fail(CloseCode.InternalError, "Internal error"),
       );
     }
-    this.socket = new Socket(this, {
+    this.socket = openSocket(this, {
       request: init.request,
       remoteAddr: init.remoteAddr,
       protocol: init.protocol,

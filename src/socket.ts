@@ -190,6 +190,25 @@ export let closeWith: (socket: Socket, code: number, reason: string) => void;
 export let offer: (socket: Socket, shared: SharedMessage) => boolean;
 /** The state of the socket's connection. */
 export let stateOf: (socket: Socket) => "open" | "closing" | "closed";
+/** Makes the socket for an engine. */
+export let openSocket: (engine: SocketEngine, init: SocketInit) => Socket;
+
+/** What a socket is told about its connection when it is made. */
+export interface SocketInit {
+  request: Request | (() => Request);
+  remoteAddr: Deno.NetAddr;
+  protocol: string;
+  extensions: string;
+  options?: SocketOptions;
+  /** The hub whose topics the socket may subscribe to. */
+  hub?: TopicHub;
+  /**
+   * Make `readable` at once rather than when first asked for: with
+   * permessage-deflate, so that corrupt data is found even by an
+   * application that never reads.
+   */
+  eagerReadable?: boolean;
+}
 
 // What `readable`'s source and `writable`'s sink call.
 let startReading: (
@@ -267,24 +286,9 @@ export class Socket implements WebSocketConnection {
   /** How the connection ended, once it has. */
   #settled: EngineEnd | undefined;
 
-  constructor(
-    engine: SocketEngine,
-    init: {
-      request: Request | (() => Request);
-      remoteAddr: Deno.NetAddr;
-      protocol: string;
-      extensions: string;
-      options?: SocketOptions;
-      /** The hub whose topics the socket may subscribe to. */
-      hub?: TopicHub;
-      /**
-       * Make `readable` at once rather than when first asked for: with
-       * permessage-deflate, so that corrupt data is found even by an
-       * application that never reads.
-       */
-      eagerReadable?: boolean;
-    },
-  ) {
+  constructor(engine: SocketEngine, init: SocketInit, key: typeof INTERNAL) {
+    // Only `openSocket` makes sockets: `new socket.constructor()` is refused.
+    if (key !== INTERNAL) throw new TypeError("Illegal constructor");
     this.#engine = engine;
     this.#request = init.request;
     this.#remoteAddr = init.remoteAddr;
@@ -296,6 +300,7 @@ export class Socket implements WebSocketConnection {
   }
 
   static {
+    openSocket = (engine, init) => new Socket(engine, init, INTERNAL);
     deliver = (socket, message) => socket.#deliver(message);
     endReading = (socket, end) => socket.#endReading(end);
     settle = (socket, end) => socket.#settle(end);

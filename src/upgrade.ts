@@ -22,9 +22,11 @@ import {
   deliver,
   endReading,
   type EngineEnd,
+  openSocket,
   settle,
-  Socket,
+  type Socket,
   type SocketEngine,
+  type SocketInit,
   type SocketOptions,
   type WebSocketConnection,
 } from "./socket.ts";
@@ -464,7 +466,7 @@ class DenoEngine implements SocketEngine, EventListenerObject {
   constructor(
     ws: WebSocket,
     limits: Limits,
-    init: ConstructorParameters<typeof Socket>[1],
+    init: SocketInit,
   ) {
     this.#ws = ws;
     this.#limits = limits;
@@ -474,7 +476,7 @@ class DenoEngine implements SocketEngine, EventListenerObject {
     ws.addEventListener("message", this);
     ws.addEventListener("error", this);
     ws.addEventListener("close", this);
-    this.socket = new Socket(this, init);
+    this.socket = openSocket(this, init);
   }
 
   // --- SocketEngine: what the socket asks of its connection -----------------

@@ -482,6 +482,43 @@ Deno.test("§10.4 fragments summing over maxMessageSize fail with 1009", async (
   );
 });
 
+// The object a handler gets.
+
+Deno.test("the socket a handler gets has only its documented members and cannot be made with new", async () => {
+  const { server, first } = watched({}, () => {});
+  await using _server = server;
+  await using _client = await RawClient.open(server.addr.port);
+  const socket = await deadline(first, "the server's socket");
+  assert.deepEqual(Reflect.ownKeys(socket), []);
+  const members = Reflect.ownKeys(Object.getPrototypeOf(socket)).sort();
+  assert.deepEqual(members, [
+    "bufferedAmount",
+    "close",
+    "closed",
+    "constructor",
+    "droppedMessages",
+    "extensions",
+    "isSubscribed",
+    "protocol",
+    "publish",
+    "readable",
+    "remoteAddr",
+    "request",
+    "send",
+    "subscribe",
+    "subscriptions",
+    "unsubscribe",
+    "writable",
+  ]);
+  // A user holding a socket cannot make another one around a fake engine.
+  const Made = socket.constructor as new (...args: unknown[]) => unknown;
+  assert.throws(() => new Made({}, {}), {
+    name: "TypeError",
+    message: "Illegal constructor",
+  });
+  assert.throws(() => new Made(), TypeError);
+});
+
 // §7.1.7 and the socket's streams.
 
 Deno.test("a peer that drops TCP errors readable and rejects closed with 1006", async () => {
