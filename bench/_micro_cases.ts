@@ -10,6 +10,7 @@ import {
   type FrameHandler,
 } from "../src/core/frame.ts";
 import { applyMask } from "../src/core/mask.ts";
+import { pseudoRandomBytes } from "../tests/_util.ts";
 import { encodeMaskedFrame } from "./load.ts";
 
 /** One micro benchmark. */
@@ -43,22 +44,6 @@ class _CountingHandler implements FrameHandler {
   onFrameEnd(): void {}
 }
 
-/**
- * Pseudo-random bytes from a seeded xorshift32 (as tests/_util.ts makes
- * them), so that every run measures the same payloads.
- */
-function _random(size: number, seed = 1): Uint8Array {
-  let state = 0x9e3779b9 ^ seed;
-  const bytes = new Uint8Array(size);
-  for (let i = 0; i < size; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    bytes[i] = state & 0xff;
-  }
-  return bytes;
-}
-
 function _size(bytes: number): string {
   return bytes >= MiB
     ? `${bytes / MiB} MiB`
@@ -77,7 +62,7 @@ function _decodeCase(
   count: number,
   chunkSize = Infinity,
 ): MicroCase {
-  const frame = encodeMaskedFrame(2, _random(size), KEY);
+  const frame = encodeMaskedFrame(2, pseudoRandomBytes(size, 1), KEY);
   const stream = new Uint8Array(frame.length * count);
   for (let i = 0; i < count; i++) stream.set(frame, i * frame.length);
   const chunks: Uint8Array[] = [];
@@ -103,7 +88,7 @@ function _decodeCase(
 }
 
 function _unmaskCase(size: number, offset: number): MicroCase {
-  const buffer = _random(size + offset);
+  const buffer = pseudoRandomBytes(size + offset, 1);
   const data = buffer.subarray(offset);
   return {
     name: `applyMask ${_size(size)}` + (offset ? ", unaligned" : ""),
@@ -115,7 +100,7 @@ function _unmaskCase(size: number, offset: number): MicroCase {
 }
 
 function _encodeCase(size: number, masked: boolean): MicroCase {
-  const frame = { fin: true, opcode: 2, payload: _random(size) };
+  const frame = { fin: true, opcode: 2, payload: pseudoRandomBytes(size, 1) };
   return {
     name: `encodeFrame ${_size(size)}` + (masked ? ", masked" : ""),
     group: "encode",

@@ -63,6 +63,8 @@ const HOST = "127.0.0.1";
  * connection; after 1,000 of them, the next 5,000 measure what each adds.
  */
 const IDLE_WARM = 1000;
+/** File descriptors a process needs beyond its connections (runtime, files). */
+const FD_SPARE = 256;
 /**
  * (e), a reconnect storm after a deploy: handshakes while many connections
  * stay open, a bounded number in progress (an unbounded burst would overflow
@@ -549,20 +551,18 @@ async function _ensureFdLimit(needed: number): Promise<number> {
   return Number(limit);
 }
 
-/** The file descriptors each of the flags' scenarios needs per process. */
-function _fdsNeeded(flags: _Flags): number {
-  const needs = flags.scenarios.map((id) =>
-    IDLE_SCENARIOS.includes(id)
-      ? flags.idle + IDLE_WARM
-      : id === "e"
-      ? STORM.open + STORM.handshakes
-      : id === "g" || id === "h"
-      ? Math.max(...FANOUT.subscribers) + 1
-      : id === "f"
-      ? MANY.connections
-      : 64
-  );
-  return Math.max(...needs) + 256;
+/** The file descriptors scenario `id` needs per process, with spare. */
+function _fdsFor(id: string, flags: _Flags): number {
+  const connections = IDLE_SCENARIOS.includes(id)
+    ? flags.idle + IDLE_WARM
+    : id === "e"
+    ? STORM.open + STORM.handshakes
+    : id === "g" || id === "h"
+    ? Math.max(...FANOUT.subscribers) + 1
+    : id === "f"
+    ? MANY.connections
+    : 64;
+  return connections + FD_SPARE;
 }
 
 function _sleep(ms: number): Promise<void> {
@@ -817,6 +817,40 @@ async function _runManyScenario(
   };
 }
 
+/** The load generator's flags for a fan-out run to `n` subscribers. */
+function _fanoutArgs(n: number, flags: _Flags): string[] {
+  return [
+    "--mode",
+    "fanout",
+    "--subscribers",
+    String(n),
+    "--window",
+    String(FANOUT.window),
+    "--size",
+    String(FANOUT.size),
+    "--warmup",
+    String(flags.warmup),
+    "--duration",
+    String(flags.duration),
+  ];
+}
+
+/** Records a fan-out run's figures for `n` subscribers under their keys. */
+function _fanoutValues(
+  values: Record<string, number>,
+  n: number,
+  result: LoadgenResult,
+): void {
+  values[`dps${n}`] = _number(result, "deliveriesPerSec");
+  values[`pps${n}`] = _number(result, "publishesPerSec");
+  values[`p50_${n}`] = _number(result, "p50Us") / 1000;
+  values[`p99_${n}`] = _number(result, "p99Us") / 1000;
+  values[`errors${n}`] = _number(result, "missing") +
+    _number(result, "outOfOrder") + _number(result, "malformed") +
+    _number(result, "undelivered");
+  values[`loadCpu${n}`] = _number(result, "cpu");
+}
+
 /** (g): one fresh fan-out server per number of subscribers. */
 async function _runFanoutScenario(
   name: ServerName,
@@ -830,29 +864,12 @@ async function _runFanoutScenario(
       ...profile(`g${n}`),
     });
     try {
-      const { result, serverCpu } = await _runLoadgen(server, [
-        "--mode",
-        "fanout",
-        "--subscribers",
-        String(n),
-        "--window",
-        String(FANOUT.window),
-        "--size",
-        String(FANOUT.size),
-        "--warmup",
-        String(flags.warmup),
-        "--duration",
-        String(flags.duration),
-      ]);
-      values[`dps${n}`] = _number(result, "deliveriesPerSec");
-      values[`pps${n}`] = _number(result, "publishesPerSec");
-      values[`p50_${n}`] = _number(result, "p50Us") / 1000;
-      values[`p99_${n}`] = _number(result, "p99Us") / 1000;
-      values[`errors${n}`] = _number(result, "missing") +
-        _number(result, "outOfOrder") + _number(result, "malformed") +
-        _number(result, "undelivered");
+      const { result, serverCpu } = await _runLoadgen(
+        server,
+        _fanoutArgs(n, flags),
+      );
+      _fanoutValues(values, n, result);
       values[`serverCpu${n}`] = serverCpu;
-      values[`loadCpu${n}`] = _number(result, "cpu");
     } finally {
       await server.stop();
     }
@@ -889,33 +906,15 @@ async function _runClusterFanoutScenario(
         String(first.port),
         "--port2",
         String(second.port),
-        "--mode",
-        "fanout",
-        "--subscribers",
-        String(n),
-        "--window",
-        String(FANOUT.window),
-        "--size",
-        String(FANOUT.size),
-        "--warmup",
-        String(flags.warmup),
-        "--duration",
-        String(flags.duration),
+        ..._fanoutArgs(n, flags),
       ], [
         () => first.cpuSeconds(),
         () => second.cpuSeconds(),
         () => cpuSeconds(redis.pid),
       ]);
-    values[`dps${n}`] = _number(result, "deliveriesPerSec");
-    values[`pps${n}`] = _number(result, "publishesPerSec");
-    values[`p50_${n}`] = _number(result, "p50Us") / 1000;
-    values[`p99_${n}`] = _number(result, "p99Us") / 1000;
-    values[`errors${n}`] = _number(result, "missing") +
-      _number(result, "outOfOrder") + _number(result, "malformed") +
-      _number(result, "undelivered");
+    _fanoutValues(values, n, result);
     values[`serverCpu${n}`] = firstCpu + secondCpu;
     values[`redisCpu${n}`] = redisCpu;
-    values[`loadCpu${n}`] = _number(result, "cpu");
   }
   return { values };
 }
@@ -1137,14 +1136,16 @@ async function _loadAverage(): Promise<string> {
  * Finds or installs Bun and Node.js for the servers that run on them, and
  * leaves out (with a note) those that cannot run here. Returns what runs.
  */
-async function _prepareRuntimes(flags: _Flags): Promise<string[]> {
+async function _prepareRuntimes(
+  flags: _Flags,
+  wsVersion: string,
+): Promise<string[]> {
   const needed = new Set<Runtime>();
   for (const name of flags.servers) {
     const runtime = (SERVERS[name] as ServerSpec).runtime;
     if (runtime !== "deno") needed.add(runtime);
   }
   const versions: string[] = [];
-  const wsVersion = await _wsVersion();
   for (const runtime of needed) {
     try {
       versions.push((await prepareRuntime(runtime, wsVersion)).version);
@@ -1176,12 +1177,17 @@ async function _wsVersion(): Promise<string> {
 
 async function main(): Promise<void> {
   const flags = _parseFlags(Deno.args);
-  const fdLimit = await _ensureFdLimit(_fdsNeeded(flags));
+  const fdLimit = await _ensureFdLimit(
+    Math.max(...flags.scenarios.map((id) => _fdsFor(id, flags))),
+  );
   const idleScenarios = IDLE_SCENARIOS.filter((id) =>
     flags.scenarios.includes(id)
   );
   if (idleScenarios.length > 0) {
-    const fit = Math.max(0, Math.min(flags.idle, fdLimit - IDLE_WARM - 256));
+    const fit = Math.max(
+      0,
+      Math.min(flags.idle, fdLimit - IDLE_WARM - FD_SPARE),
+    );
     if (fit < flags.idle) {
       console.log(
         `The open file limit (${fdLimit}) allows only ${fit} idle connections`,
@@ -1198,7 +1204,7 @@ async function main(): Promise<void> {
     }
   }
   if (flags.scenarios.includes("e")) {
-    const needed = STORM.open + STORM.handshakes + 256;
+    const needed = _fdsFor("e", flags);
     if (fdLimit < needed) {
       console.log(
         `The open file limit (${fdLimit}) is below the ${needed} that (e) needs: expect failed handshakes`,
@@ -1226,7 +1232,8 @@ async function main(): Promise<void> {
       );
     }
   }
-  const runtimes = await _prepareRuntimes(flags);
+  const wsVersion = await _wsVersion();
+  const runtimes = await _prepareRuntimes(flags, wsVersion);
   if (flags.profile) {
     flags.profile = await Deno.realPath(
       await Deno.mkdir(flags.profile, { recursive: true }).then(() =>
@@ -1236,7 +1243,6 @@ async function main(): Promise<void> {
   }
   const command = ["deno task bench", ...Deno.args].join(" ");
   const machine = await _machine();
-  const wsVersion = await _wsVersion();
   const source = await _source();
   const runtimeNote = [
     `Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); npm:ws ${wsVersion} runs on Deno's Node.js compatibility layer`,
