@@ -31,6 +31,7 @@
 import { parseArgs } from "node:util";
 import { serve, type WebSocketServer } from "../mod.ts";
 import { RedisPubSub } from "../redis.ts";
+import { servePage } from "./_app.ts";
 
 /** Options for {@linkcode startChatNode}. */
 export interface ChatNodeOptions {
@@ -80,7 +81,7 @@ export async function startChatNode(
     reusePort: true,
     pubsub,
     onListen: options.onListen,
-    onRequest: page,
+    fetch: servePage(CHAT_PAGE.replace("{node}", String(node))),
   }, async (socket) => {
     const url = new URL(socket.request.url);
     if (url.pathname !== "/chat") {
@@ -101,19 +102,6 @@ export async function startChatNode(
     }
   });
   return server;
-}
-
-/** Answers plain HTTP requests: the page at `/`, nothing elsewhere. */
-function page(request: Request): Response {
-  if (new URL(request.url).pathname !== "/") {
-    return new Response("Not found", { status: 404 });
-  }
-  return new Response(CHAT_PAGE.replace("{node}", String(Deno.pid)), {
-    headers: {
-      "content-type": "text/html; charset=utf-8",
-      "cache-control": "no-store",
-    },
-  });
 }
 
 const CHAT_PAGE = `<!doctype html>

@@ -42,7 +42,7 @@ export interface EchoServerOptions {
   port?: number;
   /** The address to listen on. Default `"127.0.0.1"`. */
   hostname?: string;
-  /** Called once listening; default: prints the page and WebSocket addresses. */
+  /** Called once listening; default: prints the address to open. */
   onListen?: (addr: Deno.NetAddr) => void;
   /** Aborting it shuts the server down. */
   signal?: AbortSignal;
