@@ -1,6 +1,7 @@
 // A WebSocket client that reconnects with backoff: one readable and one
 // writable over the series of connections that `connect()` opens.
 
+import { report } from "./_report.ts";
 import { CloseCode } from "./core/constants.ts";
 import { connect, type ConnectOptions } from "./client.ts";
 import { byteLength } from "./core/_bytes.ts";
@@ -658,12 +659,7 @@ export class ReconnectingWebSocket {
   }
 
   #report(error: unknown): void {
-    try {
-      this.#onError(error);
-    } catch (secondError) {
-      // `onError` itself failed: the console is the last resort.
-      console.error(secondError);
-    }
+    report(this.#onError, error);
   }
 
   // Writing: one queue, in order, for `send()` and `writable`.

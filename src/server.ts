@@ -4,6 +4,7 @@
 
 import { CloseCode } from "./core/constants.ts";
 import { Connection, startHeartbeat } from "./_connection.ts";
+import { report } from "./_report.ts";
 import {
   Deadline,
   DEFAULT_KEEP_ALIVE_TIMEOUT,
@@ -594,12 +595,7 @@ class Server implements WebSocketServer {
 
   /** Tells `onError`; if that throws too, `console.error` hears of both. */
   #report(error: unknown): void {
-    try {
-      if (this.#options.onError) this.#options.onError(error);
-      else console.error("WebSocket server error:", error);
-    } catch (thrown) {
-      console.error("onError threw", thrown, "while reporting", error);
-    }
+    report(this.#options.onError ?? logServerError, error);
   }
 
   /** Runs a user callback; what it throws is reported, never propagated. */
@@ -1021,4 +1017,9 @@ function checkSocketOptions(options: ServeOptions): SocketOptions {
 function makeRequest(url: string, head: string): Request {
   const { method, headers } = parseRequestHead(head);
   return new Request(url, { method, headers });
+}
+
+/** Where a server's faults go when it has no `onError`. */
+function logServerError(error: unknown): void {
+  console.error("WebSocket server error:", error);
 }

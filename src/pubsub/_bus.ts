@@ -1,6 +1,7 @@
 // What every bus adapter shares: the node's origin id, the numbering of its
 // publications, gap counting on what arrives, the counters and the reports.
 
+import { report } from "../_report.ts";
 import type { Envelope } from "./_envelope.ts";
 import type { PubSubStats } from "./topic_hub.ts";
 
@@ -39,6 +40,8 @@ export class BusNode {
     reconnects: 0,
   };
   #onError: (error: unknown) => void;
+  /** Where messages from other nodes go, once the hub has opened the node. */
+  #deliver: ((topic: string, message: string | Uint8Array) => void) | undefined;
   #epoch = 0;
   /** Topic → the sequence of the node's last publication to it. */
   #sent = new Map<string, number>();
@@ -55,6 +58,31 @@ export class BusNode {
     });
     this.#onError = onError ??
       ((error) => console.error(`${label} error:`, error));
+  }
+
+  /** Takes the hub's `deliver`: one hub per adapter. */
+  open(deliver: (topic: string, message: string | Uint8Array) => void): void {
+    if (this.#deliver !== undefined) {
+      throw new TypeError(
+        "This adapter is already open: give one hub to the servers that share it",
+      );
+    }
+    this.#deliver = deliver;
+  }
+
+  /**
+   * Hands a message from the bus to the hub, if it is due (see `accept`)
+   * and the hub has opened the node; what `deliver` throws is reported.
+   */
+  receive(envelope: Envelope): void {
+    const deliver = this.#deliver;
+    if (deliver === undefined || !this.accept(envelope)) return;
+    this.stats.delivered++;
+    try {
+      deliver(envelope.topic, envelope.message);
+    } catch (error) {
+      this.report(error);
+    }
   }
 
   /** The epoch and sequence of the node's next publication to `topic`. */
@@ -134,11 +162,7 @@ export class BusNode {
 
   /** Tells `onError`; if that throws too, `console.error` hears of both. */
   report(error: unknown): void {
-    try {
-      this.#onError(error);
-    } catch (thrown) {
-      console.error("onError threw", thrown, "while reporting", error);
-    }
+    report(this.#onError, error);
   }
 
   /**

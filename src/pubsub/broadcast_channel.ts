@@ -73,7 +73,6 @@ export class BroadcastChannelPubSub implements PubSubAdapter {
   #bus: BusNode;
   #name: string;
   #channel: BroadcastChannel | undefined;
-  #deliver: ((topic: string, message: string | Uint8Array) => void) | undefined;
   /** The topics with local subscribers. */
   #topics = new Set<string>();
   #wants = (topic: string) => this.#topics.has(topic);
@@ -146,12 +145,7 @@ export class BroadcastChannelPubSub implements PubSubAdapter {
    */
   open(deliver: (topic: string, message: string | Uint8Array) => void): void {
     if (this.#closed) throw new TypeError("This adapter is closed");
-    if (this.#deliver !== undefined) {
-      throw new TypeError(
-        "This adapter is already open: give one hub to the servers that share it",
-      );
-    }
-    this.#deliver = deliver;
+    this.#bus.open(deliver);
     const channel = this.#channel = new BroadcastChannel(this.#name);
     channel.onmessage = (event) => this.#receive(event.data);
     channel.onmessageerror = () =>
@@ -331,13 +325,7 @@ export class BroadcastChannelPubSub implements PubSubAdapter {
       bus.malformed(error);
       return;
     }
-    if (envelope === undefined || !bus.accept(envelope)) return;
-    bus.stats.delivered++;
-    try {
-      this.#deliver!(envelope.topic, envelope.message);
-    } catch (error) {
-      bus.report(error);
-    }
+    if (envelope !== undefined) bus.receive(envelope);
   }
 }
 

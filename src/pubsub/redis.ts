@@ -136,10 +136,8 @@ export class RedisPubSub implements PubSubAdapter {
   /** Subscribes; its commands wait for the connection while it is down. */
   #subscriber: RedisClient;
   #connecting: Promise<unknown>[];
-  #ready: Promise<void>;
-  /** Rejects `ready` when the adapter closes before it resolved. */
-  #whenClosed: () => void = () => {};
-  #deliver: ((topic: string, message: string | Uint8Array) => void) | undefined;
+  /** Resolved when both connections are first up, rejected on an early close. */
+  #ready = Promise.withResolvers<void>();
   /** The topics with local subscribers: subscribed on Redis. */
   #topics = new Set<string>();
   /**
@@ -201,24 +199,8 @@ export class RedisPubSub implements PubSubAdapter {
     this.#connecting = [this.#publisher, this.#subscriber].map((client) =>
       client.connect().catch(() => {})
     );
-    this.#ready = new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (this.#publisher.isReady && this.#subscriber.isReady) {
-          this.#publisher.off("ready", check);
-          this.#subscriber.off("ready", check);
-          resolve();
-        }
-      };
-      this.#publisher.on("ready", check);
-      this.#subscriber.on("ready", check);
-      this.#whenClosed = () => {
-        this.#publisher.off("ready", check);
-        this.#subscriber.off("ready", check);
-        reject(new Error("The adapter was closed before Redis was reached"));
-      };
-    });
     // Whoever awaits `ready` sees the rejection; nobody else must.
-    this.#ready.catch(() => {});
+    this.#ready.promise.catch(() => {});
   }
 
   /**
@@ -237,7 +219,7 @@ export class RedisPubSub implements PubSubAdapter {
    * ```
    */
   get ready(): Promise<void> {
-    return this.#ready;
+    return this.#ready.promise;
   }
 
   /**
@@ -290,12 +272,7 @@ export class RedisPubSub implements PubSubAdapter {
    */
   open(deliver: (topic: string, message: string | Uint8Array) => void): void {
     if (this.#closing) throw new TypeError("This adapter is closed");
-    if (this.#deliver !== undefined) {
-      throw new TypeError(
-        "This adapter is already open: give one hub to the servers that share it",
-      );
-    }
-    this.#deliver = deliver;
+    this.#bus.open(deliver);
   }
 
   /**
@@ -432,7 +409,10 @@ export class RedisPubSub implements PubSubAdapter {
   }
 
   async #close(): Promise<void> {
-    this.#whenClosed();
+    // No effect once `ready` has resolved.
+    this.#ready.reject(
+      new Error("The adapter was closed before Redis was reached"),
+    );
     this.#topics.clear();
     this.#unsettled.clear();
     this.#subscriber.destroy();
@@ -517,6 +497,7 @@ export class RedisPubSub implements PubSubAdapter {
       if (!this.#publisher.isReady || !this.#subscriber.isReady) return;
       if (!this.#everReady) {
         this.#everReady = true;
+        this.#ready.resolve();
       } else if (this.#outage) {
         this.#outage = false;
         this.#bus.stats.reconnects++;
@@ -564,7 +545,6 @@ export class RedisPubSub implements PubSubAdapter {
 
   #receive(message: Buffer, channel: Buffer): void {
     const bus = this.#bus;
-    const deliver = this.#deliver;
     let envelope: Envelope;
     try {
       envelope = decodeEnvelope(
@@ -583,18 +563,8 @@ export class RedisPubSub implements PubSubAdapter {
       );
       return;
     }
-    const topic = envelope.topic;
-    // A message that crossed an UNSUBSCRIBE, or before a hub opened it.
-    if (!this.#topics.has(topic) || deliver === undefined) return;
-    if (!bus.accept(envelope)) return;
-    bus.stats.delivered++;
-    let payload = envelope.message;
-    // Copied, so that a kept message does not hold the reply's buffer.
-    if (typeof payload !== "string") payload = payload.slice();
-    try {
-      deliver(topic, payload);
-    } catch (error) {
-      bus.report(error);
-    }
+    // A message that crossed an UNSUBSCRIBE is not due. The hub copies a
+    // binary message it keeps, so none holds on to the reply's buffer.
+    if (this.#topics.has(envelope.topic)) bus.receive(envelope);
   }
 }

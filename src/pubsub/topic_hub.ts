@@ -2,6 +2,7 @@
 // one message to all of a topic's subscribers, framed once.
 
 import type { Message } from "../core/message_assembler.ts";
+import { report } from "../_report.ts";
 import { offer, type Socket } from "../socket.ts";
 import { SharedMessage } from "./_shared_message.ts";
 
@@ -280,11 +281,7 @@ export class TopicHub {
     try {
       call();
     } catch (error) {
-      try {
-        this.#onError(error);
-      } catch (thrown) {
-        console.error("onError threw", thrown, "while reporting", error);
-      }
+      report(this.#onError, error);
     }
   }
 }
