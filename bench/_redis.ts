@@ -38,24 +38,10 @@ export class RedisProcess implements AsyncDisposable {
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (probe.addr as Deno.NetAddr).port;
     probe.close();
-    const child = new Deno.Command("redis-server", {
-      args: [
-        "--port",
-        String(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "inherit",
-    }).spawn();
+    const child = spawnRedis(port, "inherit");
     const redis = new RedisProcess(port, child);
     const deadline = performance.now() + 10_000;
-    while (!(await _ping(port))) {
+    while (!(await pingRedis(port))) {
       if (performance.now() > deadline) {
         await redis.stop();
         throw new Error(`redis-server did not answer on port ${port}`);
@@ -80,19 +66,48 @@ export class RedisProcess implements AsyncDisposable {
   }
 }
 
-async function _ping(port: number): Promise<boolean> {
+/**
+ * Spawns `redis-server` on 127.0.0.1 at `port`, saving nothing to disk
+ * (the tests share it).
+ */
+export function spawnRedis(
+  port: number,
+  stderr: "inherit" | "null",
+): Deno.ChildProcess {
+  return new Deno.Command("redis-server", {
+    args: [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr,
+  }).spawn();
+}
+
+/** Whether a Redis answers PING on the port of 127.0.0.1. */
+export async function pingRedis(port: number): Promise<boolean> {
+  let conn: Deno.TcpConn;
   try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    try {
-      await conn.write(new TextEncoder().encode("PING\r\n"));
-      const buffer = new Uint8Array(7);
-      const n = await conn.read(buffer);
-      return n !== null &&
-        new TextDecoder().decode(buffer.subarray(0, n)).startsWith("+PONG");
-    } finally {
-      conn.close();
-    }
+    conn = await Deno.connect({ hostname: "127.0.0.1", port });
   } catch {
     return false;
+  }
+  try {
+    await conn.write(new TextEncoder().encode("PING\r\n"));
+    const buffer = new Uint8Array(16);
+    const n = await conn.read(buffer);
+    return n !== null &&
+      new TextDecoder().decode(buffer.subarray(0, n)).startsWith("+PONG");
+  } catch {
+    return false;
+  } finally {
+    conn.close();
   }
 }

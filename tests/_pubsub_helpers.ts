@@ -3,6 +3,7 @@
  * server processes and workers that share topics, and WebSocket clients
  * (Deno's built-in `WebSocket`) that collect what they receive.
  */
+import { pingRedis, spawnRedis } from "../bench/_redis.ts";
 import type { PubSubStats } from "../mod.ts";
 
 /** The longest any single wait of these tests may take. */
@@ -58,26 +59,12 @@ export class RedisServer implements AsyncDisposable {
   /** Starts it (again) on its port and waits until it answers PING. */
   async restart(): Promise<void> {
     if (this.#child) throw new Error("redis-server is already running");
-    const child = this.#child = new Deno.Command("redis-server", {
-      args: [
-        "--port",
-        String(this.port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    const child = this.#child = spawnRedis(this.port, "null");
     let exited = false;
     child.status.then(() => exited = true);
     await waitFor(async () => {
       if (exited) throw new Error(`redis-server exited on port ${this.port}`);
-      return await ping(this.port);
+      return await pingRedis(this.port);
     }, "redis-server to answer PING");
   }
 
@@ -96,27 +83,6 @@ export class RedisServer implements AsyncDisposable {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
-  }
-}
-
-/** Whether a Redis answers PING on the port. */
-async function ping(port: number): Promise<boolean> {
-  let conn: Deno.TcpConn;
-  try {
-    conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  } catch {
-    return false;
-  }
-  try {
-    await conn.write(new TextEncoder().encode("PING\r\n"));
-    const buffer = new Uint8Array(16);
-    const n = await conn.read(buffer);
-    return n !== null &&
-      new TextDecoder().decode(buffer.subarray(0, n)).startsWith("+PONG");
-  } catch {
-    return false;
-  } finally {
-    conn.close();
   }
 }
 
