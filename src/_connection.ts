@@ -10,6 +10,7 @@ import type { Transport } from "./_transport.ts";
 import { WriteQueue } from "./_write_queue.ts";
 import {
   type CloseResult,
+  COPY_LIMIT,
   Protocol,
   type ProtocolHandler,
 } from "./core/_protocol.ts";
@@ -81,8 +82,6 @@ export function startHeartbeat(
   }, tick);
 }
 
-/** Queued outgoing bytes above which `write()` waits and reading pauses. */
-const WRITE_HIGH_WATER_MARK = 64 * 1024;
 /** Read buffers start small (idle connections hold one) and grow with use. */
 const MIN_READ_SIZE = 128;
 const MAX_READ_SIZE = 256 * 1024;
@@ -153,7 +152,9 @@ export class Connection implements ProtocolHandler, SocketEngine {
     this.#onEnd = init.onEnd;
     this.#server = init.role === "server";
     this.#closeTimeout = init.closeTimeout;
-    this.#queue = new WriteQueue(transport, WRITE_HIGH_WATER_MARK, () => {
+    // Queued outgoing bytes above which `write()` waits and reading pauses:
+    // the protocol's copy limit (see `COPY_LIMIT`).
+    this.#queue = new WriteQueue(transport, COPY_LIMIT, () => {
       this.#protocol.abort("Writing to the peer failed");
     });
     const deflate = init.perMessageDeflate;
@@ -270,8 +271,12 @@ export class Connection implements ProtocolHandler, SocketEngine {
         // Corrupt data (1007) or a message too big once inflated (1009);
         // 1006 only says the decompressor was closed with the connection.
         if (!(error instanceof WebSocketError)) {
-          this.#protocol.fail(CloseCode.InternalError, "Internal error");
-        } else if (error.closeCode !== CloseCode.AbnormalClosure) {
+          error = new WebSocketError("Internal error", {
+            closeCode: CloseCode.InternalError,
+            reason: "Internal error",
+          });
+        }
+        if (error.closeCode !== CloseCode.AbnormalClosure) {
           this.#protocol.fail(error.closeCode, error.reason);
         }
         throw error;

@@ -58,13 +58,14 @@ export class DeflateCodec {
     const peerBits = server
       ? params.clientMaxWindowBits
       : params.serverMaxWindowBits;
+    const level = options.level ?? zlib.constants.Z_DEFAULT_COMPRESSION;
     // A client told to use an 8-bit window, which zlib cannot deflate with,
     // sends every message uncompressed: RFC 7692 lets a sender compress
     // none of its messages.
     this.#deflater = ownBits < 9 ? null : new Deflater(
       ownBits,
       server ? params.serverNoContextTakeover : params.clientNoContextTakeover,
-      options.level ?? zlib.constants.Z_DEFAULT_COMPRESSION,
+      level,
     );
     this.threshold = this.#deflater === null
       ? Infinity
@@ -72,7 +73,7 @@ export class DeflateCodec {
     this.shared = server && params.serverNoContextTakeover
       ? {
         windowBits: ownBits,
-        level: options.level ?? zlib.constants.Z_DEFAULT_COMPRESSION,
+        level,
       }
       : null;
     // A decompressor window at least as big as the peer's is all it takes;

@@ -6,6 +6,7 @@ import { Opcode } from "./core/constants.ts";
 import type { Message } from "./core/message_assembler.ts";
 import type { Protocol } from "./core/_protocol.ts";
 import { headerSize } from "./core/frame.ts";
+import { byteLength } from "./core/_bytes.ts";
 
 const encoder = new TextEncoder();
 
@@ -57,21 +58,22 @@ export class DeflateSender {
   send(message: Message): number {
     const protocol = this.#protocol;
     if (protocol.state !== "open") return 0;
-    const text = typeof message === "string";
-    const bytes = text ? encoder.encode(message) : message;
-    const opcode = text ? Opcode.Text : Opcode.Binary;
-    if (bytes.length < this.#codec.threshold) {
-      if (this.#pending === 0) return protocol.sendFrame(opcode, bytes, false);
-      this.#chain(bytes.length, () => {
-        protocol.sendFrame(opcode, bytes, false);
+    const size = byteLength(message);
+    if (size < this.#codec.threshold) {
+      // Uncompressed: the protocol's own path (short text with no copy).
+      if (this.#pending === 0) return protocol.send(message);
+      this.#chain(size, () => {
+        protocol.send(message);
       });
     } else {
-      this.#chain(bytes.length, async () => {
+      const text = typeof message === "string";
+      const bytes = text ? encoder.encode(message) : message;
+      this.#chain(size, async () => {
         const payload = await this.#codec.compress(bytes);
-        protocol.sendFrame(opcode, payload, true);
+        protocol.sendFrame(text ? Opcode.Text : Opcode.Binary, payload, true);
       });
     }
-    return headerSize(bytes.length, false) + bytes.length;
+    return headerSize(size, false) + size;
   }
 
   /** Queues a frame encoded elsewhere, in order after what waits. */

@@ -11,6 +11,7 @@ import {
   isDisconnect,
   writeAll,
 } from "./_transport.ts";
+import { concat } from "./core/_bytes.ts";
 import { HttpError, type RequestHead } from "./core/_http.ts";
 import {
   BodyDecoder,
@@ -25,8 +26,6 @@ import {
   takeRequestHead,
 } from "./core/_http1.ts";
 
-/** The largest request body by default, in bytes: as `maxMessageSize`. */
-export const DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024;
 /** How long a kept-alive connection may sit idle by default, in ms: Node's figure. */
 export const DEFAULT_KEEP_ALIVE_TIMEOUT = 5_000;
 /**
@@ -225,7 +224,8 @@ export class HttpHandler {
     }
     this.#fetch = fetch ?? upgradeRequired;
     this.#closeAfterEach = fetch === undefined;
-    const maxBodySize = options.maxBodySize ?? DEFAULT_MAX_BODY_SIZE;
+    const maxBodySize = options.maxBodySize ??
+      DEFAULT_HTTP1_LIMITS.maxBodySize;
     if (!(maxBodySize >= 0)) {
       throw new RangeError(
         `The maxBodySize option must be 0 or more, got ${maxBodySize}`,
@@ -793,14 +793,7 @@ function joinBody(
     parts.push(end);
     size += end.length;
   }
-  if (parts.length === 1) return head;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return parts.length === 1 ? head : concat(parts, size);
 }
 
 function checkChunk(value: unknown): Uint8Array {

@@ -8,6 +8,7 @@ import { byteLength } from "./core/_bytes.ts";
 import { HandshakeStatusError, parseUrl } from "./core/_handshake.ts";
 import {
   checkCloseInfo,
+  isApplicationCode,
   type WebSocketCloseInfo,
   type WebSocketCloseResult,
   WebSocketError,
@@ -775,20 +776,15 @@ export class ReconnectingWebSocket {
   /** Closes for a stream's cancel or abort reason, as WebSocketStream does. */
   #closeFor(reason: unknown): void {
     if (reason instanceof WebSocketError) {
+      // Its reason fits a close frame: the error's constructor checked it.
       const code = reason.closeCode;
-      const sendable = code === CloseCode.NormalClosure ||
-        (code >= 3000 && code <= 4999);
-      try {
-        this.close({
-          closeCode: sendable ? code : undefined,
-          reason: reason.reason,
-        });
-        return;
-      } catch {
-        // A reason too long for a close frame: close without it.
-      }
+      this.close({
+        closeCode: isApplicationCode(code) ? code : undefined,
+        reason: reason.reason,
+      });
+    } else {
+      this.close();
     }
-    this.close();
   }
 
   // Reading: each connection's readable, in turn, into the one readable.
@@ -865,7 +861,7 @@ function checkRetry(retry: RetryOptions = {}): Required<RetryOptions> {
   for (const name of Object.keys(DEFAULT_RETRY) as (keyof RetryOptions)[]) {
     const value = retry[name];
     if (value === undefined) continue;
-    const valid = typeof value === "number" && !Number.isNaN(value) && (
+    const valid = typeof value === "number" && (
       name === "maxAttempts"
         ? value === Infinity || (Number.isInteger(value) && value >= 1)
         : name === "multiplier"
@@ -881,7 +877,7 @@ function checkRetry(retry: RetryOptions = {}): Required<RetryOptions> {
 }
 
 function checkCount(name: string, value: number): number {
-  if (typeof value !== "number" || !(value >= 0) || Number.isNaN(value)) {
+  if (typeof value !== "number" || !(value >= 0)) {
     throw new RangeError(`The ${name} option must be 0 or more, got ${value}`);
   }
   return value;

@@ -38,6 +38,7 @@ import {
   type RequestHead,
   serializeResponse,
 } from "./core/_http.ts";
+import { serializeErrorResponse } from "./core/_http1.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "./core/message_assembler.ts";
 import {
   checkOptions,
@@ -46,8 +47,8 @@ import {
 import type { WebSocketCloseResult } from "./core/websocket_error.ts";
 import { type PubSubAdapter, TopicHub } from "./pubsub/topic_hub.ts";
 import {
+  checkSocketOptions,
   closeWith,
-  DEFAULT_SOCKET_OPTIONS,
   SendAfterCloseError,
   type Socket,
   type SocketOptions,
@@ -957,14 +958,7 @@ class Server implements WebSocketServer {
   }
 
   async #refuse(conn: Deno.Conn, error: HttpError): Promise<void> {
-    const response = new Response(error.message, {
-      status: error.status,
-      headers: {
-        "content-type": "text/plain; charset=utf-8",
-        ...error.headers,
-      },
-    });
-    await writeAll(conn, await serializeResponse(response));
+    await writeAll(conn, serializeErrorResponse(error));
     await this.#linger(conn);
   }
 
@@ -989,25 +983,6 @@ class Server implements WebSocketServer {
       clearTimeout(timer);
     }
   }
-}
-
-/** Checks the `send()` policy options. */
-function checkSocketOptions(options: ServeOptions): SocketOptions {
-  const maxBackpressure = options.maxBackpressure ??
-    DEFAULT_SOCKET_OPTIONS.maxBackpressure;
-  const backpressure = options.backpressure ??
-    DEFAULT_SOCKET_OPTIONS.backpressure;
-  if (!(maxBackpressure > 0)) {
-    throw new RangeError(
-      `The maxBackpressure option must be more than 0, got ${maxBackpressure}`,
-    );
-  }
-  if (backpressure !== "close" && backpressure !== "drop") {
-    throw new TypeError(
-      `The backpressure option must be "close" or "drop", got "${backpressure}"`,
-    );
-  }
-  return { maxBackpressure, backpressure };
 }
 
 /**

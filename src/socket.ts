@@ -3,12 +3,14 @@
 
 import { CloseCode } from "./core/constants.ts";
 import { byteLength } from "./core/_bytes.ts";
+import { COPY_LIMIT } from "./core/_protocol.ts";
 import { headerSize } from "./core/frame.ts";
 import type { Message } from "./core/message_assembler.ts";
 import type { SharedMessage } from "./pubsub/_shared_message.ts";
 import { join, leave, publishFrom, type TopicHub } from "./pubsub/topic_hub.ts";
 import {
   checkCloseInfo,
+  isApplicationCode,
   type WebSocketCloseInfo,
   type WebSocketCloseResult,
   WebSocketError,
@@ -135,7 +137,10 @@ export interface SocketEngine {
   close(code: number | undefined, reason: string): void;
   /** The socket has room for messages again: reading may go on. */
   resume(): void;
-  /** Inflates a received compressed message, in arrival order. */
+  /**
+   * Inflates a received compressed message, in arrival order; rejects
+   * with the `WebSocketError` the connection fails with.
+   */
   inflate(message: CompressedMessage): Promise<Message>;
   /** The socket needs nothing more from the engine's codec. */
   release(): void;
@@ -154,6 +159,27 @@ export const DEFAULT_SOCKET_OPTIONS: SocketOptions = {
   maxBackpressure: 1024 * 1024,
   backpressure: "close",
 };
+
+/** Checks the `send()` policy options. */
+export function checkSocketOptions(
+  options: Partial<SocketOptions>,
+): SocketOptions {
+  const maxBackpressure = options.maxBackpressure ??
+    DEFAULT_SOCKET_OPTIONS.maxBackpressure;
+  const backpressure = options.backpressure ??
+    DEFAULT_SOCKET_OPTIONS.backpressure;
+  if (!(maxBackpressure > 0)) {
+    throw new RangeError(
+      `The maxBackpressure option must be more than 0, got ${maxBackpressure}`,
+    );
+  }
+  if (backpressure !== "close" && backpressure !== "drop") {
+    throw new TypeError(
+      `The backpressure option must be "close" or "drop", got "${backpressure}"`,
+    );
+  }
+  return { maxBackpressure, backpressure };
+}
 
 /**
  * Received messages the socket keeps beyond what `readable` holds before
@@ -478,7 +504,7 @@ export class Socket implements WebSocketConnection {
     // copy, so that the caller may reuse its array at once.
     if (
       typeof message !== "string" &&
-      (message.byteLength > BY_REFERENCE || this.#extensions !== "" ||
+      (message.byteLength > COPY_LIMIT || this.#extensions !== "" ||
         this.#writableCount > 0)
     ) {
       message = message.slice();
@@ -658,7 +684,7 @@ export class Socket implements WebSocketConnection {
       return;
     }
     const code = reason.closeCode;
-    if (code === CloseCode.NormalClosure || (code >= 3000 && code <= 4999)) {
+    if (isApplicationCode(code)) {
       this.#close(code, reason.reason);
     } else {
       this.#close(
@@ -737,23 +763,13 @@ export class Socket implements WebSocketConnection {
       this.#inboxBytes -= itemSize(message);
       this.#take(inflated);
       this.#pump();
-    }, (error: unknown) => {
+    }, (error: WebSocketError) => {
       this.#inflating = false;
       if (this.#readableDone) return;
       // What came after the corrupt message is dropped; what `readable`
       // already holds is read first, then it errors.
       this.#dropInbox();
-      this.#end = {
-        closeCode: (error as WebSocketError).closeCode ??
-          CloseCode.InternalError,
-        reason: (error as WebSocketError).reason ?? "",
-        error: error instanceof WebSocketError
-          ? error
-          : new WebSocketError("Internal error", {
-            closeCode: CloseCode.InternalError,
-            reason: "Internal error",
-          }),
-      };
+      this.#end = { closeCode: error.closeCode, reason: error.reason, error };
       this.#pump();
     });
   }
@@ -1051,12 +1067,6 @@ interface Behind {
   size: number;
 }
 
-/**
- * Binary messages above this size are queued by reference by the engine
- * (the protocol's copy limit), so `send()` copies them first.
- */
-const BY_REFERENCE = 64 * 1024;
-
 /** Proves a constructor call comes from this module. */
 const INTERNAL: unique symbol = Symbol("internal");
 
@@ -1080,7 +1090,8 @@ function messageSize(message: Message): number {
     : 0;
 }
 
-function itemSize(item: Message | CompressedMessage): number {
+/** What a queued message counts for: its size and a fixed cost per item. */
+export function itemSize(item: Message | CompressedMessage): number {
   return ITEM_COST +
     (isMessage(item) ? messageSize(item) : item.payload.byteLength);
 }

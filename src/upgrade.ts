@@ -2,6 +2,8 @@
 // (Hono, Oak, ...), on top of Deno's own WebSocket (`Deno.upgradeWebSocket`).
 
 import { CloseCode } from "./core/constants.ts";
+import { byteLength } from "./core/_bytes.ts";
+import { DEFAULT_CLOSE_TIMEOUT, DEFAULT_IDLE_TIMEOUT } from "./_transport.ts";
 import {
   chooseProtocol,
   isUpgradeRequest,
@@ -17,11 +19,12 @@ import { WebSocketError } from "./core/websocket_error.ts";
 import type { SharedMessage } from "./pubsub/_shared_message.ts";
 import type { TopicHub } from "./pubsub/topic_hub.ts";
 import {
+  checkSocketOptions,
   type CompressedMessage,
-  DEFAULT_SOCKET_OPTIONS,
   deliver,
   endReading,
   type EngineEnd,
+  itemSize,
   openSocket,
   settle,
   type Socket,
@@ -210,10 +213,8 @@ export class UpgradeError extends TypeError {
   }
 }
 
-/** Defaults of the options that `serve()` does not share. */
+/** The default of `maxQueued`, an option that `serve()` does not have. */
 const DEFAULT_MAX_QUEUED = 1024 * 1024;
-const DEFAULT_IDLE_TIMEOUT = 60_000;
-const DEFAULT_CLOSE_TIMEOUT = 5_000;
 /** `remoteAddr` when the handler did not give one: unknown, not invented. */
 const UNKNOWN_ADDR: Deno.NetAddr = Object.freeze({
   transport: "tcp",
@@ -335,17 +336,11 @@ interface Limits {
 }
 
 function checkOptions(options: UpgradeWebSocketOptions): Limits {
-  const limits: Limits = {
+  const limits = {
     maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
     maxQueued: options.maxQueued ?? DEFAULT_MAX_QUEUED,
     idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
     closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
-    socket: {
-      maxBackpressure: options.maxBackpressure ??
-        DEFAULT_SOCKET_OPTIONS.maxBackpressure,
-      backpressure: options.backpressure ??
-        DEFAULT_SOCKET_OPTIONS.backpressure,
-    },
   };
   for (
     const name of [
@@ -365,18 +360,7 @@ function checkOptions(options: UpgradeWebSocketOptions): Limits {
       `The idleTimeout option must be 0 or more, got ${limits.idleTimeout}`,
     );
   }
-  if (!(limits.socket.maxBackpressure > 0)) {
-    throw new RangeError(
-      `The maxBackpressure option must be more than 0, got ${limits.socket.maxBackpressure}`,
-    );
-  }
-  const backpressure = limits.socket.backpressure;
-  if (backpressure !== "close" && backpressure !== "drop") {
-    throw new TypeError(
-      `The backpressure option must be "close" or "drop", got "${backpressure}"`,
-    );
-  }
-  return limits;
+  return { ...limits, socket: checkSocketOptions(options) };
 }
 
 /**
@@ -388,8 +372,6 @@ export const unreadCounts = { bytes: 0, peak: 0 };
 
 /** Queued outgoing bytes above which `ready()` (a `write()`) waits. */
 const WRITE_HIGH_WATER_MARK = 64 * 1024;
-/** What each unread message counts for besides its bytes (as the socket's). */
-const ITEM_COST = 64;
 /**
  * Deno's WebSocket has no drain event: one timer for all engines whose
  * writes wait polls `bufferedAmount`, every ms while writes drain, backing
@@ -551,7 +533,10 @@ class DenoEngine implements SocketEngine, EventListenerObject {
   /** Never called: Deno negotiates no compression, nothing is compressed. */
   inflate(_message: CompressedMessage): Promise<Message> {
     return Promise.reject(
-      new TypeError("Deno's WebSocket delivers no compressed messages"),
+      new WebSocketError("Deno's WebSocket delivers no compressed messages", {
+        closeCode: CloseCode.InternalError,
+        reason: "Internal error",
+      }),
     );
   }
 
@@ -617,7 +602,7 @@ class DenoEngine implements SocketEngine, EventListenerObject {
     }
     // Once closing, a full socket drops what comes: nothing to count.
     if (this.#full && this.state === "open") {
-      const cost = messageSize(message) + ITEM_COST;
+      const cost = itemSize(message);
       if (this.#unread + cost > this.#limits.maxQueued) {
         this.#fail(CloseCode.InternalError, "Messages not read");
         return;
@@ -726,15 +711,5 @@ function tooBig(message: Message, max: number): boolean {
   // Each UTF-16 unit is 1 to 3 bytes of UTF-8: count only when in doubt.
   if (message.length > max) return true;
   if (message.length * 3 <= max) return false;
-  let bytes = 0;
-  for (let i = 0; i < message.length; i++) {
-    const unit = message.charCodeAt(i);
-    // A surrogate is half of a 4-byte character (Deno's text is valid).
-    bytes += unit < 0x80
-      ? 1
-      : unit < 0x800 || (unit & 0xf800) === 0xd800
-      ? 2
-      : 3;
-  }
-  return bytes > max;
+  return byteLength(message) > max;
 }

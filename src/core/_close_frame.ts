@@ -2,7 +2,7 @@
 
 import { CloseCode } from "./constants.ts";
 import { isValidCloseCode } from "./constants.ts";
-import { WebSocketError } from "./websocket_error.ts";
+import { MAX_REASON_BYTES, WebSocketError } from "./websocket_error.ts";
 
 const encoder = new TextEncoder();
 // ignoreBOM: a leading U+FEFF is part of the reason, not a byte order mark.
@@ -10,9 +10,6 @@ const strictDecoder = new TextDecoder("utf-8", {
   fatal: true,
   ignoreBOM: true,
 });
-
-/** A close frame's payload may hold at most 123 bytes of reason (§5.5). */
-const MAX_REASON_BYTES = 123;
 
 /**
  * Encodes a close frame payload: the code, then the reason as UTF-8, cut at a

@@ -8,6 +8,7 @@ import {
   latin1Into,
   type RequestHead,
   type ResponseHead,
+  TOKEN,
 } from "./_http.ts";
 import {
   acceptResponse,
@@ -22,7 +23,6 @@ import { sha1 } from "./_sha1.ts";
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const encoder = new TextEncoder();
 /** RFC 9110 §5.6.2 token: what a subprotocol name must be (RFC 6455 §4.1). */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /**
  * `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)) (§4.2.2),
@@ -33,7 +33,7 @@ export function computeAccept(key: string): string {
 }
 
 /** The comma-separated tokens of a header, trimmed and lower-cased. */
-export function headerTokens(value: string | null): string[] {
+function headerTokens(value: string | null): string[] {
   if (!value) return [];
   return value.split(",").map((token) => token.trim().toLowerCase())
     .filter((token) => token !== "");
@@ -280,7 +280,7 @@ export function checkHeaders(init: HeadersInit | undefined): Headers {
 }
 
 /** A fresh `Sec-WebSocket-Key`: 16 random bytes, base64-encoded (§4.1). */
-export function generateKey(): string {
+function generateKey(): string {
   return crypto.getRandomValues(new Uint8Array(16)).toBase64();
 }
 

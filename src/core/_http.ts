@@ -18,7 +18,7 @@ export interface RequestHead<H extends HeaderFields = HeaderFields> {
 }
 
 /** RFC 9110 §5.5 field-content: visible bytes, obs-text, spaces and tabs. */
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+export const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /**
  * A head's header fields, as `Headers` would hold them but without its
@@ -79,8 +79,11 @@ export class HttpError extends Error {
 
 /** Decodes bytes 0x00–0x7F and 0xA0–0xFF as ISO-8859-1 does. */
 const windows1252 = new TextDecoder("latin1");
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) (HTTP\/\d\.\d)$/;
+/** A token's characters, one or more (RFC 9110 §5.6.2), to build patterns. */
+export const TOKEN_CHARS = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
+/** A whole token: a method, a header name, a subprotocol. */
+export const TOKEN: RegExp = new RegExp(`^${TOKEN_CHARS}$`);
+const REQUEST_LINE = new RegExp(`^(${TOKEN_CHARS}) (\\S+) (HTTP\\/\\d\\.\\d)$`);
 
 /**
  * Where the head ends: the index just past the first CRLF CRLF at or after
@@ -127,7 +130,7 @@ function splitHead(
 }
 
 /** Removes the spaces and tabs around a field value (RFC 9110 §5.5 OWS). */
-function trimSpaces(value: string): string {
+export function trimSpaces(value: string): string {
   let start = 0;
   let end = value.length;
   while (start < end && (value[start] === " " || value[start] === "\t")) {
@@ -180,7 +183,7 @@ export function parseRequestHead(
 }
 
 /** Reason phrases of the statuses this module answers with itself. */
-export const REASONS: Record<number, string> = {
+const REASONS: Record<number, string> = {
   100: "Continue",
   101: "Switching Protocols",
   200: "OK",

@@ -28,7 +28,17 @@
  *
  * @module
  */
-import { HttpError, type RequestHead } from "./_http.ts";
+import {
+  decodeHead,
+  FIELD_VALUE,
+  hasNoContent,
+  HttpError,
+  latin1Into,
+  type RequestHead,
+  TOKEN,
+  TOKEN_CHARS,
+  trimSpaces,
+} from "./_http.ts";
 
 /** Size limits for one request; each is checked before the bytes it guards are kept. */
 export interface Http1Limits {
@@ -69,17 +79,12 @@ const HTAB = 9;
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 
-const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
-const TOKEN_RE = new RegExp(`^${TOKEN}$`);
 // request-line = method SP request-target SP HTTP-version (RFC 9112 §3); the
 // target is visible ASCII (RFC 3986 characters), the version case-sensitive.
 const REQUEST_LINE = new RegExp(
-  `^(${TOKEN}) ([\\x21-\\x7e]+) (HTTP\\/(\\d)\\.(\\d))$`,
+  `^(${TOKEN_CHARS}) ([\\x21-\\x7e]+) (HTTP\\/(\\d)\\.(\\d))$`,
 );
 const VERSION = /^HTTP\/(\d)\.(\d)$/;
-// field-value: field-vchar (VCHAR / obs-text) with SP and HTAB inside
-// (RFC 9110 §5.5); any other control character, DEL included, is refused.
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 // Host = uri-host [ ":" port ] (RFC 9110 §7.2): an IP-literal or a reg-name
 // (unreserved, pct-encoded, sub-delims), here without the comma, which in
 // practice means two Host lines joined (RFC 9112 §3.2).
@@ -90,9 +95,11 @@ const QUOTED_STRING =
 // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
 // (RFC 9112 §7.1.1); matched on what follows the chunk size.
 const CHUNK_EXT = new RegExp(
-  `^(?:[ \\t]*;[ \\t]*${TOKEN}(?:[ \\t]*=[ \\t]*(?:${TOKEN}|${QUOTED_STRING}))?)+$`,
+  `^(?:[ \\t]*;[ \\t]*${TOKEN_CHARS}(?:[ \\t]*=[ \\t]*(?:${TOKEN_CHARS}|${QUOTED_STRING}))?)+$`,
 );
-const TRAILER_LINE = new RegExp(`^${TOKEN}:[\\t\\x20-\\x7e\\x80-\\xff]*$`);
+const TRAILER_LINE = new RegExp(
+  `^${TOKEN_CHARS}:[\\t\\x20-\\x7e\\x80-\\xff]*$`,
+);
 
 /** A request head found in the bytes, and how many bytes it took. */
 export interface TakenRequestHead {
@@ -155,7 +162,10 @@ export function takeRequestHead(
       ? new HttpError(414, "Request line too long")
       : new HttpError(431, "Request head too large");
   }
-  return { head: parseHead(latin1(bytes.subarray(start, end - 4))), size: end };
+  return {
+    head: parseHead(decodeHead(bytes.subarray(start, end - 4))),
+    size: end,
+  };
 }
 
 /** Parses a head's text, without its final CRLF CRLF, checked for bare CR and LF. */
@@ -182,8 +192,8 @@ function parseHead(text: string): RequestHead<Headers> {
     // "A server MUST reject, with a response status code of 400 (Bad
     // Request), any received request message that contains whitespace
     // between a header field name and colon" (§5.1): not a token.
-    if (!TOKEN_RE.test(name)) throw new HttpError(400, "Malformed header line");
-    const value = trimOws(line.slice(colon + 1));
+    if (!TOKEN.test(name)) throw new HttpError(400, "Malformed header line");
+    const value = trimSpaces(line.slice(colon + 1));
     if (!FIELD_VALUE.test(value)) {
       throw new HttpError(400, "Malformed header value");
     }
@@ -195,34 +205,6 @@ function parseHead(text: string): RequestHead<Headers> {
     headers.append(name, value);
   }
   return { method: match[1], target: match[2], version: match[3], headers };
-}
-
-/** A string with OWS (SP and HTAB only, RFC 9110 §5.6.3) removed from both ends. */
-function trimOws(text: string): string {
-  let from = 0;
-  let to = text.length;
-  while (from < to && isOws(text.charCodeAt(from))) from++;
-  while (to > from && isOws(text.charCodeAt(to - 1))) to--;
-  return text.slice(from, to);
-}
-
-function isOws(code: number): boolean {
-  return code === SP || code === HTAB;
-}
-
-/**
- * Bytes as text, one character per byte. Not `TextDecoder("latin1")`: that is
- * windows-1252 and turns 0x80–0x9f into characters beyond U+00FF.
- */
-function latin1(bytes: Uint8Array): string {
-  let text = "";
-  for (let i = 0; i < bytes.length; i += 8192) {
-    text += String.fromCharCode.apply(
-      null,
-      bytes.subarray(i, i + 8192) as unknown as number[],
-    );
-  }
-  return text;
 }
 
 /** How a request body is delimited: a byte count (0: no body) or chunks. */
@@ -333,7 +315,7 @@ function versionOf(version: string): "HTTP/1.1" | "HTTP/1.0" {
  * `chunked` (case-insensitive, RFC 9112 §7), once.
  */
 function checkTransferEncoding(value: string): void {
-  const codings = value.split(",").map((coding) => trimOws(coding));
+  const codings = value.split(",").map((coding) => trimSpaces(coding));
   // Empty list elements are refused although RFC 9110 §5.6.1 asks
   // recipients to skip them: this is the framing field, where two parsers
   // reading one value differently is the whole attack.
@@ -375,7 +357,7 @@ function checkTransferEncoding(value: string): void {
 export function parseContentLength(value: string): number | undefined {
   let digits: string | undefined;
   for (const element of value.split(",")) {
-    const trimmed = trimOws(element);
+    const trimmed = trimSpaces(element);
     if (!/^[0-9]+$/.test(trimmed)) return undefined;
     if (digits === undefined) digits = trimmed;
     else if (trimmed !== digits) return undefined;
@@ -397,7 +379,7 @@ function expects100Continue(
   if (value === null) return false;
   let found = false;
   for (const element of value.split(",")) {
-    const expectation = trimOws(element).toLowerCase();
+    const expectation = trimSpaces(element).toLowerCase();
     if (expectation === "") continue;
     if (expectation !== "100-continue") {
       throw new HttpError(417, "Unsupported expectation");
@@ -412,7 +394,7 @@ function expects100Continue(
 /** The comma-separated tokens of a Connection header, lower-cased. */
 function connectionOptions(value: string | null): string[] {
   if (value === null) return [];
-  return value.split(",").map((token) => trimOws(token).toLowerCase());
+  return value.split(",").map((token) => trimSpaces(token).toLowerCase());
 }
 
 /** Whether the connection persists after the response (RFC 9112 §9.3). */
@@ -847,10 +829,7 @@ export function serializeResponseHead(
   if (declared === Infinity) declared = undefined;
   let framing: ResponseFraming;
   let contentLength: number | undefined;
-  if (
-    options.method === "HEAD" || status === 304 || status < 200 ||
-    status === 204
-  ) {
+  if (hasNoContent(options.method, status)) {
     framing = NONE;
     if (options.method === "HEAD" || status === 304) {
       contentLength = declared ?? options.bodyLength;
@@ -890,18 +869,9 @@ export function serializeResponseHead(
   if (headers.has("upgrade")) connection.push("upgrade");
   if (connection.length > 0) head += `connection: ${connection.join(", ")}\r\n`;
   head += "\r\n";
-  return { bytes: latin1Bytes(head), framing, keepAlive };
-}
-
-/**
- * Text as bytes, one byte per code unit: header values and the reason phrase
- * are byte strings (RFC 9110 §5.5), which `Headers` and `Response` keep
- * within U+00FF.
- */
-function latin1Bytes(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
+  const bytes = new Uint8Array(head.length);
+  latin1Into(head, bytes);
+  return { bytes, framing, keepAlive };
 }
 
 /**

@@ -85,7 +85,7 @@ const encoder = new TextEncoder();
  * queue's high-water mark, so that `write()` cannot resolve while such a
  * payload still waits to be written.
  */
-const COPY_LIMIT = 64 * 1024;
+export const COPY_LIMIT = 64 * 1024;
 /** Payload still to come from which reads go straight into the message. */
 const DIRECT_READ_MIN = 16 * 1024;
 /** Strings up to this many characters take the short text path. */
@@ -115,7 +115,6 @@ export class Protocol {
   #decoder: FrameDecoder;
   #assembler: MessageAssembler;
   #state: ProtocolState = "open";
-  #closeSent = false;
 
   constructor(
     options: ProtocolOptions,
@@ -236,7 +235,8 @@ export class Protocol {
    */
   fail(code: number, reason: string): void {
     if (this.#state === "closed") return;
-    if (!this.#closeSent) this.#sendClose(code, reason);
+    // Closing means our close frame went out: `close()` sent it.
+    if (this.#state === "open") this.#sendClose(code, reason);
     this.#finish({
       closeCode: code,
       reason,
@@ -302,7 +302,6 @@ export class Protocol {
   }
 
   #sendClose(code: number | undefined, reason: string): void {
-    this.#closeSent = true;
     this.#sendFrame(Opcode.Close, encodeClosePayload(code, reason), false);
   }
 

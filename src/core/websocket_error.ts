@@ -56,7 +56,7 @@ const encoder = new TextEncoder();
  * WHATWG proposal has it: more than 123 bytes of UTF-8 is a `RangeError`,
  * never silently cut.
  */
-export function checkReason(reason: string): void {
+function checkReason(reason: string): void {
   // A character is at most 3 UTF-8 bytes per UTF-16 code unit.
   if (reason.length * 3 <= MAX_REASON_BYTES) return;
   if (encoder.encode(reason).length > MAX_REASON_BYTES) {
@@ -80,16 +80,22 @@ export function checkCloseInfo(
     throw new TypeError("The close info must be an object");
   }
   const { closeCode, reason = "" } = closeInfo;
-  if (
-    closeCode !== undefined && closeCode !== CloseCode.NormalClosure &&
-    !(Number.isInteger(closeCode) && closeCode >= 3000 && closeCode <= 4999)
-  ) {
+  if (closeCode !== undefined && !isApplicationCode(closeCode)) {
     throw new RangeError(
       `The close code must be 1000 or in 3000-4999, got ${closeCode}`,
     );
   }
   checkReason(reason);
   return { closeCode, reason };
+}
+
+/**
+ * Whether an application may send `code`: 1000, or 3000–4999 (RFC 6455
+ * §7.4.2: the others are for the protocol or reserved).
+ */
+export function isApplicationCode(code: number): boolean {
+  return code === CloseCode.NormalClosure ||
+    (Number.isInteger(code) && code >= 3000 && code <= 4999);
 }
 
 /**
