@@ -5,31 +5,20 @@
  */
 import { pingRedis, spawnRedis } from "../bench/_redis.ts";
 import type { PubSubStats } from "../mod.ts";
+import { freePort, waitFor as poll } from "./_util.ts";
+
+export { freePort };
 
 /** The longest any single wait of these tests may take. */
 export const DEADLINE = 20_000;
 
-/** Polls `check` every 20 ms until it holds; fails after `ms`. */
-export async function waitFor(
+/** `waitFor` of `_util.ts` with these tests' longer deadline. */
+export function waitFor(
   check: () => boolean | Promise<boolean>,
   what: string,
-  ms = DEADLINE,
+  ms: number = DEADLINE,
 ): Promise<void> {
-  const end = performance.now() + ms;
-  while (!(await check())) {
-    if (performance.now() > end) {
-      throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** A free TCP port on 127.0.0.1 (free when asked; fine for a test). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
+  return poll(check, what, ms, 20);
 }
 
 /**

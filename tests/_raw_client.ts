@@ -1,12 +1,14 @@
 /**
- * A hand-driven WebSocket client for tests: it writes exactly the bytes a
- * test builds (masked, fragmented, chopped into small writes) and parses the
- * server's frames with its own minimal reader, independent of src/. Every
+ * A hand-driven WebSocket and HTTP/1.1 client for tests: it writes exactly
+ * the bytes a test builds (masked, fragmented, chopped into small writes) and
+ * parses the server's frames and HTTP answers (heads, Content-Length and
+ * chunked bodies) with its own minimal reader, independent of src/. Every
  * read and write has a deadline (`timeout`), so that a frame that never comes
  * fails the test in seconds instead of hanging it.
  */
 
-import { deadline, WAIT_LIMIT } from "./_util.ts";
+import assert from "node:assert/strict";
+import { deadline, sleep, WAIT_LIMIT } from "./_util.ts";
 
 export interface RawFrame {
   fin: boolean;
@@ -142,7 +144,7 @@ export class RawClient implements AsyncDisposable {
   async writeChopped(bytes: Uint8Array, size: number): Promise<void> {
     for (let i = 0; i < bytes.length; i += size) {
       await this.write(bytes.subarray(i, i + size));
-      await new Promise((resolve) => setTimeout(resolve, 0));
+      await sleep(0);
     }
   }
 
@@ -186,38 +188,125 @@ export class RawClient implements AsyncDisposable {
     return out;
   }
 
-  /** Reads an HTTP answer head and its body (by Content-Length). */
-  async readHead(): Promise<HttpAnswer> {
-    let end = -1;
-    while ((end = findCrlfCrlf(this.#buffer)) === -1) {
-      if (!(await this.#fill("an HTTP answer head"))) {
-        throw new Error("EOF before the answer head");
-      }
+  /** `#take`, failing with `eof` as the message at EOF. */
+  async #takeAll(n: number, what: string, eof: string): Promise<Uint8Array> {
+    const bytes = await this.#take(n, what);
+    if (!bytes) throw new Error(eof);
+    return bytes;
+  }
+
+  /** Reads up to `pattern`, which it drops; fails at EOF with `eof`. */
+  async #readUntil(
+    pattern: readonly number[],
+    what: string,
+    eof: string,
+  ): Promise<string> {
+    let end: number;
+    while ((end = indexOfBytes(this.#buffer, pattern)) === -1) {
+      if (!(await this.#fill(what))) throw new Error(eof);
     }
     const text = decoder.decode(this.#buffer.subarray(0, end));
-    this.#buffer = this.#buffer.subarray(end + 4);
+    this.#buffer = this.#buffer.subarray(end + pattern.length);
+    return text;
+  }
+
+  /** Reads one line, up to CRLF (dropped); fails at EOF. */
+  readLine(): Promise<string> {
+    return this.#readUntil(CRLF, "a line", "EOF inside a line");
+  }
+
+  /** Reads an HTTP answer head: the status and the header fields. */
+  async #readStatusAndHeaders(): Promise<
+    { status: number; headers: Headers }
+  > {
+    const text = await this.#readUntil(
+      CRLF_CRLF,
+      "an HTTP answer head",
+      "EOF before the answer head",
+    );
     const [statusLine, ...lines] = text.split("\r\n");
     const headers = new Headers();
     for (const line of lines) {
       const colon = line.indexOf(":");
       headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
     }
+    return { status: Number(statusLine.split(" ")[1]), headers };
+  }
+
+  /**
+   * Reads an HTTP answer head and its body by Content-Length (none without
+   * one: the 101 of a handshake is followed by frames).
+   */
+  async readHead(): Promise<HttpAnswer> {
+    const { status, headers } = await this.#readStatusAndHeaders();
     const length = Number(headers.get("content-length") ?? 0);
     const body = length > 0
-      ? decoder.decode((await this.#take(length, "the answer body"))!)
+      ? decoder.decode(
+        await this.#takeAll(
+          length,
+          "the answer body",
+          "EOF inside the answer body",
+        ),
+      )
       : "";
-    return { status: Number(statusLine.split(" ")[1]), headers, body };
+    return { status, headers, body };
+  }
+
+  /**
+   * Reads one whole HTTP/1.1 answer, framed as RFC 9112 §6.3 says: no body
+   * after a HEAD (`method`) or for 1xx, 204 and 304; else a chunked body
+   * (decoded here; no trailer fields expected), a Content-Length body, or
+   * everything until the server closes.
+   */
+  async readResponse(method = "GET"): Promise<HttpAnswer> {
+    const { status, headers } = await this.#readStatusAndHeaders();
+    if (
+      method === "HEAD" || status < 200 || status === 204 || status === 304
+    ) {
+      return { status, headers, body: "" };
+    }
+    const takeBody = async (n: number) =>
+      decoder.decode(
+        await this.#takeAll(n, "the answer body", "EOF inside a body"),
+      );
+    if (headers.get("transfer-encoding") === "chunked") {
+      let body = "";
+      while (true) {
+        const size = parseInt(await this.readLine(), 16);
+        if (size === 0) break;
+        body += await takeBody(size);
+        assert.equal(await this.readLine(), "", "CRLF after chunk data");
+      }
+      assert.equal(
+        await this.readLine(),
+        "",
+        "the empty line after the last chunk",
+      );
+      return { status, headers, body };
+    }
+    const length = headers.get("content-length");
+    if (length !== null) {
+      return { status, headers, body: await takeBody(Number(length)) };
+    }
+    return { status, headers, body: await this.readAll() };
+  }
+
+  /** Everything (as text) until the peer closes TCP. */
+  async readAll(): Promise<string> {
+    while (await this.#fill("the peer to close TCP or send more")) {
+      // Gather.
+    }
+    const all = decoder.decode(this.#buffer);
+    this.#buffer = new Uint8Array(0);
+    return all;
   }
 
   /** Reads one frame from the peer, or null at EOF. */
   async readFrame(): Promise<RawFrame | null> {
     const head = await this.#take(2, "a frame");
     if (!head) return null;
-    const take = async (n: number) => {
-      const bytes = await this.#take(n, "the rest of a frame");
-      if (!bytes) throw new Error("EOF inside a frame");
-      return bytes;
-    };
+    const take = (n: number) =>
+      this.#takeAll(n, "the rest of a frame", "EOF inside a frame");
     let length = head[1] & 127;
     if (length === 126) {
       const ext = await take(2);
@@ -291,12 +380,13 @@ export class RawClient implements AsyncDisposable {
   }
 }
 
-function findCrlfCrlf(bytes: Uint8Array): number {
-  for (let i = 0; i + 3 < bytes.length; i++) {
-    if (
-      bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 &&
-      bytes[i + 3] === 10
-    ) return i;
+const CRLF = [13, 10];
+const CRLF_CRLF = [13, 10, 13, 10];
+
+/** Where `pattern` first occurs in `bytes`, or -1. */
+function indexOfBytes(bytes: Uint8Array, pattern: readonly number[]): number {
+  for (let i = 0; i + pattern.length <= bytes.length; i++) {
+    if (pattern.every((byte, j) => bytes[i + j] === byte)) return i;
   }
   return -1;
 }

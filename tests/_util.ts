@@ -71,6 +71,66 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** A free TCP port on 127.0.0.1 (free when asked; fine for a test). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/**
+ * Polls `check` every `every` ms until it holds; rejects with a
+ * `DeadlineError` naming `what` once `ms` have passed.
+ */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  ms: number = WAIT_LIMIT,
+  every = 10,
+): Promise<void> {
+  const end = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > end) {
+      throw new DeadlineError(`Timed out after ${ms} ms waiting for ${what}`);
+    }
+    await sleep(every);
+  }
+}
+
+/**
+ * A quiet server (see `start`) whose disposal waits for its shutdown with a
+ * deadline, so that a server that cannot shut down fails the test.
+ */
+export function serveLocal(
+  options: ServeOptions = {},
+  handler: WebSocketHandler = echo,
+): { server: WebSocketServer; port: number } & AsyncDisposable {
+  const server = start(options, handler);
+  return {
+    server,
+    port: server.addr.port,
+    [Symbol.asyncDispose]: () => deadline(server.shutdown(), "server shutdown"),
+  };
+}
+
+/**
+ * Runs `fn` with `console.error` collecting the arguments of each call in
+ * `logged`, and puts `console.error` back afterwards.
+ */
+export async function capturingConsoleError(
+  fn: (logged: unknown[][]) => unknown,
+): Promise<void> {
+  const original = console.error;
+  const logged: unknown[][] = [];
+  console.error = (...args: unknown[]) => logged.push(args);
+  try {
+    await fn(logged);
+  } finally {
+    console.error = original;
+  }
+}
+
 /**
  * Stops a child process that a test started: waits up to `grace` ms for it
  * to exit by itself (after its stdin was closed, say), then kills it and

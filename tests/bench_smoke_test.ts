@@ -9,6 +9,7 @@ import { serve, TopicHub, type WebSocketHandler } from "../mod.ts";
 import { IdleConnections, openSocket, runLoad } from "../bench/load.ts";
 import { ServerProcess } from "../bench/_server_process.ts";
 import { removeLoadgen, runLoadgen } from "../bench/_loadgen.ts";
+import { waitFor } from "./_util.ts";
 
 function echoServer() {
   return serve(
@@ -90,9 +91,7 @@ Deno.test("idle connections stay open on the server until closed", async () => {
   try {
     assert.equal(idle.size, 20);
     // The last handshakes finish on the server just after the client's.
-    for (let i = 0; i < 50 && server.connections < 20; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await waitFor(() => server.connections >= 20, "20 connections");
     assert.equal(server.connections, 20);
   } finally {
     idle.close();
@@ -115,9 +114,7 @@ Deno.test("idle connections open the path they are given", async () => {
     "/idle",
   );
   try {
-    for (let i = 0; i < 50 && paths.length < 3; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await waitFor(() => paths.length >= 3, "3 connections");
     assert.deepEqual(paths, ["/idle", "/idle", "/idle"]);
   } finally {
     idle.close();
@@ -179,6 +176,41 @@ function rawServer(head: string): Deno.TcpListener & { done: Promise<void> } {
     for (const conn of conns) conn.close();
   });
   return Object.assign(listener, { done });
+}
+
+/**
+ * bench/loadgen.c's arguments for a fan-out run on `port` (and `port2`):
+ * a window of 4, a 20 s timeout, a 50 ms warm-up and a 300 ms run unless
+ * told otherwise.
+ */
+function fanoutArgs(options: {
+  port: number;
+  port2?: number;
+  subscribers: number;
+  warmup?: number;
+  duration?: number;
+  drain?: number;
+}): string[] {
+  const { port, port2, subscribers, warmup = 50, duration = 300, drain } =
+    options;
+  return [
+    "--port",
+    String(port),
+    ...(port2 === undefined ? [] : ["--port2", String(port2)]),
+    "--mode",
+    "fanout",
+    "--subscribers",
+    String(subscribers),
+    "--window",
+    "4",
+    "--warmup",
+    String(warmup),
+    "--duration",
+    String(duration),
+    ...(drain === undefined ? [] : ["--drain", String(drain)]),
+    "--timeout",
+    "20000",
+  ];
 }
 
 Deno.test({
@@ -277,22 +309,9 @@ Deno.test({
         await using server = await ServerProcess.start("deno", {
           kind: "fanout",
         });
-        const result = await runLoadgen([
-          "--port",
-          String(server.port),
-          "--mode",
-          "fanout",
-          "--subscribers",
-          "20",
-          "--window",
-          "4",
-          "--warmup",
-          "50",
-          "--duration",
-          "300",
-          "--timeout",
-          "20000",
-        ]);
+        const result = await runLoadgen(
+          fanoutArgs({ port: server.port, subscribers: 20 }),
+        );
         assert.equal(result.subscribers, 20);
         assert.ok((result.deliveries as number) > 0);
         assert.equal(result.missing, 0);
@@ -320,24 +339,11 @@ Deno.test({
         const local = { port: 0, hostname: "127.0.0.1", hub, onListen() {} };
         await using first = serve(local, handler(0));
         await using second = serve(local, handler(1));
-        const result = await runLoadgen([
-          "--port",
-          String(first.addr.port),
-          "--port2",
-          String(second.addr.port),
-          "--mode",
-          "fanout",
-          "--subscribers",
-          "20",
-          "--window",
-          "4",
-          "--warmup",
-          "50",
-          "--duration",
-          "300",
-          "--timeout",
-          "20000",
-        ]);
+        const result = await runLoadgen(fanoutArgs({
+          port: first.addr.port,
+          port2: second.addr.port,
+          subscribers: 20,
+        }));
         assert.deepEqual(subscribers, [10, 10]);
         assert.ok((result.deliveries as number) > 0);
         assert.equal(result.missing, 0);
@@ -372,24 +378,16 @@ Deno.test({
           return response;
         });
         const notes: string[] = [];
-        const result = await runLoadgen([
-          "--port",
-          String(server.addr.port),
-          "--mode",
-          "fanout",
-          "--subscribers",
-          "3",
-          "--window",
-          "4",
-          "--warmup",
-          "0",
-          "--duration",
-          "200",
-          "--drain",
-          "500",
-          "--timeout",
-          "20000",
-        ], { onNote: (line) => notes.push(line) });
+        const result = await runLoadgen(
+          fanoutArgs({
+            port: server.addr.port,
+            subscribers: 3,
+            warmup: 0,
+            duration: 200,
+            drain: 500,
+          }),
+          { onNote: (line) => notes.push(line) },
+        );
         // A message skipped last is never followed: it stays undelivered.
         assert.ok((result.missing as number) > 0);
         assert.ok((result.undelivered as number) <= 1);

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { DEADLINE, freePort, waitFor } from "./_pubsub_helpers.ts";
+import { deadline, stopChild } from "./_util.ts";
 
 interface Chat {
   name: string;
@@ -15,31 +16,35 @@ interface Chat {
   closed: Promise<CloseEvent>;
 }
 
-/** Opens a chat socket and waits for its hello (which names its process). */
-function join(port: number, name: string): Promise<Chat> {
+/**
+ * Opens a chat socket and waits for its hello (which names its process);
+ * closes the socket if that fails.
+ */
+async function join(port: number, name: string): Promise<Chat> {
   const socket = new WebSocket(
     `ws://127.0.0.1:${port}/chat?room=test&name=${name}`,
   );
   const closed = new Promise<CloseEvent>((resolve) =>
     socket.addEventListener("close", resolve, { once: true })
   );
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("No hello")), DEADLINE);
-    const messages: Chat["messages"] = [];
+  const messages: Chat["messages"] = [];
+  const hello = new Promise<number>((resolve, reject) => {
     socket.onmessage = (event) => {
       const data = JSON.parse(event.data);
-      if (data.type === "hello") {
-        clearTimeout(timer);
-        resolve({ name, socket, node: data.node, messages, closed });
-      } else {
-        messages.push(data);
-      }
+      if (data.type === "hello") resolve(data.node);
+      else messages.push(data);
     };
-    socket.onerror = () => {
-      clearTimeout(timer);
-      reject(new Error("The chat socket failed"));
-    };
+    socket.onerror = () => reject(new Error("The chat socket failed"));
+    closed.then(() => reject(new Error("The chat socket closed ungreeted")));
   });
+  try {
+    const node = await deadline(hello, `${name}'s hello`, DEADLINE);
+    return { name, socket, node, messages, closed };
+  } catch (error) {
+    socket.close();
+    await deadline(closed, `${name}'s close`, DEADLINE);
+    throw error;
+  }
 }
 
 Deno.test("cluster example: two processes on one port share a chat room through Redis, and SIGINT stops them all", async () => {
@@ -64,6 +69,8 @@ Deno.test("cluster example: two processes on one port share a chat room through 
     stderr: "inherit",
   }).spawn();
   const chats: Chat[] = [];
+  let status: Deno.CommandStatus;
+  let codes: (number | undefined)[];
   let output = "";
   const reading = (async () => {
     for await (
@@ -83,7 +90,7 @@ Deno.test("cluster example: two processes on one port share a chat room through 
       const chat = await join(port, `user${i}`);
       if (chats.some((c) => c.node === chat.node)) {
         chat.socket.close();
-        await chat.closed;
+        await deadline(chat.closed, `${chat.name}'s close`, DEADLINE);
       } else {
         chats.push(chat);
       }
@@ -115,11 +122,26 @@ Deno.test("cluster example: two processes on one port share a chat room through 
       node: first.node,
     });
   } finally {
-    supervisor.kill("SIGINT");
-    const status = await supervisor.status;
-    await reading;
-    // Every process was stopped: the sockets were closed by their servers.
-    for (const chat of chats) assert.equal((await chat.closed).code, 1001);
-    assert.equal(status.code, 0);
+    // Ctrl+C (killed if that does not stop it).
+    try {
+      supervisor.kill("SIGINT");
+    } catch {
+      // It exited already: its status says how.
+    }
+    status = await stopChild(supervisor, DEADLINE);
+    // The servers close the sockets as they stop; a socket they leave open
+    // is closed here, and fails the test below.
+    codes = await Promise.all(chats.map((chat) =>
+      deadline(
+        chat.closed,
+        `${chat.name}'s close`,
+        DEADLINE,
+        () => chat.socket.close(),
+      ).then((event) => event.code, () => undefined)
+    ));
+    await deadline(reading, "the end of its output", DEADLINE);
   }
+  // Every process was stopped: the sockets were closed by their servers.
+  for (const code of codes) assert.equal(code, 1001);
+  assert.equal(status.code, 0);
 });

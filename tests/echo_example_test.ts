@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { startEchoServer } from "../examples/echo.ts";
 import { launchChromium, STEP_LIMIT, within } from "./_peer_helpers.ts";
+import { stopChild } from "./_util.ts";
 
 Deno.test("the echo page logs oldest first, wraps long messages, reconnects after a close, and has no console errors", async () => {
   await using server = startEchoServer({ port: 0, onListen() {} });
@@ -94,6 +95,8 @@ Deno.test("the quick start's deno task echo starts with an empty Deno cache and 
   }).spawn();
   const errors = new Response(child.stderr).text();
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let status: Deno.CommandStatus;
+  let stderr: string;
   try {
     let printed = "";
     while (!/listening on (http:\S+\/)/.test(printed)) {
@@ -107,11 +110,20 @@ Deno.test("the quick start's deno task echo starts with an empty Deno cache and 
     assert.equal(response.status, 200);
     assert.match(await response.text(), /<title>WebSocket echo<\/title>/);
   } finally {
-    child.kill("SIGINT");
-    await child.status;
+    // Ctrl+C, as a person stops it (killed if that does not stop it).
+    try {
+      child.kill("SIGINT");
+    } catch {
+      // It exited already: what it printed says why.
+    }
+    status = await stopChild(child, STEP_LIMIT);
     await lines.cancel().catch(() => {});
-    const stderr = await errors;
-    await Deno.remove(cache, { recursive: true });
-    assert.doesNotMatch(stderr, /Download|npm:|error/i);
+    try {
+      stderr = await within(errors, "the end of its stderr");
+    } finally {
+      await Deno.remove(cache, { recursive: true });
+    }
   }
+  assert.doesNotMatch(stderr, /Download|npm:|error/i);
+  assert.notEqual(status.signal, "SIGKILL", "Ctrl+C did not stop it");
 });

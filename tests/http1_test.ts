@@ -19,6 +19,7 @@ import {
   serializeResponseHead,
   takeRequestHead,
 } from "../src/core/_http1.ts";
+import { concat } from "./_util.ts";
 
 /** A string's characters as bytes, one byte each (so "\xe9" is the byte 0xe9). */
 function bytes(text: string): Uint8Array {
@@ -31,16 +32,6 @@ function bytes(text: string): Uint8Array {
 function text(data: Uint8Array): string {
   let out = "";
   for (const byte of data) out += String.fromCharCode(byte);
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
   return out;
 }
 

@@ -3,13 +3,7 @@
 // request targets and head limits, and the origin check (RFC 6455 §10.2).
 
 import assert from "node:assert/strict";
-import {
-  connect,
-  type ServeOptions,
-  type WebSocketConnection,
-  type WebSocketHandler,
-  type WebSocketServer,
-} from "../mod.ts";
+import { connect, type WebSocketConnection } from "../mod.ts";
 import { serializeResponse } from "../src/core/_http.ts";
 import {
   frame,
@@ -18,27 +12,11 @@ import {
   text,
   upgradeRequest,
 } from "./_raw_client.ts";
-import { deadline, echo, start } from "./_util.ts";
+import { deadline, serveLocal, waitFor } from "./_util.ts";
 
 const encoder = new TextEncoder();
 
 // --- Helpers ------------------------------------------------------------------
-
-/**
- * A quiet server on 127.0.0.1:0 whose disposal waits for its shutdown with
- * a deadline, so that a server that cannot shut down fails the test.
- */
-function serveLocal(
-  options: ServeOptions = {},
-  handler: WebSocketHandler = echo,
-): { server: WebSocketServer; port: number } & AsyncDisposable {
-  const server = start(options, handler);
-  return {
-    server,
-    port: server.addr.port,
-    [Symbol.asyncDispose]: () => deadline(server.shutdown(), "server shutdown"),
-  };
-}
 
 /** An answer as it came on the wire: status, header lines, body bytes. */
 interface WireAnswer {
@@ -382,12 +360,7 @@ Deno.test("RFC 9112 §3.2 request targets: *, authority-form and other schemes g
     [`http://${host}/path`]: 101,
     [`ws://${host}/path`]: 101,
   });
-  await deadline(
-    (async () => {
-      while (urls.length < 2) await new Promise((r) => setTimeout(r, 10));
-    })(),
-    "both handlers called",
-  );
+  await waitFor(() => urls.length >= 2, "both handlers called");
   assert.deepEqual(urls.map((url) => new URL(url).pathname), [
     "/path",
     "/path",

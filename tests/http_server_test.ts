@@ -6,157 +6,17 @@ import { Hono } from "npm:hono@4";
 import { connect, type ServeOptions } from "../mod.ts";
 import { frame, RawClient, text, upgradeRequest } from "./_raw_client.ts";
 import { makeCertificates } from "./_tls.ts";
-import { deadline, echo, start } from "./_util.ts";
+import {
+  capturingConsoleError,
+  deadline,
+  echo,
+  sleep,
+  start,
+  stopChild,
+} from "./_util.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-interface RawResponse {
-  status: number;
-  headers: Headers;
-  body: string;
-}
-
-/**
- * A hand-driven HTTP/1.1 client that reads answers byte by byte: heads,
- * Content-Length and chunked bodies (its own decoder, independent of src/),
- * and the end of the connection. Every read has a deadline.
- */
-class RawHttp implements AsyncDisposable {
-  readonly conn: Deno.Conn;
-  #buffer = new Uint8Array(0);
-  #eof = false;
-
-  constructor(conn: Deno.Conn) {
-    this.conn = conn;
-  }
-
-  static async connect(port: number): Promise<RawHttp> {
-    return new RawHttp(await Deno.connect({ hostname: "127.0.0.1", port }));
-  }
-
-  async write(data: string | Uint8Array): Promise<void> {
-    const bytes = typeof data === "string" ? encoder.encode(data) : data;
-    for (let at = 0; at < bytes.length;) {
-      at += await this.conn.write(bytes.subarray(at));
-    }
-  }
-
-  async #fill(): Promise<boolean> {
-    if (this.#eof) return false;
-    const chunk = new Uint8Array(65536);
-    let n: number | null;
-    try {
-      n = await deadline(this.conn.read(chunk), "a read from the server");
-    } catch (error) {
-      if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-      n = null;
-    }
-    if (n === null) {
-      this.#eof = true;
-      return false;
-    }
-    const joined = new Uint8Array(this.#buffer.length + n);
-    joined.set(this.#buffer);
-    joined.set(chunk.subarray(0, n), this.#buffer.length);
-    this.#buffer = joined;
-    return true;
-  }
-
-  async #line(): Promise<string> {
-    let end: number;
-    while ((end = indexOfCrlf(this.#buffer)) === -1) {
-      if (!await this.#fill()) throw new Error("EOF inside a line");
-    }
-    const line = decoder.decode(this.#buffer.subarray(0, end));
-    this.#buffer = this.#buffer.subarray(end + 2);
-    return line;
-  }
-
-  async #take(n: number): Promise<Uint8Array> {
-    while (this.#buffer.length < n) {
-      if (!await this.#fill()) throw new Error("EOF inside a body");
-    }
-    const out = this.#buffer.slice(0, n);
-    this.#buffer = this.#buffer.subarray(n);
-    return out;
-  }
-
-  /** Reads one response; `method` says whether it has a body (HEAD: none). */
-  async readResponse(method = "GET"): Promise<RawResponse> {
-    const status = Number((await this.#line()).split(" ")[1]);
-    const headers = new Headers();
-    for (let line; (line = await this.#line()) !== "";) {
-      const colon = line.indexOf(":");
-      headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
-    }
-    if (
-      method === "HEAD" || status < 200 || status === 204 || status === 304
-    ) {
-      return { status, headers, body: "" };
-    }
-    if (headers.get("transfer-encoding") === "chunked") {
-      let body = "";
-      while (true) {
-        const size = parseInt(await this.#line(), 16);
-        if (size === 0) break;
-        body += decoder.decode(await this.#take(size));
-        assert.equal(await this.#line(), "", "CRLF after chunk data");
-      }
-      assert.equal(
-        await this.#line(),
-        "",
-        "the empty line after the last chunk",
-      );
-      return { status, headers, body };
-    }
-    const length = headers.get("content-length");
-    if (length !== null) {
-      return {
-        status,
-        headers,
-        body: decoder.decode(await this.#take(Number(length))),
-      };
-    }
-    return { status, headers, body: await this.readAll() };
-  }
-
-  /** Everything until the server closes. */
-  async readAll(): Promise<string> {
-    while (await this.#fill()) {
-      // Gather.
-    }
-    const all = decoder.decode(this.#buffer);
-    this.#buffer = new Uint8Array(0);
-    return all;
-  }
-
-  /** Whether the server closes next (true) rather than sending more. */
-  async readEof(): Promise<boolean> {
-    if (this.#buffer.length > 0) return false;
-    return !await this.#fill();
-  }
-
-  close(): void {
-    try {
-      this.conn.close();
-    } catch {
-      // Already closed.
-    }
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    this.close();
-    return Promise.resolve();
-  }
-}
-
-function indexOfCrlf(bytes: Uint8Array): number {
-  for (let i = 0; i + 1 < bytes.length; i++) {
-    if (bytes[i] === 13 && bytes[i + 1] === 10) return i;
-  }
-  return -1;
-}
 
 /** A quiet server with `fetch`, and the WebSocket echo. */
 function startHttp(
@@ -172,6 +32,27 @@ async function echoRequest(request: Request): Promise<Response> {
   return new Response(
     `${request.method} ${new URL(request.url).pathname} ${body}`,
   );
+}
+
+/**
+ * A fetch that reads the whole request body and answers `answer`; when the
+ * read fails, it resolves `failed` with the error, then rethrows it
+ * (`rethrow`) or answers all the same.
+ */
+function readingBody(
+  failed: PromiseWithResolvers<unknown>,
+  answer: string,
+  { rethrow = false } = {},
+): (request: Request) => Promise<Response> {
+  return async (request) => {
+    try {
+      await request.arrayBuffer();
+    } catch (error) {
+      failed.resolve(error);
+      if (rethrow) throw error;
+    }
+    return new Response(answer);
+  };
 }
 
 /** Deno's fetch through a client of its own, closed by the caller. */
@@ -192,7 +73,7 @@ async function fetchText(
 
 Deno.test("§6.2 a POST body framed by Content-Length reaches fetch whole", async () => {
   await using server = startHttp(echoRequest);
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world",
   );
@@ -203,11 +84,11 @@ Deno.test("§6.2 a POST body framed by Content-Length reaches fetch whole", asyn
 
 Deno.test("§7.1 a chunked POST body arriving in pieces reaches fetch decoded", async () => {
   await using server = startHttp(echoRequest);
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
   );
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await sleep(20);
   await client.write("1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n");
   const answer = await client.readResponse();
   assert.equal(answer.status, 200);
@@ -226,7 +107,7 @@ Deno.test("a request body is read from the connection only as fetch reads it", a
     }
     return new Response(`rest=${rest}`);
   });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde",
   );
@@ -238,27 +119,22 @@ Deno.test("a request body is read from the connection only as fetch reads it", a
 Deno.test("a client that leaves mid-body errors the request body stream, and the server goes on", async () => {
   const failed = Promise.withResolvers<unknown>();
   let errors = 0;
-  await using server = startHttp(async (request) => {
-    try {
-      await request.text();
-    } catch (error) {
-      failed.resolve(error);
-      throw error;
-    }
-    return new Response("read all");
-  }, { onError: () => errors++ });
+  await using server = startHttp(
+    readingBody(failed, "read all", { rethrow: true }),
+    { onError: () => errors++ },
+  );
   {
-    await using client = await RawHttp.connect(server.addr.port);
+    await using client = await RawClient.connect(server.addr.port);
     await client.write(
       "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npartial",
     );
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
   }
   const error = await deadline(failed.promise, "the body's failure");
   assert.ok(error instanceof Error, String(error));
   // The failure is the client's, not the app's: onError does not hear of it.
   assert.equal(errors, 0);
-  await using again = await RawHttp.connect(server.addr.port);
+  await using again = await RawClient.connect(server.addr.port);
   await again.write(
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok",
   );
@@ -267,14 +143,7 @@ Deno.test("a client that leaves mid-body errors the request body stream, and the
 
 Deno.test("a client that resets mid-body errors the request body stream, and the server goes on", async () => {
   const failed = Promise.withResolvers<unknown>();
-  await using server = startHttp(async (request) => {
-    try {
-      await request.text();
-    } catch (error) {
-      failed.resolve(error);
-    }
-    return new Response("read all");
-  });
+  await using server = startHttp(readingBody(failed, "read all"));
   // Deno cannot set SO_LINGER: Python's socket sends a real TCP reset.
   const script = `
 import socket, struct, time
@@ -285,28 +154,27 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 s.close()
 `;
   const child = new Deno.Command("python3", { args: ["-c", script] }).spawn();
+  let error: unknown;
+  let python: Deno.CommandStatus;
   try {
-    const error = await deadline(failed.promise, "the body's failure");
-    assert.ok(error instanceof Deno.errors.ConnectionReset, String(error));
+    error = await deadline(failed.promise, "the body's failure");
   } finally {
-    assert.equal((await deadline(child.status, "python's exit")).code, 0);
+    // Waits WAIT_LIMIT for python's exit, then kills it (a non-zero code).
+    python = await stopChild(child);
   }
-  await using again = await RawHttp.connect(server.addr.port);
+  assert.ok(error instanceof Deno.errors.ConnectionReset, String(error));
+  assert.equal(python.code, 0, "python's exit code");
+  await using again = await RawClient.connect(server.addr.port);
   await again.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   assert.equal((await again.readResponse()).body, "read all");
 });
 
 Deno.test("a request body that stalls past idleTimeout fails with TimedOut and closes the connection", async () => {
   const failed = Promise.withResolvers<unknown>();
-  await using server = startHttp(async (request) => {
-    try {
-      await request.text();
-    } catch (error) {
-      failed.resolve(error);
-    }
-    return new Response("late");
-  }, { idleTimeout: 200 });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using server = startHttp(readingBody(failed, "late"), {
+    idleTimeout: 200,
+  });
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
   );
@@ -323,7 +191,7 @@ Deno.test("§9.3 two requests on one kept-alive connection get both answers on i
     ports.add(info.remoteAddr.port);
     return new Response(new URL(request.url).pathname);
   });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("GET /one HTTP/1.1\r\nHost: x\r\n\r\n");
   const one = await client.readResponse();
   assert.equal(one.body, "/one");
@@ -339,10 +207,10 @@ Deno.test("§9.3.2 pipelined requests in one write are answered in order", async
   await using server = startHttp(async (request) => {
     const path = new URL(request.url).pathname;
     // The first answer is the slowest: order must not follow speed.
-    if (path === "/1") await new Promise((r) => setTimeout(r, 30));
+    if (path === "/1") await sleep(30);
     return new Response(`${path}:${await request.text()}`);
   });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n" +
       "POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" +
@@ -363,7 +231,7 @@ Deno.test("§9.6 Connection: close and HTTP/1.0 without keep-alive close after t
       "GET / HTTP/1.0\r\n\r\n",
     ]
   ) {
-    await using client = await RawHttp.connect(server.addr.port);
+    await using client = await RawClient.connect(server.addr.port);
     await client.write(head);
     const answer = await client.readResponse();
     assert.equal(answer.body, "bye");
@@ -376,7 +244,7 @@ Deno.test("a body fetch did not read is drained, and the connection carries the 
   await using server = startHttp((request) =>
     new Response(`ignored ${request.method}`)
   );
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nabcde" +
       // A GET with a body: Request cannot carry it, so it is read and dropped.
@@ -390,7 +258,7 @@ Deno.test("a body fetch did not read is drained, and the connection carries the 
 
 Deno.test("an unread body longer than the drain allowance closes the connection after the answer", async () => {
   await using server = startHttp(() => new Response("no thanks"));
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\nabc",
   );
@@ -405,7 +273,7 @@ Deno.test("a kept-alive connection idle past keepAliveTimeout is closed", async 
   await using server = startHttp(() => new Response("ok"), {
     keepAliveTimeout: 100,
   });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   assert.equal((await client.readResponse()).body, "ok");
   assert.equal(await client.readEof(), true);
@@ -417,7 +285,7 @@ Deno.test("a later head on a kept-alive connection has maxHeadSize (431) and han
     handshakeTimeout: 200,
   });
   {
-    await using client = await RawHttp.connect(server.addr.port);
+    await using client = await RawClient.connect(server.addr.port);
     await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert.equal((await client.readResponse()).body, "ok");
     await client.write(
@@ -426,7 +294,7 @@ Deno.test("a later head on a kept-alive connection has maxHeadSize (431) and han
     assert.equal((await client.readResponse()).status, 431);
     assert.equal(await client.readEof(), true);
   }
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   assert.equal((await client.readResponse()).body, "ok");
   await client.write("GET / HTTP/1.1\r\n");
@@ -437,7 +305,7 @@ Deno.test("keepAliveTimeout 0 closes the connection after each answer", async ()
   await using server = startHttp(() => new Response("once"), {
     keepAliveTimeout: 0,
   });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   const answer = await client.readResponse();
   assert.equal(answer.headers.get("connection"), "close");
@@ -455,9 +323,9 @@ Deno.test("a streamed response reaches Deno's fetch chunk by chunk, chunked", as
         // Only a client that got the first chunk can let the second go: a
         // server that buffered the body would never answer.
         await deadline(firstRead.promise, "the client's first read");
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        await sleep(20);
         controller.enqueue(encoder.encode("second,"));
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        await sleep(20);
         controller.enqueue(encoder.encode("third"));
         controller.close();
       },
@@ -503,7 +371,7 @@ Deno.test("a 1 MiB upload answered with its own body streams through both ways",
 
 Deno.test("§9.3.2 HEAD gets GET's Content-Length and no body, and the connection goes on", async () => {
   await using server = startHttp(() => new Response("twelve bytes"));
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
   const head = await client.readResponse("HEAD");
   assert.equal(head.status, 200);
@@ -521,7 +389,7 @@ Deno.test("§6.1 204 and 304 carry no body and no Transfer-Encoding", async () =
       ? new Response(null, { status: 204 })
       : new Response(null, { status: 304, headers: { etag: '"a"' } })
   );
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "GET /204 HTTP/1.1\r\nHost: x\r\n\r\nGET /304 HTTP/1.1\r\nHost: x\r\n\r\nGET /204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
   );
@@ -536,7 +404,7 @@ Deno.test("§6.1 204 and 304 carry no body and no Transfer-Encoding", async () =
 
 Deno.test("§10.1.1 Expect: 100-continue gets 100 Continue when fetch reads the body", async () => {
   await using server = startHttp(echoRequest);
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
   );
@@ -550,7 +418,7 @@ Deno.test("§10.1.1 Expect: 100-continue gets 100 Continue when fetch reads the 
 
 Deno.test("§10.1.1 a body held back for 100-continue that fetch never reads gets the answer without 100, then a close", async () => {
   await using server = startHttp(() => new Response("denied", { status: 401 }));
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
   );
@@ -568,7 +436,7 @@ Deno.test("§6.1 Content-Length with Transfer-Encoding is refused with 400 and t
     called = true;
     return new Response("served");
   });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n" +
       "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -582,7 +450,7 @@ Deno.test("§6.1 Content-Length with Transfer-Encoding is refused with 400 and t
 
 Deno.test("§3.2 two Host lines in a plain request are refused with 400", async () => {
   await using server = startHttp(() => new Response("served"));
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
   assert.equal((await client.readResponse()).status, 400);
   assert.equal(await client.readEof(), true);
@@ -594,7 +462,7 @@ Deno.test("a Content-Length over maxBodySize gets 413 before fetch runs, and the
     called = true;
     return new Response("served");
   }, { maxBodySize: 1000 });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n",
   );
@@ -607,16 +475,11 @@ Deno.test("a Content-Length over maxBodySize gets 413 before fetch runs, and the
 Deno.test("a chunked body growing over maxBodySize gets 413, fetch's read fails, and the connection closes", async () => {
   const failed = Promise.withResolvers<unknown>();
   let errors = 0;
-  await using server = startHttp(async (request) => {
-    try {
-      await request.arrayBuffer();
-    } catch (error) {
-      failed.resolve(error);
-      throw error;
-    }
-    return new Response("read it all");
-  }, { maxBodySize: 1000, onError: () => errors++ });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using server = startHttp(
+    readingBody(failed, "read it all", { rethrow: true }),
+    { maxBodySize: 1000, onError: () => errors++ },
+  );
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
       `3e8\r\n${"a".repeat(1000)}\r\n1\r\nb\r\n0\r\n\r\n`,
@@ -631,7 +494,7 @@ Deno.test("a chunked body growing over maxBodySize gets 413, fetch's read fails,
 
 Deno.test("§9.1 a method Fetch forbids (TRACE) gets 501", async () => {
   await using server = startHttp(() => new Response("served"));
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("TRACE / HTTP/1.1\r\nHost: x\r\n\r\n");
   assert.equal((await client.readResponse()).status, 501);
 });
@@ -644,7 +507,7 @@ Deno.test("a fetch that throws gets 500 without details, reported to onError", a
     if (new URL(request.url).pathname === "/sync") throw new Error("secret");
     return Promise.reject(new Error("secret too"));
   }, { onError: (error) => reported.push(error) });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   for (const path of ["/sync", "/async"]) {
     await client.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
     const answer = await client.readResponse();
@@ -658,25 +521,24 @@ Deno.test("a fetch that throws gets 500 without details, reported to onError", a
 });
 
 Deno.test("a throwing onError goes to console.error and the server answers 500 all the same", async () => {
-  const logged: unknown[][] = [];
-  const original = console.error;
-  console.error = (...args: unknown[]) => logged.push(args);
-  try {
-    await using server = startHttp(() => {
-      throw new Error("app fault");
-    }, {
-      onError: () => {
-        throw new Error("onError fault");
-      },
-    });
-    await using client = await RawHttp.connect(server.addr.port);
-    await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert.equal((await client.readResponse()).status, 500);
-  } finally {
-    console.error = original;
-  }
-  assert.equal(logged.length, 1);
-  assert.ok(logged[0].some((arg) => (arg as Error)?.message === "app fault"));
+  await capturingConsoleError(async (logged) => {
+    {
+      await using server = startHttp(() => {
+        throw new Error("app fault");
+      }, {
+        onError: () => {
+          throw new Error("onError fault");
+        },
+      });
+      await using client = await RawClient.connect(server.addr.port);
+      await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+      assert.equal((await client.readResponse()).status, 500);
+    }
+    assert.equal(logged.length, 1);
+    assert.ok(
+      logged[0].some((arg) => (arg as Error)?.message === "app fault"),
+    );
+  });
 });
 
 Deno.test("a response body that errors midway closes the connection: the client sees a cut response", async () => {
@@ -686,12 +548,12 @@ Deno.test("a response body that errors midway closes the connection: the client 
       new ReadableStream({
         async pull(controller) {
           controller.enqueue(encoder.encode("partial"));
-          await new Promise((resolve) => setTimeout(resolve, 20));
+          await sleep(20);
           controller.error(new Error("stream broke"));
         },
       }),
     ), { onError: (error) => reported.push(error) });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   const all = await client.readAll();
   assert.ok(all.includes("transfer-encoding: chunked\r\n"), all);
@@ -705,14 +567,14 @@ Deno.test("a Content-Length the body does not honour cuts the response and repor
     new Response(
       new ReadableStream({
         async pull(controller) {
-          await new Promise((resolve) => setTimeout(resolve, 10));
+          await sleep(10);
           controller.enqueue(encoder.encode("short"));
           controller.close();
         },
       }),
       { headers: { "content-length": "100" } },
     ), { onError: (error) => reported.push(error) });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   const all = await client.readAll();
   assert.ok(all.includes("content-length: 100\r\n"), all);
@@ -734,7 +596,7 @@ Deno.test("fetch and onRequest together are a TypeError; onRequest alone is fetc
   await using server = start({
     onRequest: async (request) => new Response(await request.text()),
   });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write(
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody",
   );
@@ -747,7 +609,7 @@ Deno.test("fetch and onRequest together are a TypeError; onRequest alone is fetc
 
 Deno.test("without fetch a plain request gets 426 and the connection closes", async () => {
   await using server = start();
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   const answer = await client.readResponse();
   assert.equal(answer.status, 426);
@@ -759,7 +621,7 @@ Deno.test("fetch sees the client's address in info.remoteAddr", async () => {
   await using server = startHttp((_request, info) =>
     new Response(`${info.remoteAddr.hostname}:${info.remoteAddr.port}`)
   );
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   const local = client.conn.localAddr as Deno.NetAddr;
   assert.equal(
@@ -799,8 +661,7 @@ Deno.test("HTTP requests and a WebSocket from connect() share the port", async (
 Deno.test("an upgrade after plain requests on one kept-alive connection opens a WebSocket", async () => {
   await using server = startHttp(() => new Response("plain"));
   const port = server.addr.port;
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await using client = new RawClient(conn);
+  await using client = await RawClient.connect(port);
   for (let i = 0; i < 2; i++) {
     await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     const answer = await deadline(client.readHead(), "a plain answer");
@@ -902,7 +763,7 @@ Deno.test("shutdown() closes an idle kept-alive connection at once", async () =>
     keepAliveTimeout: 60_000,
     closeTimeout: 60_000,
   });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   assert.equal((await client.readResponse()).body, "ok");
   // Far below both timeouts: only closing idle connections at once meets it.
@@ -918,7 +779,7 @@ Deno.test("shutdown() lets a response in flight finish, with Connection: close",
     await release.promise;
     return new Response("finished");
   }, { closeTimeout: 10_000 });
-  await using client = await RawHttp.connect(server.addr.port);
+  await using client = await RawClient.connect(server.addr.port);
   await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   await deadline(started.promise, "the request");
   const stopped = server.shutdown();
@@ -946,7 +807,7 @@ Deno.test("shutdown() cuts a response still streaming after closeTimeout", async
       }),
     ), { closeTimeout: 200 });
   try {
-    await using client = await RawHttp.connect(server.addr.port);
+    await using client = await RawClient.connect(server.addr.port);
     await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     const buffer = new Uint8Array(4096);
     await deadline(client.conn.read(buffer), "the head and a first tick");

@@ -3,38 +3,46 @@
 // (order, backpressure, ends, errors, locks) between two sockets.
 
 import assert from "node:assert/strict";
-import { serve, type WebSocketConnection } from "../mod.ts";
+import { serve, type WebSocketConnection, WebSocketError } from "../mod.ts";
 import { closePayload, frame, RawClient, text } from "./_raw_client.ts";
-import { deadline } from "./_util.ts";
+import { deadline, floodUntilStalled, serveLocal } from "./_util.ts";
 
-/** A server whose first socket is piped into its second; both are returned. */
-async function bridge(options: StreamPipeOptions | undefined) {
+/**
+ * A server whose first socket is piped into its second, with a raw client on
+ * each: `from` (the source's peer) and `to` (the target's). Disposing it
+ * closes both clients, then shuts the server down; when a step fails on the
+ * way, what was opened before it is closed the same way.
+ */
+async function bridge(options?: StreamPipeOptions) {
   const sockets: WebSocketConnection[] = [];
   // In an object: resolving with the promise itself would wait for it.
   const piped = Promise.withResolvers<{ pipe: Promise<void> }>();
-  const server = serve(
-    { port: 0, hostname: "127.0.0.1", onListen() {} },
-    (socket) => {
-      sockets.push(socket);
-      if (sockets.length === 2) {
-        piped.resolve({
-          pipe: sockets[0].readable.pipeTo(sockets[1].writable, options),
-        });
-      }
-    },
-  );
-  const from = await RawClient.open(server.addr.port);
-  const to = await RawClient.open(server.addr.port);
+  await using stack = new AsyncDisposableStack();
+  const { port } = stack.use(serveLocal({}, (socket) => {
+    sockets.push(socket);
+    if (sockets.length === 2) {
+      piped.resolve({
+        pipe: sockets[0].readable.pipeTo(sockets[1].writable, options),
+      });
+    }
+  }));
+  const from = stack.use(await RawClient.open(port));
+  const to = stack.use(await RawClient.open(port));
   const { pipe } = await deadline(piped.promise, "the pipe");
   pipe.catch(() => {});
-  return { server, from, to, sockets, pipe };
+  const owned = stack.move();
+  return {
+    from,
+    to,
+    sockets,
+    pipe,
+    [Symbol.asyncDispose]: () => owned.disposeAsync(),
+  };
 }
 
 Deno.test("pipeTo between two sockets carries every message in order and locks both streams", async () => {
-  const { server, from, to, sockets, pipe } = await bridge(undefined);
-  await using _server = server;
-  await using _from = from;
-  await using _to = to;
+  await using bridged = await bridge();
+  const { from, to, sockets, pipe } = bridged;
   assert.equal(sockets[0].readable.locked, true);
   assert.equal(sockets[1].writable.locked, true);
   for (let i = 0; i < 300; i++) await from.write(frame(1, `message ${i}`));
@@ -54,22 +62,12 @@ Deno.test("pipeTo between two sockets carries every message in order and locks b
 });
 
 Deno.test("pipeTo between two sockets holds the source while the target's peer does not read", async () => {
-  const { server, from, to, sockets, pipe } = await bridge(undefined);
-  await using _server = server;
-  await using _from = from;
-  await using _to = to;
+  await using bridged = await bridge();
+  const { from, to, sockets, pipe } = bridged;
   // The target's peer reads nothing: the target's queue stays bounded and
   // the source stops taking messages (its inbox, then TCP, push back).
   const chunk = frame(2, new Uint8Array(32 * 1024));
-  let written = 0;
-  while (written < 64 * 1024 * 1024) {
-    const outcome = await Promise.race([
-      from.write(chunk).then(() => "written"),
-      new Promise((resolve) => setTimeout(resolve, 300, "stalled")),
-    ]);
-    if (outcome === "stalled") break;
-    written += chunk.length;
-  }
+  const written = await floodUntilStalled(from, chunk, 300, 64 * 1024 * 1024);
   assert.ok(written < 64 * 1024 * 1024, "the source stops reading");
   assert.ok(
     sockets[1].bufferedAmount <= 64 * 1024 + chunk.length,
@@ -81,10 +79,8 @@ Deno.test("pipeTo between two sockets holds the source while the target's peer d
 });
 
 Deno.test("pipeTo between two sockets: a target that closes cancels the source, and the pipe rejects with a TypeError", async () => {
-  const { server, from, to, sockets, pipe } = await bridge(undefined);
-  await using _server = server;
-  await using _from = from;
-  await using _to = to;
+  await using bridged = await bridge();
+  const { from, to, sockets, pipe } = bridged;
   await to.write(frame(8, closePayload(4000)));
   await deadline(sockets[1].closed, "the target to close");
   await from.write(frame(1, "after the target closed"));
@@ -95,29 +91,31 @@ Deno.test("pipeTo between two sockets: a target that closes cancels the source, 
   assert.equal(close?.payload.length, 0);
 });
 
-Deno.test("pipeTo between two sockets: a source that fails aborts the target with its code", async () => {
-  const { server, from, to, pipe } = await bridge(undefined);
-  await using _server = server;
-  await using _from = from;
-  await using _to = to;
-  // Reserved bits: the source fails with 1002; the target's writable is
-  // aborted with that error, which carries no code an app may send.
+Deno.test("pipeTo between two sockets: a source that fails with 1002 rejects the pipe and closes the target with 1000 and the source's reason", async () => {
+  await using bridged = await bridge();
+  const { from, to, pipe } = bridged;
+  // Reserved bits: the source fails with 1002, and the pipe with its error.
   await from.write(frame(1, "bad", { rsv: 2 }));
-  await assert.rejects(deadline(pipe, "the pipe to reject"), (error) => {
-    assert.equal((error as { closeCode?: number }).closeCode, 1002);
-    return true;
-  });
+  const error = await deadline(
+    pipe.catch((error: unknown) => error),
+    "the pipe to reject",
+  );
+  assert.ok(error instanceof WebSocketError, `the pipe ended with ${error}`);
+  assert.equal(error.closeCode, 1002);
+  assert.ok(error.reason.length > 0, "the failure gives a reason");
+  // The target's writable is aborted with that error: 1002 is no code an app
+  // may send, so the target closes with 1000 and the error's reason.
   const close = await deadline(to.readFrame(), "the target's close");
   assert.equal(close?.opcode, 8);
+  assert.deepEqual(close.payload, closePayload(1000, error.reason));
+  const sourceClose = await deadline(from.readFrame(), "the source's close");
+  assert.equal(sourceClose?.opcode, 8);
+  assert.deepEqual(sourceClose.payload, closePayload(1002, error.reason));
 });
 
 Deno.test("pipeTo with preventClose keeps the target open after the source ends (the streams' own pipe)", async () => {
-  const { server, from, to, sockets, pipe } = await bridge({
-    preventClose: true,
-  });
-  await using _server = server;
-  await using _from = from;
-  await using _to = to;
+  await using bridged = await bridge({ preventClose: true });
+  const { from, to, sockets, pipe } = bridged;
   await from.write(frame(1, "one"));
   assert.equal(text((await deadline(to.readFrame(), "one"))!.payload), "one");
   await from.write(frame(8, closePayload(1000)));

@@ -10,6 +10,8 @@ import {
 } from "../src/core/_protocol.ts";
 import type { Message } from "../src/core/message_assembler.ts";
 import { WebSocketError } from "../src/core/websocket_error.ts";
+import { closePayload } from "./_raw_client.ts";
+import { concat, mulberry32 } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers: an independent frame writer for the peer, an independent frame
@@ -38,33 +40,6 @@ type Bytes = Uint8Array | string | number[];
 function toBytes(data: Bytes): Uint8Array {
   if (typeof data === "string") return encoder.encode(data);
   return data instanceof Uint8Array ? data : new Uint8Array(data);
-}
-
-function join(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-/** A close frame payload: the code big-endian, then the reason. */
-function closePayload(code: number, reason = ""): Uint8Array {
-  return join([new Uint8Array([code >>> 8, code & 255]), toBytes(reason)]);
-}
-
-/** A seeded PRNG (mulberry32), so that random splits replay exactly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface PeerFrame {
@@ -113,7 +88,7 @@ function peerFrame(role: Role, frame: PeerFrame): Uint8Array {
   }
   const key = [0, 0, 0, 0];
   if (masked) {
-    const next = prng(keySeed++);
+    const next = mulberry32(keySeed++);
     for (let i = 0; i < 4; i++) key[i] = 1 + Math.floor(next() * 255);
     head.push(...key);
   }
@@ -127,7 +102,7 @@ function peerFrame(role: Role, frame: PeerFrame): Uint8Array {
 
 /** Encodes several peer frames into one chunk. */
 function peerFrames(role: Role, ...frames: PeerFrame[]): Uint8Array {
-  return join(frames.map((frame) => peerFrame(role, frame)));
+  return concat(frames.map((frame) => peerFrame(role, frame)));
 }
 
 /** A frame the protocol queued, as the test reads it back. */
@@ -235,7 +210,7 @@ class RecordingSink implements FrameSink {
   }
 
   bytes(): Uint8Array {
-    return join(this.parts);
+    return concat(this.parts);
   }
 }
 
@@ -584,7 +559,7 @@ for (const role of ROLES) {
 
   Deno.test(`§5.5.1 ${role}: every byte after the peer's close frame in the same chunk is ignored`, () => {
     const session = new Session(role);
-    const chunk = join([
+    const chunk = concat([
       peerFrames(
         role,
         { opcode: TEXT, payload: "before" },
@@ -1002,7 +977,7 @@ function exchange(role: Role): { chunk: Uint8Array; messageEnds: number[] } {
     at += bytes.length;
     if (endsMessage) messageEnds.push(at);
   }
-  return { chunk: join(parts), messageEnds };
+  return { chunk: concat(parts), messageEnds };
 }
 
 const EXCHANGE_EVENTS: Event[] = [
@@ -1110,7 +1085,7 @@ for (const role of ROLES) {
     // character, before the exchange.
     const long = "ab☃".repeat(22000);
     const longBytes = toBytes(long);
-    const wire = join([
+    const wire = concat([
       peerFrames(
         role,
         text(longBytes.subarray(0, 33001), { fin: false }),
@@ -1137,7 +1112,7 @@ for (const role of ROLES) {
     assert.deepEqual(run(bytes), whole, "byte by byte");
 
     for (let seed = 1; seed <= 20; seed++) {
-      const random = prng(seed);
+      const random = mulberry32(seed);
       const pieces: Uint8Array[] = [];
       for (let at = 0; at < wire.length;) {
         const size = 1 + Math.floor(2 ** (random() * 17));
@@ -1381,7 +1356,7 @@ for (const role of ROLES) {
     const session = new Session(role, { compression: true });
     session.answer = false;
     const first = peerFrame(role, text([1, 2], { rsv: RSV1 }));
-    const chunk = join([first, peerFrame(role, text("next"))]);
+    const chunk = concat([first, peerFrame(role, text("next"))]);
     const rest = chunk.slice();
     assert.equal(session.protocol.receive(rest), first.length);
     assert.equal(session.events.length, 1);

@@ -19,6 +19,7 @@ import {
   waitFor,
   WorkerNode,
 } from "./_pubsub_helpers.ts";
+import { capturingConsoleError, sleep } from "./_util.ts";
 
 const sample: Envelope = {
   origin: "node-1",
@@ -235,30 +236,37 @@ Deno.test("bus numbering: past the tracking limit, a publisher starts a new epoc
   assert.equal(receiver.stats.gaps, 0);
 });
 
-Deno.test("bus reports: a flood of one kind is reported once a second, and the next report counts what was held back", () => {
+Deno.test("bus reports: a flood of one kind is reported once a second, and the next report counts what was held back", async () => {
   const errors: Error[] = [];
   const node = new BusNode((error) => errors.push(error as Error), "test");
   for (let i = 0; i < 5; i++) node.malformed(new TypeError(`bad ${i}`));
   assert.equal(node.stats.malformed, 5);
   assert.equal(errors.length, 1);
   assert.equal(errors[0].message, "bad 0");
+  // Just over the one-second interval: the next one is reported, with the
+  // four held back since the first.
+  await sleep(1050);
+  const last = new TypeError("bad 5");
+  node.malformed(last);
+  assert.equal(node.stats.malformed, 6);
+  assert.equal(errors.length, 2);
+  assert.equal(
+    errors[1].message,
+    "bad 5 (and 4 more malformed bus messages since the last report, counted but not reported)",
+  );
+  assert.equal(errors[1].cause, last);
 });
 
-Deno.test("bus reports: an onError that throws is logged with the error, never thrown", () => {
-  const logged: unknown[][] = [];
-  const original = console.error;
-  console.error = (...args: unknown[]) => logged.push(args);
-  try {
+Deno.test("bus reports: an onError that throws is logged with the error, never thrown", async () => {
+  await capturingConsoleError((logged) => {
     const node = new BusNode(() => {
       throw new Error("broken callback");
     }, "test");
     node.report(new Error("the report"));
-  } finally {
-    console.error = original;
-  }
-  assert.equal(logged.length, 1);
-  assert.match(String(logged[0][1]), /broken callback/);
-  assert.match(String(logged[0][3]), /the report/);
+    assert.equal(logged.length, 1);
+    assert.match(String(logged[0][1]), /broken callback/);
+    assert.match(String(logged[0][3]), /the report/);
+  });
 });
 
 // ---- BroadcastChannelPubSub --------------------------------------------------

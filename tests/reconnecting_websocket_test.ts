@@ -8,7 +8,15 @@ import {
 } from "../mod.ts";
 import { backoffDelay, withHooks } from "../src/reconnecting_websocket.ts";
 import { computeAccept } from "../src/core/_handshake.ts";
-import { deadline, echo, isCloseError, mulberry32, start } from "./_util.ts";
+import {
+  deadline,
+  echo,
+  freePort,
+  isCloseError,
+  mulberry32,
+  start,
+  waitFor,
+} from "./_util.ts";
 
 /**
  * The sanitizers, on whatever the command line says (Deno 2.9 turns them off
@@ -16,19 +24,7 @@ import { deadline, echo, isCloseError, mulberry32, start } from "./_util.ts";
  */
 const SANITIZED = { sanitizeOps: true, sanitizeResources: true };
 
-/** How long any one wait may take before the test fails instead of hanging. */
-const STEP_LIMIT = 10_000;
-
-/** Polls `condition` until it holds, failing after the step limit. */
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const giveUp = Date.now() + STEP_LIMIT;
-  while (!condition()) {
-    if (Date.now() > giveUp) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-/** The next message from `reader`, within the step limit. */
+/** The next message from `reader`, within the wait limit. */
 async function next(
   reader: ReadableStreamDefaultReader<string | Uint8Array>,
 ): Promise<string | Uint8Array | undefined> {
@@ -178,10 +174,7 @@ function silent() {
 
 /** A URL where nothing listens: every connection attempt is refused. */
 function nowhere(): string {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return `ws://127.0.0.1:${port}/`;
+  return `ws://127.0.0.1:${freePort()}/`;
 }
 
 // ---------------------------------------------------------------------------
@@ -214,7 +207,7 @@ Deno.test(
 
       // Shutting down sends 1001 (going away): not a reason to stop.
       await deadline(first.server.shutdown(), "the first server to stop");
-      await until(
+      await waitFor(
         () => socket.state === "reconnecting",
         "the client to notice",
       );
@@ -276,7 +269,7 @@ Deno.test(
       onOpen: ({ reconnected }) => void opens.push(reconnected),
     });
     try {
-      await until(() => opens.length === 2, "the reconnection");
+      await waitFor(() => opens.length === 2, "the reconnection");
       assert.deepEqual(opens, [false, true]);
       assert.equal(server.connections, 2);
     } finally {
@@ -350,16 +343,23 @@ Deno.test(
         },
       }, { random: () => 0.5, delay: (ms) => delays.push(ms) }),
     );
-    const reader = socket.readable.getReader();
     const failed = (error: unknown) => {
       isCloseError(1006)(error);
       assert.match((error as Error).message, /HTTP 503/);
       return true;
     };
-    await assert.rejects(deadline(socket.closed, "giving up"), failed);
-    await assert.rejects(socket.opened, failed);
-    await assert.rejects(deadline(reader.read(), "the readable's end"), failed);
-    assert.equal(socket.state, "closed");
+    try {
+      const reader = socket.readable.getReader();
+      await assert.rejects(deadline(socket.closed, "giving up"), failed);
+      await assert.rejects(socket.opened, failed);
+      await assert.rejects(
+        deadline(reader.read(), "the readable's end"),
+        failed,
+      );
+      assert.equal(socket.state, "closed");
+    } finally {
+      await dispose(socket);
+    }
     // Ceilings 20, 40, 80, 80, 80 (capped): five waits between six attempts.
     assert.deepEqual(delays, [10, 20, 40, 40, 40]);
     assert.equal(server.times.length, 6);
@@ -500,10 +500,14 @@ Deno.test(
       assert.match((error as Error).message, /HTTP 403 Forbidden/);
       return true;
     };
-    await assert.rejects(deadline(socket.closed, "the end"), refused);
-    await assert.rejects(socket.opened, refused);
-    assert.equal(socket.state, "closed");
-    assert.equal(server.times.length, 1);
+    try {
+      await assert.rejects(deadline(socket.closed, "the end"), refused);
+      await assert.rejects(socket.opened, refused);
+      assert.equal(socket.state, "closed");
+      assert.equal(server.times.length, 1);
+    } finally {
+      await dispose(socket);
+    }
   },
 );
 
@@ -553,11 +557,15 @@ Deno.test(
         const socket = new ReconnectingWebSocket(server.url, {
           retry: { initialDelay: 1, maxAttempts: 2 },
         });
-        await assert.rejects(
-          deadline(socket.closed, "the end"),
-          isCloseError(1006),
-        );
-        assert.equal(server.times.length, retried ? 2 : 1);
+        try {
+          await assert.rejects(
+            deadline(socket.closed, "the end"),
+            isCloseError(1006),
+          );
+          assert.equal(server.times.length, retried ? 2 : 1);
+        } finally {
+          await dispose(socket);
+        }
       });
     }
   },
@@ -699,11 +707,15 @@ Deno.test(
       `ws://127.0.0.1:${server.addr.port}/`,
       { retry: { initialDelay: 1 }, signal: controller.signal },
     );
-    await deadline(socket.opened, "the open");
-    controller.abort();
-    assert.equal(socket.state, "closed");
-    await deadline(socket.closed, "the close");
-    assert.equal(connections, 1);
+    try {
+      await deadline(socket.opened, "the open");
+      controller.abort();
+      assert.equal(socket.state, "closed");
+      await deadline(socket.closed, "the close");
+      assert.equal(connections, 1);
+    } finally {
+      await dispose(socket);
+    }
 
     // Already aborted: it never connects, and opened rejects with the reason.
     const reason = new Error("Not now");
@@ -711,9 +723,13 @@ Deno.test(
       `ws://127.0.0.1:${server.addr.port}/`,
       { signal: AbortSignal.abort(reason) },
     );
-    await assert.rejects(never.opened, (error) => error === reason);
-    await deadline(never.closed, "the end");
-    assert.equal(connections, 1);
+    try {
+      await assert.rejects(never.opened, (error) => error === reason);
+      await deadline(never.closed, "the end");
+      assert.equal(connections, 1);
+    } finally {
+      await dispose(never);
+    }
   },
 );
 
@@ -736,7 +752,7 @@ Deno.test(
       for (let i = 0; i < 100; i++) socket.send(`b${i}`);
       await deadline(writer.close(), "the writable to close");
       assert.equal(socket.state, "closed");
-      await until(() => received.length === 101, "every message");
+      await waitFor(() => received.length === 101, "every message");
       assert.deepEqual(received, [
         "a",
         ...Array.from({ length: 100 }, (_, i) => `b${i}`),
@@ -759,11 +775,20 @@ Deno.test(
     const socket = new ReconnectingWebSocket(
       `ws://127.0.0.1:${server.addr.port}/`,
     );
-    await deadline(socket.opened, "the open");
-    await socket.readable.cancel(new WebSocketError("", { closeCode: 4003 }));
-    assert.equal(socket.state, "closed");
-    assert.equal((await deadline(socket.closed, "the close")).closeCode, 4003);
-    assert.equal(await deadline(seen!, "the server's end"), 4003);
+    try {
+      await deadline(socket.opened, "the open");
+      await socket.readable.cancel(
+        new WebSocketError("", { closeCode: 4003 }),
+      );
+      assert.equal(socket.state, "closed");
+      assert.equal(
+        (await deadline(socket.closed, "the close")).closeCode,
+        4003,
+      );
+      assert.equal(await deadline(seen!, "the server's end"), 4003);
+    } finally {
+      await dispose(socket);
+    }
   },
 );
 
@@ -792,7 +817,7 @@ Deno.test(
         });
         try {
           await deadline(socket.opened, "the open");
-          await until(() => errors.length === 1, "the report");
+          await waitFor(() => errors.length === 1, "the report");
           assert.equal((errors[0] as Error).message, "Boom");
           assert.equal(socket.state, "open");
           assert.equal(socket.send("still here"), 10);

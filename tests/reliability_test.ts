@@ -9,11 +9,9 @@ import { cpuUsage } from "node:process";
 import { type WebSocket as WsSocket, WebSocketServer } from "npm:ws@8";
 import {
   connect,
-  type ServeOptions,
   type WebSocketConnection,
   WebSocketError,
   type WebSocketHandler,
-  type WebSocketServer as OurServer,
 } from "../mod.ts";
 import {
   closePayload,
@@ -23,54 +21,24 @@ import {
   upgradeRequest,
 } from "./_raw_client.ts";
 import {
+  assertBytesEqual,
+  capturingConsoleError,
   concat,
   deadline,
   echo,
   floodUntilStalled,
   isCloseError,
   pseudoRandomBytes,
-  start,
+  serveLocal,
+  sleep,
+  WAIT_LIMIT,
+  waitFor,
 } from "./_util.ts";
 
-/** How long one step may take before the test fails instead of hanging. */
-const LIMIT = 10_000;
 const MiB = 1024 * 1024;
 const encoder = new TextEncoder();
 
 // --- Helpers ------------------------------------------------------------------
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Waits until `condition` holds, checking every 10 ms, for at most `ms`. */
-async function until(
-  condition: () => boolean,
-  ms: number,
-  what: string,
-): Promise<void> {
-  const end = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error(`Not ${what} within ${ms} ms`);
-    await delay(10);
-  }
-}
-
-/**
- * A quiet server on 127.0.0.1:0 whose disposal waits for its shutdown with
- * a deadline, so that a server that cannot shut down fails the test.
- */
-function serveLocal(
-  options: ServeOptions = {},
-  handler: WebSocketHandler = echo,
-): { server: OurServer; port: number } & AsyncDisposable {
-  const server = start(options, handler);
-  return {
-    server,
-    port: server.addr.port,
-    [Symbol.asyncDispose]: () => deadline(server.shutdown(), "server shutdown"),
-  };
-}
 
 /** What `closed` settled with: the result, or the `WebSocketError`. */
 function settled(
@@ -148,17 +116,6 @@ function fragmented(
     );
   }
   return concat(frames);
-}
-
-/** Whether two byte arrays are equal, compared a word at a time. */
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  const words = a.length >>> 2;
-  const wa = new Uint32Array(a.buffer, a.byteOffset, words);
-  const wb = new Uint32Array(b.buffer, b.byteOffset, words);
-  for (let i = 0; i < words; i++) if (wa[i] !== wb[i]) return false;
-  for (let i = words << 2; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /**
@@ -239,7 +196,7 @@ async function sendThreeThenLeave(
 ): Promise<{ code: number | null; reason: string }> {
   for (let i = 1; i <= 3; i++) {
     await client.write(frame(1, `message ${i}`));
-    await delay(30);
+    await sleep(30);
   }
   await client.write(frame(8, closePayload(1000, "done")));
   await client.conn.closeWrite();
@@ -266,7 +223,7 @@ Deno.test("§5.4 a 16 MiB binary message in 1,024 fragments of 16 KiB is echoed 
   for (const { result } of [one, many]) {
     assert.equal(result.opcode, 2);
     assert.equal(result.fin, true);
-    assert.ok(sameBytes(result.payload, message), "the echo is the message");
+    assertBytesEqual(result.payload, message, "the echo");
   }
   // Quadratic reassembly copied ~8 GiB here (each fragment re-copied all
   // before it); linear reassembly copies each fragment once, plus a few
@@ -293,14 +250,14 @@ Deno.test("§5.4 a 4 MiB message in 64-byte fragments (65,536 of them) is echoed
     60_000,
   );
   assert.equal(echoedText.opcode, 1);
-  assert.ok(sameBytes(echoedText.payload, textBytes), "the text echo");
+  assertBytesEqual(echoedText.payload, textBytes, "the text echo");
   const echoedBinary = await deadline(
     echoOver(client, fragmented(2, binary, 64)),
     "binary echo",
     60_000,
   );
   assert.equal(echoedBinary.opcode, 2);
-  assert.ok(sameBytes(echoedBinary.payload, binary), "the binary echo");
+  assertBytesEqual(echoedBinary.payload, binary, "the binary echo");
 });
 
 Deno.test("§5.4 maxFragments, when set, still fails a message with more fragments with 1008", async () => {
@@ -325,13 +282,13 @@ Deno.test("§7.1.2 a push-only handler's socket answers the peer's close after 3
   await using client = await RawClient.open(local.port);
   const { code } = await sendThreeThenLeave(client);
   assert.equal(code, 1000);
-  await until(() => sockets.length === 1, LIMIT, "handler called");
+  await waitFor(() => sockets.length === 1, "handler called");
   assert.deepEqual(await settled(sockets[0]), {
     closeCode: 1000,
     reason: "done",
     error: false,
   });
-  await until(() => local.server.connections === 0, LIMIT, "0 connections");
+  await waitFor(() => local.server.connections === 0, "0 connections");
 });
 
 Deno.test("§7.1.2 five push-only sockets whose peers left do not hold maxConnections: 5; a sixth connects", async () => {
@@ -349,7 +306,7 @@ Deno.test("§7.1.2 five push-only sockets whose peers left do not hold maxConnec
       1000,
       1000,
     ]);
-    await until(() => local.server.connections === 0, LIMIT, "0 connections");
+    await waitFor(() => local.server.connections === 0, "0 connections");
     // RawClient.open throws unless the answer is 101 (not 503).
     await using sixth = await RawClient.open(local.port);
     const greeting = await deadline(sixth.readFrame(), "greeting");
@@ -376,7 +333,7 @@ Deno.test("RFC 7692 a push-only server socket with permessage-deflate answers a 
   for (let i = 1; i <= 3; i++) {
     // Over the 1 KiB threshold: sent compressed.
     await deadline(writer.write(`message ${i} `.repeat(200)), "write");
-    await delay(30);
+    await sleep(30);
   }
   client.close({ closeCode: 1000, reason: "done" });
   assert.deepEqual(await settled(client), {
@@ -384,13 +341,13 @@ Deno.test("RFC 7692 a push-only server socket with permessage-deflate answers a 
     reason: "",
     error: false,
   });
-  await until(() => sockets.length === 1, LIMIT, "handler called");
+  await waitFor(() => sockets.length === 1, "handler called");
   assert.deepEqual(await settled(sockets[0]), {
     closeCode: 1000,
     reason: "done",
     error: false,
   });
-  await until(() => local.server.connections === 0, LIMIT, "0 connections");
+  await waitFor(() => local.server.connections === 0, "0 connections");
 });
 
 for (const perMessageDeflate of [false, true]) {
@@ -405,7 +362,7 @@ for (const perMessageDeflate of [false, true]) {
         const writer = socket.writable.getWriter();
         for (let i = 1; i <= 3; i++) {
           await writer.write(`message ${i} `.repeat(200));
-          await delay(30);
+          await sleep(30);
         }
         socket.close({ closeCode: 1000, reason: "bye" });
       });
@@ -418,7 +375,7 @@ for (const perMessageDeflate of [false, true]) {
         reason: "bye",
         error: false,
       });
-      await until(() => sockets.length === 1, LIMIT, "handler called");
+      await waitFor(() => sockets.length === 1, "handler called");
       assert.equal((await settled(sockets[0])).closeCode, 1000);
     },
   );
@@ -472,10 +429,10 @@ Deno.test("§7.1.7 a socket whose peer does not read what it is sent (a slow con
   end.then(() => ended = true, () => ended = true);
   // The peer keeps talking but never reads: once the server's queue is
   // full it stops reading, and only the peer not reading holds it.
-  const giveUp = Date.now() + LIMIT;
+  const giveUp = Date.now() + WAIT_LIMIT;
   while (!ended && Date.now() < giveUp) {
     await client.write(frame(1, "still here")).catch(() => {});
-    await delay(50);
+    await sleep(50);
   }
   assert.deepEqual(await end, {
     closeCode: 1013,
@@ -547,7 +504,7 @@ Deno.test("§10.4 a flood of tiny frames at a socket that does not read keeps at
       // Reading resumes once the queue drained: a new message comes.
       await deadline(next, "message once reading resumed");
       total++;
-      await delay(100);
+      await sleep(100);
     }
     console.log(
       `flood: ${sent} bytes written before TCP stalled; at most ${most} messages held; ${total} read in 6 rounds`,
@@ -639,7 +596,7 @@ async function pingLatencies(
   let unanswered: number | undefined;
   let floodRate = 0;
   try {
-    await delay(100);
+    await sleep(100);
     const started = performance.now();
     const echoedBefore = echoed;
     const end = Date.now() + budget;
@@ -800,7 +757,7 @@ for (const [name, bad] of badFrames(false)) {
   Deno.test(`§5.2 a client gets a valid message before readable errors with 1002 when ${name} follows it in the same TCP write`, async () => {
     const peerClose = Promise.withResolvers<number>();
     await using server = rawServer(async (conn) => {
-      await delay(20);
+      await sleep(20);
       await conn.write(concat([frame(1, "hello", { mask: false }), bad]));
       const close = await readWireFrame(conn);
       assert.equal(close.opcode, 8);
@@ -853,20 +810,6 @@ for (const [name, bad] of badFrames(true)) {
 
 // --- 7: faults in hooks -----------------------------------------------------------
 
-/** Runs `fn` with `console.error` collecting what it is told. */
-async function capturingConsoleError(
-  fn: (logged: unknown[][]) => Promise<void>,
-): Promise<void> {
-  const original = console.error;
-  const logged: unknown[][] = [];
-  console.error = (...args: unknown[]) => logged.push(args);
-  try {
-    await fn(logged);
-  } finally {
-    console.error = original;
-  }
-}
-
 async function roundTrip(client: RawClient, message: string): Promise<string> {
   await client.write(frame(1, message));
   const echoed = await deadline(client.readFrame(), "echo");
@@ -898,7 +841,7 @@ Deno.test("§7.4.1 a handler that throws or rejects closes its socket with 1011 
       assert.equal(code, 1011, `after "${fail}"`);
       assert.equal(reason, "Internal error");
     }
-    await until(() => local.server.connections === 0, LIMIT, "0 connections");
+    await waitFor(() => local.server.connections === 0, "0 connections");
     await using good = await RawClient.open(local.port);
     assert.equal(await roundTrip(good, "still served"), "still served");
     // Both faults, and onError's own, went to console.error.
@@ -936,10 +879,9 @@ Deno.test("§7.4.1 a throwing onOpen closes its socket with 1011 and a throwing 
       1000,
     );
   }
-  await until(() => local.server.connections === 0, LIMIT, "0 connections");
-  await until(
+  await waitFor(() => local.server.connections === 0, "0 connections");
+  await waitFor(
     () => errors.filter((e) => e === "onClose fails").length === 2,
-    LIMIT,
     "both onClose faults reported",
   );
   assert.deepEqual(errors.filter((e) => e !== "onClose fails"), [

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   type ServeOptions,
+  type WebSocketCloseResult,
   type WebSocketConnection,
   WebSocketError,
   type WebSocketHandler,
@@ -27,6 +28,14 @@ function watched(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
     return handler(socket);
   });
   return { server, sockets, first: first.promise };
+}
+
+/** What the first socket's `closed` settles with, each wait with a deadline. */
+async function firstClosed(
+  first: Promise<WebSocketConnection>,
+): Promise<WebSocketCloseResult> {
+  const socket = await deadline(first, "the server's socket");
+  return await deadline(socket.closed, "the server's socket to close");
 }
 
 /** Sends `bytes` and expects a close frame with `code`, then the TCP close. */
@@ -231,10 +240,7 @@ Deno.test("§5.5.1 a peer's close is echoed with its code, then TCP closes", asy
   assert.equal(result.code, 4001);
   assert.equal(result.eof, true);
   assert.deepEqual(
-    await deadline(
-      (await deadline(first, "the server's socket")).closed,
-      "the server's socket to close",
-    ),
+    await firstClosed(first),
     {
       closeCode: 4001,
       reason: "done here",
@@ -251,10 +257,7 @@ Deno.test("§5.5.1 an empty close is answered with 1000 and reported as 1005", a
   const result = await client.readUntilClose();
   assert.equal(result.code, 1000);
   assert.deepEqual(
-    await deadline(
-      (await deadline(first, "the server's socket")).closed,
-      "the server's socket to close",
-    ),
+    await firstClosed(first),
     { closeCode: 1005, reason: "", wasClean: true },
   );
 });
@@ -304,10 +307,7 @@ Deno.test("§7.1.2 close() sends the code and reason and resolves with the peer'
   assert.equal(await client.readEof(), true);
   client.close();
   assert.deepEqual(
-    await deadline(
-      (await deadline(first, "the server's socket")).closed,
-      "the server's socket to close",
-    ),
+    await firstClosed(first),
     {
       closeCode: 4000,
       reason: "ok",
@@ -323,10 +323,7 @@ Deno.test("§7.1.2 close() gives up after closeTimeout when the peer never answe
   await using _server = server;
   await using client = await RawClient.open(server.addr.port);
   assert.equal((await client.readFrame())?.opcode, 8);
-  const error = await deadline(
-    (await deadline(first, "the server's socket")).closed,
-    "the server's socket to close",
-  ).then(() => null, (e) => e);
+  const error = await firstClosed(first).then(() => null, (e) => e);
   assert.ok(error instanceof WebSocketError);
   assert.equal(error.closeCode, 1006);
   assert.equal(await client.readEof(), true);

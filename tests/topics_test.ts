@@ -13,14 +13,21 @@ import type {
   WebSocketServer,
 } from "../mod.ts";
 import { encodeCounts } from "../src/pubsub/_shared_message.ts";
-import { Inbox, nodeWsClient, within } from "./_peer_helpers.ts";
+import { Inbox, nodeWsClient, STEP_LIMIT, within } from "./_peer_helpers.ts";
 import { RawClient } from "./_raw_client.ts";
-import { assertSameMessage, mulberry32, pseudoText, start } from "./_util.ts";
+import {
+  assertSameMessage,
+  mulberry32,
+  pseudoText,
+  start,
+  waitFor,
+} from "./_util.ts";
 import { closeAll, openClients, TestClient } from "./_ws_client.ts";
 
 /**
  * A server whose handler hands the test each socket in turn (and `setup`
- * runs in the handler first, synchronously).
+ * runs in the handler first, synchronously); disposing it shuts the server
+ * down.
  */
 function startTopics(
   options: ServeOptions = {},
@@ -36,22 +43,52 @@ function startTopics(
     url: `ws://127.0.0.1:${server.addr.port}/`,
     /** The server's socket of the next connection. */
     accepted: () => within(accepted.next(), "the server's socket"),
+    [Symbol.asyncDispose]: () => server.shutdown(),
   };
 }
 
-/** Waits for `condition`, checking every few milliseconds, with a deadline. */
-async function eventually(condition: () => boolean, what: string) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await within(
-    new Promise<void>((resolve) => {
-      const check = () => {
-        if (condition()) resolve();
-        else timer = setTimeout(check, 5);
-      };
-      check();
-    }),
+/** Waits (within the step limit) until `topic` has `count` subscribers. */
+function untilSubscribed(
+  server: WebSocketServer,
+  topic: string,
+  count: number,
+  what = `${count} subscribers`,
+): Promise<void> {
+  return waitFor(
+    () => server.subscriberCount(topic) === count,
     what,
-  ).finally(() => clearTimeout(timer));
+    STEP_LIMIT,
+  );
+}
+
+type NodeClient = ReturnType<typeof nodeWsClient>;
+
+/**
+ * Opens `count` npm:ws clients on `url` one after the other, the `i`th with
+ * `options(i)`, each within the time limit; disposing the list disposes them
+ * all. If one fails to open, those opened before it are disposed at once.
+ */
+async function openNodeClients(
+  url: string,
+  count: number,
+  options: (i: number) => Parameters<typeof nodeWsClient>[1],
+): Promise<NodeClient[] & AsyncDisposable> {
+  const clients = Object.assign([] as NodeClient[], {
+    async [Symbol.asyncDispose]() {
+      for (const client of clients) await client[Symbol.asyncDispose]();
+    },
+  });
+  try {
+    for (let i = 0; i < count; i++) {
+      const client = nodeWsClient(url, options(i));
+      clients.push(client);
+      await within(client.opened, `client ${i}`);
+    }
+  } catch (error) {
+    await clients[Symbol.asyncDispose]();
+    throw error;
+  }
+  return clients;
 }
 
 /** Collects unhandled rejections while it is in scope. */
@@ -72,14 +109,13 @@ function watchRejections() {
 // --- Subscriptions and counts ------------------------------------------------
 
 Deno.test("topics: subscribe, unsubscribe and close keep subscriberCount, topics() and subscriptions exact", async () => {
-  const hub = startTopics();
-  await using _server = hub.server;
+  await using hub = startTopics();
   const { server } = hub;
   await using a = await TestClient.open(hub.url);
   const sa = await hub.accepted();
   await using b = await TestClient.open(hub.url);
   const sb = await hub.accepted();
-  const raw = await RawClient.open(server.addr.port);
+  await using raw = await RawClient.open(server.addr.port);
   const sraw = await hub.accepted();
 
   assert.deepEqual(server.topics(), []);
@@ -131,8 +167,7 @@ Deno.test("topics: subscribe, unsubscribe and close keep subscriberCount, topics
 });
 
 Deno.test("topics: a topic is an exact string (no prefix, wildcard or case matching)", async () => {
-  const hub = startTopics({}, (socket) => socket.subscribe("room/a"));
-  await using _server = hub.server;
+  await using hub = startTopics({}, (socket) => socket.subscribe("room/a"));
   const { server } = hub;
   await using client = await TestClient.open(hub.url);
   const socket = await hub.accepted();
@@ -157,8 +192,7 @@ Deno.test("topics: a topic is an exact string (no prefix, wildcard or case match
 });
 
 Deno.test("topics: server.publish returns how many sockets it queued for, and socket.publish excludes the sender", async () => {
-  const hub = startTopics({}, (socket) => socket.subscribe("chat"));
-  await using _server = hub.server;
+  await using hub = startTopics({}, (socket) => socket.subscribe("chat"));
   const { server } = hub;
   const clients = await openClients(hub.url, 4);
   try {
@@ -190,8 +224,7 @@ Deno.test("topics: server.publish returns how many sockets it queued for, and so
 
 Deno.test("topics: send() on a closing or closed socket returns 0, and nothing throws or rejects unhandled", async () => {
   using rejections = watchRejections();
-  const hub = startTopics({}, (socket) => socket.subscribe("t"));
-  await using _server = hub.server;
+  await using hub = startTopics({}, (socket) => socket.subscribe("t"));
   const { server } = hub;
   await using open = await TestClient.open(hub.url);
   await hub.accepted();
@@ -299,7 +332,7 @@ for (
   ] as const
 ) {
   Deno.test(`topics: send(), writable and publications reach the peer in call order, ${name}`, async () => {
-    const hub = startTopics(
+    await using hub = startTopics(
       {
         perMessageDeflate: deflate ?? false,
         // Nothing is dropped or closed here: order is the point.
@@ -307,7 +340,6 @@ for (
       },
       (socket) => socket.subscribe("order"),
     );
-    await using _server = hub.server;
     const { server } = hub;
     await using client = nodeWsClient(hub.url, {
       perMessageDeflate: deflate !== undefined,
@@ -345,8 +377,7 @@ for (
 }
 
 Deno.test("topics: a send() behind writes that writable.abort() discards still goes out, and the close follows", async () => {
-  const hub = startTopics();
-  await using _server = hub.server;
+  await using hub = startTopics();
   await using client = await TestClient.open(hub.url);
   const socket = await hub.accepted();
   const writer = socket.writable.getWriter();
@@ -363,8 +394,7 @@ Deno.test("topics: a send() behind writes that writable.abort() discards still g
 });
 
 Deno.test("topics: bufferedAmount counts what send(), writable (its queue too) and publications queued", async () => {
-  const hub = startTopics({}, (socket) => socket.subscribe("t"));
-  await using _server = hub.server;
+  await using hub = startTopics({}, (socket) => socket.subscribe("t"));
   const { server } = hub;
   await using client = await TestClient.open(hub.url);
   const socket = await hub.accepted();
@@ -383,7 +413,11 @@ Deno.test("topics: bufferedAmount counts what send(), writable (its queue too) a
   await Promise.all(writes);
   writer.releaseLock();
   await client.until(() => client.received.length === 4, "4 messages");
-  await eventually(() => socket.bufferedAmount === 0, "an empty queue");
+  await waitFor(
+    () => socket.bufferedAmount === 0,
+    "an empty queue",
+    STEP_LIMIT,
+  );
 });
 
 // --- Encode once ---------------------------------------------------------------
@@ -417,17 +451,36 @@ function inflate(payload: Uint8Array): string {
   );
 }
 
+/** A raw client on `server` that offers permessage-deflate. */
+function deflateRawClient(server: WebSocketServer): Promise<RawClient> {
+  return RawClient.open(server.addr.port, {
+    "Sec-WebSocket-Extensions": "permessage-deflate",
+  });
+}
+
+/**
+ * Asserts that each npm:ws client receives `expected` next, in order (each
+ * message within the time limit).
+ */
+async function assertEachReceives(
+  clients: readonly NodeClient[],
+  expected: readonly (string | Uint8Array)[],
+): Promise<void> {
+  for (const [i, client] of clients.entries()) {
+    for (const [j, message] of expected.entries()) {
+      const what = `client ${i} message ${j}`;
+      assertSameMessage(await within(client.inbox.next(), what), message, what);
+    }
+  }
+}
+
 Deno.test("topics: one publication to 10 sockets is framed once, and every socket gets the same bytes", async () => {
-  const hub = startTopics({}, (socket) => socket.subscribe("t"));
-  await using _server = hub.server;
+  await using hub = startTopics({}, (socket) => socket.subscribe("t"));
   const { server } = hub;
+  await using raw = await RawClient.open(server.addr.port);
   const clients = await openClients(hub.url, 9);
-  const raw = await RawClient.open(server.addr.port);
   try {
-    await eventually(
-      () => server.subscriberCount("t") === 10,
-      "10 subscribers",
-    );
+    await untilSubscribed(server, "t", 10);
     const messages = [
       "short",
       pseudoText(70_000, 3),
@@ -460,172 +513,113 @@ Deno.test("topics: one publication to 10 sockets is framed once, and every socke
       );
     }
   } finally {
-    raw.close();
     await closeAll(clients);
   }
 });
 
 Deno.test("topics: with permessage-deflate and serverNoContextTakeover, a publication to 10 clients is compressed once and every client inflates it", async () => {
-  const hub = startTopics({
+  await using hub = startTopics({
     perMessageDeflate: { serverNoContextTakeover: true, threshold: 1024 },
   }, (socket) => socket.subscribe("t"));
-  await using _server = hub.server;
   const { server } = hub;
-  const clients: ReturnType<typeof nodeWsClient>[] = [];
-  const raw = await RawClient.open(server.addr.port, {
-    "Sec-WebSocket-Extensions": "permessage-deflate",
+  await using raw = await deflateRawClient(server);
+  await using clients = await openNodeClients(
+    hub.url,
+    9,
+    () => ({ perMessageDeflate: true }),
+  );
+  await untilSubscribed(server, "t", 10);
+  const big = [
+    pseudoText(8_000, 1),
+    pseudoText(8_000, 1),
+    pseudoText(50_000, 2),
+  ];
+  const counts = await countEncodes(async () => {
+    for (const message of big) assert.equal(server.publish("t", message), 10);
+    await assertEachReceives(clients, big);
   });
-  try {
-    for (let i = 0; i < 9; i++) {
-      const client = nodeWsClient(hub.url, { perMessageDeflate: true });
-      clients.push(client);
-      await within(client.opened, `client ${i}`);
-    }
-    await eventually(
-      () => server.subscriberCount("t") === 10,
-      "10 subscribers",
-    );
-    const big = [
-      pseudoText(8_000, 1),
-      pseudoText(8_000, 1),
-      pseudoText(50_000, 2),
-    ];
-    const counts = await countEncodes(async () => {
-      for (const message of big) assert.equal(server.publish("t", message), 10);
-      for (const [i, client] of clients.entries()) {
-        for (const [j, message] of big.entries()) {
-          assertSameMessage(
-            await within(client.inbox.next(), `client ${i} message ${j}`),
-            message,
-            `client ${i} message ${j}`,
-          );
-        }
-      }
-    });
-    // One compression per publication for all 10, and no plain frame.
-    assert.deepEqual(counts, { frames: 0, compressions: 3 });
-    // The raw client sees them compressed (RSV1), each from an empty window.
-    for (const [j, message] of big.entries()) {
-      const frame = await rawFrame(raw, `publication ${j}`);
-      assert.equal(frame.rsv, 4, "RSV1 is set");
-      assert.ok(frame.payload.length < message.length, "compressed");
-      assertSameMessage(inflate(frame.payload), message, `publication ${j}`);
-    }
-    // Below the threshold: the shared plain frame, made once.
-    const small = await countEncodes(async () => {
-      assert.equal(server.publish("t", "small"), 10);
-      for (const client of clients) {
-        assert.equal(await within(client.inbox.next(), "small"), "small");
-      }
-    });
-    assert.deepEqual(small, { frames: 1, compressions: 0 });
-    const frame = await rawFrame(raw, "the small publication");
-    assert.equal(frame.rsv, 0);
-  } finally {
-    raw.close();
-    for (const client of clients) await client[Symbol.asyncDispose]();
+  // One compression per publication for all 10, and no plain frame.
+  assert.deepEqual(counts, { frames: 0, compressions: 3 });
+  // The raw client sees them compressed (RSV1), each from an empty window.
+  for (const [j, message] of big.entries()) {
+    const frame = await rawFrame(raw, `publication ${j}`);
+    assert.equal(frame.rsv, 4, "RSV1 is set");
+    assert.ok(frame.payload.length < message.length, "compressed");
+    assertSameMessage(inflate(frame.payload), message, `publication ${j}`);
   }
+  // Below the threshold: the shared plain frame, made once.
+  const small = await countEncodes(async () => {
+    assert.equal(server.publish("t", "small"), 10);
+    for (const client of clients) {
+      assert.equal(await within(client.inbox.next(), "small"), "small");
+    }
+  });
+  assert.deepEqual(small, { frames: 1, compressions: 0 });
+  const frame = await rawFrame(raw, "the small publication");
+  assert.equal(frame.rsv, 0);
 });
 
 Deno.test("topics: with permessage-deflate and context takeover, publications go out as the shared plain frame between the socket's own compressed messages, and clients read all correctly", async () => {
-  const hub = startTopics(
+  await using hub = startTopics(
     { perMessageDeflate: { threshold: 1024 } },
     (socket) => socket.subscribe("t"),
   );
-  await using _server = hub.server;
   const { server } = hub;
-  const clients: ReturnType<typeof nodeWsClient>[] = [];
-  const sockets: WebSocketConnection[] = [];
-  const raw = await RawClient.open(server.addr.port, {
-    "Sec-WebSocket-Extensions": "permessage-deflate",
+  await using raw = await deflateRawClient(server);
+  const sockets = [await hub.accepted()];
+  await using clients = await openNodeClients(
+    hub.url,
+    9,
+    () => ({ perMessageDeflate: true }),
+  );
+  for (let i = 0; i < 9; i++) sockets.push(await hub.accepted());
+  // Similar texts, so that each compressed message refers back to the
+  // ones before it in the socket's window.
+  const own1 = pseudoText(6_000, 5);
+  const shared1 = pseudoText(6_000, 5) + "!";
+  const own2 = pseudoText(6_000, 5) + "?";
+  const shared2 = pseudoText(6_000, 6);
+  const own3 = own1 + own2;
+  const expected = [own1, shared1, own2, shared2, own3];
+  const counts = await countEncodes(async () => {
+    for (const socket of sockets) socket.send(own1);
+    assert.equal(server.publish("t", shared1), 10);
+    for (const socket of sockets) socket.send(own2);
+    assert.equal(server.publish("t", shared2), 10);
+    for (const socket of sockets) socket.send(own3);
+    await assertEachReceives(clients, expected);
   });
-  const rawSocket = await hub.accepted();
-  try {
-    for (let i = 0; i < 9; i++) {
-      const client = nodeWsClient(hub.url, { perMessageDeflate: true });
-      clients.push(client);
-      await within(client.opened, `client ${i}`);
-      sockets.push(await hub.accepted());
+  // One plain frame per publication for all 10; no shared compression.
+  assert.deepEqual(counts, { frames: 2, compressions: 0 });
+  // On the wire: own messages compressed (RSV1), publications plain.
+  const rsv = [];
+  for (const [j, message] of expected.entries()) {
+    const frame = await rawFrame(raw, `message ${j}`);
+    rsv.push(frame.rsv);
+    if (frame.rsv === 0) {
+      assert.equal(new TextDecoder().decode(frame.payload), message);
     }
-    sockets.push(rawSocket);
-    // Similar texts, so that each compressed message refers back to the
-    // ones before it in the socket's window.
-    const own1 = pseudoText(6_000, 5);
-    const shared1 = pseudoText(6_000, 5) + "!";
-    const own2 = pseudoText(6_000, 5) + "?";
-    const shared2 = pseudoText(6_000, 6);
-    const own3 = own1 + own2;
-    const expected = [own1, shared1, own2, shared2, own3];
-    const counts = await countEncodes(async () => {
-      for (const socket of sockets) socket.send(own1);
-      assert.equal(server.publish("t", shared1), 10);
-      for (const socket of sockets) socket.send(own2);
-      assert.equal(server.publish("t", shared2), 10);
-      for (const socket of sockets) socket.send(own3);
-      for (const [i, client] of clients.entries()) {
-        for (const [j, message] of expected.entries()) {
-          assertSameMessage(
-            await within(client.inbox.next(), `client ${i} message ${j}`),
-            message,
-            `client ${i} message ${j}`,
-          );
-        }
-      }
-    });
-    // One plain frame per publication for all 10; no shared compression.
-    assert.deepEqual(counts, { frames: 2, compressions: 0 });
-    // On the wire: own messages compressed (RSV1), publications plain.
-    const rsv = [];
-    for (const [j, message] of expected.entries()) {
-      const frame = await rawFrame(raw, `message ${j}`);
-      rsv.push(frame.rsv);
-      if (frame.rsv === 0) {
-        assert.equal(new TextDecoder().decode(frame.payload), message);
-      }
-    }
-    assert.deepEqual(rsv, [4, 0, 4, 0, 4]);
-  } finally {
-    raw.close();
-    for (const client of clients) await client[Symbol.asyncDispose]();
   }
+  assert.deepEqual(rsv, [4, 0, 4, 0, 4]);
 });
 
 Deno.test("topics: with permessage-deflate, sockets without server context takeover share one compression and the others one plain frame", async () => {
-  const hub = startTopics(
+  await using hub = startTopics(
     { perMessageDeflate: { threshold: 1024 } },
     (socket) => socket.subscribe("t"),
   );
-  await using _server = hub.server;
   const { server } = hub;
-  const clients: ReturnType<typeof nodeWsClient>[] = [];
-  try {
-    for (let i = 0; i < 10; i++) {
-      // Half of the clients ask the server not to keep its context.
-      const client = nodeWsClient(hub.url, {
-        perMessageDeflate: { serverNoContextTakeover: i % 2 === 0 },
-      });
-      clients.push(client);
-      await within(client.opened, `client ${i}`);
-    }
-    await eventually(
-      () => server.subscriberCount("t") === 10,
-      "10 subscribers",
-    );
-    const message = pseudoText(20_000, 9);
-    const counts = await countEncodes(async () => {
-      assert.equal(server.publish("t", message), 10);
-      for (const [i, client] of clients.entries()) {
-        assertSameMessage(
-          await within(client.inbox.next(), `client ${i}`),
-          message,
-          `client ${i}`,
-        );
-      }
-    });
-    assert.deepEqual(counts, { frames: 1, compressions: 1 });
-  } finally {
-    for (const client of clients) await client[Symbol.asyncDispose]();
-  }
+  // Half of the clients ask the server not to keep its context.
+  await using clients = await openNodeClients(hub.url, 10, (i) => ({
+    perMessageDeflate: { serverNoContextTakeover: i % 2 === 0 },
+  }));
+  await untilSubscribed(server, "t", 10);
+  const message = pseudoText(20_000, 9);
+  const counts = await countEncodes(async () => {
+    assert.equal(server.publish("t", message), 10);
+    await assertEachReceives(clients, [message]);
+  });
+  assert.deepEqual(counts, { frames: 1, compressions: 1 });
 });
 
 // --- A subscriber that does not read -------------------------------------------
@@ -674,16 +668,15 @@ async function feedSlowSubscriber(
       else readerSockets.push(socket);
     },
   );
-  const raw = await RawClient.open(server.addr.port, { "X-Role": "slow" });
+  await using raw = await RawClient.open(server.addr.port, {
+    "X-Role": "slow",
+  });
   const readers = await openClients(
     `ws://127.0.0.1:${server.addr.port}/`,
     READERS,
   );
   try {
-    await eventually(
-      () => server.subscriberCount("feed") === READERS + 1,
-      "every subscriber",
-    );
+    await untilSubscribed(server, "feed", READERS + 1, "every subscriber");
     let published = 0;
     let maxBuffered = 0;
     let finished = false;
@@ -729,7 +722,6 @@ async function feedSlowSubscriber(
       maxBuffered,
     });
   } finally {
-    raw.close();
     await closeAll(readers);
   }
 }
