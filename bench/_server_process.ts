@@ -204,9 +204,13 @@ export class ServerProcess implements AsyncDisposable {
     return rssBytes(this.pid);
   }
 
-  /** Asks the server for a full garbage collection (it runs soon after). */
-  collectGarbage(): void {
-    Deno.kill(this.pid, "SIGUSR2");
+  /**
+   * Asks the server for a full garbage collection (it runs soon after); with
+   * `settle`, for the one that also gives back spare memory as an idle
+   * process does (see servers/_common.ts).
+   */
+  collectGarbage(settle = false): void {
+    Deno.kill(this.pid, settle ? "SIGWINCH" : "SIGUSR2");
   }
 
   /** Stops the server (SIGTERM: it exits at once, writing any profile). */

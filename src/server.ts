@@ -834,9 +834,11 @@ class Server implements WebSocketServer {
       if (initial === undefined) return;
     }
     // The Request is made when first asked for: an idle socket then holds its
-    // head as one string, not a Request with its Headers (~2 KiB).
+    // head as one string, not a Request with its Headers (~2 KiB); the
+    // socket holds one it made only weakly (see `Socket.request`).
+    const make = () => makeRequest(url, text);
     let made: Request | undefined;
-    const request = () => made ??= makeRequest(url, text);
+    const request = () => made ??= make();
     const info: ServeInfo = { remoteAddr };
     let extraHeaders: HeadersInit | undefined;
     if (options.onUpgrade) {
@@ -898,7 +900,7 @@ class Server implements WebSocketServer {
     }
     return new Connection(conn as Transport, {
       role: "server",
-      request: made ?? request,
+      request: made ?? make,
       remoteAddr,
       protocol,
       extensions: acceptance.extensions,

@@ -52,7 +52,11 @@ export interface WebSocketConnection {
    * {@linkcode WebSocketError} when the connection ended otherwise.
    */
   readonly closed: Promise<WebSocketCloseResult>;
-  /** The opening handshake's request (for a server, the client's upgrade). */
+  /**
+   * The opening handshake's request (for a server, the client's upgrade).
+   * `serve()` makes it when first asked for and does not keep it: once
+   * nothing else holds it, the next access makes an equal one.
+   */
   readonly request: Request;
   /** The peer's address. */
   readonly remoteAddr: Deno.NetAddr;
@@ -254,6 +258,15 @@ let writableStrategy: (socket: Socket) => QueuingStrategy<Message>;
 let pipedWrite: (socket: Socket, message: Message) => boolean;
 let readyOf: (socket: Socket) => Promise<void> | undefined;
 let pumpOf: (socket: Socket) => void;
+/** The locks of a direct pipe, while the streams exist. */
+let pipeReader: (
+  socket: Socket,
+) => ReadableStreamDefaultReader<Message> | undefined;
+let pipeWriter: (
+  socket: Socket,
+) => WritableStreamDefaultWriter<Message> | undefined;
+/** Releases a direct pipe's locks on the socket's streams that exist. */
+let unlock: (socket: Socket) => void;
 
 /**
  * The socket users get from `serve()` and `connect()`. Every member is
@@ -262,14 +275,22 @@ let pumpOf: (socket: Socket) => void;
  */
 export class Socket implements WebSocketConnection {
   #engine: SocketEngine;
+  /** The upgrade request, or how to make it from the head the server read. */
   #request: Request | (() => Request);
+  #madeRequest: WeakRef<Request> | undefined;
   #remoteAddr: Deno.NetAddr;
   #protocol: string;
   #extensions: string;
   #options: SocketOptions;
-  #readable: ReadableStream<Message> | undefined;
+  /**
+   * `readable` and `writable`: held weakly once a direct pipe has locked
+   * them (see `Pipe`), so that an idle piped socket keeps no streams that
+   * nobody else holds; they are made again, in the same state, if asked for.
+   */
+  #readable: MessageReadable | WeakRef<MessageReadable> | undefined;
+  /** `readable`'s controller while it is read (not piped directly). */
   #controller: ReadableStreamDefaultController<Message> | undefined;
-  #writable: WritableStream<Message> | undefined;
+  #writable: MessageWritable | WeakRef<MessageWritable> | undefined;
   /** Bytes and messages written to `writable` that wait in its queue. */
   #writableQueued = 0;
   #writableCount = 0;
@@ -297,6 +318,8 @@ export class Socket implements WebSocketConnection {
   #inflating = false;
   /** Where `readable`'s messages go when piped to a socket's `writable`. */
   #pipe: Pipe | undefined;
+  /** The direct pipe into `writable`, if any. */
+  #pipeIn: Pipe | undefined;
   /** Whether `readable` is finished (closed, errored or canceled). */
   #readableDone = false;
   #full = false;
@@ -341,6 +364,8 @@ export class Socket implements WebSocketConnection {
       return socket.#engine.sendShared(shared) > 0;
     };
     startReading = (socket, controller) => {
+      // A `readable` made again for a direct pipe is not read from.
+      if (socket.#pipe !== undefined) return;
       socket.#controller = controller;
       // Messages that arrived before `readable` was first asked for.
       if (socket.#inbox.length > 0 || socket.#end) {
@@ -399,29 +424,47 @@ export class Socket implements WebSocketConnection {
       socket.#closeFor(undefined);
     };
     pipeTo = (readable, destination) => {
-      if (!(readable instanceof MessageReadable)) return undefined;
-      const source = readableSocket(readable);
-      const target = destination instanceof MessageWritable
-        ? writableSocket(destination)
-        : undefined;
       if (
-        target === undefined || readable.locked || destination.locked ||
+        !(readable instanceof MessageReadable) ||
+        !(destination instanceof MessageWritable)
+      ) {
+        return undefined;
+      }
+      const source = readableSocket(readable);
+      const target = writableSocket(destination);
+      if (
+        readable.locked || destination.locked ||
         !source.#pipeable() || !target.#writesSettled()
       ) {
         return undefined;
       }
-      const pipe = new Pipe(
-        source,
-        target,
-        readable.getReader(),
-        destination.getWriter(),
-      );
+      const pipe = new Pipe(source, target);
+      lockReadable(readable);
+      lockWritable(destination);
       source.#pipe = pipe;
+      source.#controller = undefined;
+      source.#readable = new WeakRef(readable);
+      target.#pipeIn = pipe;
+      target.#writable = new WeakRef(destination);
       // What waited for a reader goes first; an end that came already, next.
       queueMicrotask(() => source.#pump());
       return pipe.promise;
     };
     pipedWrite = (socket, message) => socket.#pipedWrite(message);
+    pipeReader = (socket) => {
+      const readable = socket.#liveReadable();
+      return readable === undefined ? undefined : readerOf(readable);
+    };
+    pipeWriter = (socket) => {
+      const writable = socket.#liveWritable();
+      return writable === undefined ? undefined : writerOf(writable);
+    };
+    unlock = (socket) => {
+      const readable = socket.#liveReadable();
+      if (readable !== undefined) unlockReadable(readable);
+      const writable = socket.#liveWritable();
+      if (writable !== undefined) unlockWritable(writable);
+    };
     readyOf = (socket) => socket.#engine.ready();
     pumpOf = (socket) => socket.#pump();
     abortWrites = (socket, reason) => {
@@ -441,11 +484,59 @@ export class Socket implements WebSocketConnection {
   }
 
   get readable(): ReadableStream<string | Uint8Array> {
-    return this.#readable ??= new MessageReadable(new Source(this));
+    const held = this.#readable;
+    if (held instanceof WeakRef) return held.deref() ?? this.#remakeReadable();
+    return held ?? (this.#readable = new MessageReadable(new Source(this)));
   }
 
   get writable(): WritableStream<string | Uint8Array> {
-    return this.#writable ??= new MessageWritable(this, INTERNAL);
+    const held = this.#writable;
+    if (held instanceof WeakRef) return held.deref() ?? this.#remakeWritable();
+    return held ?? (this.#writable = new MessageWritable(this, INTERNAL));
+  }
+
+  /** `readable` if it exists now: never made for the asking. */
+  #liveReadable(): MessageReadable | undefined {
+    const held = this.#readable;
+    return held instanceof WeakRef ? held.deref() : held;
+  }
+
+  #liveWritable(): MessageWritable | undefined {
+    const held = this.#writable;
+    return held instanceof WeakRef ? held.deref() : held;
+  }
+
+  /**
+   * `readable` again, after the one a direct pipe locked was collected:
+   * locked by the pipe while it runs, then as the pipe left it.
+   */
+  #remakeReadable(): MessageReadable {
+    const pipe = this.#pipe!;
+    const readable = new MessageReadable(new Source(this));
+    if (pipe.done) endReadable(readable, pipe.readableError);
+    else lockReadable(readable);
+    this.#readable = new WeakRef(readable);
+    return readable;
+  }
+
+  /** `writable` again, as `#remakeReadable` makes `readable`. */
+  #remakeWritable(): MessageWritable {
+    const pipe = this.#pipeIn!;
+    const writable = new MessageWritable(this, INTERNAL);
+    if (pipe.done) {
+      // Closed or aborted as the pipe left it: the socket is closing already,
+      // so the sink's close or abort changes nothing.
+      const writer = writable.getWriter();
+      const error = pipe.writableError;
+      (error === undefined ? writer.close() : writer.abort(error)).catch(
+        ignore,
+      );
+      writer.releaseLock();
+    } else {
+      lockWritable(writable);
+    }
+    this.#writable = new WeakRef(writable);
+    return writable;
   }
 
   get protocol(): string {
@@ -477,7 +568,15 @@ export class Socket implements WebSocketConnection {
 
   get request(): Request {
     const request = this.#request;
-    return typeof request === "function" ? this.#request = request() : request;
+    if (typeof request !== "function") return request;
+    // Held weakly: a socket that was routed by its URL once keeps no
+    // Request and Headers (~2.5 KiB) that nobody holds any more.
+    let made = this.#madeRequest?.deref();
+    if (made === undefined) {
+      made = request();
+      this.#madeRequest = new WeakRef(made);
+    }
+    return made;
   }
 
   get remoteAddr(): Deno.NetAddr {
@@ -714,7 +813,12 @@ export class Socket implements WebSocketConnection {
     if (inbox === NO_INBOX) this.#inbox = inbox = [];
     inbox.push(message);
     this.#inboxBytes += itemSize(message);
-    if (this.#controller !== undefined && !this.#inflating) this.#pump();
+    if (
+      (this.#controller !== undefined || this.#pipe !== undefined) &&
+      !this.#inflating
+    ) {
+      this.#pump();
+    }
     // Two messages may always wait, whatever their size, as `readable`'s
     // own high-water mark lets two in: a large message then goes on while
     // the next one is read.
@@ -777,8 +881,9 @@ export class Socket implements WebSocketConnection {
   #endReading(end: EngineEnd): void {
     this.#end = end;
     this.#leaveTopics();
-    if (this.#controller !== undefined) this.#pump();
-    else if (this.#inbox.length === 0) this.#engine.release();
+    if (this.#controller !== undefined || this.#pipe !== undefined) {
+      this.#pump();
+    } else if (this.#inbox.length === 0) this.#engine.release();
   }
 
   /**
@@ -788,20 +893,27 @@ export class Socket implements WebSocketConnection {
    */
   #finishReadable(): void {
     const end = this.#end;
-    const controller = this.#controller;
-    if (end === undefined || controller === undefined || this.#readableDone) {
+    if (end === undefined || this.#readableDone) return;
+    const pipe = this.#pipe;
+    if (pipe !== undefined) {
+      // A direct pipe leaves `readable`'s own queue empty.
+      this.#readableDone = true;
+      const readable = this.#liveReadable();
+      if (readable !== undefined) endReadable(readable, end.error);
+      this.#engine.release();
+      pipe.ended(end.error);
       return;
     }
+    const controller = this.#controller;
+    if (controller === undefined) return;
     if (end.error === undefined) {
       this.#readableDone = true;
       controller.close();
       this.#engine.release();
-      this.#pipe?.ended(undefined);
     } else if (controller.desiredSize === READABLE_HIGH_WATER_MARK) {
       this.#readableDone = true;
       controller.error(end.error);
       this.#engine.release();
-      this.#pipe?.ended(end.error);
     }
   }
 
@@ -877,9 +989,22 @@ export class Socket implements WebSocketConnection {
   }
 }
 
-/** The sockets of the streams, for `pipeTo`: not members users can reach. */
+/** What the streams and the pipe reach: not members users can reach. */
 let readableSocket: (readable: MessageReadable) => Socket;
 let writableSocket: (writable: MessageWritable) => Socket;
+/** Locks a stream for a direct pipe, which holds it through the socket. */
+let lockReadable: (readable: MessageReadable) => void;
+let lockWritable: (writable: MessageWritable) => void;
+let readerOf: (
+  readable: MessageReadable,
+) => ReadableStreamDefaultReader<Message> | undefined;
+let writerOf: (
+  writable: MessageWritable,
+) => WritableStreamDefaultWriter<Message> | undefined;
+let unlockReadable: (readable: MessageReadable) => void;
+let unlockWritable: (writable: MessageWritable) => void;
+/** Closes `readable` (no error) or errors it. */
+let endReadable: (readable: MessageReadable, error: unknown) => void;
 
 /**
  * A socket's `readable`. Piped into a socket's `writable` with no options
@@ -889,17 +1014,29 @@ let writableSocket: (writable: MessageWritable) => Socket;
  * streams' `pipeTo`, but without a read and a write promise per message.
  */
 class MessageReadable extends ReadableStream<Message> {
-  #socket: Socket;
+  #source: Source;
+  #reader: ReadableStreamDefaultReader<Message> | undefined;
 
   constructor(source: Source) {
     // Reachable as `readable.constructor`: only this module makes them.
     if (!(source instanceof Source)) throw new TypeError("Illegal constructor");
     super(source, { highWaterMark: READABLE_HIGH_WATER_MARK });
-    this.#socket = source.socket;
+    this.#source = source;
   }
 
   static {
-    readableSocket = (readable) => readable.#socket;
+    readableSocket = (readable) => readable.#source.socket;
+    lockReadable = (readable) => readable.#reader = readable.getReader();
+    readerOf = (readable) => readable.#reader;
+    unlockReadable = (readable) => {
+      readable.#reader?.releaseLock();
+      readable.#reader = undefined;
+    };
+    endReadable = (readable, error) => {
+      const controller = readable.#source.controller!;
+      if (error === undefined) controller.close();
+      else controller.error(error);
+    };
   }
 
   override pipeTo(
@@ -917,6 +1054,7 @@ class MessageReadable extends ReadableStream<Message> {
 /** A socket's `writable`, which a socket's `readable` can pipe into directly. */
 class MessageWritable extends WritableStream<Message> {
   #socket: Socket;
+  #writer: WritableStreamDefaultWriter<Message> | undefined;
 
   constructor(socket: Socket, key: typeof INTERNAL) {
     // Reachable as `writable.constructor`: only this module makes them.
@@ -927,6 +1065,12 @@ class MessageWritable extends WritableStream<Message> {
 
   static {
     writableSocket = (writable) => writable.#socket;
+    lockWritable = (writable) => writable.#writer = writable.getWriter();
+    writerOf = (writable) => writable.#writer;
+    unlockWritable = (writable) => {
+      writable.#writer?.releaseLock();
+      writable.#writer = undefined;
+    };
   }
 }
 
@@ -937,29 +1081,30 @@ class MessageWritable extends WritableStream<Message> {
  * it stops reading) until the target drains. It ends as `pipeTo` does: the
  * source's clean end closes the target's `writable`; its error aborts it; a
  * target that no longer sends cancels the source with a `TypeError`.
+ *
+ * The pipe locks both streams but holds neither: the sockets hold them
+ * weakly. An echo's streams, which nobody reads while the pipe runs, are
+ * then collected, and an idle echo socket costs what a socket without
+ * streams costs. Ending the pipe does through the streams what their sink
+ * and source would do, or, when they are gone, calls that directly.
  */
 class Pipe {
   readonly promise: Promise<void>;
   /** The target is over its mark: the source holds its messages. */
   waiting = false;
   done = false;
+  /** Once done: the error `readable` ended with; undefined when closed. */
+  readableError: unknown;
+  /** Once done: what `writable` was aborted with; undefined when closed. */
+  writableError: unknown;
   #source: Socket;
   #target: Socket;
-  #reader: ReadableStreamDefaultReader<Message>;
-  #writer: WritableStreamDefaultWriter<Message>;
   #resolve!: () => void;
   #reject!: (error: unknown) => void;
 
-  constructor(
-    source: Socket,
-    target: Socket,
-    reader: ReadableStreamDefaultReader<Message>,
-    writer: WritableStreamDefaultWriter<Message>,
-  ) {
+  constructor(source: Socket, target: Socket) {
     this.#source = source;
     this.#target = target;
-    this.#reader = reader;
-    this.#writer = writer;
     this.promise = new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -985,8 +1130,17 @@ class Pipe {
   ended(error: unknown): void {
     if (this.done) return;
     this.done = true;
-    const writer = this.#writer;
-    const finish = error === undefined ? writer.close() : writer.abort(error);
+    this.readableError = this.writableError = error;
+    const target = this.#target;
+    const writer = pipeWriter(target);
+    let finish: Promise<void> = RESOLVED;
+    if (writer !== undefined) {
+      finish = error === undefined ? writer.close() : writer.abort(error);
+    } else if (error === undefined) {
+      closeWritable(target);
+    } else {
+      abortWrites(target, error);
+    }
     finish.catch(ignore).then(() => {
       this.#release();
       if (error === undefined) this.#resolve();
@@ -998,16 +1152,25 @@ class Pipe {
   #failed(error: unknown): void {
     if (this.done) return;
     this.done = true;
-    this.#writer.abort(error).catch(ignore);
-    this.#reader.cancel(error).catch(ignore).then(() => {
+    this.writableError = error;
+    const source = this.#source;
+    const target = this.#target;
+    const writer = pipeWriter(target);
+    if (writer !== undefined) writer.abort(error).catch(ignore);
+    else abortWrites(target, error);
+    const reader = pipeReader(source);
+    let canceled: Promise<void> = RESOLVED;
+    if (reader !== undefined) canceled = reader.cancel(error);
+    else cancel(source, error);
+    canceled.catch(ignore).then(() => {
       this.#release();
       this.#reject(error);
     });
   }
 
   #release(): void {
-    this.#reader.releaseLock();
-    this.#writer.releaseLock();
+    unlock(this.#source);
+    unlock(this.#target);
   }
 }
 
@@ -1017,6 +1180,7 @@ class Pipe {
  */
 class Source implements UnderlyingDefaultSource<Message> {
   #socket: Socket;
+  #controller: ReadableStreamDefaultController<Message> | undefined;
 
   constructor(socket: Socket) {
     this.#socket = socket;
@@ -1026,7 +1190,12 @@ class Source implements UnderlyingDefaultSource<Message> {
     return this.#socket;
   }
 
+  get controller(): ReadableStreamDefaultController<Message> | undefined {
+    return this.#controller;
+  }
+
   start(controller: ReadableStreamDefaultController<Message>): void {
+    this.#controller = controller;
     startReading(this.#socket, controller);
   }
 
@@ -1097,6 +1266,8 @@ export function itemSize(item: Message | CompressedMessage): number {
 }
 
 function ignore(): void {}
+
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /** What `closed` resolves with after a clean close. */
 function cleanClose(end: EngineEnd): WebSocketCloseResult {

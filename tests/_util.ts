@@ -1,5 +1,7 @@
 /** Helpers shared by the tests. */
 import assert from "node:assert/strict";
+import v8 from "node:v8";
+import vm from "node:vm";
 import {
   serve,
   type ServeOptions,
@@ -69,6 +71,21 @@ export async function deadline<T>(
 /** Resolves after `ms` ms. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+let gc: (() => void) | undefined;
+
+/**
+ * Collects what nothing holds: a full garbage collection, after the current
+ * job (a `WeakRef` made in it keeps its target until the job ends).
+ */
+export async function collectGarbage(): Promise<void> {
+  if (gc === undefined) {
+    v8.setFlagsFromString("--expose-gc");
+    gc = vm.runInNewContext("gc") as () => void;
+  }
+  await sleep(0);
+  gc();
 }
 
 /** A free TCP port on 127.0.0.1 (free when asked; fine for a test). */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { WebSocketConnection } from "../mod.ts";
 import {
   frame,
   GOOD_ACCEPT,
@@ -7,7 +8,7 @@ import {
   text,
   upgradeRequest,
 } from "./_raw_client.ts";
-import { concat, deadline, start } from "./_util.ts";
+import { collectGarbage, concat, deadline, start } from "./_util.ts";
 
 /** Sends a raw request head and returns the server's answer. */
 async function ask(
@@ -287,6 +288,24 @@ Deno.test("the socket has the upgrade request with its URL, method and headers, 
   // Made once, when first asked for.
   assert.equal(again, request);
   assert.equal(host, "127.0.0.1");
+});
+
+Deno.test("the socket keeps no request that nothing else holds, and makes an equal one when asked again", async () => {
+  const seen = Promise.withResolvers<
+    [WebSocketConnection, WeakRef<Request>, string]
+  >();
+  await using server = start({}, (socket) => {
+    const request = socket.request;
+    seen.resolve([socket, new WeakRef(request), request.url]);
+  });
+  await using _client = await RawClient.open(server.addr.port);
+  const [socket, first, url] = await deadline(seen.promise, "the socket");
+  await collectGarbage();
+  assert.equal(first.deref(), undefined, "the first request is collected");
+  const again = socket.request;
+  assert.equal(again.url, url);
+  assert.equal(again.headers.get("sec-websocket-version"), "13");
+  assert.equal(socket.request, again);
 });
 
 Deno.test("onUpgrade and the socket see the same request", async () => {

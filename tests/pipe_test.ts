@@ -5,31 +5,48 @@
 import assert from "node:assert/strict";
 import { serve, type WebSocketConnection, WebSocketError } from "../mod.ts";
 import { closePayload, frame, RawClient, text } from "./_raw_client.ts";
-import { deadline, floodUntilStalled, serveLocal } from "./_util.ts";
+import {
+  collectGarbage,
+  deadline,
+  floodUntilStalled,
+  serveLocal,
+} from "./_util.ts";
 
 /**
  * A server whose first socket is piped into its second, with a raw client on
  * each: `from` (the source's peer) and `to` (the target's). Disposing it
  * closes both clients, then shuts the server down; when a step fails on the
- * way, what was opened before it is closed the same way.
+ * way, what was opened before it is closed the same way. With `collect`,
+ * garbage is collected once the pipe runs, and the streams it locked must be
+ * gone: the sockets hold them weakly, nothing else holds them.
  */
-async function bridge(options?: StreamPipeOptions) {
+async function bridge(options?: StreamPipeOptions, collect = false) {
   const sockets: WebSocketConnection[] = [];
+  let streams: WeakRef<object>[] = [];
   // In an object: resolving with the promise itself would wait for it.
   const piped = Promise.withResolvers<{ pipe: Promise<void> }>();
   await using stack = new AsyncDisposableStack();
   const { port } = stack.use(serveLocal({}, (socket) => {
     sockets.push(socket);
     if (sockets.length === 2) {
-      piped.resolve({
-        pipe: sockets[0].readable.pipeTo(sockets[1].writable, options),
-      });
+      const { readable } = sockets[0];
+      const { writable } = sockets[1];
+      streams = [new WeakRef(readable), new WeakRef(writable)];
+      piped.resolve({ pipe: readable.pipeTo(writable, options) });
     }
   }));
   const from = stack.use(await RawClient.open(port));
   const to = stack.use(await RawClient.open(port));
   const { pipe } = await deadline(piped.promise, "the pipe");
   pipe.catch(() => {});
+  if (collect) {
+    await collectGarbage();
+    assert.deepEqual(
+      streams.map((stream) => stream.deref()),
+      [undefined, undefined],
+      "the locked streams are collected",
+    );
+  }
   const owned = stack.move();
   return {
     from,
@@ -40,25 +57,118 @@ async function bridge(options?: StreamPipeOptions) {
   };
 }
 
-Deno.test("pipeTo between two sockets carries every message in order and locks both streams", async () => {
-  await using bridged = await bridge();
-  const { from, to, sockets, pipe } = bridged;
-  assert.equal(sockets[0].readable.locked, true);
-  assert.equal(sockets[1].writable.locked, true);
-  for (let i = 0; i < 300; i++) await from.write(frame(1, `message ${i}`));
-  for (let i = 0; i < 300; i++) {
-    const got = await deadline(to.readFrame(), "a piped message");
-    assert.equal(text(got!.payload), `message ${i}`);
-  }
-  // The source's clean close closes the target's writable: a close frame
-  // with no code, and the pipe resolves.
-  await from.write(frame(8, closePayload(1000)));
-  const close = await deadline(to.readFrame(), "the target's close");
-  assert.equal(close?.opcode, 8);
-  assert.equal(close?.payload.length, 0);
+for (const collect of [false, true]) {
+  const collected = collect ? ", also once its streams were collected" : "";
+
+  Deno.test(`pipeTo between two sockets carries every message in order and locks both streams${collected}`, async () => {
+    await using bridged = await bridge(undefined, collect);
+    const { from, to, sockets, pipe } = bridged;
+    assert.equal(sockets[0].readable.locked, true);
+    assert.equal(sockets[1].writable.locked, true);
+    for (let i = 0; i < 300; i++) await from.write(frame(1, `message ${i}`));
+    for (let i = 0; i < 300; i++) {
+      const got = await deadline(to.readFrame(), "a piped message");
+      assert.equal(text(got!.payload), `message ${i}`);
+    }
+    // The source's clean close closes the target's writable: a close frame
+    // with no code, and the pipe resolves.
+    await from.write(frame(8, closePayload(1000)));
+    const close = await deadline(to.readFrame(), "the target's close");
+    assert.equal(close?.opcode, 8);
+    assert.equal(close?.payload.length, 0);
+    await deadline(pipe, "the pipe to resolve");
+    if (collect) await collectGarbage();
+    // Both streams are unlocked and closed, as `pipeTo` leaves them.
+    assert.equal(sockets[0].readable.locked, false);
+    assert.equal(sockets[1].writable.locked, false);
+    assert.deepEqual(await sockets[0].readable.getReader().read(), {
+      done: true,
+      value: undefined,
+    });
+    await deadline(sockets[1].writable.getWriter().closed, "writable closed");
+  });
+
+  Deno.test(`pipeTo between two sockets: a target that closes cancels the source, and the pipe rejects with a TypeError${collected}`, async () => {
+    await using bridged = await bridge(undefined, collect);
+    const { from, to, sockets, pipe } = bridged;
+    await to.write(frame(8, closePayload(4000)));
+    await deadline(sockets[1].closed, "the target to close");
+    await from.write(frame(1, "after the target closed"));
+    const error = await deadline(
+      pipe.catch((error: unknown) => error),
+      "the pipe to reject",
+    );
+    assert.ok(error instanceof TypeError, `the pipe ended with ${error}`);
+    // The source is closed (no code: a TypeError carries none).
+    const close = await deadline(from.readFrame(), "the source's close");
+    assert.equal(close?.opcode, 8);
+    assert.equal(close?.payload.length, 0);
+    if (collect) await collectGarbage();
+    // The source's readable was canceled (so closed); the target's writable
+    // aborted with the error.
+    assert.equal((await sockets[0].readable.getReader().read()).done, true);
+    await assert.rejects(sockets[1].writable.getWriter().closed, error);
+  });
+
+  Deno.test(`pipeTo between two sockets: a source that fails with 1002 rejects the pipe and closes the target with 1000 and the source's reason${collected}`, async () => {
+    await using bridged = await bridge(undefined, collect);
+    const { from, to, sockets, pipe } = bridged;
+    // Reserved bits: the source fails with 1002, and the pipe with its error.
+    await from.write(frame(1, "bad", { rsv: 2 }));
+    const error = await deadline(
+      pipe.catch((error: unknown) => error),
+      "the pipe to reject",
+    );
+    assert.ok(error instanceof WebSocketError, `the pipe ended with ${error}`);
+    assert.equal(error.closeCode, 1002);
+    assert.ok(error.reason.length > 0, "the failure gives a reason");
+    // The target's writable is aborted with that error: 1002 is no code an
+    // app may send, so the target closes with 1000 and the error's reason.
+    const close = await deadline(to.readFrame(), "the target's close");
+    assert.equal(close?.opcode, 8);
+    assert.deepEqual(close.payload, closePayload(1000, error.reason));
+    const sourceClose = await deadline(from.readFrame(), "the source's close");
+    assert.equal(sourceClose?.opcode, 8);
+    assert.deepEqual(sourceClose.payload, closePayload(1002, error.reason));
+    if (collect) await collectGarbage();
+    // Both streams end with the source's error.
+    await assert.rejects(sockets[0].readable.getReader().read(), error);
+    await assert.rejects(sockets[1].writable.getWriter().closed, error);
+  });
+}
+
+Deno.test("an echo's direct pipe keeps no streams that nothing else holds, and they come back as the pipe has them", async () => {
+  const piped = Promise.withResolvers<{
+    socket: WebSocketConnection;
+    pipe: Promise<void>;
+    streams: WeakRef<object>[];
+  }>();
+  await using server = serveLocal({}, (socket) => {
+    const { readable, writable } = socket;
+    const streams = [new WeakRef(readable), new WeakRef(writable)];
+    const pipe = readable.pipeTo(writable);
+    piped.resolve({ socket, pipe, streams });
+    return pipe;
+  });
+  await using client = await RawClient.open(server.port);
+  const { socket, pipe, streams } = await deadline(piped.promise, "the pipe");
+  await collectGarbage();
+  assert.deepEqual(streams.map((stream) => stream.deref()), [
+    undefined,
+    undefined,
+  ]);
+  // Made again when asked for: locked by the pipe, which still echoes.
+  assert.equal(socket.readable.locked, true);
+  assert.equal(socket.writable.locked, true);
+  await client.write(frame(1, "still echoed"));
+  const echoed = await deadline(client.readFrame(), "the echo");
+  assert.equal(text(echoed!.payload), "still echoed");
+  await client.write(frame(8, closePayload(1000)));
+  const close = await deadline(client.readFrame(), "the close");
+  assert.deepEqual(close?.payload, closePayload(1000));
   await deadline(pipe, "the pipe to resolve");
-  assert.equal(sockets[0].readable.locked, false);
-  assert.equal(sockets[1].writable.locked, false);
+  assert.equal(socket.readable.locked, false);
+  assert.equal((await socket.readable.getReader().read()).done, true);
 });
 
 Deno.test("pipeTo between two sockets holds the source while the target's peer does not read", async () => {
@@ -76,41 +186,6 @@ Deno.test("pipeTo between two sockets holds the source while the target's peer d
   from.close();
   to.close();
   await deadline(pipe.then(() => {}, () => {}), "the pipe to end");
-});
-
-Deno.test("pipeTo between two sockets: a target that closes cancels the source, and the pipe rejects with a TypeError", async () => {
-  await using bridged = await bridge();
-  const { from, to, sockets, pipe } = bridged;
-  await to.write(frame(8, closePayload(4000)));
-  await deadline(sockets[1].closed, "the target to close");
-  await from.write(frame(1, "after the target closed"));
-  await assert.rejects(deadline(pipe, "the pipe to reject"), TypeError);
-  // The source is closed (no code: a TypeError carries none).
-  const close = await deadline(from.readFrame(), "the source's close");
-  assert.equal(close?.opcode, 8);
-  assert.equal(close?.payload.length, 0);
-});
-
-Deno.test("pipeTo between two sockets: a source that fails with 1002 rejects the pipe and closes the target with 1000 and the source's reason", async () => {
-  await using bridged = await bridge();
-  const { from, to, pipe } = bridged;
-  // Reserved bits: the source fails with 1002, and the pipe with its error.
-  await from.write(frame(1, "bad", { rsv: 2 }));
-  const error = await deadline(
-    pipe.catch((error: unknown) => error),
-    "the pipe to reject",
-  );
-  assert.ok(error instanceof WebSocketError, `the pipe ended with ${error}`);
-  assert.equal(error.closeCode, 1002);
-  assert.ok(error.reason.length > 0, "the failure gives a reason");
-  // The target's writable is aborted with that error: 1002 is no code an app
-  // may send, so the target closes with 1000 and the error's reason.
-  const close = await deadline(to.readFrame(), "the target's close");
-  assert.equal(close?.opcode, 8);
-  assert.deepEqual(close.payload, closePayload(1000, error.reason));
-  const sourceClose = await deadline(from.readFrame(), "the source's close");
-  assert.equal(sourceClose?.opcode, 8);
-  assert.deepEqual(sourceClose.payload, closePayload(1002, error.reason));
 });
 
 Deno.test("pipeTo with preventClose keeps the target open after the source ends (the streams' own pipe)", async () => {

@@ -21,15 +21,31 @@ export function portFlag(): number {
 }
 
 /**
+ * What V8's `gc()` is asked for on SIGWINCH: the collection V8 itself runs
+ * when a process has gone idle (its memory reducer), which also gives back
+ * the young generation that a burst of allocation grew.
+ */
+export const SETTLE = {
+  type: "major",
+  execution: "sync",
+  flavor: "last-resort",
+} as const;
+
+/**
  * Exits at once on SIGTERM or SIGINT: a clean exit (rather than being killed)
  * lets `--cpu-prof` write its profile; open connections are simply dropped.
- * Runs a full garbage collection on SIGUSR2 when started with
- * `--v8-flags=--expose-gc`, so that memory is measured without garbage.
+ * When started with `--v8-flags=--expose-gc`, runs a full garbage collection
+ * on SIGUSR2, so that memory is measured without garbage, and on SIGWINCH
+ * the one that {@linkcode SETTLE} names, so that it is measured as it
+ * settles once the process is idle.
  */
 export function handleSignals(): void {
   const exit = () => Deno.exit(0);
   Deno.addSignalListener("SIGTERM", exit);
   Deno.addSignalListener("SIGINT", exit);
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc) Deno.addSignalListener("SIGUSR2", () => gc());
+  const gc = (globalThis as { gc?: (options?: typeof SETTLE) => void }).gc;
+  if (gc) {
+    Deno.addSignalListener("SIGUSR2", () => gc());
+    Deno.addSignalListener("SIGWINCH", () => gc(SETTLE));
+  }
 }
