@@ -46,6 +46,11 @@ export const SERVERS = {
     runtime: "node",
     files: { echo: "ws_node.mjs" },
   },
+  floor: {
+    label: "floor (bare Deno.Conn echo)",
+    runtime: "deno",
+    files: { echo: "floor.ts" },
+  },
 } as const satisfies Record<string, ServerSpec>;
 
 /** The name of one of {@linkcode SERVERS}. */

@@ -14,7 +14,7 @@
  *
  * Flags: `--rounds N` (5), `--duration MS` (3000, measured per run),
  * `--warmup MS` (1000), `--idle N` (5000), `--quick` (1 round of 1 s, 1000
- * idle connections, no files written), `--servers ours,deno,ws,bun,node`,
+ * idle connections, no files written), `--servers ours,deno,ws,bun,node,floor`,
  * `--scenarios a,b,c,d,e,f,g,h,i`, `--no-micro`, `--no-pin` (do not run (b) on
  * one CPU), `--profile DIR` (CPU profiles of our server, one per run), `--out
  * DIR` (where the report goes; by default only a full run writes it, into
@@ -79,7 +79,7 @@ const MANY = { connections: 256, inFlight: 4, size: 16 };
  */
 const FANOUT = { subscribers: [100, 1000], window: 16, size: 64 };
 
-const DEFAULT_SERVERS = "ours,deno,ws,bun,node";
+const DEFAULT_SERVERS = "ours,deno,ws,bun,node,floor";
 const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,h,i";
 /** The scenarios that measure memory per idle connection. */
 const IDLE_SCENARIOS = ["d", "i"];

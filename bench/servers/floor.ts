@@ -1,0 +1,132 @@
+/**
+ * The floor: the least a WebSocket echo server in JavaScript on `Deno.Conn`
+ * does, to show what `Deno.Conn` itself costs in (a)–(f). One async loop per
+ * connection reads the upgrade head into a 1 KiB buffer, answers `101` with
+ * the accept value, then reads into a 128-byte buffer (grown for larger
+ * frames), unmasks each frame in place and writes every echo of one read at
+ * once; a close frame is echoed and ends the connection. No limits, no
+ * validation, no streams, no timers: not a server anyone should run, only a
+ * measure (`deno task bench --servers ours,deno,floor`).
+ *
+ * @module
+ */
+import { computeAccept } from "../../src/core/_handshake.ts";
+import { handleSignals, portFlag } from "./_common.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const KEY = /\r\nsec-websocket-key:[ \t]*([^\r\n]*?)[ \t]*\r\n/i;
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) {
+    at += await conn.write(bytes.subarray(at));
+  }
+}
+
+async function handshake(conn: Deno.Conn): Promise<void> {
+  const head = new Uint8Array(1024);
+  let length = 0;
+  for (;;) {
+    const read = await conn.read(head.subarray(length));
+    if (read === null || length + read === head.length) return conn.close();
+    length += read;
+    const text = decoder.decode(head.subarray(0, length));
+    if (!text.includes("\r\n\r\n")) continue;
+    const key = KEY.exec(text)?.[1];
+    if (key === undefined) return conn.close();
+    await writeAll(
+      conn,
+      encoder.encode(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+          `Connection: Upgrade\r\nSec-WebSocket-Accept: ${
+            computeAccept(key)
+          }\r\n\r\n`,
+      ),
+    );
+    // A separate function, so that the head's buffer is not kept.
+    return echo(conn, head.slice(text.indexOf("\r\n\r\n") + 4, length));
+  }
+}
+
+async function echo(conn: Deno.Conn, leftover: Uint8Array): Promise<void> {
+  let buffer = new Uint8Array(Math.max(128, leftover.length));
+  buffer.set(leftover);
+  let length = leftover.length;
+  for (;;) {
+    // Parse every whole frame held; echoes go out together.
+    const out: Uint8Array[] = [];
+    let at = 0;
+    let closing = false;
+    let need = 2;
+    while (length - at >= 2) {
+      const second = buffer[at + 1] & 0x7f;
+      let header = 2;
+      let size = second;
+      if (second === 126) {
+        header = 4;
+        if (length - at < 4) break;
+        size = (buffer[at + 2] << 8) | buffer[at + 3];
+      } else if (second === 127) {
+        header = 10;
+        if (length - at < 10) break;
+        size = Number(
+          new DataView(buffer.buffer, buffer.byteOffset + at + 2, 8)
+            .getBigUint64(0),
+        );
+      }
+      need = header + 4 + size;
+      if (length - at < need) break;
+      const payload = buffer.subarray(at + header + 4, at + need);
+      for (let i = 0; i < size; i++) {
+        payload[i] ^= buffer[at + header + (i & 3)];
+      }
+      const frame = new Uint8Array(header + size);
+      frame[0] = buffer[at];
+      frame[1] = second;
+      frame.set(buffer.subarray(at + 2, at + header), 2);
+      frame.set(payload, header);
+      out.push(frame);
+      if ((buffer[at] & 0x0f) === 8) closing = true;
+      at += need;
+      need = 2;
+    }
+    buffer.copyWithin(0, at, length);
+    length -= at;
+    if (out.length === 1) await writeAll(conn, out[0]);
+    else if (out.length > 1) {
+      const joined = new Uint8Array(out.reduce((n, f) => n + f.length, 0));
+      let offset = 0;
+      for (const frame of out) {
+        joined.set(frame, offset);
+        offset += frame.length;
+      }
+      await writeAll(conn, joined);
+    }
+    if (closing) return conn.close();
+    if (need > buffer.length) {
+      const grown = new Uint8Array(Math.max(need, buffer.length * 2));
+      grown.set(buffer.subarray(0, length));
+      buffer = grown;
+    } else if (length === buffer.length) {
+      const grown = new Uint8Array(buffer.length * 2);
+      grown.set(buffer);
+      buffer = grown;
+    }
+    const read = await conn.read(buffer.subarray(length));
+    if (read === null) return conn.close();
+    length += read;
+  }
+}
+
+const listener = Deno.listen({ port: portFlag(), hostname: "127.0.0.1" });
+console.log((listener.addr as Deno.NetAddr).port);
+handleSignals();
+for await (const conn of listener) {
+  handshake(conn).catch(() => {
+    try {
+      conn.close();
+    } catch {
+      // Closed already.
+    }
+  });
+}
