@@ -265,8 +265,12 @@ let pipeReader: (
 let pipeWriter: (
   socket: Socket,
 ) => WritableStreamDefaultWriter<Message> | undefined;
-/** Releases a direct pipe's locks on the socket's streams that exist. */
-let unlock: (socket: Socket) => void;
+/**
+ * Releases a direct pipe's locks: on its source's `readable` and its
+ * target's `writable`, where they exist (not on the other stream of either
+ * socket, which another pipe may hold).
+ */
+let unlock: (source: Socket, target: Socket) => void;
 
 /**
  * The socket users get from `serve()` and `connect()`. Every member is
@@ -432,8 +436,10 @@ export class Socket implements WebSocketConnection {
       }
       const source = readableSocket(readable);
       const target = writableSocket(destination);
+      // A writable that a direct pipe ended is closed or errored: the
+      // streams' own pipe deals with that.
       if (
-        readable.locked || destination.locked ||
+        readable.locked || destination.locked || target.#pipeIn !== undefined ||
         !source.#pipeable() || !target.#writesSettled()
       ) {
         return undefined;
@@ -459,10 +465,10 @@ export class Socket implements WebSocketConnection {
       const writable = socket.#liveWritable();
       return writable === undefined ? undefined : writerOf(writable);
     };
-    unlock = (socket) => {
-      const readable = socket.#liveReadable();
+    unlock = (source, target) => {
+      const readable = source.#liveReadable();
       if (readable !== undefined) unlockReadable(readable);
-      const writable = socket.#liveWritable();
+      const writable = target.#liveWritable();
       if (writable !== undefined) unlockWritable(writable);
     };
     readyOf = (socket) => socket.#engine.ready();
@@ -1169,8 +1175,7 @@ class Pipe {
   }
 
   #release(): void {
-    unlock(this.#source);
-    unlock(this.#target);
+    unlock(this.#source, this.#target);
   }
 }
 

@@ -10,6 +10,7 @@ import {
   deadline,
   floodUntilStalled,
   serveLocal,
+  waitFor,
 } from "./_util.ts";
 
 /**
@@ -135,6 +136,68 @@ for (const collect of [false, true]) {
     await assert.rejects(sockets[0].readable.getReader().read(), error);
     await assert.rejects(sockets[1].writable.getWriter().closed, error);
   });
+}
+
+for (const collect of [false, true]) {
+  const collected = collect ? ", also once the streams were collected" : "";
+
+  Deno.test(`two sockets piped into each other: the pipe that ends first leaves the other's locks, and the other still ends its target${collected}`, async () => {
+    const { sockets, clients: [from, to], stop } = await openSockets(2);
+    await using _stop = stop;
+    const [a, b] = sockets;
+    const first = a.readable.pipeTo(b.writable);
+    const second = b.readable.pipeTo(a.writable);
+    // Awaited below; a failed step must not leave them unhandled.
+    first.catch(() => {});
+    second.catch(() => {});
+    // a's peer closes: a's readable ends, so the first pipe closes b.
+    await from.write(frame(8, closePayload(1000)));
+    await deadline(first, "the first pipe");
+    if (collect) await collectGarbage();
+    assert.equal(b.readable.locked, true, "the second pipe still reads b");
+    assert.equal(a.writable.locked, true, "the second pipe still writes a");
+    // b's peer answers b's close: b's readable ends, and the second pipe.
+    assert.equal((await deadline(to.readFrame(), "b's close"))?.opcode, 8);
+    await to.write(frame(8, closePayload(1000)));
+    await deadline(second, "the second pipe");
+    if (collect) await collectGarbage();
+    assert.equal(b.readable.locked, false);
+    assert.equal(a.writable.locked, false);
+    await deadline(a.writable.getWriter().closed, "a's writable to close");
+  });
+
+  Deno.test(`pipeTo into a writable that an earlier pipe closed cancels the source with a TypeError and leaves the writable closed${collected}`, async () => {
+    const { sockets, clients: [first], stop } = await openSockets(3);
+    await using _stop = stop;
+    const [s0, s1, s2] = sockets;
+    const earlier = s0.readable.pipeTo(s2.writable);
+    earlier.catch(() => {});
+    await first.write(frame(8, closePayload(1000)));
+    await deadline(earlier, "the earlier pipe");
+    const later = s1.readable.pipeTo(s2.writable);
+    await assert.rejects(deadline(later, "the later pipe"), TypeError);
+    if (collect) await collectGarbage();
+    await deadline(s2.writable.getWriter().closed, "the writable, closed");
+  });
+}
+
+/**
+ * `count` sockets of one server, each with a raw client, in the order the
+ * clients connected. Disposing `stop` closes the clients, then the server.
+ */
+async function openSockets(count: number) {
+  const sockets: WebSocketConnection[] = [];
+  await using stack = new AsyncDisposableStack();
+  const { port } = stack.use(serveLocal({}, (socket) => {
+    sockets.push(socket);
+  }));
+  const clients: RawClient[] = [];
+  for (let i = 0; i < count; i++) {
+    clients.push(stack.use(await RawClient.open(port)));
+    // One at a time, so that sockets[i] is clients[i]'s.
+    await waitFor(() => sockets.length > i, "the socket");
+  }
+  return { sockets, clients, stop: stack.move() };
 }
 
 Deno.test("an echo's direct pipe keeps no streams that nothing else holds, and they come back as the pipe has them", async () => {
