@@ -212,7 +212,7 @@ export class ServerProcess implements AsyncDisposable {
   /**
    * Asks the server for a full garbage collection (it runs soon after); with
    * `settle`, for the one that also gives back spare memory as an idle
-   * process does (see servers/_common.ts).
+   * process does (`SETTLE` in servers/_node_common.mjs).
    */
   collectGarbage(settle = false): void {
     Deno.kill(this.pid, settle ? "SIGWINCH" : "SIGUSR2");

@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { SETTLE } from "./_node_common.mjs";
 
 /** The `--port` flag; `0` picks a free port. Other flags are left alone. */
 export function portFlag(): number {
@@ -21,17 +22,6 @@ export function portFlag(): number {
 }
 
 /**
- * What V8's `gc()` is asked for on SIGWINCH: the collection V8 itself runs
- * when a process has gone idle (its memory reducer), which also gives back
- * the young generation that a burst of allocation grew.
- */
-export const SETTLE = {
-  type: "major",
-  execution: "sync",
-  flavor: "last-resort",
-} as const;
-
-/**
  * Exits at once on SIGTERM or SIGINT: a clean exit (rather than being killed)
  * lets `--cpu-prof` write its profile; open connections are simply dropped.
  * When started with `--v8-flags=--expose-gc`, runs a full garbage collection
@@ -43,7 +33,7 @@ export function handleSignals(): void {
   const exit = () => Deno.exit(0);
   Deno.addSignalListener("SIGTERM", exit);
   Deno.addSignalListener("SIGINT", exit);
-  const gc = (globalThis as { gc?: (options?: typeof SETTLE) => void }).gc;
+  const gc = (globalThis as { gc?: (options?: object) => void }).gc;
   if (gc) {
     Deno.addSignalListener("SIGUSR2", () => gc());
     Deno.addSignalListener("SIGWINCH", () => gc(SETTLE));

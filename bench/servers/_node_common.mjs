@@ -26,10 +26,21 @@ export function portFlag() {
 }
 
 /**
+ * What V8's `gc()` is asked for on SIGWINCH: the collection V8 itself runs
+ * when a process has gone idle (its memory reducer), which also gives back
+ * the young generation that a burst of allocation grew.
+ */
+export const SETTLE = Object.freeze({
+  type: "major",
+  execution: "sync",
+  flavor: "last-resort",
+});
+
+/**
  * Exits at once on SIGTERM or SIGINT (open connections are dropped); runs
  * `gc` on SIGUSR2, so that memory is measured without garbage, and on
- * SIGWINCH with the options of _common.ts's `SETTLE` (V8's collection of an
- * idle process; a runtime that has none collects as on SIGUSR2).
+ * SIGWINCH with {@link SETTLE} (a runtime whose `gc` takes no options, as
+ * Bun's, collects as on SIGUSR2).
  *
  * @param {((options?: object) => void) | undefined} gc A full garbage
  * collection, if any.
@@ -40,9 +51,6 @@ export function handleSignals(gc) {
   process.on("SIGINT", exit);
   if (gc) {
     process.on("SIGUSR2", () => gc());
-    process.on(
-      "SIGWINCH",
-      () => gc({ type: "major", execution: "sync", flavor: "last-resort" }),
-    );
+    process.on("SIGWINCH", () => gc(SETTLE));
   }
 }

@@ -10,18 +10,14 @@
  *
  * @module
  */
+import { writeAll } from "../../src/_transport.ts";
+import { concat } from "../../src/core/_bytes.ts";
 import { computeAccept } from "../../src/core/_handshake.ts";
 import { handleSignals, portFlag } from "./_common.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const KEY = /\r\nsec-websocket-key:[ \t]*([^\r\n]*?)[ \t]*\r\n/i;
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.length;) {
-    at += await conn.write(bytes.subarray(at));
-  }
-}
 
 async function handshake(conn: Deno.Conn): Promise<void> {
   const head = new Uint8Array(1024);
@@ -92,15 +88,8 @@ async function echo(conn: Deno.Conn, leftover: Uint8Array): Promise<void> {
     }
     buffer.copyWithin(0, at, length);
     length -= at;
-    if (out.length === 1) await writeAll(conn, out[0]);
-    else if (out.length > 1) {
-      const joined = new Uint8Array(out.reduce((n, f) => n + f.length, 0));
-      let offset = 0;
-      for (const frame of out) {
-        joined.set(frame, offset);
-        offset += frame.length;
-      }
-      await writeAll(conn, joined);
+    if (out.length > 0) {
+      await writeAll(conn, concat(out, out.reduce((n, f) => n + f.length, 0)));
     }
     if (closing) return conn.close();
     if (need > buffer.length) {
