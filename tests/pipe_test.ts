@@ -22,23 +22,10 @@ import {
  * gone: the sockets hold them weakly, nothing else holds them.
  */
 async function bridge(options?: StreamPipeOptions, collect = false) {
-  const sockets: WebSocketConnection[] = [];
-  let streams: WeakRef<object>[] = [];
-  // In an object: resolving with the promise itself would wait for it.
-  const piped = Promise.withResolvers<{ pipe: Promise<void> }>();
-  await using stack = new AsyncDisposableStack();
-  const { port } = stack.use(serveLocal({}, (socket) => {
-    sockets.push(socket);
-    if (sockets.length === 2) {
-      const { readable } = sockets[0];
-      const { writable } = sockets[1];
-      streams = [new WeakRef(readable), new WeakRef(writable)];
-      piped.resolve({ pipe: readable.pipeTo(writable, options) });
-    }
-  }));
-  const from = stack.use(await RawClient.open(port));
-  const to = stack.use(await RawClient.open(port));
-  const { pipe } = await deadline(piped.promise, "the pipe");
+  const opened = await openSockets(2);
+  await using stop = opened.stop;
+  const { sockets, clients: [from, to] } = opened;
+  const { pipe, streams } = pipeWatched(sockets[0], sockets[1], options);
   pipe.catch(() => {});
   if (collect) {
     await collectGarbage();
@@ -48,7 +35,7 @@ async function bridge(options?: StreamPipeOptions, collect = false) {
       "the locked streams are collected",
     );
   }
-  const owned = stack.move();
+  const owned = stop.move();
   return {
     from,
     to,
@@ -56,6 +43,43 @@ async function bridge(options?: StreamPipeOptions, collect = false) {
     pipe,
     [Symbol.asyncDispose]: () => owned.disposeAsync(),
   };
+}
+
+/**
+ * Pipes `source.readable` into `target.writable`, with weak references to
+ * the two streams: made in a function of its own, so that nothing but the
+ * sockets and the pipe holds them once it returns.
+ */
+function pipeWatched(
+  source: WebSocketConnection,
+  target: WebSocketConnection,
+  options?: StreamPipeOptions,
+) {
+  const { readable } = source;
+  const { writable } = target;
+  return {
+    pipe: readable.pipeTo(writable, options),
+    streams: [new WeakRef(readable), new WeakRef(writable)],
+  };
+}
+
+/**
+ * `count` sockets of one server, each with a raw client, in the order the
+ * clients connected. Disposing `stop` closes the clients, then the server.
+ */
+async function openSockets(count: number) {
+  const sockets: WebSocketConnection[] = [];
+  await using stack = new AsyncDisposableStack();
+  const { port } = stack.use(serveLocal({}, (socket) => {
+    sockets.push(socket);
+  }));
+  const clients: RawClient[] = [];
+  for (let i = 0; i < count; i++) {
+    clients.push(stack.use(await RawClient.open(port)));
+    // One at a time, so that sockets[i] is clients[i]'s.
+    await waitFor(() => sockets.length > i, "the socket");
+  }
+  return { sockets, clients, stop: stack.move() };
 }
 
 for (const collect of [false, true]) {
@@ -179,25 +203,6 @@ for (const collect of [false, true]) {
     if (collect) await collectGarbage();
     await deadline(s2.writable.getWriter().closed, "the writable, closed");
   });
-}
-
-/**
- * `count` sockets of one server, each with a raw client, in the order the
- * clients connected. Disposing `stop` closes the clients, then the server.
- */
-async function openSockets(count: number) {
-  const sockets: WebSocketConnection[] = [];
-  await using stack = new AsyncDisposableStack();
-  const { port } = stack.use(serveLocal({}, (socket) => {
-    sockets.push(socket);
-  }));
-  const clients: RawClient[] = [];
-  for (let i = 0; i < count; i++) {
-    clients.push(stack.use(await RawClient.open(port)));
-    // One at a time, so that sockets[i] is clients[i]'s.
-    await waitFor(() => sockets.length > i, "the socket");
-  }
-  return { sockets, clients, stop: stack.move() };
 }
 
 Deno.test("an echo's direct pipe keeps no streams that nothing else holds, and they come back as the pipe has them", async () => {
