@@ -300,6 +300,11 @@ export class Connection implements ProtocolHandler, SocketEngine {
     return this.#admit(deliver(this.socket, { text, payload }));
   }
 
+  /** A batch of frames counts as a message against this read's turn. */
+  frames(): boolean {
+    return this.#admit(true);
+  }
+
   /**
    * Whether decoding goes on after this message: not when the socket has no
    * room, nor once this read has had its share of the event loop.
