@@ -447,6 +447,48 @@ Deno.test("BroadcastChannelPubSub in one thread: another adapter's publications 
   }
 });
 
+Deno.test("BroadcastChannelPubSub close() delivers to other workers what was published in the same turn", async () => {
+  const name = channelName("close in a worker");
+  const delivered: [string, string | Uint8Array][] = [];
+  const errors: string[] = [];
+  const pubsub = new BroadcastChannelPubSub({
+    name,
+    onError: (error) => errors.push((error as Error).message),
+  });
+  pubsub.open((topic, message) => delivered.push([topic, message]));
+  pubsub.subscribe("news");
+  const watch = new BroadcastChannel(name);
+  let fenced = false;
+  watch.onmessage = (event) => fenced ||= event.data === "fence";
+  const worker = new Worker(
+    new URL("./_fixtures/closing_publisher.ts", import.meta.url),
+    { type: "module" },
+  );
+  const answers: string[] = [];
+  worker.onmessage = (event) => answers.push(event.data);
+  try {
+    worker.postMessage({ name, messages: ["one", "two", "three"] });
+    // The fence was posted after the close: once it is here, anything the
+    // closed adapter sent is here too.
+    await waitFor(() => fenced && answers.includes("done"), "the fence");
+    assert.deepEqual(delivered, [
+      ["news", "one"],
+      ["news", "two"],
+      ["news", "three"],
+    ]);
+    // The bare fence is not an envelope: the adapter ignores it.
+    assert.deepEqual(errors, [
+      "A message on the BroadcastChannel is not bytes but a string",
+    ]);
+  } finally {
+    worker.postMessage("stop");
+    await waitFor(() => answers.includes("stopped"), "the worker to stop")
+      .finally(() => worker.terminate());
+    watch.close();
+    await pubsub.close();
+  }
+});
+
 Deno.test("BroadcastChannelPubSub: opened twice, or used after close, it throws on open and counts publications as failed", async () => {
   const errors: Error[] = [];
   const pubsub = new BroadcastChannelPubSub({
