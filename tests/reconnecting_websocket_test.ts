@@ -91,73 +91,11 @@ function refusing(
 }
 
 /**
- * A raw TCP server that completes the opening handshake, then drops the
- * first `drops` connections without a close frame (the client sees 1006);
- * later ones it keeps until the client closes TCP.
+ * A raw TCP server that completes each opening handshake, then hands the
+ * nth connection (from 1) to `then`, and closes TCP once that is done. It
+ * counts the connections.
  */
-function dropping(drops: number) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const tasks: Promise<void>[] = [];
-  let connections = 0;
-  const handle = async (conn: Deno.Conn, drop: boolean) => {
-    try {
-      const buffer = new Uint8Array(4096);
-      let head = "";
-      while (!head.includes("\r\n\r\n")) {
-        const n = await conn.read(buffer);
-        if (n === null) return;
-        head += new TextDecoder().decode(buffer.subarray(0, n));
-      }
-      const key = /^sec-websocket-key:\s*(\S+)/im.exec(head)![1];
-      await conn.write(
-        new TextEncoder().encode(
-          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
-            "Connection: Upgrade\r\n" +
-            `Sec-WebSocket-Accept: ${await computeAccept(key)}\r\n\r\n`,
-        ),
-      );
-      if (drop) return;
-      while (await conn.read(buffer) !== null) {
-        // Ignore what the client sends, its close frame included.
-      }
-    } catch {
-      // The client went away.
-    } finally {
-      conn.close();
-    }
-  };
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        connections++;
-        tasks.push(handle(conn, connections <= drops));
-      }
-    } catch {
-      // The listener was closed.
-    }
-  })();
-  return {
-    url: `ws://127.0.0.1:${listener.addr.port}/`,
-    get connections() {
-      return connections;
-    },
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await accepting;
-      await Promise.all(tasks);
-    },
-  };
-}
-
-/**
- * A raw TCP server that completes each opening handshake, then, for the
- * nth connection, does what `plan(n)` (from 1) says: send a close frame
- * with `code` once `after` ms have passed (the close code a server that
- * fails at once sends: 1011 for a fault, 1013 when overloaded), read the
- * client's answer and close TCP; or keep the connection (null) until the
- * client closes TCP.
- */
-function closing(plan: (n: number) => { code: number; after?: number } | null) {
+function rawServer(then: (conn: Deno.Conn, n: number) => Promise<void>) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const tasks: Promise<void>[] = [];
   let connections = 0;
@@ -178,17 +116,7 @@ function closing(plan: (n: number) => { code: number; after?: number } | null) {
             `Sec-WebSocket-Accept: ${await computeAccept(key)}\r\n\r\n`,
         ),
       );
-      const step = plan(n);
-      if (step !== null) {
-        if (step.after) await sleep(step.after);
-        await conn.write(new Uint8Array([0x88, 2, step.code >> 8, step.code]));
-        // The client's answer; then the server closes TCP first (§7.1.1).
-        await conn.read(buffer);
-        return;
-      }
-      while (await conn.read(buffer) !== null) {
-        // Ignore what the client sends, its close frame included.
-      }
+      await then(conn, n);
     } catch {
       // The client went away.
     } finally {
@@ -215,6 +143,45 @@ function closing(plan: (n: number) => { code: number; after?: number } | null) {
       await Promise.all(tasks);
     },
   };
+}
+
+/** Keeps a connection until the client closes TCP, ignoring what it sends. */
+async function keep(conn: Deno.Conn): Promise<void> {
+  const buffer = new Uint8Array(4096);
+  while (await conn.read(buffer) !== null) {
+    // Its close frame included.
+  }
+}
+
+/**
+ * A raw TCP server that drops the first `drops` connections right after
+ * the opening handshake, without a close frame (the client sees 1006);
+ * later ones it keeps until the client closes TCP.
+ */
+function dropping(drops: number) {
+  return rawServer(async (conn, n) => {
+    if (n > drops) await keep(conn);
+  });
+}
+
+/**
+ * A raw TCP server that does with the nth connection (from 1) what
+ * `plan(n)` says: send a close frame with `code` once `after` ms have
+ * passed (the close code a server that fails at once sends: 1011 for a
+ * fault, 1013 when overloaded), read the client's answer and close TCP;
+ * or keep the connection (null) until the client closes TCP.
+ */
+function closing(
+  plan: (n: number) => { code: number; after?: number } | null,
+) {
+  return rawServer(async (conn, n) => {
+    const step = plan(n);
+    if (step === null) return await keep(conn);
+    if (step.after) await sleep(step.after);
+    await conn.write(new Uint8Array([0x88, 2, step.code >> 8, step.code]));
+    // The client's answer; then the server closes TCP first (§7.1.1).
+    await conn.read(new Uint8Array(4096));
+  });
 }
 
 /** A TCP server that reads the client's request and never answers it. */

@@ -358,26 +358,20 @@ Deno.test("§5.4 a 4 MiB text message in 1-byte fragments is delivered whole, an
   assert.ok(decodes <= 256, `${decodes} TextDecoder calls`);
 });
 
-Deno.test("§5.4 a 4 MiB binary message in 1-byte fragments is delivered whole, and another client's ping is answered while it arrives", async () => {
-  const { inFlight, message } = await pingWhileFragmentsArrive(
-    "binary",
-    4 * MiB,
-  );
-  assert.ok(message instanceof Uint8Array);
-  assertBytesEqual(message, fragmentPayload("binary", 4 * MiB), "the message");
-  assert.ok(inFlight, "the pong waited for the whole message");
-});
-
-Deno.test("RFC 7692 a 4 MiB compressed message in 1-byte fragments is delivered whole, and another client's ping is answered while it arrives", async () => {
-  // Random bytes hardly compress: about 4 million fragments.
-  const { inFlight, message } = await pingWhileFragmentsArrive(
-    "compressed",
-    4 * MiB,
-  );
-  assert.ok(message instanceof Uint8Array);
-  assertBytesEqual(message, fragmentPayload("binary", 4 * MiB), "the message");
-  assert.ok(inFlight, "the pong waited for the whole message");
-});
+for (
+  const [kind, name] of [
+    ["binary", "§5.4 a 4 MiB binary message"],
+    // Random bytes hardly compress: about 4 million fragments.
+    ["compressed", "RFC 7692 a 4 MiB compressed message"],
+  ] as const
+) {
+  Deno.test(`${name} in 1-byte fragments is delivered whole, and another client's ping is answered while it arrives`, async () => {
+    const { inFlight, message } = await pingWhileFragmentsArrive(kind, 4 * MiB);
+    assert.ok(message instanceof Uint8Array);
+    assertBytesEqual(message, fragmentPayload(kind, 4 * MiB), "the message");
+    assert.ok(inFlight, "the pong waited for the whole message");
+  });
+}
 
 // --- 3: paused sockets are reaped ---------------------------------------------
 
