@@ -303,6 +303,7 @@ Deno.test("RedisPubSub refuses bad options before connecting", () => {
     TypeError,
   );
   assert.throws(() => new RedisPubSub({ maxPendingBytes: 0 }), RangeError);
+  assert.throws(() => new RedisPubSub({ maxMessageSize: -1 }), RangeError);
   assert.throws(
     // @ts-expect-error: a prefix that is not a string
     () => new RedisPubSub({ prefix: 7 }),
