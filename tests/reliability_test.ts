@@ -277,9 +277,9 @@ Deno.test("§5.4 maxFragments, when set, still fails a message with more fragmen
 
 /**
  * Has another process send a `size`-byte message of `kind` (`text`,
- * `binary`, or `compressed` binary) in 1-byte fragments, seven bytes of
- * frame each, as fast as TCP takes them, and a second client ping the
- * server once the sender's first MiB is on its way. Returns whether the
+ * `binary`, or `compressed` binary) in `fragment`-byte fragments (1-byte
+ * ones are seven bytes of frame each) as fast as TCP takes them, and a
+ * second client ping the server once the sender's first MiB is on its way. Returns whether the
  * message was still arriving when the pong came, and the message.
  *
  * Decoding a few million frames takes the server a second or more, and
@@ -292,6 +292,7 @@ Deno.test("§5.4 maxFragments, when set, still fails a message with more fragmen
 async function pingWhileFragmentsArrive(
   kind: "text" | "binary" | "compressed",
   size: number,
+  fragment = 1,
 ): Promise<
   { inFlight: boolean; message: string | Uint8Array; decodes: number }
 > {
@@ -305,7 +306,15 @@ async function pingWhileFragmentsArrive(
   await using pinger = await RawClient.open(local.port);
   const fixture = new URL("./_fixtures/fragment_sender.ts", import.meta.url);
   const sender = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", fixture.pathname, `${local.port}`, kind, `${size}`],
+    args: [
+      "run",
+      "-A",
+      fixture.pathname,
+      `${local.port}`,
+      kind,
+      `${size}`,
+      `${fragment}`,
+    ],
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
@@ -372,6 +381,19 @@ for (
     assert.ok(inFlight, "the pong waited for the whole message");
   });
 }
+
+Deno.test("§5.4 a 16 MiB binary message in 64-byte fragments is delivered whole, and another client's ping is answered while it arrives", async () => {
+  // A read holds a few thousand of these frames and ends no message: the
+  // frames are counted across reads.
+  const { inFlight, message } = await pingWhileFragmentsArrive(
+    "binary",
+    16 * MiB,
+    64,
+  );
+  assert.ok(message instanceof Uint8Array);
+  assertBytesEqual(message, fragmentPayload("binary", 16 * MiB), "the message");
+  assert.ok(inFlight, "the pong waited for the whole message");
+});
 
 // --- 3: paused sockets are reaped ---------------------------------------------
 

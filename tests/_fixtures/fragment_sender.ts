@@ -1,7 +1,8 @@
 /**
- * A client process that sends one message in 1-byte fragments as fast as
- * TCP takes them (`deno run -A fragment_sender.ts <port> <kind> <bytes>`,
- * kind `text`, `binary` or `compressed`: binary compressed with
+ * A client process that sends one message in fragments of `fragment` bytes
+ * (1 by default) as fast as TCP takes them
+ * (`deno run -A fragment_sender.ts <port> <kind> <bytes> [fragment]`, kind
+ * `text`, `binary` or `compressed`: binary compressed with
  * permessage-deflate). In its own process, so that the bytes keep coming
  * while the server decodes them, as from a remote peer. The payload is
  * `fragmentPayload(kind, bytes)`, which the test builds too.
@@ -12,7 +13,9 @@
 import zlib from "node:zlib";
 import { fragmentPayload } from "../_util.ts";
 
-const [port, kind, size] = Deno.args;
+const [port, kind, size, fragmentArg = "1"] = Deno.args;
+const fragment = Number(fragmentArg);
+if (!(fragment >= 1 && fragment <= 125)) throw new RangeError("1 to 125");
 const compressed = kind === "compressed";
 let payload = fragmentPayload(kind, Number(size));
 if (compressed) {
@@ -22,16 +25,16 @@ if (compressed) {
   });
   payload = new Uint8Array(deflated.subarray(0, deflated.length - 4));
 }
-// One masked frame per byte, masked with a zero key: 7 bytes each.
-const wire = new Uint8Array(payload.length * 7);
-for (let i = 0; i < payload.length; i++) {
-  const at = i * 7;
-  const first = i === 0;
-  const last = i === payload.length - 1;
-  wire[at] = (last ? 0x80 : 0) |
-    (first ? (kind === "text" ? 1 : 2) | (compressed ? 0x40 : 0) : 0);
-  wire[at + 1] = 0x81;
-  wire[at + 6] = payload[i];
+// Masked frames with a zero key: 6 bytes of header each.
+const count = Math.ceil(payload.length / fragment);
+const wire = new Uint8Array(count * 6 + payload.length);
+for (let i = 0, at = 0; i < count; i++) {
+  const piece = payload.subarray(i * fragment, (i + 1) * fragment);
+  wire[at] = (i === count - 1 ? 0x80 : 0) |
+    (i === 0 ? (kind === "text" ? 1 : 2) | (compressed ? 0x40 : 0) : 0);
+  wire[at + 1] = 0x80 | piece.length;
+  wire.set(piece, at + 6);
+  at += 6 + piece.length;
 }
 
 const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
