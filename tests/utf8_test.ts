@@ -68,12 +68,14 @@ function randomBytes(random: () => number, length: number): Uint8Array {
 Deno.test("§8.1 the UTF-8 validator fails at the same byte as the fatal decoder, however the bytes are cut (random cases)", () => {
   const random = mulberry32(19);
   for (let round = 0; round < 3000; round++) {
-    // Long enough, at times, for pieces checked by `isUtf8`.
-    const long = round % 10 === 0;
-    const bytes = randomBytes(random, long ? 900 : 12);
+    // Long enough, at times, for pieces checked by `isUtf8` (256 bytes
+    // and more) and for pieces decoded where they are (4 KiB and more).
+    const size = round % 50 === 0 ? 6000 : round % 10 === 0 ? 900 : 12;
+    const bytes = randomBytes(random, size);
     const cuts: number[] = [];
+    const cutEvery = size === 6000 ? 5000 : size === 900 ? 300 : 5;
     for (let i = 1; i < bytes.length; i++) {
-      if (random() < (long ? 0.003 : 0.2)) cuts.push(i);
+      if (random() * cutEvery < 1) cuts.push(i);
     }
     const expected = referenceFailure(bytes);
     assert.equal(
