@@ -10,7 +10,8 @@ import {
   type FrameHandler,
 } from "../src/core/frame.ts";
 import { applyMask } from "../src/core/mask.ts";
-import { pseudoRandomBytes } from "../tests/_util.ts";
+import { MessageAssembler } from "../src/core/message_assembler.ts";
+import { fragmentPayload, pseudoRandomBytes } from "../tests/_util.ts";
 import { encodeMaskedFrame } from "./load.ts";
 
 /** One micro benchmark. */
@@ -110,6 +111,55 @@ function _encodeCase(size: number, masked: boolean): MicroCase {
   };
 }
 
+/**
+ * Reassembling one `size`-byte message of `kind` (`text`: UTF-8 with 1- to
+ * 4-byte characters; `binary`) sent in `fragment`-byte frames, as masked
+ * client frames read 64 KiB at a time: decoder, assembler, UTF-8 check and
+ * decoding. The masking key is zero, so that unmasking in place leaves the
+ * bytes as they were for the next iteration.
+ */
+function _reassembleCase(
+  kind: "text" | "binary",
+  size: number,
+  fragment: number,
+): MicroCase {
+  const payload = fragmentPayload(kind, size);
+  const zero = new Uint8Array(4);
+  const frames: Uint8Array[] = [];
+  for (let at = 0; at < size; at += fragment) {
+    frames.push(encodeFrame({
+      fin: at + fragment >= size,
+      opcode: at === 0 ? (kind === "text" ? 1 : 2) : 0,
+      payload: payload.subarray(at, at + fragment),
+    }, zero));
+  }
+  const stream = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+  let at = 0;
+  for (const frame of frames) {
+    stream.set(frame, at);
+    at += frame.length;
+  }
+  const chunks: Uint8Array[] = [];
+  for (let at = 0; at < stream.length; at += 64 * KiB) {
+    chunks.push(stream.subarray(at, at + 64 * KiB));
+  }
+  let received = 0;
+  const assembler = new MessageAssembler({
+    onMessage: (message) => received += message.length,
+    onControl: () => {},
+  });
+  const decoder = new FrameDecoder(assembler, { role: "server" });
+  return {
+    name: `reassemble ${_size(size)} ${kind} in ${_size(fragment)} fragments`,
+    group: "reassemble",
+    bytes: size,
+    frames: frames.length,
+    fn: () => {
+      for (const chunk of chunks) decoder.push(chunk);
+    },
+  };
+}
+
 /** Every micro benchmark, in the order they run. */
 export const MICRO_CASES: MicroCase[] = [
   _decodeCase(16, 1024),
@@ -126,4 +176,8 @@ export const MICRO_CASES: MicroCase[] = [
   _encodeCase(64 * KiB, false),
   _encodeCase(MiB, false),
   _encodeCase(KiB, true),
+  _reassembleCase("text", MiB, 1),
+  _reassembleCase("binary", MiB, 1),
+  _reassembleCase("text", MiB, 64),
+  _reassembleCase("text", MiB, 64 * KiB),
 ];

@@ -136,6 +136,11 @@ export class Connection implements ProtocolHandler, SocketEngine {
   #socketFull = false;
   /** Messages handled from the current read since it last yielded. */
   #turn = 0;
+  /** Frame batches decoded since the connection last let the others run. */
+  #frameBatches = 0;
+  /** The turn was given up after frame batches; the timer that ends it. */
+  #frameTurn = false;
+  #frameTurnTimer: ReturnType<typeof setTimeout> | undefined;
   /** Decoding stopped to let other connections run (see `TURN_MESSAGES`). */
   #yielded = false;
   #hold = Hold.None;
@@ -301,6 +306,19 @@ export class Connection implements ProtocolHandler, SocketEngine {
   }
 
   /**
+   * A batch of frames: so many of them let the others run too. Counted
+   * across reads (a read of 64-byte fragments holds a few thousand frames
+   * and completes no message, and the next read resolves at once while
+   * the peer keeps sending) until the connection last let the others run.
+   */
+  frames(): boolean {
+    if (++this.#frameBatches < TURN_MESSAGES) return true;
+    this.#yielded = true;
+    this.#frameTurn = true;
+    return false;
+  }
+
+  /**
    * Whether decoding goes on after this message: not when the socket has no
    * room, nor once this read has had its share of the event loop.
    */
@@ -387,8 +405,11 @@ export class Connection implements ProtocolHandler, SocketEngine {
    */
   static #endTurn(connection: Connection): void {
     connection.#resumeTimer = undefined;
+    connection.#frameTurnTimer = undefined;
     connection.#yielded = false;
     connection.#turn = 0;
+    connection.#frameBatches = 0;
+    connection.#frameTurn = false;
     connection.#wakeUp();
   }
 
@@ -414,7 +435,15 @@ export class Connection implements ProtocolHandler, SocketEngine {
     while ((hold = this.#holdReason()) !== Hold.None) {
       const wait = new Promise<void>((resolve) => this.#wake = resolve);
       if (hold === Hold.Turn) {
-        this.#resumeTimer ??= setImmediate(Connection.#endTurn, this);
+        if (this.#frameTurn) {
+          // A timer: the event loop polls for new I/O (the other
+          // connections' bytes) when it waits, and a chain of immediates
+          // may run a long while without it (Deno 2.9: a read made ready
+          // meanwhile resolved after some 60 of them).
+          this.#frameTurnTimer ??= setTimeout(Connection.#endTurn, 0, this);
+        } else {
+          this.#resumeTimer ??= setImmediate(Connection.#endTurn, this);
+        }
         await wait;
         continue;
       }
@@ -489,6 +518,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
     } finally {
       clearTimeout(this.#timer);
       clearImmediate(this.#resumeTimer);
+      clearTimeout(this.#frameTurnTimer);
       this.#queue.dispose();
       this.#terminate();
       this.#codec?.closeDeflater();

@@ -5,6 +5,7 @@
 import { CloseCode } from "./core/constants.ts";
 import zlib from "node:zlib";
 import { concat } from "./core/_bytes.ts";
+import { Utf8Text } from "./core/_utf8.ts";
 import type { Message } from "./core/message_assembler.ts";
 import {
   DEFAULT_THRESHOLD,
@@ -187,7 +188,6 @@ interface InflateJob {
   text: boolean;
   chunks: Uint8Array[];
   size: number;
-  string: string;
   done: boolean;
   resolve: (message: Message) => void;
   reject: (error: unknown) => void;
@@ -201,7 +201,8 @@ class Inflater {
   #job: InflateJob | null = null;
   /** Whether the current stream reached a final (BFINAL) block. */
   #ended = false;
-  #utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  /** Inflated text, checked as it comes out and decoded in large pieces. */
+  #utf8 = new Utf8Text();
   #closed = false;
 
   constructor(windowBits: number, noContextTakeover: boolean, maxSize: number) {
@@ -223,7 +224,6 @@ class Inflater {
         text,
         chunks: [],
         size: 0,
-        string: "",
         done: false,
         resolve,
         reject,
@@ -271,11 +271,7 @@ class Inflater {
       return;
     }
     if (job.text) {
-      try {
-        job.string += this.#utf8.decode(chunk, { stream: true });
-      } catch {
-        this.#fail(job, invalidUtf8());
-      }
+      if (!this.#utf8.push(chunk)) this.#fail(job, invalidUtf8());
     } else {
       job.chunks.push(chunk);
     }
@@ -297,12 +293,10 @@ class Inflater {
     }
     let message: Message;
     if (job.text) {
-      try {
-        // Flushing throws on a sequence cut off at the end of the message.
-        message = job.string + this.#utf8.decode();
-      } catch {
-        return this.#fail(job, invalidUtf8());
-      }
+      // A sequence cut off at the end of the message is invalid too.
+      const text = this.#utf8.end();
+      if (text === null) return this.#fail(job, invalidUtf8());
+      message = text;
     } else {
       message = concat(job.chunks, job.size);
     }
@@ -315,6 +309,7 @@ class Inflater {
   /** Ends a job in error; the stream is dropped, as the connection fails. */
   #fail(job: InflateJob, error: unknown): void {
     job.done = true;
+    this.#utf8.reset();
     this.#job = null;
     this.#stream?.destroy();
     this.#stream = null;

@@ -20,7 +20,10 @@ import type { WebSocketConnection } from "./socket.ts";
  * exponential backoff with "full jitter". Before the `n`th retry in a row
  * (from 0) it waits a random time between 0 and
  * `min(maxDelay, initialDelay * multiplier ** n)` ms, so that clients
- * dropped together (a server restart) do not all come back at once.
+ * dropped together (a server restart) do not all come back at once. The
+ * count starts again only once a connection has stayed open `minUptime`
+ * ms, so that a server that accepts and closes at once gets ever longer
+ * waits, not a reconnection storm.
  *
  * @example Retrying quickly at first, at most every 10 s, 20 times
  * ```ts ignore
@@ -44,10 +47,20 @@ export interface RetryOptions {
   multiplier?: number;
   /**
    * How many connection attempts in a row may fail before the socket gives
-   * up (`closed` then rejects with the last attempt's error); counted from
-   * the last successful open. Default `Infinity`.
+   * up (`closed` then rejects with the last attempt's error, or a
+   * `WebSocketError` with the last connection's close code). A connection
+   * that closes before it has been open `minUptime` counts as a failed
+   * attempt, and so does one that closes with 1011 (server error), 1012
+   * (service restart) or 1013 (try again later) whenever it does. Default
+   * `Infinity`.
    */
   maxAttempts?: number;
+  /**
+   * How long a connection must stay open, in ms, before the backoff and the
+   * count of attempts start again from the beginning. Default 5 s, as npm's
+   * `reconnecting-websocket`.
+   */
+  minUptime?: number;
 }
 
 /**
@@ -70,7 +83,10 @@ export interface RetryOptions {
 export interface ReconnectingOpenInfo {
   /** `false` for the first connection, `true` for every one after it. */
   reconnected: boolean;
-  /** Which attempt in a row this was: 1 when the first try succeeded. */
+  /**
+   * Which attempt in a row this was, since the last connection that stayed
+   * open `retry.minUptime`: 1 when the first try succeeded.
+   */
   attempt: number;
   /** The subprotocol the server chose for this connection, or `""`. */
   protocol: string;
@@ -158,7 +174,7 @@ export function withHooks(
  * time below `min(maxDelay, initialDelay * multiplier ** n)`.
  */
 export function backoffDelay(
-  retry: Required<RetryOptions>,
+  retry: Omit<Required<RetryOptions>, "minUptime">,
   n: number,
   random: () => number,
 ): number {
@@ -170,6 +186,23 @@ export function backoffDelay(
   return Math.floor(random() * ceiling);
 }
 
+/**
+ * How long a `Retry-After` header asks to wait, in ms (RFC 9110 §10.2.3:
+ * seconds, or an HTTP date); null when there is none or it is not valid.
+ */
+export function retryAfterDelay(
+  headers: Headers,
+  now: number = Date.now(),
+): number | null {
+  const value = headers.get("retry-after")?.trim();
+  if (!value) return null;
+  if (/^\d+$/.test(value)) return Math.min(Number(value) * 1000, MAX_TIMEOUT);
+  // An HTTP date starts with the day's name ("Sun, 06 Nov 1994 ...").
+  const date = /^[a-z]{3}\b/i.test(value) ? Date.parse(value) : NaN;
+  if (Number.isNaN(date)) return null;
+  return Math.min(Math.max(date - now, 0), MAX_TIMEOUT);
+}
+
 /** The longest `setTimeout` delay; longer ones fire at once. */
 const MAX_TIMEOUT = 2 ** 31 - 1;
 const DEFAULT_RETRY: Required<RetryOptions> = {
@@ -177,7 +210,18 @@ const DEFAULT_RETRY: Required<RetryOptions> = {
   maxDelay: 30_000,
   multiplier: 2,
   maxAttempts: Infinity,
+  minUptime: 5_000,
 };
+/**
+ * Close codes that say the server could not serve the connection: a
+ * failure that grows the backoff and counts toward `maxAttempts`, however
+ * long the connection was open.
+ */
+const FAILURE_CODES: ReadonlySet<number> = new Set([
+  CloseCode.InternalError,
+  CloseCode.ServiceRestart,
+  CloseCode.TryAgainLater,
+]);
 const DEFAULT_MAX_QUEUED = 1_000;
 const DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024;
 
@@ -201,6 +245,9 @@ interface Entry {
 interface Live {
   socket: WebSocketConnection;
   writer: WritableStreamDefaultWriter<Message>;
+  /** Whether it has been open `minUptime`; the timer until then. */
+  stable: boolean;
+  uptime?: ReturnType<typeof setTimeout>;
 }
 
 /**
@@ -217,7 +264,11 @@ interface Live {
  *   404, a redirect, ...) will not change by retrying, nor will an invalid
  *   option (`TypeError`) or a missing permission: they end the socket.
  *   Waits follow `retry` (exponential backoff with full jitter, also before
- *   the first reconnection, so that clients dropped together spread out).
+ *   the first reconnection, so that clients dropped together spread out),
+ *   plus a 503's or 429's `Retry-After`. A connection that closes before it
+ *   has been open `retry.minUptime`, or with 1011, 1012 or 1013, is a
+ *   failure as a failed attempt is: the waits go on growing and
+ *   `retry.maxAttempts` applies.
  * - **Writing**: `writable.write()` and `send()` go to the open connection
  *   (`write()` resolving once the connection has taken the message, so it
  *   waits while the server is slow), or wait in one bounded queue while
@@ -313,7 +364,10 @@ export class ReconnectingWebSocket {
   /** The handshake in flight, if any, and what aborts it. */
   #handshake: AbortController | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  /** Attempts made since the last open, and waits before them. */
+  /**
+   * Attempts made since the last connection that stayed open `minUptime`
+   * (the one in progress included), and waits before them.
+   */
   #attempts = 0;
   #waits = 0;
   #everOpened = false;
@@ -525,7 +579,11 @@ export class ReconnectingWebSocket {
   }
 
   #opened(socket: WebSocketConnection): void {
-    const live: Live = { socket, writer: socket.writable.getWriter() };
+    const live: Live = {
+      socket,
+      writer: socket.writable.getWriter(),
+      stable: false,
+    };
     this.#live = live;
     socket.closed.then(
       (result) => this.#ended(live, { result }),
@@ -544,8 +602,15 @@ export class ReconnectingWebSocket {
       protocol: socket.protocol,
       extensions: socket.extensions,
     };
-    this.#attempts = 0;
-    this.#waits = 0;
+    // The backoff starts again once the connection has proved stable, not
+    // at its open: a server that accepts and closes at once would
+    // otherwise be retried at the first delay forever.
+    live.uptime = setTimeout(() => {
+      live.uptime = undefined;
+      live.stable = true;
+      this.#attempts = 0;
+      this.#waits = 0;
+    }, Math.min(this.#retry.minUptime, MAX_TIMEOUT));
     this.#state = "open";
     if (!this.#everOpened) {
       this.#everOpened = true;
@@ -564,12 +629,13 @@ export class ReconnectingWebSocket {
     ) {
       this.#settle({ error });
     } else {
-      this.#retryLater();
+      this.#retryLater(retryAfter(error));
     }
   }
 
   #ended(live: Live, outcome: Outcome): void {
     this.#live = undefined;
+    clearTimeout(live.uptime);
     // Pending writes on it fail: their messages were handed over, and are
     // not sent again (at most once).
     live.writer.releaseLock();
@@ -590,14 +656,32 @@ export class ReconnectingWebSocket {
       this.#settle(outcome);
       return;
     }
+    // A connection that did not stay open `minUptime`, or that the server
+    // closed because it could not serve it, is a failed attempt: the waits
+    // go on growing and `maxAttempts` applies.
+    if (!live.stable || FAILURE_CODES.has(code)) {
+      // After the reset of a stable connection it is the first failure.
+      if (live.stable) this.#attempts = 1;
+      if (this.#attempts >= this.#retry.maxAttempts) {
+        this.#settle({ error: closeError(outcome, code) });
+        return;
+      }
+    }
     this.#state = "reconnecting";
     this.#retryLater();
   }
 
-  /** Waits the backoff, then tries again: one timer at a time. */
-  #retryLater(): void {
+  /**
+   * Waits the backoff, then tries again: one timer at a time. A server's
+   * `Retry-After` (`after` ms) comes on top of the backoff, which keeps
+   * clients told the same time from all coming back at once.
+   */
+  #retryLater(after = 0): void {
     const random = this.#hooks.random ?? Math.random;
-    const delay = backoffDelay(this.#retry, this.#waits++, random);
+    const delay = Math.min(
+      after + backoffDelay(this.#retry, this.#waits++, random),
+      MAX_TIMEOUT,
+    );
     this.#hooks.delay?.(delay);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
@@ -851,6 +935,32 @@ function handshakeStatus(error: WebSocketError): number | undefined {
   return error.cause instanceof HandshakeStatusError
     ? error.cause.status
     : undefined;
+}
+
+/**
+ * The `Retry-After` of a handshake refused with 503 or 429 (RFC 9110
+ * §10.2.3, RFC 6585 §4), in ms; 0 for any other failure.
+ */
+function retryAfter(error: unknown): number {
+  const cause = error instanceof WebSocketError ? error.cause : undefined;
+  if (
+    !(cause instanceof HandshakeStatusError) ||
+    (cause.status !== 503 && cause.status !== 429)
+  ) {
+    return 0;
+  }
+  return retryAfterDelay(cause.headers) ?? 0;
+}
+
+/** Why the socket gave up after a connection that ended with `code`. */
+function closeError(outcome: Outcome, code: number): unknown {
+  if ("error" in outcome) return outcome.error;
+  const { reason } = outcome.result;
+  return new WebSocketError(
+    `The server closed the connection with ${code}` +
+      (reason ? `: ${reason}` : ""),
+    { closeCode: code, reason },
+  );
 }
 
 function checkRetry(retry: RetryOptions = {}): Required<RetryOptions> {

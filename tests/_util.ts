@@ -293,6 +293,20 @@ export function pseudoRandomBytes(length: number, seed = 0): Uint8Array {
 }
 
 /**
+ * The payload of a message in the fragment tests (see
+ * `_fixtures/fragment_sender.ts`): for `"text"`, UTF-8 with 1- to 4-byte
+ * characters, so that fragments cut them; otherwise pseudo-random bytes.
+ * `length` is a multiple of 16.
+ */
+export function fragmentPayload(kind: string, length: number): Uint8Array {
+  if (kind !== "text") return pseudoRandomBytes(length);
+  const unit = new TextEncoder().encode("abcd\u00e9\u20ac\u{1F600}xyz");
+  const bytes = new Uint8Array(length);
+  for (let at = 0; at < length; at += unit.length) bytes.set(unit, at);
+  return bytes;
+}
+
+/**
  * Writes `bytes` over and over until a write stalls for `stallMs` (the peer
  * stopped reading and TCP pushed back) or `limit` bytes are written; returns
  * how many bytes were written.

@@ -237,6 +237,9 @@ class Session {
   readonly sentAt: number[] = [];
   /** What `message()` and `compressedMessage()` return. */
   answer: boolean | void = undefined;
+  /** How often `frames()` was called, and what it returns. */
+  batches = 0;
+  batchAnswer: boolean | void = undefined;
 
   constructor(role: Role, options: Partial<ProtocolOptions> = {}) {
     this.role = role;
@@ -254,6 +257,10 @@ class Session {
         compressedMessage: (text, payload) => {
           record({ compressed: { text, payload: payload.slice() } });
           return this.answer;
+        },
+        frames: () => {
+          this.batches++;
+          return this.batchAnswer;
         },
         end: (result: CloseResult) => {
           const error = result.error;
@@ -902,6 +909,35 @@ for (const role of ROLES) {
     assert.deepEqual(over.events, []);
     over.feed(peerFrame(role, { opcode: CONTINUATION, length: 1 }));
     assertFailed(over, 1008);
+  });
+
+  Deno.test(`§5.4 ${role}: the handler hears of every 256 frames, and false from it stops receive after that frame, as for a message`, () => {
+    // 1,000 one-byte fragments complete no message: an owner that bounded
+    // a read's work by messages alone could never stop it.
+    const fragments = Array.from({ length: 1000 }, (_, i) => ({
+      opcode: i === 0 ? TEXT : CONTINUATION,
+      fin: i === 999,
+      payload: "x",
+    }));
+    const bytes = peerFrames(role, ...fragments);
+    const size = bytes.length / 1000;
+
+    const counting = new Session(role);
+    assert.deepEqual(counting.feed(bytes), [bytes.length]);
+    assert.equal(counting.batches, 3);
+    assert.deepEqual(counting.messages(), ["x".repeat(1000)]);
+
+    const pausing = new Session(role);
+    pausing.batchAnswer = false;
+    let rest = bytes.slice();
+    const used: number[] = [];
+    while (rest.length > 0) {
+      const n = pausing.protocol.receive(rest);
+      used.push(n);
+      rest = rest.subarray(n);
+    }
+    assert.deepEqual(used, [256 * size, 256 * size, 256 * size, 232 * size]);
+    assert.deepEqual(pausing.messages(), ["x".repeat(1000)]);
   });
 }
 

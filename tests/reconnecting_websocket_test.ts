@@ -6,7 +6,11 @@ import {
   type ReconnectingWebSocketOptions,
   WebSocketError,
 } from "../mod.ts";
-import { backoffDelay, withHooks } from "../src/reconnecting_websocket.ts";
+import {
+  backoffDelay,
+  retryAfterDelay,
+  withHooks,
+} from "../src/reconnecting_websocket.ts";
 import { computeAccept } from "../src/core/_handshake.ts";
 import {
   deadline,
@@ -14,6 +18,7 @@ import {
   freePort,
   isCloseError,
   mulberry32,
+  sleep,
   start,
   waitFor,
 } from "./_util.ts";
@@ -60,16 +65,22 @@ function hub(name: string, port = 0) {
 }
 
 /**
- * A server that answers the nth upgrade with `statuses[n]`, or accepts it
- * (echo) once they run out; it counts the upgrades and when they came.
+ * A server that answers the nth upgrade with `statuses[n]` (a status, or a
+ * status with headers), or accepts it (echo) once they run out; it counts
+ * the upgrades and when they came.
  */
-function refusing(statuses: number[]) {
+function refusing(
+  statuses: (number | { status: number; headers: HeadersInit })[],
+) {
   const times: number[] = [];
   const server = start({
     onUpgrade() {
-      const status = statuses[times.length];
+      const answer = statuses[times.length];
       times.push(Date.now());
-      if (status !== undefined) return new Response(null, { status });
+      if (typeof answer === "number") {
+        return new Response(null, { status: answer });
+      }
+      if (answer !== undefined) return new Response(null, answer);
     },
   });
   return {
@@ -80,22 +91,22 @@ function refusing(statuses: number[]) {
 }
 
 /**
- * A raw TCP server that completes the opening handshake, then drops the
- * first `drops` connections without a close frame (the client sees 1006);
- * later ones it keeps until the client closes TCP.
+ * A raw TCP server that completes each opening handshake, then hands the
+ * nth connection (from 1) to `then`, and closes TCP once that is done. It
+ * counts the connections.
  */
-function dropping(drops: number) {
+function rawServer(then: (conn: Deno.Conn, n: number) => Promise<void>) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const tasks: Promise<void>[] = [];
   let connections = 0;
-  const handle = async (conn: Deno.Conn, drop: boolean) => {
+  const handle = async (conn: Deno.Conn, n: number) => {
     try {
       const buffer = new Uint8Array(4096);
       let head = "";
       while (!head.includes("\r\n\r\n")) {
-        const n = await conn.read(buffer);
-        if (n === null) return;
-        head += new TextDecoder().decode(buffer.subarray(0, n));
+        const read = await conn.read(buffer);
+        if (read === null) return;
+        head += new TextDecoder().decode(buffer.subarray(0, read));
       }
       const key = /^sec-websocket-key:\s*(\S+)/im.exec(head)![1];
       await conn.write(
@@ -105,10 +116,7 @@ function dropping(drops: number) {
             `Sec-WebSocket-Accept: ${await computeAccept(key)}\r\n\r\n`,
         ),
       );
-      if (drop) return;
-      while (await conn.read(buffer) !== null) {
-        // Ignore what the client sends, its close frame included.
-      }
+      await then(conn, n);
     } catch {
       // The client went away.
     } finally {
@@ -118,8 +126,7 @@ function dropping(drops: number) {
   const accepting = (async () => {
     try {
       for await (const conn of listener) {
-        connections++;
-        tasks.push(handle(conn, connections <= drops));
+        tasks.push(handle(conn, ++connections));
       }
     } catch {
       // The listener was closed.
@@ -136,6 +143,45 @@ function dropping(drops: number) {
       await Promise.all(tasks);
     },
   };
+}
+
+/** Keeps a connection until the client closes TCP, ignoring what it sends. */
+async function keep(conn: Deno.Conn): Promise<void> {
+  const buffer = new Uint8Array(4096);
+  while (await conn.read(buffer) !== null) {
+    // Its close frame included.
+  }
+}
+
+/**
+ * A raw TCP server that drops the first `drops` connections right after
+ * the opening handshake, without a close frame (the client sees 1006);
+ * later ones it keeps until the client closes TCP.
+ */
+function dropping(drops: number) {
+  return rawServer(async (conn, n) => {
+    if (n > drops) await keep(conn);
+  });
+}
+
+/**
+ * A raw TCP server that does with the nth connection (from 1) what
+ * `plan(n)` says: send a close frame with `code` once `after` ms have
+ * passed (the close code a server that fails at once sends: 1011 for a
+ * fault, 1013 when overloaded), read the client's answer and close TCP;
+ * or keep the connection (null) until the client closes TCP.
+ */
+function closing(
+  plan: (n: number) => { code: number; after?: number } | null,
+) {
+  return rawServer(async (conn, n) => {
+    const step = plan(n);
+    if (step === null) return await keep(conn);
+    if (step.after) await sleep(step.after);
+    await conn.write(new Uint8Array([0x88, 2, step.code >> 8, step.code]));
+    // The client's answer; then the server closes TCP first (§7.1.1).
+    await conn.read(new Uint8Array(4096));
+  });
 }
 
 /** A TCP server that reads the client's request and never answers it. */
@@ -369,6 +415,136 @@ Deno.test(
       const gap = server.times[i] - server.times[i - 1];
       assert.ok(gap >= delays[i - 1] - 1, `gap ${i} is ${gap} ms`);
     }
+  },
+);
+
+for (const code of [1011, 1013]) {
+  Deno.test(
+    `ReconnectingWebSocket against a server that accepts and closes at once with ${code}: the waits grow and maxAttempts gives up`,
+    SANITIZED,
+    async () => {
+      await using server = closing(() => ({ code }));
+      const delays: number[] = [];
+      const opens: number[] = [];
+      const socket = new ReconnectingWebSocket(
+        server.url,
+        withHooks({
+          retry: { initialDelay: 20, maxDelay: 80, maxAttempts: 6 },
+          onOpen: ({ attempt }) => void opens.push(attempt),
+        }, { random: () => 0.5, delay: (ms) => delays.push(ms) }),
+      );
+      try {
+        // Each open closes at once: not a reason to start the waits again.
+        await waitFor(() => delays.length >= 5, "five waits");
+        assert.deepEqual(delays.slice(0, 5), [10, 20, 40, 40, 40]);
+        await assert.rejects(
+          deadline(socket.closed, "giving up"),
+          isCloseError(code),
+        );
+        assert.equal(server.connections, 6);
+        assert.deepEqual(opens, [1, 2, 3, 4, 5, 6]);
+        assert.equal(delays.length, 5);
+      } finally {
+        await dispose(socket);
+      }
+    },
+  );
+}
+
+Deno.test(
+  "ReconnectingWebSocket starts the waits again only after a connection stayed open minUptime",
+  SANITIZED,
+  async () => {
+    // Two connections close at once with 1001, the third after 300 ms
+    // (past minUptime), the fourth at once again; the fifth stays.
+    const plan = [1001, 1001, 1001, 1001].map((code, i) => ({
+      code,
+      after: i === 2 ? 300 : 0,
+    }));
+    await using server = closing((n) => plan[n - 1] ?? null);
+    const delays: number[] = [];
+    const socket = new ReconnectingWebSocket(
+      server.url,
+      withHooks({
+        retry: { initialDelay: 20, minUptime: 150 },
+      }, { random: () => 0.5, delay: (ms) => delays.push(ms) }),
+    );
+    try {
+      await waitFor(() => server.connections === 5, "the fifth connection");
+      await waitFor(() => socket.state === "open", "the fifth open");
+      assert.deepEqual(delays, [10, 20, 10, 20]);
+    } finally {
+      await dispose(socket);
+    }
+  },
+);
+
+Deno.test(
+  "ReconnectingWebSocket after a stable connection counts a close with 1011, 1012 or 1013 as a failed attempt for maxAttempts",
+  SANITIZED,
+  async () => {
+    // Open 200 ms (past minUptime), then 1012; then at once 1013.
+    await using server = closing((n) =>
+      n === 1 ? { code: 1012, after: 200 } : { code: 1013 }
+    );
+    const socket = new ReconnectingWebSocket(server.url, {
+      retry: { initialDelay: 10, minUptime: 50, maxAttempts: 2 },
+    });
+    try {
+      await assert.rejects(
+        deadline(socket.closed, "giving up"),
+        isCloseError(1013),
+      );
+      assert.equal(server.connections, 2);
+    } finally {
+      await dispose(socket);
+    }
+  },
+);
+
+Deno.test(
+  "ReconnectingWebSocket waits at least a 503's Retry-After (seconds) before the next attempt",
+  SANITIZED,
+  async () => {
+    await using server = refusing([
+      { status: 503, headers: { "retry-after": "1" } },
+    ]);
+    const delays: number[] = [];
+    const socket = new ReconnectingWebSocket(
+      server.url,
+      withHooks({ retry: { initialDelay: 20 } }, {
+        random: () => 0.5,
+        delay: (ms) => delays.push(ms),
+      }),
+    );
+    try {
+      await deadline(socket.opened, "the open");
+      // The server's second, and the usual jittered wait on top.
+      assert.deepEqual(delays, [1010]);
+      assert.equal(server.times.length, 2);
+      const gap = server.times[1] - server.times[0];
+      assert.ok(gap >= 1000, `the second attempt came after ${gap} ms`);
+    } finally {
+      await dispose(socket);
+    }
+  },
+);
+
+Deno.test(
+  "ReconnectingWebSocket reads Retry-After as seconds or an HTTP date, and ignores what is neither",
+  SANITIZED,
+  () => {
+    const now = Date.parse("Sun, 06 Nov 1994 08:49:37 GMT");
+    const after = (value: string) =>
+      retryAfterDelay(new Headers({ "retry-after": value }), now);
+    assert.equal(after("120"), 120_000);
+    assert.equal(after(" 0 "), 0);
+    assert.equal(after("Sun, 06 Nov 1994 08:49:47 GMT"), 10_000);
+    assert.equal(after("Sun, 06 Nov 1994 08:49:27 GMT"), 0);
+    assert.equal(after("99999999999"), 2 ** 31 - 1);
+    assert.equal(after("-5"), null);
+    assert.equal(after("soon"), null);
+    assert.equal(retryAfterDelay(new Headers(), now), null);
   },
 );
 

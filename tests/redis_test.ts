@@ -303,6 +303,7 @@ Deno.test("RedisPubSub refuses bad options before connecting", () => {
     TypeError,
   );
   assert.throws(() => new RedisPubSub({ maxPendingBytes: 0 }), RangeError);
+  assert.throws(() => new RedisPubSub({ maxMessageSize: -1 }), RangeError);
   assert.throws(
     // @ts-expect-error: a prefix that is not a string
     () => new RedisPubSub({ prefix: 7 }),
@@ -359,6 +360,129 @@ Deno.test("RedisPubSub: a node's own publications are not delivered back to it; 
   } finally {
     await Promise.all([a.close(), b.close()]);
   }
+});
+
+/**
+ * Two adapters on one Redis and the test's own client, `b` subscribed to
+ * "news" and recording what it delivers; `a` too, for its publications to
+ * be numbered as any node's. The client publishes forged or foreign bus
+ * messages on the channel.
+ */
+async function twoNodes(
+  url: string,
+  prefix: string,
+  options: { maxMessageSize?: number } = {},
+) {
+  const a = new RedisPubSub({ url, prefix, ...options, onError: () => {} });
+  const errors: string[] = [];
+  const b = new RedisPubSub({
+    url,
+    prefix,
+    ...options,
+    onError: (error) => errors.push((error as Error).message),
+  });
+  const client = await redisClient(url);
+  await Promise.all([a.ready, b.ready]);
+  const toB: (string | Uint8Array)[] = [];
+  a.open(() => {});
+  b.open((_, message) => toB.push(message));
+  b.subscribe("news");
+  await waitFor(
+    async () =>
+      (await client.PUBSUB_NUMSUB([`${prefix}news`]))[`${prefix}news`] === 1,
+    "b to subscribe",
+  );
+  /** Publishes from `a` and waits until Redis took it (so order holds). */
+  const fromA = async (message: string | Uint8Array) => {
+    const { published, failed } = a.stats;
+    a.publish("news", message);
+    await waitFor(
+      () => a.stats.published + a.stats.failed > published + failed,
+      "Redis to take a's publication",
+    );
+  };
+  const forge = (
+    origin: string,
+    sequence: number,
+    message: string | Uint8Array,
+  ) =>
+    client.publish(
+      `${prefix}news`,
+      Buffer.from(
+        encodeEnvelope({ origin, epoch: 0, sequence, topic: "news", message }),
+      ),
+    );
+  return {
+    a,
+    b,
+    toB,
+    errors,
+    fromA,
+    forge,
+    async [Symbol.asyncDispose]() {
+      await Promise.all([a.close(), b.close(), client.close()]);
+    },
+  };
+}
+
+Deno.test("RedisPubSub: a forged message with another node's id and sequence 2^32 - 1 does not silence that node's topic; the numbering starts again, counted as resets", async () => {
+  await using redis = await RedisServer.start();
+  await using nodes = await twoNodes(redis.url, "t7:");
+  const { a, b, toB, errors, fromA, forge } = nodes;
+  await fromA("1");
+  await forge(a.id, 2 ** 32 - 1, "forged");
+  await fromA("2");
+  await fromA("3");
+  // A fence from a third origin, published after a's messages were taken.
+  await forge("fence", 1, "fence");
+  await waitFor(() => toB.includes("fence"), "the fence");
+  assert.deepEqual(toB, ["1", "forged", "2", "3", "fence"]);
+  const { resets, gaps, malformed, delivered } = b.stats;
+  assert.deepEqual({ resets, gaps, malformed, delivered }, {
+    resets: 2,
+    gaps: 0,
+    malformed: 0,
+    delivered: 5,
+  });
+  assert.match(
+    errors[0],
+    new RegExp(
+      `numbering of node ${a.id} on topic "news" went from 0:1 to 0:4294967295`,
+    ),
+  );
+});
+
+Deno.test("RedisPubSub: a bus message over maxMessageSize is dropped and counted, and a publication over it fails and is counted", async () => {
+  await using redis = await RedisServer.start();
+  await using nodes = await twoNodes(redis.url, "t8:", {
+    maxMessageSize: 1000,
+  });
+  const { a, b, toB, errors, fromA, forge } = nodes;
+  await forge("intruder", 1, "x".repeat(1001));
+  await forge("intruder", 2, new Uint8Array(1000));
+  await fromA("before");
+  await fromA("y".repeat(1001));
+  await fromA("é".repeat(500)); // 1,000 bytes of UTF-8
+  await forge("fence", 1, "fence");
+  await waitFor(() => toB.includes("fence"), "the fence");
+  assert.deepEqual(toB, [
+    new Uint8Array(1000),
+    "before",
+    "é".repeat(500),
+    "fence",
+  ]);
+  assert.equal(b.stats.malformed, 1);
+  assert.match(
+    errors[0],
+    /^Ignored a message on Redis channel "t8:news": A bus message's payload of 1001 bytes is over the limit of 1000/,
+  );
+  assert.equal(a.stats.failed, 1);
+  assert.equal(a.stats.published, 2);
+  assert.equal(
+    // Numbered though it failed: b counts it as lost.
+    b.stats.gaps,
+    1,
+  );
 });
 
 Deno.test("RedisPubSub: publications beyond maxPendingBytes fail and are counted, and the others go through", async () => {

@@ -27,6 +27,7 @@ import {
   deadline,
   echo,
   floodUntilStalled,
+  fragmentPayload,
   isCloseError,
   pseudoRandomBytes,
   serveLocal,
@@ -272,6 +273,126 @@ Deno.test("§5.4 maxFragments, when set, still fails a message with more fragmen
   );
   assert.equal(code, 1008);
   assert.equal(reason, "Too many fragments");
+});
+
+/**
+ * Has another process send a `size`-byte message of `kind` (`text`,
+ * `binary`, or `compressed` binary) in `fragment`-byte fragments (1-byte
+ * ones are seven bytes of frame each) as fast as TCP takes them, and a
+ * second client ping the server once the sender's first MiB is on its way. Returns whether the
+ * message was still arriving when the pong came, and the message.
+ *
+ * Decoding a few million frames takes the server a second or more, and
+ * the pong must not wait for it. The test's own code, the sender's progress
+ * report included, only runs when the server lets the event loop go on: a
+ * connection that kept it for the whole message makes the ping go out, and
+ * the pong come back, only after the message is delivered. Also returns
+ * how many `TextDecoder` calls the process made meanwhile.
+ */
+async function pingWhileFragmentsArrive(
+  kind: "text" | "binary" | "compressed",
+  size: number,
+  fragment = 1,
+): Promise<
+  { inFlight: boolean; message: string | Uint8Array; decodes: number }
+> {
+  const messages: (string | Uint8Array)[] = [];
+  await using local = serveLocal(
+    { perMessageDeflate: kind === "compressed" },
+    async (socket) => {
+      for await (const message of socket.readable) messages.push(message);
+    },
+  );
+  await using pinger = await RawClient.open(local.port);
+  const fixture = new URL("./_fixtures/fragment_sender.ts", import.meta.url);
+  const sender = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      fixture.pathname,
+      `${local.port}`,
+      kind,
+      `${size}`,
+      `${fragment}`,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = sender.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  const decode = TextDecoder.prototype.decode;
+  let decodes = 0;
+  TextDecoder.prototype.decode = function (...args) {
+    decodes++;
+    return decode.apply(this, args);
+  };
+  try {
+    const { value } = await deadline(lines.read(), "the sender's first MiB");
+    assert.equal(value?.trim(), "sending");
+    assert.equal(messages.length, 0, "the message is still arriving");
+    await pinger.write(frame(9, "still there?"));
+    const pong = await deadline(pinger.readFrame(), "the pong");
+    const inFlight = messages.length === 0;
+    assert.equal(pong?.opcode, 10);
+    assert.equal(text(pong.payload), "still there?");
+    await waitFor(() => messages.length > 0, "the message", 60_000);
+    assert.equal(messages.length, 1);
+    return { inFlight, message: messages[0], decodes };
+  } finally {
+    TextDecoder.prototype.decode = decode;
+    await lines.cancel();
+    try {
+      sender.kill("SIGKILL");
+    } catch {
+      // It exited by itself.
+    }
+    await sender.status;
+  }
+}
+
+Deno.test("§5.4 a 4 MiB text message in 1-byte fragments is delivered whole, and another client's ping is answered while it arrives", async () => {
+  const { inFlight, message, decodes } = await pingWhileFragmentsArrive(
+    "text",
+    4 * MiB,
+  );
+  assert.equal(typeof message, "string");
+  assert.equal(
+    message,
+    new TextDecoder().decode(fragmentPayload("text", 4 * MiB)),
+  );
+  assert.ok(inFlight, "the pong waited for the whole message");
+  // Not a decoder call per fragment (4 million), nor a string piece each:
+  // the text is decoded in pieces of up to 64 KiB.
+  assert.ok(decodes <= 256, `${decodes} TextDecoder calls`);
+});
+
+for (
+  const [kind, name] of [
+    ["binary", "§5.4 a 4 MiB binary message"],
+    // Random bytes hardly compress: about 4 million fragments.
+    ["compressed", "RFC 7692 a 4 MiB compressed message"],
+  ] as const
+) {
+  Deno.test(`${name} in 1-byte fragments is delivered whole, and another client's ping is answered while it arrives`, async () => {
+    const { inFlight, message } = await pingWhileFragmentsArrive(kind, 4 * MiB);
+    assert.ok(message instanceof Uint8Array);
+    assertBytesEqual(message, fragmentPayload(kind, 4 * MiB), "the message");
+    assert.ok(inFlight, "the pong waited for the whole message");
+  });
+}
+
+Deno.test("§5.4 a 16 MiB binary message in 64-byte fragments is delivered whole, and another client's ping is answered while it arrives", async () => {
+  // A read holds a few thousand of these frames and ends no message: the
+  // frames are counted across reads.
+  const { inFlight, message } = await pingWhileFragmentsArrive(
+    "binary",
+    16 * MiB,
+    64,
+  );
+  assert.ok(message instanceof Uint8Array);
+  assertBytesEqual(message, fragmentPayload("binary", 16 * MiB), "the message");
+  assert.ok(inFlight, "the pong waited for the whole message");
 });
 
 // --- 3: paused sockets are reaped ---------------------------------------------

@@ -19,6 +19,20 @@ export function concat(pieces: Uint8Array[], size: number): Uint8Array {
   return out;
 }
 
+/** Copies `bytes` into `target` at `at`; a loop is cheaper for a few bytes. */
+export function copyInto(
+  target: Uint8Array,
+  at: number,
+  bytes: Uint8Array,
+): void {
+  const length = bytes.length;
+  if (length > 16) {
+    target.set(bytes, at);
+    return;
+  }
+  for (let i = 0; i < length; i++) target[at + i] = bytes[i];
+}
+
 /** A message's size in bytes: its UTF-8 length for text, without encoding. */
 export function byteLength(message: string | Uint8Array): number {
   if (typeof message !== "string") return message.length;

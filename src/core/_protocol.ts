@@ -7,7 +7,11 @@ import { CloseCode } from "./constants.ts";
 import { Opcode } from "./constants.ts";
 import { encodeClosePayload, parseClosePayload } from "./_close_frame.ts";
 import { FrameDecoder, headerSize, writeFrame, writeHeader } from "./frame.ts";
-import { type Message, MessageAssembler } from "./message_assembler.ts";
+import {
+  type Message,
+  MessageAssembler,
+  type MessageHandler,
+} from "./message_assembler.ts";
 import { maskKey } from "./mask.ts";
 import { WebSocketError } from "./websocket_error.ts";
 
@@ -35,6 +39,14 @@ export interface ProtocolHandler {
    * `false` stops decoding, as for `message`.
    */
   compressedMessage(text: boolean, payload: Uint8Array): boolean | void;
+  /**
+   * Another `FRAME_BATCH` frames were decoded. Returning `false` stops
+   * decoding after the current frame, as for `message`: a message in 1-byte
+   * fragments brings tens of thousands of frames in one read and ends none,
+   * so an owner that bounds the work of a read by messages alone would
+   * never stop it.
+   */
+  frames?(): boolean | void;
   /** The protocol reached the closed state: nothing more goes either way. */
   end(result: CloseResult): void;
 }
@@ -88,6 +100,8 @@ const encoder = new TextEncoder();
 export const COPY_LIMIT = 64 * 1024;
 /** Payload still to come from which reads go straight into the message. */
 const DIRECT_READ_MIN = 16 * 1024;
+/** Frames decoded per call of the handler's `frames()`. */
+const FRAME_BATCH = 256;
 /** Strings up to this many characters take the short text path. */
 const SHORT_TEXT = 41;
 
@@ -124,9 +138,10 @@ export class Protocol {
     this.#handler = handler;
     this.#sink = sink;
     this.#client = options.role === "client";
-    const assembler = this.#assembler = new MessageAssembler(
+    const assembler = this.#assembler = new CountingAssembler(
       options.compression ? new CompressedEvents(this) : new Events(this),
       options,
+      this,
     );
     this.#input = this.#decoder = new FrameDecoder(assembler, {
       role: options.role,
@@ -278,6 +293,13 @@ export class Protocol {
     }
   }
 
+  /** Another `FRAME_BATCH` frames were decoded. */
+  onFrames(): void {
+    if (this.#state !== "closed" && this.#handler.frames?.() === false) {
+      this.#decoder.pause();
+    }
+  }
+
   onControl(opcode: number, payload: Uint8Array): void {
     if (opcode === Opcode.Ping) {
       // §5.5.3: answer with the same payload; nothing follows our close.
@@ -376,5 +398,28 @@ class Events {
 class CompressedEvents extends Events {
   onCompressedMessage(opcode: number, payload: Uint8Array): void {
     this.protocol.onCompressedMessage(opcode, payload);
+  }
+}
+
+/** The assembler, telling the protocol of every `FRAME_BATCH` frames. */
+class CountingAssembler extends MessageAssembler {
+  #protocol: Protocol;
+  #frames = 0;
+
+  constructor(
+    handler: MessageHandler,
+    options: ProtocolOptions,
+    protocol: Protocol,
+  ) {
+    super(handler, options);
+    this.#protocol = protocol;
+  }
+
+  override onFrameEnd(): void {
+    super.onFrameEnd();
+    if (++this.#frames === FRAME_BATCH) {
+      this.#frames = 0;
+      this.#protocol.onFrames();
+    }
   }
 }

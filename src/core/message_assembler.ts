@@ -4,6 +4,8 @@
 import { CloseCode } from "./constants.ts";
 import { Opcode } from "./constants.ts";
 import type { FrameHandler, FrameHeader } from "./frame.ts";
+import { copyInto } from "./_bytes.ts";
+import { decodeUtf8, Utf8Text } from "./_utf8.ts";
 import { WebSocketError } from "./websocket_error.ts";
 
 /**
@@ -94,13 +96,14 @@ const MIN_BUFFER = 64 * 1024;
  * finely it is fragmented.
  */
 const GROWTH = 16;
-/** Validates whole messages; streaming needs a decoder per assembler. */
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Reassembles fragmented messages (RFC 6455 §5.4) from frame pieces, passes
  * control frames on at once even between fragments, validates text as UTF-8
- * as it arrives (§8.1) and enforces the message size limit. Violations throw
+ * as it arrives (§8.1) and enforces the message size limit. Binary payload
+ * is gathered in one growing buffer and text is decoded in large pieces, so
+ * reassembly costs the same per byte however finely a message is
+ * fragmented. Violations throw
  * a {@linkcode WebSocketError}: 1002 for fragmentation errors, 1007 for
  * invalid UTF-8, 1009 for a message that is too big.
  *
@@ -125,8 +128,8 @@ export class MessageAssembler implements FrameHandler {
   #maxSize: number;
   #maxFragments: number;
   #fragments = 0;
-  /** For text that arrives in pieces; made when first needed. */
-  #utf8: TextDecoder | null = null;
+  /** Text that arrives in pieces; made when first needed. */
+  #utf8: Utf8Text | null = null;
   /** The opcode of the message in progress, or -1 between messages. */
   #opcode = -1;
   #size = 0;
@@ -137,9 +140,10 @@ export class MessageAssembler implements FrameHandler {
   #compressed = false;
   /** Whether payload pieces are kept as they are: binary or compressed. */
   #collect = false;
-  #text = "";
-  /** Whether the UTF-8 decoder holds streaming state to flush. */
-  #streamed = false;
+  /** A text message that came whole in one piece, decoded at once. */
+  #whole = "";
+  /** Whether the text in progress came in pieces, gathered in `#utf8`. */
+  #pieces = false;
   #frameFin = false;
   #controlOpcode = -1;
   #control: Uint8Array = EMPTY;
@@ -211,23 +215,16 @@ export class MessageAssembler implements FrameHandler {
     }
     if (this.#collect) {
       this.#append(bytes);
-      return;
-    }
-    try {
-      if (this.#frameFin && this.#size === bytes.length) {
-        // The whole message is in this one piece.
-        this.#text = (bytes.length <= SHORT_TEXT && ascii(bytes)) ||
-          utf8.decode(bytes);
-      } else {
-        this.#utf8 ??= new TextDecoder("utf-8", {
-          fatal: true,
-          ignoreBOM: true,
-        });
-        this.#text += this.#utf8.decode(bytes, { stream: true });
-        this.#streamed = true;
-      }
-    } catch {
-      throw invalidUtf8();
+    } else if (this.#frameFin && this.#size === bytes.length) {
+      // The whole message is in this one piece: decode it from there.
+      const text = (bytes.length <= SHORT_TEXT && ascii(bytes)) ||
+        decodeUtf8(bytes);
+      if (text === null) throw invalidUtf8();
+      this.#whole = text;
+    } else {
+      // §8.1: checked as it arrives, so that an invalid byte fails at once.
+      this.#pieces = true;
+      if (!(this.#utf8 ??= new Utf8Text()).push(bytes)) throw invalidUtf8();
     }
   }
 
@@ -251,22 +248,18 @@ export class MessageAssembler implements FrameHandler {
       return;
     }
     let message: Message;
-    if (this.#opcode === Opcode.Text) {
-      let text = this.#text;
-      if (this.#streamed) {
-        // Flush the streaming decoder: it throws on a sequence cut off at
-        // the end of the message.
-        this.#streamed = false;
-        try {
-          text += this.#utf8!.decode();
-        } catch {
-          throw invalidUtf8();
-        }
-      }
-      message = text;
-      this.#text = "";
-    } else {
+    if (this.#collect) {
       message = this.#take();
+    } else if (this.#pieces) {
+      this.#pieces = false;
+      // A sequence cut off at the end of the message is invalid too.
+      const text = this.#utf8!.end();
+      if (text === null) throw invalidUtf8();
+      message = text;
+    } else {
+      // Whole in one piece, or empty.
+      message = this.#whole;
+      this.#whole = "";
     }
     this.#opcode = -1;
     this.#size = 0;
@@ -280,15 +273,16 @@ export class MessageAssembler implements FrameHandler {
   #append(bytes: Uint8Array): void {
     const need = this.#used + bytes.length;
     if (
-      bytes.buffer === this.#buffer.buffer &&
+      bytes.length > 64 && bytes.buffer === this.#buffer.buffer &&
       bytes.byteOffset === this.#buffer.byteOffset + this.#used
     ) {
-      // Read straight into place through `directTarget`.
+      // Read straight into place through `directTarget` (a few bytes read
+      // there are copied onto themselves: cheaper than this test per byte).
       this.#used = need;
       return;
     }
     if (need > this.#buffer.length) this.#grow(need);
-    this.#buffer.set(bytes, this.#used);
+    copyInto(this.#buffer, this.#used, bytes);
     this.#used = need;
   }
 

@@ -14,6 +14,14 @@ const MAX_SEQUENCE = 0xffff_ffff;
  * bounds the memory that many short-lived topics or origins would take.
  */
 export const MAX_TRACKED = 65_536;
+/**
+ * The largest jump in a publisher's numbering counted as lost messages. A
+ * number further ahead, or one that goes back, cannot be a loss: it is a
+ * forged or corrupt message (or losses beyond counting), and it becomes the
+ * new baseline rather than the count of billions of gaps, or a wall that
+ * refuses every later message of that publisher.
+ */
+export const MAX_GAP = 1 << 20;
 /** Reports of one kind (a gap, a malformed message) go out once a second at most. */
 const REPORT_INTERVAL = 1000;
 
@@ -37,6 +45,7 @@ export class BusNode {
     delivered: 0,
     gaps: 0,
     malformed: 0,
+    resets: 0,
     reconnects: 0,
   };
   #onError: (error: unknown) => void;
@@ -104,9 +113,10 @@ export class BusNode {
 
   /**
    * Checks the number of a message from the bus, for a topic subscribed
-   * here: false for the node's own messages and for one out of order
-   * (counted as malformed); a message after missing ones counts the
-   * missing as gaps and is taken.
+   * here: false for the node's own messages. A message after missing ones
+   * counts the missing as gaps; one whose number goes back or jumps more
+   * than `MAX_GAP` ahead is counted as a reset and starts a new baseline.
+   * Either way it is taken.
    */
   accept(envelope: Envelope): boolean {
     const { origin, topic, epoch, sequence } = envelope;
@@ -128,18 +138,19 @@ export class BusNode {
       this.#seenCount++;
       return true;
     }
-    if (last.epoch !== epoch) {
-      // The origin started counting again from 1.
-      if (sequence > 1) this.#gap(sequence - 1, origin, topic);
-    } else if (sequence > last.sequence + 1) {
-      this.#gap(sequence - last.sequence - 1, origin, topic);
-    } else if (sequence <= last.sequence) {
-      this.malformed(
-        new TypeError(
-          `A bus message from node ${origin} on topic "${topic}" came out of order (${sequence} after ${last.sequence}): ignored`,
+    // A new epoch counts again from 1.
+    const expected = last.epoch === epoch ? last.sequence + 1 : 1;
+    if (sequence < expected || sequence - expected > MAX_GAP) {
+      this.stats.resets++;
+      this.reportLimited(
+        "reset",
+        new Error(
+          `The numbering of node ${origin} on topic "${topic}" went from ${last.epoch}:${last.sequence} to ${epoch}:${sequence} (a forged or corrupt message, or losses beyond counting): counting starts again from it`,
         ),
+        "numbering resets",
       );
-      return false;
+    } else if (sequence > expected) {
+      this.#gap(sequence - expected, origin, topic);
     }
     last.epoch = epoch;
     last.sequence = sequence;

@@ -97,10 +97,13 @@ export function encodeEnvelope(envelope: Envelope): Uint8Array {
  * @throws {TypeError} When `bytes` is not an envelope of this version:
  * too short, an unknown kind, an empty origin, sequence 0, a topic that
  * overruns, or invalid UTF-8 in the origin, the topic or a text payload.
+ * @throws {RangeError} When the payload is over `maxPayload` bytes (found
+ * before a text payload is decoded).
  */
 export function decodeEnvelope(
   bytes: Uint8Array,
   wants?: (topic: string) => boolean,
+  maxPayload = Infinity,
 ): Envelope | undefined {
   if (bytes.length < FIXED_SIZE + 1) {
     throw new TypeError(`A bus message of ${bytes.length} bytes is too short`);
@@ -131,6 +134,11 @@ export function decodeEnvelope(
   if (wants !== undefined && !wants(topic)) return undefined;
   const origin = utf8(bytes.subarray(3, 3 + originLength), "origin");
   const payload = bytes.subarray(at + topicLength);
+  if (payload.length > maxPayload) {
+    throw new RangeError(
+      `A bus message's payload of ${payload.length} bytes is over the limit of ${maxPayload}`,
+    );
+  }
   const message = kind === KIND_TEXT ? utf8(payload, "text payload") : payload;
   return { origin, epoch, sequence, topic, message };
 }

@@ -3,6 +3,8 @@
 
 import { Buffer } from "node:buffer";
 import { createClient } from "@redis/client";
+import { byteLength } from "../core/_bytes.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "../core/message_assembler.ts";
 import { BusNode } from "./_bus.ts";
 import { decodeEnvelope, encodeEnvelope, type Envelope } from "./_envelope.ts";
 import type { PubSubAdapter, PubSubStats } from "./topic_hub.ts";
@@ -40,6 +42,7 @@ type RedisClient = ReturnType<typeof createClient>;
  *   url: "redis://:secret@redis.internal:6379",
  *   prefix: "chat:",
  *   maxPendingBytes: 4 * 1024 * 1024,
+ *   maxMessageSize: 1024 * 1024,
  *   onError: (error) => console.warn("bus:", error),
  * });
  * ```
@@ -71,9 +74,18 @@ export interface RedisPubSubOptions {
    */
   maxPendingBytes?: number;
   /**
+   * The largest message, in bytes (UTF-8 bytes for text), that goes over
+   * the bus: a bigger local publication fails (counted in `stats.failed`),
+   * and a bigger one from the bus is dropped unread (counted in
+   * `stats.malformed`) before it is decoded or delivered. Default 16 MiB,
+   * the default `maxMessageSize` of a socket.
+   */
+  maxMessageSize?: number;
+  /**
    * Told about connection losses, failed publications (once when they
    * start failing, then how many failed once they work again), messages
-   * found missing and malformed messages on the channels (ignored).
+   * found missing, numbering resets, and malformed or too big messages on
+   * the channels (ignored).
    * Reports of one kind go out once a second at most; `stats` counts them
    * all. Default: `console.error`.
    */
@@ -131,6 +143,7 @@ export class RedisPubSub implements PubSubAdapter {
   #bus: BusNode;
   #prefix: string;
   #maxPendingBytes: number;
+  #maxMessageSize: number;
   /** Publishes; fails at once while disconnected (no offline queue). */
   #publisher: RedisClient;
   /** Subscribes; its commands wait for the connection while it is down. */
@@ -174,11 +187,18 @@ export class RedisPubSub implements PubSubAdapter {
         `The maxPendingBytes option must be more than 0, got ${maxPendingBytes}`,
       );
     }
+    const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    if (!(maxMessageSize >= 0)) {
+      throw new RangeError(
+        `The maxMessageSize option must be 0 or more, got ${maxMessageSize}`,
+      );
+    }
     if (options.url !== undefined && options.client !== undefined) {
       throw new TypeError("The url and client options go apart");
     }
     this.#prefix = prefix;
     this.#maxPendingBytes = maxPendingBytes;
+    this.#maxMessageSize = maxMessageSize;
     this.#bus = new BusNode(options.onError, "RedisPubSub");
     const template = options.client;
     if (template !== undefined) {
@@ -247,8 +267,8 @@ export class RedisPubSub implements PubSubAdapter {
    *
    * const pubsub = new RedisPubSub();
    * setInterval(() => {
-   *   const { published, failed, delivered, gaps, malformed, reconnects } = pubsub.stats;
-   *   console.log(JSON.stringify({ published, failed, delivered, gaps, malformed, reconnects }));
+   *   const { published, failed, delivered, gaps, malformed, resets } = pubsub.stats;
+   *   console.log(JSON.stringify({ published, failed, delivered, gaps, malformed, resets }));
    * }, 60_000);
    * ```
    */
@@ -320,8 +340,8 @@ export class RedisPubSub implements PubSubAdapter {
   /**
    * Publishes a local publication on the topic's channel. Never waits and
    * never throws: a publication that cannot be sent (Redis unreachable,
-   * over `maxPendingBytes`, refused) is counted in `stats.failed` and
-   * reported.
+   * over `maxMessageSize` or `maxPendingBytes`, refused) is counted in
+   * `stats.failed` and reported.
    *
    * @param topic The topic.
    * @param message A `string` (text) or a `Uint8Array` (binary).
@@ -346,6 +366,22 @@ export class RedisPubSub implements PubSubAdapter {
     }
     if (!publisher.isReady) {
       this.#fail(new Error("Redis is not connected"));
+      return;
+    }
+    // Text has 1 to 3 UTF-8 bytes per UTF-16 unit: counted only when that
+    // leaves it in doubt.
+    const max = this.#maxMessageSize;
+    const messageSize = typeof message !== "string"
+      ? message.length
+      : message.length * 3 <= max
+      ? 0
+      : byteLength(message);
+    if (messageSize > max) {
+      this.#fail(
+        new RangeError(
+          `A publication of ${messageSize} bytes is over maxMessageSize (${max})`,
+        ),
+      );
       return;
     }
     let bytes: Uint8Array;
@@ -549,6 +585,8 @@ export class RedisPubSub implements PubSubAdapter {
     try {
       envelope = decodeEnvelope(
         new Uint8Array(message.buffer, message.byteOffset, message.length),
+        undefined,
+        this.#maxMessageSize,
       )!;
       if (this.#prefix + envelope.topic !== channel.toString()) {
         throw new TypeError(`It is for topic "${envelope.topic}"`);

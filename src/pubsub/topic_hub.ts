@@ -78,9 +78,15 @@ export interface PubSubStats {
   gaps: number;
   /**
    * Bus messages ignored because they were not a valid message of this
-   * module: foreign, truncated, of another version, or out of order.
+   * module (foreign, truncated, of another version) or were too big.
    */
   malformed: number;
+  /**
+   * Messages from other nodes whose number went back or jumped implausibly
+   * far ahead (a forged or corrupt message): taken, and their publisher's
+   * count started again from them rather than refusing what follows.
+   */
+  resets: number;
   /** Times the adapter got its connection to the bus back after losing it. */
   reconnects: number;
 }
