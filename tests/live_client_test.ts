@@ -41,6 +41,8 @@ class Peer {
   #inbox = new Inbox<Command | Error>();
   /** Resolves with the close code and reason the server saw. */
   readonly closed: Promise<{ code: number; reason: string }>;
+  /** The handshake's Sec-WebSocket-Protocol header, if any. */
+  offered: string | null = null;
 
   constructor(readonly socket: WebSocket, readonly index: number) {
     socket.onmessage = (event) => {
@@ -138,8 +140,11 @@ function startServer(
       if (pathname !== "/live") return new Response(null, { status: 404 });
       const attempt = server.attempts++;
       if (refuse(attempt)) return new Response("Busy", { status: 503 });
+      // Read before the upgrade, which closes the request.
+      const offered = request.headers.get("sec-websocket-protocol");
       const { socket, response } = Deno.upgradeWebSocket(request);
       const peer = new Peer(socket, attempt);
+      peer.offered = offered;
       peers.push(peer);
       // A failing script fails the test at disposal, not as an unhandled
       // rejection in between.
@@ -270,9 +275,13 @@ const FAST: LiveClientOptions = {
 
 Deno.test("live client: connects with connect v1 and says connected (not reconnected) with the server's client id", async () => {
   await using server = startServer(async (peer) => {
+    assert.equal(peer.offered, "live.v1, other");
     await peer.accept();
   });
-  await using client = new Recorded(server, FAST);
+  await using client = new Recorded(server, {
+    ...FAST,
+    protocols: ["live.v1", "other"],
+  });
   assert.equal(client.state, "connecting");
   assert.equal(client.client, "");
   assert.deepEqual(await client.next("connected"), {
@@ -580,6 +589,20 @@ Deno.test("live client: 1008 from the server (another protocol version) stops it
   assert.equal(client.state, "closed");
   await sleep(50);
   assert.equal(server.attempts, 1);
+});
+
+Deno.test("live client: a close code in stopCodes stops it; any other reconnects", async () => {
+  await using server = startServer(async (peer) => {
+    await peer.accept();
+    peer.close(peer.index === 0 ? 4002 : 4001, "Session expired");
+  });
+  await using client = new Recorded(server, { ...FAST, stopCodes: [4001] });
+  assert.deepEqual(
+    [await client.next("disconnected"), await client.next("disconnected")]
+      .map(({ code, willRetry }) => [code, willRetry]),
+    [[4002, true], [4001, false]],
+  );
+  assert.equal(client.state, "closed");
 });
 
 Deno.test("live client: an attempt the server does not answer within connectTimeout is closed and retried", async () => {
