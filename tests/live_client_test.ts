@@ -645,6 +645,8 @@ Deno.test("live client: close() closes with 1000, rejects what awaits an answer 
   assert.equal(client.state, "closed");
   await assert.rejects(pending, { name: "LiveError", code: "closed" });
   await assert.rejects(client.publish("room", "y"), { code: "closed" });
+  await assert.rejects(client.presence("room"), { code: "closed" });
+  assert.throws(() => client.subscribe("room"), { code: "closed" });
   assert.deepEqual(await client.next("disconnected"), {
     code: 1000,
     reason: "",
@@ -692,6 +694,9 @@ Deno.test("live client: publish resolves on ok and rejects with the server's cod
     const view = await peer.expect("pub");
     assert.deepEqual(view.data, new Uint8Array([2, 3]));
     peer.send(okEvent(view.id!));
+    const buffer = await peer.expect("pub");
+    assert.deepEqual(buffer.data, new Uint8Array([4, 5]));
+    peer.send(okEvent(buffer.id!));
   });
   await using client = new Recorded(server, FAST);
   await client.next("connected");
@@ -704,6 +709,7 @@ Deno.test("live client: publish resolves on ok and rejects with the server's cod
     "room",
     new DataView(new Uint8Array([1, 2, 3]).buffer, 1, 2),
   );
+  await client.publish("room", new Uint8Array([4, 5]).buffer);
   await assert.rejects(client.publish("", "x"), TypeError);
   await assert.rejects(client.publish("room", 42 as never), TypeError);
 });
@@ -844,6 +850,35 @@ Deno.test("live client: a topic the server refused or ended, or the app left, is
   await client.next("connected");
   assert.equal((await client.next("subscribed")).topic, "kept");
   assert.equal(client.log.includes("publication"), false);
+});
+
+Deno.test("live client: a frame that is not a JSON object is a protocol error event; an unknown event is ignored", async () => {
+  await using server = startServer(async (peer) => {
+    await peer.accept();
+    peer.send("not JSON");
+    peer.socket.send(new Uint8Array([123, 125])); // "{}", but binary
+    peer.send("[]");
+    peer.send('{"t":"from-v2","topic":"room"}');
+    peer.send(errorEvent("unavailable", "Last"));
+  });
+  await using client = new Recorded(server, FAST);
+  const errors = [];
+  for (let i = 0; i < 4; i++) errors.push(await client.next("error"));
+  const protocol = {
+    code: "protocol",
+    message: "The server sent a frame that is not a JSON object",
+  };
+  assert.deepEqual(errors, [protocol, protocol, protocol, {
+    code: "unavailable",
+    message: "Last",
+  }]);
+  assert.deepEqual(client.log, [
+    "connected",
+    "error",
+    "error",
+    "error",
+    "error",
+  ]);
 });
 
 Deno.test("live client: bad options and a bad URL throw at construction", () => {

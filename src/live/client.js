@@ -271,7 +271,7 @@ export class LiveClient extends EventTarget {
     } catch {
       // Not JSON (a binary frame included): reported below.
     }
-    if (typeof event !== "object" || event === null) {
+    if (typeof event !== "object" || event === null || Array.isArray(event)) {
       return this.#emit("error", {
         code: "protocol",
         message: "The server sent a frame that is not a JSON object",
