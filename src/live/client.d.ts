@@ -420,8 +420,11 @@ export declare class LiveError extends Error {
  * A client of the server's live topics over one WebSocket that reconnects
  * on its own; see the module documentation for the rules. It connects at
  * once; events (see {@linkcode LiveClientEventMap}) come as `CustomEvent`s.
- * A listener that throws is reported as the platform reports any event
- * listener's error, after the client's own state is updated.
+ * The client updates its own state before it dispatches an event, and a
+ * listener that throws is reported as the platform reports any event
+ * listener's error: a browser logs it and runs the other listeners; Deno
+ * treats it as an uncaught error, which ends the process unless a
+ * `globalThis` "error" listener calls `preventDefault()`.
  *
  * @example A chat that says when it is offline and what it missed
  * ```ts ignore
