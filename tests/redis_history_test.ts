@@ -9,7 +9,10 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createClient } from "@redis/client";
-import type { HistoryLimits } from "../src/pubsub/_memory_history.ts";
+import type {
+  HistoryLimits,
+  StreamPosition,
+} from "../src/pubsub/_memory_history.ts";
 import {
   decodePositioned,
   POSITIONED_MARKER,
@@ -153,12 +156,13 @@ Deno.test("redis history: another epoch or a position ahead of the top is not re
   await using redis = await RedisServer.start();
   await using store = await node(redis.url);
   const top = await publish(store, "a", "1");
-  for (
-    const since of [{ offset: 0, epoch: "other" }, {
-      offset: 2,
-      epoch: top.epoch,
-    }]
-  ) {
+  const positions = [
+    { offset: 0, epoch: "other" },
+    // The top's offset in another epoch: nothing to give, still not recovered.
+    { offset: top.offset, epoch: "other" },
+    { offset: 2, epoch: top.epoch },
+  ];
+  for (const since of positions) {
     assert.deepEqual(await store.read("a", { since }, LIMITS), {
       position: top,
       publications: [],
@@ -326,26 +330,34 @@ Deno.test("redis history: FLUSHALL changes the epoch: a read since the old posit
 Deno.test("redis history: after metaTtl without a publication, the meta key expires and the topic starts a new epoch from offset 1 without the old entries", async () => {
   await using redis = await RedisServer.start();
   await using store = await node(redis.url);
-  // The log outlives the meta key: its entries must not join the new epoch.
+  // The log outlives the meta key: its entries must not join the new epoch,
+  // whether a publication or a read comes first.
   const limits = { ...LIMITS, metaTtl: 200 };
-  await publish(store, "a", "old 1", limits);
-  const old = await publish(store, "a", "old 2", limits);
+  const old = new Map<string, StreamPosition>();
+  for (const topic of ["published", "read"]) {
+    await publish(store, topic, "old 1", limits);
+    old.set(topic, await publish(store, topic, "old 2", limits));
+  }
   await waitFor(
-    async () => (await store.client.exists("ws:{a}:meta")) === 0,
-    "the meta key to expire",
+    async () =>
+      (await store.client.exists(["ws:{published}:meta", "ws:{read}:meta"])) ===
+        0,
+    "the meta keys to expire",
   );
-  const fresh = await publish(store, "a", "new", {
-    ...limits,
-    metaTtl: 60_000,
-  });
-  assert.equal(fresh.offset, 1);
-  assert.notEqual(fresh.epoch, old.epoch);
-  const read = await store.read("a", { since: old, limit: 3 }, limits);
-  assert.equal(read.recovered, false);
-  assert.deepEqual(
-    (await store.read("a", { limit: 3 }, limits)).publications,
-    [{ offset: 1, message: "new" }],
-  );
+  const longer = { ...limits, metaTtl: 60_000 };
+  const read = await store.read("read", {}, longer);
+  assert.equal(read.position.offset, 0);
+  for (const topic of ["published", "read"]) {
+    const fresh = await publish(store, topic, "new", longer);
+    assert.equal(fresh.offset, 1);
+    assert.notEqual(fresh.epoch, old.get(topic)!.epoch);
+    const since = await store.read(topic, { since: old.get(topic) }, longer);
+    assert.equal(since.recovered, false);
+    assert.deepEqual(
+      (await store.read(topic, { limit: 3 }, longer)).publications,
+      [{ offset: 1, message: "new" }],
+    );
+  }
 });
 
 Deno.test("redis history: binary payloads round-trip byte for byte, in history and on the channel", async () => {

@@ -93,14 +93,15 @@ return {offset, epoch}
  * epoch, the limit (the latest N, without since).
  *
  * Returns `{epoch, top, malformed, offset1, kind1, payload1, offset2, ...}`,
- * oldest first. An entry counts when its id is `<offset>-0` with an offset
- * the size still allows (above top - size), its time is within ttl (Redis
- * clock) and it has our fields (`d`, `k` of `t` or `b`, a numeric `t`);
- * entries without our fields are skipped and counted in `malformed`.
+ * oldest first, at most size of them (the stream may hold more when the
+ * size was lowered). An entry counts when its id is `<offset>-0`, its time
+ * is within ttl (Redis clock) and it has our fields (`d`, `k` of `t` or
+ * `b`, a numeric `t`); entries without them are skipped and counted in
+ * `malformed`.
  *
- * With since, entries come only when they are all of those after it, from
- * since + 1 to the top without a hole (the reader checks again): otherwise
- * none, as the reader would drop them.
+ * With since, none come when it is of another epoch, ahead of the top, or
+ * before what size or ttl keep (the reader would drop them all); the reader
+ * checks that the others are all those from since + 1 to the top.
  */
 export const READ = script(
   COMMON + `
@@ -127,7 +128,6 @@ else
   entries = redis.call("XREVRANGE", log, id(top), "-", "COUNT", count)
 end
 local kept = {}
-local expected = since and since + 1
 for _, entry in ipairs(entries) do
   local offset = tonumber(string.match(entry[1], "^(%d+)%-0$"))
   local fields, payload, kind, time = entry[2]
@@ -140,19 +140,15 @@ for _, entry in ipairs(entries) do
   if offset == nil or payload == nil or time == nil or
       (kind ~= "t" and kind ~= "b") then
     reply[3] = reply[3] + 1
-  elseif offset < first or time <= oldest then
-    -- Too old by size or age: so are the rest (newest first) or, with
-    -- since, the reader cannot recover.
+  elseif time <= oldest then
+    -- Newest first, the rest are older still. Since a position, one
+    -- after it aged out: not recovered, the reader would drop the rest.
     if since then return {epoch, top, reply[3]} end
     break
-  elseif since and offset ~= expected then
-    return {epoch, top, reply[3]}
   else
     kept[#kept + 1] = {offset, kind, payload}
-    if since then expected = expected + 1 end
   end
 end
-if since and expected ~= top + 1 then return {epoch, top, reply[3]} end
 local from, to, step = 1, #kept, 1
 if not since then from, to, step = #kept, 1, -1 end
 for i = from, to, step do
