@@ -283,13 +283,12 @@ export class RedisHistory {
     if (since === undefined) {
       return { position, publications, recovered: false, malformed };
     }
-    // Recovered when nothing after `since` is missing: the same epoch, not
-    // ahead of the top, and every offset from since + 1 to the top here.
-    let recovered = since.epoch === epoch && since.offset <= top &&
+    // Recovered when nothing after `since` is missing: the same epoch, and
+    // every offset from since + 1 to the top here (the script gives only
+    // offsets in that range, one entry each, so their count tells; a
+    // position ahead of the top gets none).
+    const recovered = since.epoch === epoch &&
       publications.length === top - since.offset;
-    for (let i = 0; recovered && i < publications.length; i++) {
-      recovered = publications[i].offset === since.offset + 1 + i;
-    }
     return {
       position,
       publications: recovered ? publications : [],
