@@ -107,8 +107,15 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * epoch that is not UTF-8).
  */
 export function decodePositioned(bytes: Uint8Array): PositionedMessage {
-  if (bytes.length < POSITIONED_HEAD || bytes[0] !== POSITIONED_MARKER) {
-    throw new TypeError("A positioned bus message starts with P and a head");
+  if (bytes[0] !== POSITIONED_MARKER) {
+    throw new TypeError(
+      `Not a positioned bus message: it starts with byte ${bytes[0]}`,
+    );
+  }
+  if (bytes.length < POSITIONED_HEAD) {
+    throw new TypeError(
+      `A positioned bus message of ${bytes.length} bytes is too short`,
+    );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const high = view.getUint32(1);
@@ -211,7 +218,7 @@ export class RedisHistory {
   ): Promise<StreamPosition> {
     checkLimits(limits);
     const text = typeof message === "string";
-    const [offset, epoch] = await this.#run(PUBLISH, topic, [
+    const [offset, epoch] = await this.#run(PUBLISH, this.#logKeys(topic), [
       channel,
       newEpoch(),
       String(limits.size),
@@ -253,7 +260,7 @@ export class RedisHistory {
       );
     }
     const limit = Math.max(0, Math.floor(query.limit ?? 0)) || 0;
-    const reply = await this.#run(READ, topic, [
+    const reply = await this.#run(READ, this.#logKeys(topic), [
       newEpoch(),
       String(limits.size),
       String(limits.ttl),
@@ -270,7 +277,7 @@ export class RedisHistory {
       const offset = reply[i] as number;
       const payload = reply[i + 2] as Buffer;
       if (String(reply[i + 1]) === "b") {
-        publications.push({ offset, message: Uint8Array.from(payload) });
+        publications.push({ offset, message: new Uint8Array(payload) });
         continue;
       }
       try {
@@ -324,7 +331,7 @@ export class RedisHistory {
       );
     }
     checkPositive("presence ttl", ttl);
-    await this.#run(PRESENCE_UPDATE, topic, [
+    await this.#run(PRESENCE_UPDATE, this.#presenceKeys(topic), [
       node,
       String(ttl),
       JSON.stringify({ count, members }),
@@ -339,11 +346,7 @@ export class RedisHistory {
    * @param node This node's id.
    */
   async presenceRemove(topic: string, node: string): Promise<void> {
-    await this.#client.sendCommand([
-      "HDEL",
-      this.#key(topic, "presence"),
-      node,
-    ]);
+    await this.#client.sendCommand(["HDEL", this.#presence(topic), node]);
   }
 
   /**
@@ -355,7 +358,7 @@ export class RedisHistory {
   async presenceGet(topic: string): Promise<Presence> {
     const reply = await this.#run(
       PRESENCE_GET,
-      topic,
+      this.#presenceKeys(topic),
       [],
       AS_BUFFERS,
     ) as Buffer[];
@@ -378,23 +381,31 @@ export class RedisHistory {
     return presence;
   }
 
-  #key(topic: string, name: "meta" | "log" | "presence"): string {
-    return `${this.#prefix}{${topic}}:${name}`;
+  /** A script's key count and keys: the topic's meta hash and log stream. */
+  #logKeys(topic: string): string[] {
+    const key = `${this.#prefix}{${topic}}:`;
+    return ["2", `${key}meta`, `${key}log`];
+  }
+
+  /** A script's key count and key: the topic's presence hash. */
+  #presenceKeys(topic: string): string[] {
+    return ["1", this.#presence(topic)];
+  }
+
+  #presence(topic: string): string {
+    return `${this.#prefix}{${topic}}:presence`;
   }
 
   /**
-   * Runs a script over the topic's keys (meta and log, or presence) by its
-   * SHA-1; by its text when Redis does not know it yet.
+   * Runs a script by its SHA-1; by its text when Redis does not know it
+   * (yet, or any more).
    */
   async #run(
     script: Script,
-    topic: string,
+    keys: string[],
     args: (string | Buffer)[],
     options?: typeof AS_BUFFERS,
   ): Promise<unknown> {
-    const keys = script === PRESENCE_UPDATE || script === PRESENCE_GET
-      ? ["1", this.#key(topic, "presence")]
-      : ["2", this.#key(topic, "meta"), this.#key(topic, "log")];
     try {
       return await this.#client.sendCommand(
         ["EVALSHA", script.sha, ...keys, ...args],
