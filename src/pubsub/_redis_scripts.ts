@@ -17,28 +17,38 @@ function script(text: string): Script {
   return { text, sha: sha1(new TextEncoder().encode(text)).toHex() };
 }
 
-/**
- * Shared by the history scripts: the Redis clock in ms, the offset as a
- * stream id (`%d`: Lua's own number format turns 1e14 into "1e+14"), and
- * the topic's position or an error reply naming the meta key when its
- * fields are not ours.
- */
-const COMMON = `
+/** The Redis clock in ms: ages and expiries follow Redis, not the nodes. */
+const CLOCK = `
 local function now_ms()
   local t = redis.call("TIME")
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+`;
+
+/**
+ * Shared by the history scripts: the offset as a stream id (`%d`: Lua's
+ * own number format turns 1e14 into "1e+14"), and the topic's position.
+ * When the meta key is gone, the position is a new epoch at offset 0 and
+ * the log is deleted: its entries belong to the old epoch (a meta key that
+ * expired before its log) and their ids would be above the new offsets.
+ * Fields that are not ours make an error reply naming the meta key.
+ */
+const HISTORY = CLOCK + `
 local function id(offset)
   return string.format("%d-0", offset)
 end
-local function position(meta)
+local function position(meta, log, new_epoch)
   local state = redis.call("HMGET", meta, "e", "o")
   local epoch, top = state[1], tonumber(state[2] or "0")
-  if epoch and (top == nil or top < 0 or #epoch == 0 or #epoch > 255) then
+  if not epoch then
+    redis.call("DEL", log)
+    return nil, new_epoch, 0, true
+  end
+  if top == nil or top < 0 or #epoch == 0 or #epoch > 255 then
     return redis.error_reply("The history meta hash " .. meta ..
       " holds no valid epoch and offset (fields e and o)")
   end
-  return nil, epoch, top
+  return nil, epoch, top, false
 end
 `;
 
@@ -53,24 +63,16 @@ end
  * is not ours (a key of another type, an entry id above the top): a failed
  * publication leaves the offset as it was, so it makes no gap.
  *
- * A new epoch deletes the log first: its entries belong to the old epoch
- * (a meta key that expired before its log) and their ids would be above
- * the new offsets.
- *
  * The PUB/SUB message is the positioned form documented in
  * `_redis_history.ts`: "P", the offset as two u32 big-endian (Redis's
  * bundled `struct` library), the epoch's length in a byte, the epoch, then
  * the envelope bytes as given.
  */
 export const PUBLISH = script(
-  COMMON + `
+  HISTORY + `
 local meta, log = KEYS[1], KEYS[2]
-local err, epoch, top = position(meta)
+local err, epoch, top = position(meta, log, ARGV[2])
 if err then return err end
-if not epoch then
-  epoch = ARGV[2]
-  redis.call("DEL", log)
-end
 local offset = top + 1
 redis.call("XADD", log, "MAXLEN", ARGV[3], id(offset),
   "d", ARGV[7], "k", ARGV[6], "t", string.format("%d", now_ms()))
@@ -104,13 +106,11 @@ return {offset, epoch}
  * checks that the others are all those from since + 1 to the top.
  */
 export const READ = script(
-  COMMON + `
+  HISTORY + `
 local meta, log = KEYS[1], KEYS[2]
-local err, epoch, top = position(meta)
+local err, epoch, top, new = position(meta, log, ARGV[1])
 if err then return err end
-if not epoch then
-  epoch = ARGV[1]
-  redis.call("DEL", log)
+if new then
   redis.call("HSET", meta, "e", epoch, "o", "0")
   redis.call("PEXPIRE", meta, ARGV[4])
 end
@@ -168,9 +168,9 @@ return reply
  * its expiry on the Redis clock in ms, `:`, then the JSON. The key lives
  * at least ttl more (never shortened: another node may have a longer one).
  */
-export const PRESENCE_UPDATE = script(`
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+export const PRESENCE_UPDATE = script(
+  CLOCK + `
+local now = now_ms()
 local ttl = tonumber(ARGV[2])
 redis.call("HSET", KEYS[1], ARGV[1],
   string.format("%d", now + ttl) .. ":" .. ARGV[3])
@@ -178,16 +178,17 @@ if redis.call("PTTL", KEYS[1]) < ttl then
   redis.call("PEXPIRE", KEYS[1], ttl)
 end
 return 1
-`);
+`,
+);
 
 /**
  * Reads a topic's presence: deletes the fields that have expired (or whose
  * value does not start with an expiry: nothing could refresh them) and
  * returns `{node1, json1, node2, json2, ...}` of the others.
  */
-export const PRESENCE_GET = script(`
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+export const PRESENCE_GET = script(
+  CLOCK + `
+local now = now_ms()
 local all = redis.call("HGETALL", KEYS[1])
 local live = {}
 for i = 1, #all - 1, 2 do
@@ -200,4 +201,5 @@ for i = 1, #all - 1, 2 do
   end
 end
 return live
-`);
+`,
+);
