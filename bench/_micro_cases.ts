@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { computeAccept } from "../src/core/_handshake.ts";
 import {
   encodeFrame,
   FrameDecoder,
@@ -17,7 +18,7 @@ import { encodeMaskedFrame } from "./load.ts";
 export interface MicroCase {
   /** What `Deno.bench` calls it. */
   name: string;
-  /** `decode`, `unmask` or `encode`. */
+  /** `decode`, `unmask`, `encode` or `handshake`. */
   group: string;
   /** Payload bytes handled per iteration. */
   bytes: number;
@@ -110,6 +111,24 @@ function _encodeCase(size: number, masked: boolean): MicroCase {
   };
 }
 
+/**
+ * The `Sec-WebSocket-Accept` value of the opening handshake (SHA-1 by
+ * `node:crypto`). "Payload" is the bytes hashed; a "frame" is one
+ * handshake.
+ */
+function _handshakeCases(): MicroCase[] {
+  const key = "dGhlIHNhbXBsZSBub25jZQ==";
+  return [
+    {
+      name: "computeAccept (SHA-1 by node:crypto)",
+      group: "handshake",
+      bytes: key.length + 36,
+      frames: 1,
+      fn: () => void computeAccept(key),
+    },
+  ];
+}
+
 /** Every micro benchmark, in the order they run. */
 export const MICRO_CASES: MicroCase[] = [
   _decodeCase(16, 1024),
@@ -126,4 +145,5 @@ export const MICRO_CASES: MicroCase[] = [
   _encodeCase(64 * KiB, false),
   _encodeCase(MiB, false),
   _encodeCase(KiB, true),
+  ..._handshakeCases(),
 ];
