@@ -1,30 +1,32 @@
-// Plain HTTP/1.1 on serve()'s port, the I/O half of src/core/_http1.ts: one request
-// and its response on a connection, then the connection kept for the next one.
+// The server's HTTP/1.1, the I/O half of src/core/_http1.ts: reading every
+// request head on serve()'s port (upgrades and plain requests go through the
+// same parser), serving plain requests with `fetch` (bodies, streamed
+// responses, keep-alive), and the one way the server refuses a request.
 
-import type { ServeInfo, ServeOptions } from "./server.ts";
 import {
   closeQuietly,
-  DEFAULT_CLOSE_TIMEOUT,
-  DEFAULT_HANDSHAKE_TIMEOUT,
-  DEFAULT_IDLE_TIMEOUT,
-  DEFAULT_MAX_HEAD_SIZE,
   isDisconnect,
+  type Transport,
   writeAll,
 } from "./_transport.ts";
 import { concat } from "./core/_bytes.ts";
-import { HttpError, type RequestHead } from "./core/_http.ts";
+import { type Fields, HttpError, type RequestHead } from "./core/_http.ts";
 import {
   BodyDecoder,
   CONTINUE_RESPONSE,
   decideRequestFraming,
   DEFAULT_HTTP1_LIMITS,
+  hasNoContent,
   type Http1Limits,
   type RequestFraming,
+  requestUrl,
   ResponseBodyEncoder,
   serializeErrorResponse,
   serializeResponseHead,
+  type TakenRequestHead,
   takeRequestHead,
 } from "./core/_http1.ts";
+import { isUpgradeRequest } from "./core/_server_handshake.ts";
 
 /** How long a kept-alive connection may sit idle by default, in ms: Node's figure. */
 export const DEFAULT_KEEP_ALIVE_TIMEOUT = 5_000;
@@ -44,6 +46,11 @@ const READY_LIMIT = 64 * 1024;
 const IDLE_READ_SIZE = 4096;
 /** The largest read buffer for a request body. */
 const BODY_READ_SIZE = 64 * 1024;
+/**
+ * The first read of a head: most fit (a browser's upgrade is 0.5–1 KiB);
+ * a bigger one grows the buffer.
+ */
+const FIRST_READ = 2048;
 const EMPTY = new Uint8Array(0);
 /** A wait that never ends (a limit that is off). */
 const NEVER: Promise<never> = new Promise(() => {});
@@ -183,104 +190,281 @@ export class Deadline {
   }
 }
 
+/** A request head read off a connection, and the bytes read after it. */
+export interface ReadRequestHead extends TakenRequestHead {
+  /** What followed the head: a body, the next request, or frames. */
+  leftover: Uint8Array;
+}
+
 /**
- * Serves the plain HTTP/1.1 requests of `serve()`'s connections with the
- * `fetch` option (or the deprecated `onRequest`): request bodies streamed
- * from the connection, responses streamed to it, keep-alive and pipelining
- * (answered in order, one at a time). Framing follows the strict core in
- * `core/_http1.ts`; whatever it refuses is answered with its status and the
- * connection closed.
+ * Reads the next request head: `initial` holds bytes already read (the
+ * next request on a kept-alive connection), then the connection is read
+ * until {@linkcode takeRequestHead} finds a whole head, which decides every
+ * refusal (400, 414, 431, 505: thrown as `HttpError`), the same for
+ * upgrades and plain requests. Returns `undefined` when the peer closed
+ * before a request began (empty lines before a request line are no
+ * request, RFC 9112 §2.2); a head cut short by the peer is a 400. Read
+ * errors are thrown; the caller bounds the time it may take.
+ */
+export async function readRequestHead(
+  conn: Pick<Transport, "read">,
+  limits: Http1Limits,
+  initial: Uint8Array = EMPTY,
+): Promise<ReadRequestHead | undefined> {
+  let scanned = 0;
+  if (initial.length > 0) {
+    const taken = takeRequestHead(initial, limits);
+    if (taken !== undefined) {
+      return { ...taken, leftover: initial.subarray(taken.size) };
+    }
+    scanned = initial.length;
+  }
+  // takeRequestHead refuses a head once maxHeadSize bytes hold no end, so
+  // the buffer never needs to be larger.
+  const max = Math.max(limits.maxHeadSize, 1);
+  let buffer = new Uint8Array(
+    Math.min(Math.max(FIRST_READ, scanned * 2), max),
+  );
+  buffer.set(initial);
+  let length = scanned;
+  while (true) {
+    if (length === buffer.length) {
+      const bigger = new Uint8Array(Math.min(length * 2, max));
+      bigger.set(buffer);
+      buffer = bigger;
+    }
+    const n = await conn.read(buffer.subarray(length));
+    if (n === null) {
+      if (onlyEmptyLines(buffer.subarray(0, length))) return undefined;
+      throw new HttpError(400, "Incomplete request head");
+    }
+    length += n;
+    const taken = takeRequestHead(buffer.subarray(0, length), limits, scanned);
+    if (taken !== undefined) {
+      return {
+        ...taken,
+        // Usually nothing: a WebSocket client waits for the 101.
+        leftover: taken.size === length
+          ? EMPTY
+          : buffer.slice(taken.size, length),
+      };
+    }
+    scanned = length;
+  }
+}
+
+/** Whether `bytes` are empty lines (CRLF) at most, a CR of one at the end. */
+function onlyEmptyLines(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] !== (i % 2 === 0 ? 13 : 10)) return false;
+  }
+  return true;
+}
+
+/** An upgrade request's head, found by {@linkcode HttpHandler.next}. */
+export interface UpgradeHead {
+  head: RequestHead<Fields>;
+  /** The head's text, to make the `Request` again when it is asked for. */
+  text: string;
+  /** The request's URL. */
+  url: string;
+  /** Bytes read after the head: the client's first frames. */
+  leftover: Uint8Array;
+}
+
+/** What the server knows of a connection besides its request. */
+export interface ConnectionInfo {
+  /** The peer's address. */
+  remoteAddr: Deno.NetAddr;
+}
+
+/** `serve()`'s settings for HTTP, with the defaults applied. */
+export interface HttpSettings {
+  /** Answers plain requests; without it they get 426 and the connection closes. */
+  fetch:
+    | ((request: Request, info: ConnectionInfo) => Response | Promise<Response>)
+    | undefined;
+  maxHeadSize: number;
+  maxBodySize: number;
+  /** The time for a request head, from its first byte (`handshakeTimeout`). */
+  headTimeout: number;
+  keepAliveTimeout: number;
+  idleTimeout: number;
+  closeTimeout: number;
+}
+
+/** How a response ended: whole, and the connection reusable or not; or cut. */
+type Outcome = "keep" | "close" | "cut";
+
+/**
+ * The HTTP/1.1 of `serve()`'s connections: it reads each request head with
+ * the one strict parser, hands upgrades back to the server, and serves
+ * plain requests with `fetch`: request bodies streamed from the connection,
+ * responses streamed to it, keep-alive and pipelining (answered in order,
+ * one at a time). Whatever the parser or the framing refuses is answered
+ * with its status and the connection closed ({@linkcode refuse}).
  */
 export class HttpHandler {
-  #fetch: (request: Request, info: ServeInfo) => Response | Promise<Response>;
+  /**
+   * The scheme and authority of a request URL whose request has no Host
+   * (HTTP/1.0): the server sets it once listening.
+   */
+  base = "http://localhost";
+  #fetch: (
+    request: Request,
+    info: ConnectionInfo,
+  ) => Response | Promise<Response>;
   /** No `fetch`: every request gets 426 and the connection closes. */
   #closeAfterEach: boolean;
   #limits: Http1Limits;
-  #keepAliveTimeout: number;
-  #headTimeout: number;
-  #idleTimeout: number;
-  #closeTimeout: number;
+  #settings: HttpSettings;
   #report: (error: unknown) => void;
   #stopping: () => boolean;
 
   /**
-   * Takes its settings from `serve()`'s options; throws a `TypeError` when
-   * both `fetch` and `onRequest` are given, a `RangeError` for a negative
-   * `maxBodySize` or `keepAliveTimeout`.
+   * Checks the settings: a `TypeError` for a `fetch` that is not a
+   * function, a `RangeError` for a negative `maxBodySize` or
+   * `keepAliveTimeout`.
    */
   constructor(
-    options: ServeOptions,
+    settings: HttpSettings,
     report: (error: unknown) => void,
     stopping: () => boolean,
   ) {
-    if (options.fetch !== undefined && options.onRequest !== undefined) {
-      throw new TypeError(
-        "The fetch and onRequest options cannot both be given: onRequest is the old name of fetch",
-      );
-    }
-    const fetch = options.fetch ?? options.onRequest;
+    const fetch = settings.fetch;
     if (fetch !== undefined && typeof fetch !== "function") {
       throw new TypeError("The fetch option must be a function");
     }
+    for (const name of ["maxBodySize", "keepAliveTimeout"] as const) {
+      if (!(settings[name] >= 0)) {
+        throw new RangeError(
+          `The ${name} option must be 0 or more, got ${settings[name]}`,
+        );
+      }
+    }
     this.#fetch = fetch ?? upgradeRequired;
     this.#closeAfterEach = fetch === undefined;
-    const maxBodySize = options.maxBodySize ??
-      DEFAULT_HTTP1_LIMITS.maxBodySize;
-    if (!(maxBodySize >= 0)) {
-      throw new RangeError(
-        `The maxBodySize option must be 0 or more, got ${maxBodySize}`,
-      );
-    }
-    this.#keepAliveTimeout = options.keepAliveTimeout ??
-      DEFAULT_KEEP_ALIVE_TIMEOUT;
-    if (!(this.#keepAliveTimeout >= 0)) {
-      throw new RangeError(
-        `The keepAliveTimeout option must be 0 or more, got ${this.#keepAliveTimeout}`,
-      );
-    }
+    this.#settings = settings;
     this.#limits = {
       ...DEFAULT_HTTP1_LIMITS,
-      maxHeadSize: options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE,
-      maxBodySize,
+      maxHeadSize: settings.maxHeadSize,
+      maxBodySize: settings.maxBodySize,
     };
-    this.#headTimeout = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT;
-    this.#idleTimeout = options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT;
-    this.#closeTimeout = options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT;
     this.#report = report;
     this.#stopping = stopping;
   }
 
   /**
-   * Serves one request whose head (`rawHead`, up to its CRLF CRLF) was read
-   * and is not an upgrade; `leftover` are the bytes read after it. Returns
-   * the first bytes of the next request when the connection is kept (the
-   * deadline then armed for its head), or `undefined` when the connection is
-   * done and the caller closes it.
+   * Reads the connection's requests, serving the plain ones, until one is
+   * an upgrade: returns its head (the deadline then runs for the upgrade's
+   * hooks), or `undefined` once the connection is done (the caller closes
+   * it). A malformed head is refused here, whatever the request is.
    */
-  async exchange(
+  async next(
     deadline: Deadline,
-    rawHead: Uint8Array,
+    info: ConnectionInfo,
+  ): Promise<UpgradeHead | undefined> {
+    let initial: Uint8Array | undefined;
+    while (true) {
+      let read: ReadRequestHead | undefined;
+      try {
+        read = await readRequestHead(deadline.conn, this.#limits, initial);
+      } catch (error) {
+        if (error instanceof HttpError) await this.refuse(deadline, error);
+        // Else timed out (the deadline closed the connection) or reset.
+        return;
+      }
+      if (read === undefined) return;
+      const { head, text, leftover } = read;
+      let url: string;
+      try {
+        url = requestUrl(head, this.base);
+      } catch (error) {
+        await this.refuse(deadline, error as HttpError, head.method);
+        return;
+      }
+      if (isUpgradeRequest(head)) return { head, text, url, leftover };
+      initial = await this.#exchange(deadline, head, leftover, url, info);
+      if (initial === undefined) return;
+    }
+  }
+
+  /**
+   * Answers a request that cannot be served with `error`'s status and
+   * plain-text message (none for HEAD), then closes the connection after
+   * lingering: the one way the server refuses a request.
+   */
+  async refuse(
+    deadline: Deadline,
+    error: HttpError,
+    method = "GET",
+  ): Promise<void> {
+    try {
+      await deadline.write(
+        serializeErrorResponse(error, { method, date: httpDate() }),
+        this.#settings.idleTimeout,
+      );
+    } catch {
+      return;
+    }
+    await this.#linger(deadline);
+  }
+
+  /**
+   * Sends a whole response (an `onUpgrade` hook's refusal) as a plain
+   * request's is sent, then closes the connection.
+   */
+  async answer(
+    deadline: Deadline,
+    method: string,
+    response: Response,
+  ): Promise<void> {
+    deadline.phase = "busy";
+    deadline.disarm();
+    const body = new RequestBody(
+      deadline,
+      ANSWER_FRAMING,
+      EMPTY,
+      this.#limits,
+      this.#settings,
+    );
+    const outcome = await this.#respond(
+      deadline,
+      body,
+      ANSWER_FRAMING,
+      method,
+      this.#checked(response, "onUpgrade"),
+    );
+    if (outcome !== "cut") await this.#linger(deadline, body);
+  }
+
+  /**
+   * Serves one plain request whose head was read; `leftover` are the bytes
+   * read after it. Returns the first bytes of the next request when the
+   * connection is kept (the deadline then armed for its head), or
+   * `undefined` when the connection is done and the caller closes it.
+   */
+  async #exchange(
+    deadline: Deadline,
+    head: RequestHead<Fields>,
     leftover: Uint8Array,
     url: string,
-    info: ServeInfo,
+    info: ConnectionInfo,
   ): Promise<Uint8Array | undefined> {
     deadline.phase = "busy";
     // The application's time is its own: only waits on the peer are bounded.
     deadline.disarm();
     deadline.noDelay();
-    let head: RequestHead<Headers> | undefined;
+    // The request line's own token frames the response: `head` is not HEAD
+    // (RFC 9110 §9.1, methods are case-sensitive), though Fetch's Request
+    // normalizes its name.
+    const method = head.method;
     let framing: RequestFraming;
     try {
-      // The strict parser decides framing: request smuggling lives in the
-      // differences between two parsers of one message (RFC 9112 §11.2).
-      head = takeRequestHead(rawHead, this.#limits)?.head;
-      if (head === undefined) {
-        throw new HttpError(400, "Incomplete request head");
-      }
       framing = decideRequestFraming(head, this.#limits);
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
-      await this.#refuse(deadline, error, head?.method);
+      await this.refuse(deadline, error, method);
       return;
     }
     const body = new RequestBody(
@@ -288,16 +472,16 @@ export class HttpHandler {
       framing,
       leftover,
       this.#limits,
-      this.#idleTimeout,
+      this.#settings,
     );
     let request: Request;
     try {
-      const upper = head.method.toUpperCase();
+      const upper = method.toUpperCase();
       // Fetch's Request refuses a body on GET and HEAD: one sent anyway is
       // read and dropped after the response, as a body the app did not read.
       const withBody = body.hasContent && upper !== "GET" && upper !== "HEAD";
       request = new Request(url, {
-        method: head.method,
+        method,
         headers: head.headers,
         body: withBody ? body.stream() : null,
       });
@@ -305,77 +489,22 @@ export class HttpHandler {
       // Fetch forbids CONNECT, TRACE and TRACK: "An origin server that
       // receives a request method that is unrecognized or not implemented
       // SHOULD respond with the 501" (RFC 9110 §9.1).
-      await this.#refuse(
+      await this.refuse(
         deadline,
         new HttpError(501, "Method not implemented"),
-        head.method,
+        method,
       );
       return;
     }
-    const method = request.method;
-    let response: Response | undefined;
-    // The application has `idleTimeout` to start its answer (its body may
-    // then stream as long as it likes); a handler that never settles must
-    // not hold the connection, nor a shutdown, for good.
-    // While it waits for the request body, the body's own stall limit
-    // applies instead.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    // idleTimeout 0: no limit.
-    const late = this.#idleTimeout <= 0
-      ? NEVER
-      : new Promise<undefined>((resolve) => {
-        const check = () => {
-          if (deadline.waitingOnPeer) {
-            timer = setTimeout(check, this.#idleTimeout);
-          } else resolve(undefined);
-        };
-        timer = setTimeout(check, this.#idleTimeout);
-      });
-    const answer = (async () => await this.#fetch(request, info))();
-    try {
-      response = await Promise.race([answer, late, deadline.stopped]);
-      if (response === undefined) {
-        // What it answers too late is dropped; what it throws, reported.
-        answer.then((late) => cancelQuietly(late?.body), this.#report);
-        await this.#refuse(
-          deadline,
-          new HttpError(503, "The application did not answer in time"),
-          method,
-        );
-        return;
-      }
-      if (!(response instanceof Response)) {
-        throw new TypeError("The fetch handler must return a Response");
-      }
-      if (response.type === "error") {
-        throw new TypeError("The fetch handler returned Response.error()");
-      }
-    } catch (error) {
-      // Stopped by a shutdown while the handler had not answered.
-      if (error instanceof Deno.errors.Interrupted) {
-        answer.then((late) => cancelQuietly(late?.body), this.#report);
-        return;
-      }
-      // A handler that fails because the request body failed is the
-      // client's doing, answered below with the body's own status.
-      if (body.failure === undefined) this.#report(error);
-      response = undefined;
-    } finally {
-      clearTimeout(timer);
-    }
-    if (body.failure !== undefined) {
-      cancelQuietly(response?.body);
-      await this.#refuseBody(deadline, body, method);
-      return;
-    }
-    const reusable = await this.#respond(
+    const outcome = await this.#serve(
       deadline,
+      request,
+      method,
+      info,
       body,
       framing,
-      method,
-      response ?? internalError(),
     );
-    if (!reusable || this.#stopping()) {
+    if (outcome !== "keep" || this.#stopping()) {
       // With nothing left unread, a plain close cannot reset the answer.
       if (body.failure === undefined && (!body.done || body.rest.length > 0)) {
         await this.#linger(deadline, body);
@@ -390,8 +519,94 @@ export class HttpHandler {
   }
 
   /**
-   * Writes `response` (its head, then its body as it comes); returns whether
-   * the connection may carry another request.
+   * Runs `fetch` for a request and writes its answer: the app has
+   * `idleTimeout` to return its `Response` (503 after it), whose body may
+   * then stream as long as it takes.
+   */
+  async #serve(
+    deadline: Deadline,
+    request: Request,
+    method: string,
+    info: ConnectionInfo,
+    body: RequestBody,
+    framing: RequestFraming,
+  ): Promise<Outcome> {
+    const idleTimeout = this.#settings.idleTimeout;
+    // A handler that never settles must not hold the connection, nor a
+    // shutdown, for good. While it waits for the request body, the body's
+    // own limits apply instead.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = idleTimeout <= 0
+      ? NEVER
+      : new Promise<undefined>((resolve) => {
+        const check = () => {
+          if (deadline.waitingOnPeer) timer = setTimeout(check, idleTimeout);
+          else resolve(undefined);
+        };
+        timer = setTimeout(check, idleTimeout);
+      });
+    const answer = (async () => await this.#fetch(request, info))();
+    let response: Response | undefined;
+    try {
+      response = await Promise.race([answer, late, deadline.stopped]);
+      if (response === undefined) {
+        // What it answers too late is dropped; what it throws, reported.
+        answer.then((late) => cancelQuietly(late?.body), this.#report);
+        await this.refuse(
+          deadline,
+          new HttpError(503, "The application did not answer in time"),
+          method,
+        );
+        return "cut";
+      }
+      response = this.#checked(response, "fetch");
+    } catch (error) {
+      // Stopped by a shutdown while the handler had not answered.
+      if (error instanceof Deno.errors.Interrupted) {
+        answer.then((late) => cancelQuietly(late?.body), this.#report);
+        return "cut";
+      }
+      // A handler that fails because the request body failed is the
+      // client's doing, answered below with the body's own status.
+      if (body.failure === undefined) this.#report(error);
+      response = undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (body.failure !== undefined) {
+      cancelQuietly(response?.body);
+      await this.#refuseBody(deadline, body, method);
+      return "cut";
+    }
+    return await this.#respond(
+      deadline,
+      body,
+      framing,
+      method,
+      response ?? internalError(),
+    );
+  }
+
+  /**
+   * What a handler returned, if it is a response that can be sent: a
+   * non-`Response` or `Response.error()` is reported and becomes a 500.
+   */
+  #checked(response: unknown, hook: string): Response {
+    let fault: string | undefined;
+    if (!(response instanceof Response)) {
+      fault = `The ${hook} handler must return a Response`;
+    } else if (response.type === "error") {
+      fault = `The ${hook} handler returned Response.error()`;
+    } else {
+      return response;
+    }
+    this.#report(new TypeError(fault));
+    return internalError();
+  }
+
+  /**
+   * Writes `response` (its head, then its body as it comes), and tells
+   * whether it went out whole and the connection may carry another request.
    */
   async #respond(
     deadline: Deadline,
@@ -399,9 +614,10 @@ export class HttpHandler {
     framing: RequestFraming,
     method: string,
     response: Response,
-  ): Promise<boolean> {
+  ): Promise<Outcome> {
+    const idleTimeout = this.#settings.idleTimeout;
     const status = response.status;
-    const noContent = method === "HEAD" || status === 204 || status === 304;
+    const noContent = hasNoContent(method, status);
     // HEAD too, so that its Content-Length is the one a GET would get; not
     // 204 and 304, whose own body says nothing of that (RFC 9110 §8.6).
     const measured = method === "HEAD" || !noContent;
@@ -419,13 +635,13 @@ export class HttpHandler {
       cancelQuietly(reader);
       if (body.failure !== undefined) {
         await this.#refuseBody(deadline, body, method);
-        return false;
+        return "cut";
       }
       this.#report(error);
       return this.#respond(deadline, body, framing, method, internalError());
     }
     const keepAlive = framing.keepAlive && !this.#closeAfterEach &&
-      this.#keepAliveTimeout > 0 && !this.#stopping() &&
+      this.#settings.keepAliveTimeout > 0 && !this.#stopping() &&
       body.reusable(DRAIN_LIMIT);
     const serialized = serializeResponseHead(response, {
       method,
@@ -434,6 +650,7 @@ export class HttpHandler {
       bodyLength: measured && ready.ended ? ready.size : undefined,
       date: httpDate(),
     });
+    const whole: Outcome = serialized.keepAlive ? "keep" : "close";
     const encoder = new ResponseBodyEncoder(serialized.framing);
     let first: Uint8Array;
     try {
@@ -447,8 +664,8 @@ export class HttpHandler {
     // Past here a 100 Continue would follow a final response.
     body.headWritten = true;
     try {
-      await deadline.write(first, this.#idleTimeout);
-      if (ready.ended || noContent) return serialized.keepAlive;
+      await deadline.write(first, idleTimeout);
+      if (ready.ended || noContent) return whole;
       let next = ready.next;
       while (true) {
         let result: ReadableStreamReadResult<Uint8Array>;
@@ -460,7 +677,7 @@ export class HttpHandler {
           if (body.failure === undefined && !isDisconnect(error)) {
             this.#report(error);
           }
-          return false;
+          return "cut";
         }
         next = undefined;
         let bytes: Uint8Array;
@@ -471,15 +688,15 @@ export class HttpHandler {
         } catch (error) {
           cancelQuietly(reader);
           this.#report(error);
-          return false;
+          return "cut";
         }
-        if (bytes.length > 0) await deadline.write(bytes, this.#idleTimeout);
-        if (result.done) return serialized.keepAlive;
+        if (bytes.length > 0) await deadline.write(bytes, idleTimeout);
+        if (result.done) return whole;
       }
     } catch (error) {
       // The client went away, or stopped reading for idleTimeout.
       cancelQuietly(reader, error);
-      return false;
+      return "cut";
     }
   }
 
@@ -491,7 +708,7 @@ export class HttpHandler {
     if (rest.length === 0) {
       // Idle: a shutdown closes it at once.
       deadline.phase = "idle";
-      deadline.arm(this.#keepAliveTimeout);
+      deadline.arm(this.#settings.keepAliveTimeout);
       const buffer = new Uint8Array(IDLE_READ_SIZE);
       let n: number | null;
       try {
@@ -504,25 +721,8 @@ export class HttpHandler {
     }
     // A request has begun: its head has handshakeTimeout, as the first one.
     deadline.phase = "head";
-    deadline.arm(this.#headTimeout);
+    deadline.arm(this.#settings.headTimeout);
     return rest;
-  }
-
-  /** Answers a request that cannot be served with `error`'s status, then closes. */
-  async #refuse(
-    deadline: Deadline,
-    error: HttpError,
-    method = "GET",
-  ): Promise<void> {
-    try {
-      await deadline.write(
-        serializeErrorResponse(error, { method, date: httpDate() }),
-        this.#idleTimeout,
-      );
-    } catch {
-      return;
-    }
-    await this.#linger(deadline);
   }
 
   /**
@@ -538,7 +738,7 @@ export class HttpHandler {
     const failure = body.failure;
     if (failure instanceof HttpError && !body.headWritten) {
       body.headWritten = true;
-      await this.#refuse(deadline, failure, method);
+      await this.refuse(deadline, failure, method);
     }
   }
 
@@ -551,7 +751,7 @@ export class HttpHandler {
     // The app may still be reading the body: the connection is its to close.
     if (body?.reading) return;
     deadline.phase = "idle";
-    deadline.arm(this.#closeTimeout);
+    deadline.arm(this.#settings.closeTimeout);
     try {
       await deadline.conn.closeWrite();
       const sink = new Uint8Array(IDLE_READ_SIZE);
@@ -564,10 +764,19 @@ export class HttpHandler {
   }
 }
 
+/** The framing of the answer to an upgrade refused by its hook: no body, then a close. */
+const ANSWER_FRAMING: RequestFraming = Object.freeze({
+  version: "HTTP/1.1",
+  body: Object.freeze({ type: "length", length: 0 }),
+  expectContinue: false,
+  keepAlive: false,
+});
+
 /**
  * A request body as it arrives: the bytes read after the head, then reads
  * from the connection as the application (or the drain after the response)
- * asks, decoded by a `BodyDecoder`. Reads are taken one at a time, in order.
+ * asks, decoded by a `BodyDecoder`. Reads are taken one at a time, in order,
+ * each bounded by the stall limit (`idleTimeout`).
  */
 class RequestBody {
   /** Why the body failed (malformed, too large, stalled, cut off), once it did. */
@@ -592,10 +801,10 @@ class RequestBody {
     framing: RequestFraming,
     leftover: Uint8Array,
     limits: Http1Limits,
-    stall: number,
+    settings: HttpSettings,
   ) {
     this.#deadline = deadline;
-    this.#stall = stall;
+    this.#stall = settings.idleTimeout;
     const body = framing.body;
     if (body.type === "length" && body.length === 0) {
       this.rest = leftover;
@@ -706,6 +915,7 @@ class RequestBody {
 
   /** One read of the connection, after the `100 Continue` it may owe. */
   async #read(decoder: BodyDecoder): Promise<Uint8Array | null> {
+    const limit = this.#stall;
     this.reading = true;
     try {
       if (this.#continue) {
@@ -714,14 +924,14 @@ class RequestBody {
         // already received some or all of the content" or has answered
         // (RFC 9110 §10.1.1).
         if (!this.headWritten) {
-          await this.#deadline.write(CONTINUE_RESPONSE, this.#stall);
+          await this.#deadline.write(CONTINUE_RESPONSE, limit);
         }
       }
       const size = this.#length === undefined
         ? 16 * 1024
         : Math.min(BODY_READ_SIZE, this.#length - decoder.received);
       const buffer = new Uint8Array(size);
-      const n = await this.#deadline.read(buffer, this.#stall);
+      const n = await this.#deadline.read(buffer, limit);
       return n === null ? null : buffer.subarray(0, n);
     } finally {
       this.reading = false;

@@ -5,11 +5,8 @@ import { Buffer } from "node:buffer";
 import { type WebSocket as WsSocket, WebSocketServer } from "npm:ws@8";
 import { connect, serve, WebSocketError } from "../mod.ts";
 import { ClientHandshake, computeAccept } from "../src/core/_handshake.ts";
-import {
-  findHeadEnd,
-  parseRequestHead,
-  type RequestHead,
-} from "../src/core/_http.ts";
+import { findHeadEnd, type RequestHead } from "../src/core/_http.ts";
+import { takeRequestHead } from "../src/core/_http1.ts";
 import { encodeClosePayload } from "../src/core/_close_frame.ts";
 import { encodeFrame } from "../src/core/frame.ts";
 import {
@@ -84,7 +81,10 @@ class RawPeer {
         throw new Error("The client closed early");
       }
     }
-    return parseRequestHead(await this.#take(end, "the request head"));
+    // The server's own strict parser: the client's head must pass it.
+    const taken = takeRequestHead(await this.#take(end, "the request head"));
+    if (taken === undefined) throw new Error("The request head is cut off");
+    return taken.head;
   }
 
   /** Reads the client's handshake and accepts it with a valid 101. */

@@ -13,6 +13,7 @@ import {
   sleep,
   start,
   stopChild,
+  waitFor,
 } from "./_util.ts";
 
 const encoder = new TextEncoder();
@@ -584,17 +585,18 @@ Deno.test("a Content-Length the body does not honour cuts the response and repor
 
 // --- Options ---
 
-Deno.test("fetch and onRequest together are a TypeError; onRequest alone is fetch with keep-alive", async () => {
+Deno.test("the removed onRequest option is a TypeError that names fetch, alone or beside fetch; fetch keeps the connection alive", async () => {
+  const removed = { onRequest: () => new Response("b") } as ServeOptions;
+  assert.throws(() => start(removed), {
+    name: "TypeError",
+    message: "The onRequest option was removed: use fetch",
+  });
   assert.throws(
-    () =>
-      start({
-        fetch: () => new Response("a"),
-        onRequest: () => new Response("b"),
-      }),
+    () => start({ ...removed, fetch: () => new Response("a") }),
     TypeError,
   );
   await using server = start({
-    onRequest: async (request) => new Response(await request.text()),
+    fetch: async (request) => new Response(await request.text()),
   });
   await using client = await RawClient.connect(server.addr.port);
   await client.write(
@@ -817,4 +819,22 @@ Deno.test("shutdown() cuts a response still streaming after closeTimeout", async
   } finally {
     clearInterval(timer);
   }
+});
+
+// --- Methods (RFC 9110 §9.1) ---
+
+Deno.test("RFC 9110 §9.1 a lower-case head is another method than HEAD: its answer has a body, and a request pipelined after it is answered in step", async () => {
+  await using server = startHttp((request) =>
+    new Response(`${request.method} body`)
+  );
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    "head / HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  // Fetch's Request normalizes the name; the framing follows the token.
+  const first = await client.readResponse("head");
+  assert.equal(first.status, 200);
+  assert.equal(first.body, "HEAD body");
+  const second = await client.readResponse();
+  assert.equal(second.body, "GET body");
 });
