@@ -847,21 +847,24 @@ class RequestBody {
   stream(): ReadableStream<Uint8Array> {
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        let chunks: Uint8Array[] | null;
+        let data: Uint8Array | null;
         try {
-          chunks = await this.read();
+          data = await this.read();
         } catch (error) {
           controller.error(error);
           return;
         }
-        if (chunks === null) controller.close();
-        else for (const chunk of chunks) controller.enqueue(chunk);
+        if (data === null) controller.close();
+        else controller.enqueue(data);
       },
     }, { highWaterMark: 0 });
   }
 
-  /** The next pieces of the body, or `null` at its end; rejects once it failed. */
-  read(): Promise<Uint8Array[] | null> {
+  /**
+   * The next piece of the body, or `null` at its end; rejects once it
+   * failed. One piece per read of the connection, whatever the chunking.
+   */
+  read(): Promise<Uint8Array | null> {
     const result = this.#last.then(() => this.#pull());
     this.#last = result.then(ignore, ignore);
     return result;
@@ -871,8 +874,8 @@ class RequestBody {
   async drain(limit: number): Promise<boolean> {
     let drained = 0;
     try {
-      for (let chunks; (chunks = await this.read()) !== null;) {
-        for (const chunk of chunks) drained += chunk.length;
+      for (let data; (data = await this.read()) !== null;) {
+        drained += data.length;
         if (drained > limit) return false;
       }
       return true;
@@ -881,7 +884,7 @@ class RequestBody {
     }
   }
 
-  async #pull(): Promise<Uint8Array[] | null> {
+  async #pull(): Promise<Uint8Array | null> {
     if (this.failure !== undefined) throw this.failure;
     const decoder = this.#decoder;
     if (decoder === undefined) return null;
@@ -899,10 +902,14 @@ class RequestBody {
           }
           input = read;
         }
-        const { chunks, consumed, done } = decoder.push(input);
-        // A copy: the chunks handed out are views of the same bytes.
+        const { data, consumed, done } = decoder.push(input);
+        // A copy: the data handed out may be a view of the same bytes.
         if (done && consumed < input.length) this.rest = input.slice(consumed);
-        if (chunks.length > 0) return chunks;
+        // A piece much smaller than the buffer it lies in is copied, so
+        // that what the app keeps stays proportional to the body.
+        if (data.length > 0) {
+          return data.length * 2 < data.buffer.byteLength ? data.slice() : data;
+        }
       }
       return null;
     } catch (error) {

@@ -8,6 +8,7 @@ import { frame, RawClient, text, upgradeRequest } from "./_raw_client.ts";
 import { makeCertificates } from "./_tls.ts";
 import {
   capturingConsoleError,
+  collectGarbage,
   deadline,
   echo,
   sleep,
@@ -819,6 +820,51 @@ Deno.test("shutdown() cuts a response still streaming after closeTimeout", async
   } finally {
     clearInterval(timer);
   }
+});
+
+// --- Chunk sizes and memory (issue 19, item 1) ---
+
+/** The bytes the heap and the array buffers hold now, after a collection. */
+async function heldBytes(): Promise<number> {
+  await collectGarbage();
+  const { heapUsed, external } = Deno.memoryUsage();
+  return heapUsed + external;
+}
+
+Deno.test("§7.1 a chunked body in 1-byte chunks reaches fetch in a piece per read, and what fetch holds of it stays proportional to its size", async () => {
+  const size = 256 * 1024;
+  const seen = Promise.withResolvers<
+    { pieces: number; bytes: number; held: number }
+  >();
+  await using server = startHttp(async (request) => {
+    const before = await heldBytes();
+    const pieces: Uint8Array[] = [];
+    for await (const piece of request.body!) pieces.push(piece);
+    // What an app that buffers the body (request.arrayBuffer(), a JSON
+    // parser's collect) keeps until it joins the pieces.
+    const held = await heldBytes() - before;
+    let bytes = 0;
+    for (const piece of pieces) bytes += piece.length;
+    seen.resolve({ pieces: pieces.length, bytes, held });
+    return new Response("ok");
+  });
+  const oneByte = encoder.encode("1\r\nx\r\n");
+  const wire = new Uint8Array(size * oneByte.length);
+  for (let i = 0; i < size; i++) wire.set(oneByte, i * oneByte.length);
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+  );
+  await client.write(wire);
+  await client.write("0\r\n\r\n");
+  assert.equal((await client.readResponse()).body, "ok");
+  const { pieces, bytes, held } = await deadline(seen.promise, "the body");
+  assert.equal(bytes, size);
+  // One piece per read of the connection (16 KiB reads: ~2,700 data bytes
+  // each here), not one per chunk (262,144 before).
+  assert.ok(pieces <= wire.length / 512, `${pieces} pieces`);
+  // The pieces' bytes and objects: before, ~150 bytes per data byte.
+  assert.ok(held < 4 * size, `${held} bytes held for a ${size}-byte body`);
 });
 
 // --- Methods (RFC 9110 §9.1) ---

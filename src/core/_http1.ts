@@ -470,10 +470,13 @@ export const CONTINUE_RESPONSE: Uint8Array = encoder.encode(
 /** What one {@linkcode BodyDecoder.push} found. */
 export interface BodyChunks {
   /**
-   * Body content, in order: views into the pushed bytes (no copies), so
-   * copy them before the input buffer is reused.
+   * The body content in the pushed bytes, as one piece whatever the
+   * chunking: a view into them when it is one run of bytes (copy it before
+   * the input buffer is reused), else the runs joined in a new array, so
+   * that a body in 1-byte chunks costs one array per push, not one per
+   * chunk. Empty when the push held no content.
    */
-  chunks: Uint8Array[];
+  data: Uint8Array;
   /** How many bytes of the input belong to this body; the rest is the next request. */
   consumed: number;
   /** Whether the body is complete. */
@@ -519,6 +522,8 @@ export class BodyDecoder {
   #line = "";
   /** The error that ended decoding; every later call throws it again. */
   #failure: { error: unknown } | undefined;
+  /** Where the data of the current push lies: start, end, start, end, ... */
+  #runs: number[] = [];
 
   /** Starts decoding a body framed as `framing`. */
   constructor(
@@ -555,12 +560,16 @@ export class BodyDecoder {
    */
   push(input: Uint8Array): BodyChunks {
     if (this.#failure) throw this.#failure.error;
-    const chunks: Uint8Array[] = [];
     try {
-      const consumed = this.#state === State.Length
-        ? this.#pushLength(input, chunks)
-        : this.#pushChunked(input, chunks);
-      return { chunks, consumed, done: this.#state === State.Done };
+      if (this.#state === State.Length) {
+        const n = Math.min(this.#remaining, input.length);
+        this.#remaining -= n;
+        this.#received += n;
+        if (this.#remaining === 0) this.#state = State.Done;
+        return { data: input.subarray(0, n), consumed: n, done: this.done };
+      }
+      const consumed = this.#pushChunked(input);
+      return { data: this.#join(input), consumed, done: this.done };
     } catch (error) {
       this.#failure = { error };
       throw error;
@@ -580,23 +589,17 @@ export class BodyDecoder {
     }
   }
 
-  #pushLength(input: Uint8Array, chunks: Uint8Array[]): number {
-    const n = Math.min(this.#remaining, input.length);
-    if (n > 0) chunks.push(input.subarray(0, n));
-    this.#remaining -= n;
-    this.#received += n;
-    if (this.#remaining === 0) this.#state = State.Done;
-    return n;
-  }
-
-  #pushChunked(input: Uint8Array, chunks: Uint8Array[]): number {
+  /** Decodes chunked framing; the data's runs go to `#runs`. */
+  #pushChunked(input: Uint8Array): number {
+    const runs = this.#runs;
+    runs.length = 0;
     let i = 0;
     while (i < input.length) {
       const state = this.#state;
       if (state === State.Done) return i;
       if (state === State.Data) {
         const n = Math.min(this.#remaining, input.length - i);
-        chunks.push(input.subarray(i, i + n));
+        runs.push(i, i + n);
         this.#remaining -= n;
         this.#received += n;
         i += n;
@@ -606,6 +609,31 @@ export class BodyDecoder {
       this.#step(input[i++]);
     }
     return i;
+  }
+
+  /** The runs of data `#pushChunked` found in `input`, as one array. */
+  #join(input: Uint8Array): Uint8Array {
+    const runs = this.#runs;
+    if (runs.length === 0) return EMPTY;
+    if (runs.length === 2) return input.subarray(runs[0], runs[1]);
+    let size = 0;
+    for (let r = 0; r < runs.length; r += 2) size += runs[r + 1] - runs[r];
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (let r = 0; r < runs.length; r += 2) {
+      const from = runs[r];
+      const to = runs[r + 1];
+      // A short run is copied byte by byte: a view for `set` would be the
+      // very per-chunk object this avoids.
+      if (to - from < 64) {
+        for (let i = from; i < to; i++) out[at++] = input[i];
+      } else {
+        out.set(input.subarray(from, to), at);
+        at += to - from;
+      }
+    }
+    runs.length = 0;
+    return out;
   }
 
   /** Takes one framing byte of a chunked body. */
