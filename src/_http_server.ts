@@ -303,6 +303,11 @@ type Outcome = "keep" | "close" | "cut";
  * responses streamed to it, keep-alive and pipelining (answered in order,
  * one at a time). Whatever the parser or the framing refuses is answered
  * with its status and the connection closed ({@linkcode refuse}).
+ *
+ * While a request's answer is prepared and sent, a connection whose request
+ * was read to its end is watched: a client that leaves (FIN or reset) stops
+ * it, which cancels the response body, aborts `request.signal` and frees the
+ * connection, as a timeout or a shutdown does.
  */
 export class HttpHandler {
   /**
@@ -412,7 +417,7 @@ export class HttpHandler {
 
   /**
    * Sends a whole response (an `onUpgrade` hook's refusal) as a plain
-   * request's is sent, then closes the connection.
+   * request's is sent, watched as one, then closes the connection.
    */
   async answer(
     deadline: Deadline,
@@ -421,12 +426,16 @@ export class HttpHandler {
   ): Promise<void> {
     deadline.phase = "busy";
     deadline.disarm();
+    const watch = new PeerWatch(deadline);
+    // An upgrade request has no body: it is whole.
+    watch.start();
     const body = new RequestBody(
       deadline,
       ANSWER_FRAMING,
       EMPTY,
       this.#limits,
       this.#settings,
+      watch,
     );
     const outcome = await this.#respond(
       deadline,
@@ -435,7 +444,7 @@ export class HttpHandler {
       method,
       this.#checked(response, "onUpgrade"),
     );
-    if (outcome !== "cut") await this.#linger(deadline, body);
+    if (outcome !== "cut") await this.#linger(deadline, body, watch);
   }
 
   /**
@@ -467,13 +476,16 @@ export class HttpHandler {
       await this.refuse(deadline, error, method);
       return;
     }
+    const watch = new PeerWatch(deadline);
     const body = new RequestBody(
       deadline,
       framing,
       leftover,
       this.#limits,
       this.#settings,
+      watch,
     );
+    const client = new AbortController();
     let request: Request;
     try {
       const upper = method.toUpperCase();
@@ -484,6 +496,7 @@ export class HttpHandler {
         method,
         headers: head.headers,
         body: withBody ? body.stream() : null,
+        signal: client.signal,
       });
     } catch {
       // Fetch forbids CONNECT, TRACE and TRACK: "An origin server that
@@ -496,26 +509,38 @@ export class HttpHandler {
       );
       return;
     }
-    const outcome = await this.#serve(
-      deadline,
-      request,
-      method,
-      info,
-      body,
-      framing,
-    );
+    // A request without a body is whole: watch for the client leaving.
+    if (body.done && body.rest.length === 0) watch.start();
+    let outcome: Outcome = "cut";
+    try {
+      outcome = await this.#serve(
+        deadline,
+        request,
+        method,
+        info,
+        body,
+        framing,
+      );
+    } finally {
+      // The answer did not reach the client whole (it left, a timeout, a
+      // shutdown, a failed body): whatever works for the request may stop.
+      if (outcome === "cut") client.abort();
+    }
     if (outcome !== "keep" || this.#stopping()) {
       // With nothing left unread, a plain close cannot reset the answer.
-      if (body.failure === undefined && (!body.done || body.rest.length > 0)) {
-        await this.#linger(deadline, body);
+      if (
+        body.failure === undefined &&
+        (!body.done || body.rest.length > 0 || watch.received)
+      ) {
+        await this.#linger(deadline, body, watch);
       }
       return;
     }
     if (!body.done && !await body.drain(DRAIN_LIMIT)) {
-      await this.#linger(deadline, body);
+      await this.#linger(deadline, body, watch);
       return;
     }
-    return await this.#next(deadline, body.rest);
+    return await this.#next(deadline, body.rest, watch);
   }
 
   /**
@@ -561,7 +586,8 @@ export class HttpHandler {
       }
       response = this.#checked(response, "fetch");
     } catch (error) {
-      // Stopped by a shutdown while the handler had not answered.
+      // Stopped (the client left, a shutdown) while the handler had not
+      // answered.
       if (error instanceof Deno.errors.Interrupted) {
         answer.then((late) => cancelQuietly(late?.body), this.#report);
         return "cut";
@@ -607,6 +633,8 @@ export class HttpHandler {
   /**
    * Writes `response` (its head, then its body as it comes), and tells
    * whether it went out whole and the connection may carry another request.
+   * A connection stopped meanwhile (the client left, a timeout, a shutdown)
+   * cancels the body.
    */
   async #respond(
     deadline: Deadline,
@@ -670,10 +698,17 @@ export class HttpHandler {
       while (true) {
         let result: ReadableStreamReadResult<Uint8Array>;
         try {
-          result = await (next ?? reader!.read());
+          // A body that waits (a long poll, server-sent events between
+          // events) ends when the connection is stopped.
+          result = await Promise.race([
+            next ?? reader!.read(),
+            deadline.stopped,
+          ]);
         } catch (error) {
-          // The body failed midway: closing the connection cuts the
-          // message short, so the client cannot take it for whole.
+          // The body failed midway, or the connection was stopped: closing
+          // the connection cuts the message short, so the client cannot
+          // take it for whole.
+          cancelQuietly(reader, error);
           if (body.failure === undefined && !isDisconnect(error)) {
             this.#report(error);
           }
@@ -700,24 +735,22 @@ export class HttpHandler {
     }
   }
 
-  /** Waits for the next request on a kept-alive connection. */
+  /**
+   * Waits for the next request on a kept-alive connection: the watch's
+   * read, if one was made, is its first.
+   */
   async #next(
     deadline: Deadline,
     rest: Uint8Array,
+    watch: PeerWatch,
   ): Promise<Uint8Array | undefined> {
     if (rest.length === 0) {
       // Idle: a shutdown closes it at once.
       deadline.phase = "idle";
       deadline.arm(this.#settings.keepAliveTimeout);
-      const buffer = new Uint8Array(IDLE_READ_SIZE);
-      let n: number | null;
-      try {
-        n = await deadline.conn.read(buffer);
-      } catch {
-        return;
-      }
-      if (n === null || this.#stopping()) return;
-      rest = buffer.subarray(0, n);
+      const bytes = await (watch.take() ?? readSome(deadline.conn));
+      if (bytes === null || this.#stopping()) return;
+      rest = bytes;
     }
     // A request has begun: its head has handshakeTimeout, as the first one.
     deadline.phase = "head";
@@ -747,13 +780,20 @@ export class HttpHandler {
    * so that request bytes left unread do not turn the close into a reset
    * that destroys the answer in flight.
    */
-  async #linger(deadline: Deadline, body?: RequestBody): Promise<void> {
+  async #linger(
+    deadline: Deadline,
+    body?: RequestBody,
+    watch?: PeerWatch,
+  ): Promise<void> {
     // The app may still be reading the body: the connection is its to close.
     if (body?.reading) return;
     deadline.phase = "idle";
     deadline.arm(this.#settings.closeTimeout);
     try {
       await deadline.conn.closeWrite();
+      // A read already waiting is the linger's first.
+      const pending = watch?.take();
+      if (pending !== undefined && await pending === null) return;
       const sink = new Uint8Array(IDLE_READ_SIZE);
       while (await deadline.conn.read(sink) !== null) {
         // Discard.
@@ -772,11 +812,59 @@ const ANSWER_FRAMING: RequestFraming = Object.freeze({
   keepAlive: false,
 });
 
+/** One read of up to `IDLE_READ_SIZE` bytes: null at the end or on an error. */
+function readSome(conn: Pick<Transport, "read">): Promise<Uint8Array | null> {
+  const buffer = new Uint8Array(IDLE_READ_SIZE);
+  return conn.read(buffer).then(
+    (n) => n === null ? null : buffer.subarray(0, n),
+    () => null,
+  );
+}
+
+/**
+ * The one read of a connection while its request's answer is prepared and
+ * sent, made once the request is read to its end: it finds the client gone
+ * (FIN or reset) and stops the connection, so that whatever waits on it
+ * ends; or it finds the start of the next request (pipelining), kept for
+ * whoever reads next (`take`). A read cannot be taken back, so there is at
+ * most one, and it is always handed on.
+ */
+class PeerWatch {
+  /** Whether the read brought bytes (the next request has begun). */
+  received = false;
+  #deadline: Deadline;
+  #read: Promise<Uint8Array | null> | undefined;
+  #started = false;
+
+  constructor(deadline: Deadline) {
+    this.#deadline = deadline;
+  }
+
+  /** Starts the read, once. */
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    const read = this.#read = readSome(this.#deadline.conn);
+    read.then((bytes) => {
+      if (bytes === null) this.#deadline.stop();
+      else this.received = true;
+    });
+  }
+
+  /** The read, handed to the next reader; undefined when there is none. */
+  take(): Promise<Uint8Array | null> | undefined {
+    const read = this.#read;
+    this.#read = undefined;
+    return read;
+  }
+}
+
 /**
  * A request body as it arrives: the bytes read after the head, then reads
  * from the connection as the application (or the drain after the response)
  * asks, decoded by a `BodyDecoder`. Reads are taken one at a time, in order,
- * each bounded by the stall limit (`idleTimeout`).
+ * each bounded by the stall limit (`idleTimeout`). Once the body is whole,
+ * the watch starts.
  */
 class RequestBody {
   /** Why the body failed (malformed, too large, stalled, cut off), once it did. */
@@ -794,6 +882,7 @@ class RequestBody {
   #pending: Uint8Array;
   /** A `100 Continue` is owed before the first read (RFC 9110 §10.1.1). */
   #continue: boolean;
+  #watch: PeerWatch;
   #last: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -802,9 +891,11 @@ class RequestBody {
     leftover: Uint8Array,
     limits: Http1Limits,
     settings: HttpSettings,
+    watch: PeerWatch,
   ) {
     this.#deadline = deadline;
     this.#stall = settings.idleTimeout;
+    this.#watch = watch;
     const body = framing.body;
     if (body.type === "length" && body.length === 0) {
       this.rest = leftover;
@@ -903,8 +994,11 @@ class RequestBody {
           input = read;
         }
         const { data, consumed, done } = decoder.push(input);
-        // A copy: the data handed out may be a view of the same bytes.
-        if (done && consumed < input.length) this.rest = input.slice(consumed);
+        if (done) {
+          // A copy: the data handed out may be a view of the same bytes.
+          if (consumed < input.length) this.rest = input.slice(consumed);
+          else this.#watch.start();
+        }
         // A piece much smaller than the buffer it lies in is copied, so
         // that what the app keeps stays proportional to the body.
         if (data.length > 0) {

@@ -176,7 +176,10 @@ export interface ServeOptions {
    * connection is kept for further requests (`keepAliveTimeout`), an upgrade
    * among them; pipelined requests are answered in order. The handler has
    * `idleTimeout` to return its `Response` (else 503), whose body may then
-   * stream as long as it takes. A throw or rejection is answered with 500
+   * stream as long as it takes. When the client leaves before the answer is
+   * whole (its FIN or a reset, once its request was read to its end), or a
+   * timeout or shutdown ends the connection, the response body is cancelled
+   * and `request.signal` aborts. A throw or rejection is answered with 500
    * (no details) and goes to `onError`; a response body that fails midway
    * closes the connection, so the client sees a cut response. A malformed,
    * ambiguous (both `Content-Length` and `Transfer-Encoding`) or oversized

@@ -884,3 +884,117 @@ Deno.test("RFC 9110 §9.1 a lower-case head is another method than HEAD: its ans
   const second = await client.readResponse();
   assert.equal(second.body, "GET body");
 });
+
+// --- A client that leaves (issue 19, item 4) ---
+
+/** A response body that sends one event, then waits, counting its cancels. */
+function waitingEvents(cancelled: { count: number }): Response {
+  return new Response(
+    new ReadableStream({
+      start(controller) {
+        controller.enqueue(encoder.encode("data: first\n\n"));
+      },
+      cancel() {
+        cancelled.count++;
+      },
+    }),
+    { headers: { "content-type": "text/event-stream" } },
+  );
+}
+
+Deno.test("a streamed response waiting for data: the client's FIN or reset cancels the body, aborts request.signal and frees the connection", async () => {
+  const cancelled = { count: 0 };
+  let aborted = 0;
+  const server = startHttp((request) => {
+    request.signal.addEventListener("abort", () => aborted++);
+    return waitingEvents(cancelled);
+  }, { closeTimeout: 60_000 });
+  try {
+    const count = 20;
+    for (let i = 0; i < count; i++) {
+      await using client = await RawClient.connect(server.addr.port);
+      await client.write("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+      const answer = await client.readHead();
+      assert.equal(answer.status, 200);
+      // Half of them half-close and wait: the server must close its side.
+      if (i % 2 === 0) {
+        await client.conn.closeWrite();
+        const rest = await client.readAll();
+        assert.ok(rest.includes("data: first"), rest);
+      }
+    }
+    await waitFor(
+      () => cancelled.count === count && aborted === count,
+      "every body cancelled and every signal aborted",
+    );
+  } finally {
+    // The connections are gone: nothing is left for the shutdown to wait
+    // for, far below closeTimeout.
+    await deadline(server.shutdown(), "shutdown()", 5_000);
+  }
+});
+
+Deno.test("a long poll whose handler has not answered yet: the client leaving aborts request.signal", async () => {
+  const called = Promise.withResolvers<void>();
+  const aborted = Promise.withResolvers<unknown>();
+  await using server = startHttp(async (request) => {
+    called.resolve();
+    await new Promise((resolve) =>
+      request.signal.addEventListener("abort", resolve)
+    );
+    aborted.resolve(request.signal.reason);
+    return new Response("too late");
+  });
+  {
+    await using client = await RawClient.connect(server.addr.port);
+    await client.write("GET /poll HTTP/1.1\r\nHost: x\r\n\r\n");
+    await deadline(called.promise, "the handler");
+  }
+  const reason = await deadline(aborted.promise, "request.signal's abort");
+  assert.ok(reason instanceof DOMException, String(reason));
+  assert.equal(reason.name, "AbortError");
+});
+
+Deno.test("shutdown() with a streamed response waiting for data resolves within closeTimeout, cancelling the body and aborting request.signal", async () => {
+  const cancelled = { count: 0 };
+  let aborted = 0;
+  const server = startHttp((request) => {
+    request.signal.addEventListener("abort", () => aborted++);
+    return waitingEvents(cancelled);
+  }, { closeTimeout: 200 });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await client.readHead()).status, 200);
+  const start = performance.now();
+  await deadline(server.shutdown(), "shutdown()", 5_000);
+  // closeTimeout, plus at most one sweep of the deadlines and some slack.
+  assert.ok(performance.now() - start < 2_000);
+  assert.equal(cancelled.count, 1);
+  assert.equal(aborted, 1);
+  assert.ok((await client.readAll()).includes("data: first"));
+});
+
+Deno.test("a streamed response the client stops reading is cut after idleTimeout: the body is cancelled and request.signal aborts", async () => {
+  const cancelled = Promise.withResolvers<void>();
+  const aborted = Promise.withResolvers<void>();
+  const chunk = new Uint8Array(64 * 1024);
+  await using server = startHttp((request) => {
+    request.signal.addEventListener("abort", () => aborted.resolve());
+    return new Response(
+      new ReadableStream({
+        pull(controller) {
+          controller.enqueue(chunk);
+        },
+        cancel() {
+          cancelled.resolve();
+        },
+      }),
+    );
+  }, { idleTimeout: 300 });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  // The client reads nothing: the server's writes stall once the buffers
+  // are full.
+  await deadline(cancelled.promise, "the body's cancel");
+  await deadline(aborted.promise, "request.signal's abort");
+});
