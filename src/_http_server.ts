@@ -31,6 +31,19 @@ import { isUpgradeRequest } from "./core/_server_handshake.ts";
 /** How long a kept-alive connection may sit idle by default, in ms: Node's figure. */
 export const DEFAULT_KEEP_ALIVE_TIMEOUT = 5_000;
 /**
+ * How long a client may take to send a request body by default, in ms, from
+ * the end of its head: Node's `requestTimeout` (300 s), which a 16 MiB body
+ * meets at 56 KB/s.
+ */
+export const DEFAULT_BODY_TIMEOUT = 300_000;
+/**
+ * The most connections that are not WebSockets (yet) by default: reading a
+ * head, in the upgrade's hooks, serving a plain request, kept alive between
+ * requests or lingering after a refusal. What a flood of slow or idle HTTP
+ * clients can hold; open WebSockets are counted apart (`maxConnections`).
+ */
+export const DEFAULT_MAX_HTTP_CONNECTIONS = 1_000;
+/**
  * The most request body bytes read and dropped after a response so that the
  * connection can carry the next request, as Go's net/http; past it, or when
  * the length says it will be, the connection is closed instead.
@@ -101,6 +114,11 @@ export class Deadline {
       this.expired = true;
       this.stop();
     }
+  }
+
+  /** Whether the connection has been stopped. */
+  get ended(): boolean {
+    return this.#done;
   }
 
   /** Whether a read or write waits on the peer now. */
@@ -291,6 +309,7 @@ export interface HttpSettings {
   keepAliveTimeout: number;
   idleTimeout: number;
   closeTimeout: number;
+  bodyTimeout: number;
 }
 
 /** How a response ended: whole, and the connection reusable or not; or cut. */
@@ -328,8 +347,8 @@ export class HttpHandler {
 
   /**
    * Checks the settings: a `TypeError` for a `fetch` that is not a
-   * function, a `RangeError` for a negative `maxBodySize` or
-   * `keepAliveTimeout`.
+   * function, a `RangeError` for a negative `maxBodySize`,
+   * `keepAliveTimeout` or `bodyTimeout`.
    */
   constructor(
     settings: HttpSettings,
@@ -340,7 +359,9 @@ export class HttpHandler {
     if (fetch !== undefined && typeof fetch !== "function") {
       throw new TypeError("The fetch option must be a function");
     }
-    for (const name of ["maxBodySize", "keepAliveTimeout"] as const) {
+    for (
+      const name of ["maxBodySize", "keepAliveTimeout", "bodyTimeout"] as const
+    ) {
       if (!(settings[name] >= 0)) {
         throw new RangeError(
           `The ${name} option must be 0 or more, got ${settings[name]}`,
@@ -863,8 +884,8 @@ class PeerWatch {
  * A request body as it arrives: the bytes read after the head, then reads
  * from the connection as the application (or the drain after the response)
  * asks, decoded by a `BodyDecoder`. Reads are taken one at a time, in order,
- * each bounded by the stall limit (`idleTimeout`). Once the body is whole,
- * the watch starts.
+ * each bounded by the stall limit (`idleTimeout`) and all of them by
+ * `bodyTimeout`. Once the body is whole, the watch starts.
  */
 class RequestBody {
   /** Why the body failed (malformed, too large, stalled, cut off), once it did. */
@@ -877,6 +898,8 @@ class RequestBody {
   reading = false;
   #deadline: Deadline;
   #stall: number;
+  /** When the whole body must have come (`Date.now()` time). */
+  #until: number;
   #decoder: BodyDecoder | undefined;
   #length: number | undefined;
   #pending: Uint8Array;
@@ -895,6 +918,9 @@ class RequestBody {
   ) {
     this.#deadline = deadline;
     this.#stall = settings.idleTimeout;
+    this.#until = settings.bodyTimeout > 0
+      ? Date.now() + settings.bodyTimeout
+      : Infinity;
     this.#watch = watch;
     const body = framing.body;
     if (body.type === "length" && body.length === 0) {
@@ -1007,16 +1033,26 @@ class RequestBody {
       }
       return null;
     } catch (error) {
-      this.failure = this.#deadline.expired
-        ? new Deno.errors.TimedOut("The request body stalled")
-        : error;
+      this.failure =
+        this.#deadline.expired || error instanceof Deno.errors.TimedOut
+          ? new Deno.errors.TimedOut(
+            Date.now() >= this.#until
+              ? "The request body took longer than bodyTimeout"
+              : "The request body stalled",
+          )
+          : error;
       throw this.failure;
     }
   }
 
   /** One read of the connection, after the `100 Continue` it may owe. */
   async #read(decoder: BodyDecoder): Promise<Uint8Array | null> {
-    const limit = this.#stall;
+    // Each wait on the client has the stall limit, and none goes past the
+    // body's deadline (0: neither applies).
+    const left = this.#until - Date.now();
+    if (left <= 0) throw new Deno.errors.TimedOut("The body's time is up");
+    const within = Math.min(this.#stall > 0 ? this.#stall : Infinity, left);
+    const limit = within === Infinity ? 0 : within;
     this.reading = true;
     try {
       if (this.#continue) {

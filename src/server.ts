@@ -7,7 +7,9 @@ import { Connection, startHeartbeat } from "./_connection.ts";
 import { report } from "./_report.ts";
 import {
   Deadline,
+  DEFAULT_BODY_TIMEOUT,
   DEFAULT_KEEP_ALIVE_TIMEOUT,
+  DEFAULT_MAX_HTTP_CONNECTIONS,
   HttpHandler,
   type UpgradeHead,
 } from "./_http_server.ts";
@@ -247,6 +249,14 @@ export interface ServeOptions {
    */
   maxBodySize?: number;
   /**
+   * How long a client may take to send a whole `fetch` request body, in
+   * ms, from the end of its head, however it trickles (each wait also has
+   * `idleTimeout`); past it the app's read fails with `Deno.errors.TimedOut`
+   * and the connection closes. 0 turns it off. Default 300 s, as Node's
+   * `requestTimeout`: 16 MiB at 56 KB/s.
+   */
+  bodyTimeout?: number;
+  /**
    * How long a kept-alive HTTP connection may wait for its next request, in
    * ms, before it is closed; 0 closes the connection after each response.
    * Default 5 s, as Node's: long enough for a page's requests to share a
@@ -278,6 +288,15 @@ export interface ServeOptions {
    * Default: no limit but the process's file descriptors.
    */
   maxConnections?: number;
+  /**
+   * The most connections that are not WebSockets: reading a request head,
+   * in an upgrade's hooks, serving `fetch` requests, kept alive between
+   * them, or lingering after a refusal. A new connection over it closes the
+   * oldest idle kept-alive one to make room, or, when none is idle, gets
+   * `503` with `Retry-After: 1` and is closed. Open WebSockets do not count
+   * (see `maxConnections`). Default 1,000.
+   */
+  maxHttpConnections?: number;
   /**
    * Ping a peer that has sent nothing for this long, in ms, so that proxies
    * see traffic and dead peers are found; 0 turns pings off. Default 30 s,
@@ -480,6 +499,7 @@ class Server implements WebSocketServer {
   #hub: TopicHub;
   #http: HttpHandler;
   #handshake: ServerHandshake;
+  #maxHttpConnections: number;
 
   constructor(options: ServeOptions, handler: WebSocketHandler) {
     this.#options = options;
@@ -500,6 +520,13 @@ class Server implements WebSocketServer {
       perMessageDeflate: checkOptions(options.perMessageDeflate),
     });
     this.#socketOptions = checkSocketOptions(options);
+    this.#maxHttpConnections = options.maxHttpConnections ??
+      DEFAULT_MAX_HTTP_CONNECTIONS;
+    if (!(this.#maxHttpConnections >= 1)) {
+      throw new RangeError(
+        `The maxHttpConnections option must be 1 or more, got ${this.#maxHttpConnections}`,
+      );
+    }
     const settings = {
       fetch: options.fetch,
       maxHeadSize: options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE,
@@ -508,6 +535,7 @@ class Server implements WebSocketServer {
       keepAliveTimeout: options.keepAliveTimeout ?? DEFAULT_KEEP_ALIVE_TIMEOUT,
       idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
       closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
+      bodyTimeout: options.bodyTimeout ?? DEFAULT_BODY_TIMEOUT,
     };
     // Late by at most an eighth of the shortest timeout a deadline can have.
     const timeouts = [
@@ -515,6 +543,7 @@ class Server implements WebSocketServer {
       settings.closeTimeout,
       settings.idleTimeout,
       settings.keepAliveTimeout,
+      settings.bodyTimeout,
     ].filter((timeout) => timeout > 0);
     this.#sweepEvery = Math.min(
       1000,
@@ -672,6 +701,8 @@ class Server implements WebSocketServer {
     // shutdown closes the connection and abandons whatever is pending. Plain
     // HTTP requests on the connection re-arm it for each wait.
     const handshaking = new Deadline(conn);
+    const full = this.#handshaking.size >= this.#maxHttpConnections &&
+      !this.#closeIdle();
     this.#handshaking.add(handshaking);
     this.#sweeper ??= setInterval(this.#sweep, this.#sweepEvery);
     handshaking.arm(
@@ -679,7 +710,14 @@ class Server implements WebSocketServer {
     );
     let connection: Connection | undefined;
     try {
-      connection = await this.#upgrade(handshaking, { remoteAddr });
+      if (full) {
+        await this.#http.refuse(
+          handshaking,
+          new HttpError(503, "Too many connections", { "retry-after": "1" }),
+        );
+      } else {
+        connection = await this.#upgrade(handshaking, { remoteAddr });
+      }
     } catch (error) {
       if (!isDisconnect(error)) this.#report(error);
     } finally {
@@ -755,6 +793,20 @@ class Server implements WebSocketServer {
 
   #closedWith(socket: Socket, result: WebSocketCloseResult): void {
     this.#guard(() => this.#options.onClose?.(socket, result));
+  }
+
+  /**
+   * Closes the oldest idle kept-alive (or lingering) HTTP connection, to
+   * make room under `maxHttpConnections`; false when none is idle.
+   */
+  #closeIdle(): boolean {
+    for (const deadline of this.#handshaking) {
+      if (deadline.phase === "idle" && !deadline.ended) {
+        deadline.stop();
+        return true;
+      }
+    }
+    return false;
   }
 
   /**

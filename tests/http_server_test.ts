@@ -998,3 +998,97 @@ Deno.test("a streamed response the client stops reading is cut after idleTimeout
   await deadline(cancelled.promise, "the body's cancel");
   await deadline(aborted.promise, "request.signal's abort");
 });
+
+// --- Caps on plain HTTP (issue 19, item 6) ---
+
+Deno.test("over maxHttpConnections the oldest idle kept-alive connection is closed to make room, and the new one is served", async () => {
+  await using server = startHttp(() => new Response("ok"), {
+    maxHttpConnections: 2,
+    keepAliveTimeout: 60_000,
+  });
+  const port = server.addr.port;
+  await using first = await RawClient.connect(port);
+  await first.write("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await first.readResponse()).body, "ok");
+  await using second = await RawClient.connect(port);
+  await second.write("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await second.readResponse()).body, "ok");
+  await using third = await RawClient.connect(port);
+  await third.write("GET /3 HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await third.readResponse()).body, "ok");
+  assert.equal(await first.readEof(), true, "the oldest idle one is closed");
+  await second.write("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await second.readResponse()).body, "ok");
+});
+
+Deno.test("over maxHttpConnections with none idle, a new connection gets 503 with Retry-After: 1; WebSockets do not count", async () => {
+  const release = Promise.withResolvers<void>();
+  let started = 0;
+  await using server = startHttp(async () => {
+    started++;
+    await release.promise;
+    return new Response("ok");
+  }, { maxHttpConnections: 2 });
+  const port = server.addr.port;
+  // A WebSocket first: it is not an HTTP connection once open.
+  await using socket = await RawClient.open(port);
+  const busy: RawClient[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const client = await RawClient.connect(port);
+      busy.push(client);
+      await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    await waitFor(() => started === 2, "both requests in the handler");
+    await using third = await RawClient.connect(port);
+    await third.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const refused = await third.readResponse();
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers.get("retry-after"), "1");
+    assert.equal(await third.readEof(), true);
+    release.resolve();
+    for (const client of busy) {
+      assert.equal((await client.readResponse()).body, "ok");
+    }
+  } finally {
+    release.resolve();
+    for (const client of busy) client.close();
+  }
+  await socket.write(frame(1, "still open"));
+  assert.equal(text((await socket.readFrame())!.payload), "still open");
+});
+
+Deno.test("a request body trickling past bodyTimeout fails with TimedOut, though each piece comes within idleTimeout", async () => {
+  const failed = Promise.withResolvers<unknown>();
+  await using server = startHttp(readingBody(failed, "late"), {
+    bodyTimeout: 300,
+    idleTimeout: 5_000,
+  });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+  );
+  let sent = 0;
+  const trickle = (async () => {
+    try {
+      while (sent < 1000) {
+        await client.write("x");
+        sent++;
+        await sleep(20);
+      }
+    } catch {
+      // The server closed the connection.
+    }
+  })();
+  const error = await deadline(failed.promise, "the slow body's failure");
+  assert.ok(error instanceof Deno.errors.TimedOut, String(error));
+  assert.match((error as Error).message, /bodyTimeout/);
+  assert.ok(sent < 100, `${sent} bytes sent before the timeout`);
+  assert.equal(await client.readEof(), true);
+  await trickle;
+});
+
+Deno.test("maxHttpConnections below 1 and a negative bodyTimeout are RangeErrors", () => {
+  assert.throws(() => start({ maxHttpConnections: 0 }), RangeError);
+  assert.throws(() => start({ bodyTimeout: -1 }), RangeError);
+});
