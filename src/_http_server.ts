@@ -438,7 +438,8 @@ export class HttpHandler {
 
   /**
    * Sends a whole response (an `onUpgrade` hook's refusal) as a plain
-   * request's is sent, watched as one, then closes the connection.
+   * request's is sent, watched as one, then closes the connection. A 1xx
+   * is not an answer: it is reported and 500 sent instead.
    */
   async answer(
     deadline: Deadline,
@@ -636,7 +637,9 @@ export class HttpHandler {
 
   /**
    * What a handler returned, if it is a response that can be sent: a
-   * non-`Response` or `Response.error()` is reported and becomes a 500.
+   * non-`Response`, `Response.error()` or a 1xx (an interim response is no
+   * answer, and 101 would claim a protocol switch) is reported and becomes
+   * a 500.
    */
   #checked(response: unknown, hook: string): Response {
     let fault: string | undefined;
@@ -644,6 +647,10 @@ export class HttpHandler {
       fault = `The ${hook} handler must return a Response`;
     } else if (response.type === "error") {
       fault = `The ${hook} handler returned Response.error()`;
+    } else if (response.status < 200) {
+      cancelQuietly(response.body);
+      fault =
+        `The ${hook} handler returned a ${response.status} response: an interim (1xx) status cannot end a request, so 500 was sent`;
     } else {
       return response;
     }

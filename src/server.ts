@@ -157,7 +157,9 @@ export interface ServeOptions {
    * Sees each valid upgrade request before it is accepted: return a
    * `Response` to refuse it (origin checks, authentication), or extra headers
    * for the `101` answer (also as a `Response` with status 101), or nothing
-   * to accept it. It runs within `handshakeTimeout`.
+   * to accept it. It runs within `handshakeTimeout`. Extra headers that
+   * `Headers` refuses (a value with CR or LF) are reported to `onError` and
+   * the client gets 500.
    */
   onUpgrade?: (
     request: Request,
@@ -181,13 +183,14 @@ export interface ServeOptions {
    * stream as long as it takes. When the client leaves before the answer is
    * whole (its FIN or a reset, once its request was read to its end), or a
    * timeout or shutdown ends the connection, the response body is cancelled
-   * and `request.signal` aborts. A throw or rejection is answered with 500
-   * (no details) and goes to `onError`; a response body that fails midway
-   * closes the connection, so the client sees a cut response. A malformed,
-   * ambiguous (both `Content-Length` and `Transfer-Encoding`) or oversized
-   * request is answered with 400, 413, 417, 431, 501 or 505 and the
-   * connection closed. Default: `426 Upgrade Required`, and the connection
-   * closes.
+   * and `request.signal` aborts. A throw or rejection, or a `Response` with
+   * status 101 (the one 1xx a `Response` may have: no answer to a plain
+   * request), is answered with 500 (no details) and goes to `onError`; a
+   * response body that fails midway closes the connection, so the client
+   * sees a cut response. A malformed, ambiguous (both `Content-Length` and
+   * `Transfer-Encoding`) or oversized request is answered with 400, 413,
+   * 417, 431, 501 or 505 and the connection closed. Default: `426 Upgrade
+   * Required`, and the connection closes.
    *
    * @example A Hono app and WebSockets on one port
    * ```ts ignore

@@ -350,3 +350,19 @@ for (
     assert.equal(opened, false);
   });
 }
+
+// --- What onUpgrade returns ------------------------------------------------------------
+
+Deno.test("onUpgrade headers with CR or LF get 500, reported to onError, and no 101", async () => {
+  const errors: unknown[] = [];
+  await using server = start({
+    onError: (error) => errors.push(error),
+    onUpgrade: () => ({ headers: { "x-a": "a\r\nx-injected: 1" } }),
+  });
+  const answer = await ask(server.addr.port, upgradeRequest(server.addr.port));
+  assert.equal(answer.status, 500);
+  assert.equal(answer.headers.get("x-injected"), null);
+  assert.equal(answer.eof, true);
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof TypeError, String(errors[0]));
+});

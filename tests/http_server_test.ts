@@ -885,6 +885,25 @@ Deno.test("RFC 9110 §9.1 a lower-case head is another method than HEAD: its ans
   assert.equal(second.body, "GET body");
 });
 
+Deno.test("RFC 9110 §15.2 a Response with status 101 from fetch is no answer: 500, reported to onError", async () => {
+  const errors: unknown[] = [];
+  await using server = startHttp(
+    () => new Response(null, { status: 101, headers: { upgrade: "x" } }),
+    { onError: (error) => errors.push(error) },
+  );
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const answer = await client.readResponse();
+  assert.equal(answer.status, 500);
+  assert.equal(answer.headers.get("upgrade"), null);
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof TypeError, String(errors[0]));
+  assert.match(String(errors[0]), /101/);
+  // The connection goes on.
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await client.readResponse()).status, 500);
+});
+
 // --- A client that leaves (issue 19, item 4) ---
 
 /** A response body that sends one event, then waits, counting its cancels. */

@@ -404,6 +404,14 @@ Deno.test("§4.2.2 extra headers neither override nor repeat the handshake's in 
   assert.deepEqual(values("set-cookie"), ["a=1", "b=2"]);
 });
 
+Deno.test("§4.2.2 extra headers with CR or LF give 500, never a 101", () => {
+  for (const value of ["a\r\nx-injected: 1", "a\nb", "a\rb"]) {
+    const refused = refusal(request(), {}, { "x-extra": value });
+    assert.equal(refused.status, 500, JSON.stringify(value));
+    assert.ok(refused.cause instanceof TypeError);
+  }
+});
+
 Deno.test("reject makes a refusal with its own copy of the headers", () => {
   const handshake = new ServerHandshake();
   const headers = { "retry-after": "1" };

@@ -201,9 +201,10 @@ export class ServerHandshake {
    * has, or the function's pick, which must be one of the offers), the
    * negotiated extensions, and `headers` (an `onUpgrade` hook's), which may
    * add headers (a cookie) but neither override nor repeat the handshake's
-   * own: those are left out. A protocols function that throws, or picks a
-   * subprotocol that was not offered, gives a 500 refusal whose `cause` is
-   * the fault, for the caller to report.
+   * own: those are left out. A protocols function that throws or picks a
+   * subprotocol that was not offered, and headers that `Headers` refuses (a
+   * value with CR or LF), give a 500 refusal whose `cause` is the fault,
+   * for the caller to report.
    *
    * @param upgrade What `check` returned.
    * @param init The request (made when a protocols function asks for it)
@@ -214,8 +215,12 @@ export class ServerHandshake {
     init: { request: () => Request; headers?: HeadersInit },
   ): ServerAcceptance | HttpError {
     let protocol: string;
+    let extra: Headers | undefined;
     try {
       protocol = this.#chooseProtocol(upgrade.protocols, init.request);
+      // Headers refuses a value with CR, LF or NUL (a response splitting
+      // attempt, or a bug): no 101 goes out with it.
+      if (init.headers !== undefined) extra = new Headers(init.headers);
     } catch (error) {
       const refusal = this.reject(500, "Internal Server Error");
       refusal.cause = error;
@@ -236,8 +241,8 @@ export class ServerHandshake {
         head += `sec-websocket-extensions: ${extensions}\r\n`;
       }
     }
-    if (init.headers !== undefined) {
-      for (const [name, value] of new Headers(init.headers)) {
+    if (extra !== undefined) {
+      for (const [name, value] of extra) {
         if (!HANDSHAKE_HEADERS.has(name)) head += `${name}: ${value}\r\n`;
       }
     }
