@@ -139,11 +139,16 @@ export interface ServeOptions {
   /** Called once listening; default: logs the address. */
   onListen?: (addr: Deno.NetAddr) => void;
   /**
-   * The page origins (`"https://example.com"`) allowed to open a
-   * WebSocket, or a function that decides; others get 403 before any other
-   * hook runs. Browsers send cookies with an upgrade from any site, so a
-   * server that authenticates by cookie needs this. Requests without an
-   * `Origin` header (not from a browser page) pass. Default: every origin.
+   * The page origins allowed to open a WebSocket, compared exactly with the
+   * `Origin` header, or a function that decides; others get 403 before any
+   * other hook runs. Browsers send cookies with an upgrade from any site, so
+   * a server that authenticates by cookie needs this. Requests without an
+   * `Origin` header (not from a browser page) pass. Each entry must be an
+   * origin as browsers send it: `"https://example.com"` or
+   * `"http://localhost:8080"`, lower-case, without the scheme's default
+   * port, a path or a trailing slash; anything else (and a string instead
+   * of an array) is a `TypeError` when the server starts. Default: every
+   * origin.
    */
   origins?: readonly string[] | ((origin: string) => boolean);
   /**

@@ -54,6 +54,15 @@ import {
  */
 export interface UpgradeWebSocketOptions {
   /**
+   * The page origins allowed to open a WebSocket, or a function that
+   * decides, as in `serve()`: another page's `Origin` gets an
+   * {@linkcode UpgradeError} with 403; requests without `Origin` pass. An
+   * entry that is not an origin as browsers send it
+   * (`"https://example.com"`: lower-case, no default port, no path), or a
+   * string instead of an array, is a `TypeError`. Default: every origin.
+   */
+  origins?: readonly string[] | ((origin: string) => boolean);
+  /**
    * Subprotocols the server speaks (the first one the client offers is
    * chosen), or a function that picks one of the client's offers or none,
    * as in `serve()`.
@@ -144,8 +153,9 @@ export interface WebSocketUpgrade {
  * Thrown by {@linkcode upgradeWebSocket} for a request it cannot upgrade,
  * with the HTTP answer it deserves: 426 `Upgrade Required` for a request
  * that asks for no WebSocket (a plain `GET`), 400, 405 or 426 for a
- * malformed upgrade. A `TypeError`, as `Deno.upgradeWebSocket` throws;
- * Hono's default error handler answers with its {@linkcode getResponse}.
+ * malformed upgrade, 403 for an `Origin` that `origins` does not allow. A
+ * `TypeError`, as `Deno.upgradeWebSocket` throws; Hono's default error
+ * handler answers with its {@linkcode getResponse}.
  *
  * @example Answering a plain request to a WebSocket route
  * ```ts ignore
@@ -274,7 +284,10 @@ export function upgradeWebSocket(
 ): WebSocketUpgrade {
   options ??= {};
   const limits = checkOptions(options);
-  const handshake = new ServerHandshake({ protocols: options.protocols });
+  const handshake = new ServerHandshake({
+    origins: options.origins,
+    protocols: options.protocols,
+  });
   // Only HTTP/1.1 carries an upgrade to a `Deno.serve` handler (HTTP/2
   // forbids the `Upgrade` header), so the version is not Deno's to tell.
   const checked = handshake.check({

@@ -366,3 +366,19 @@ Deno.test("onUpgrade headers with CR or LF get 500, reported to onError, and no 
   assert.equal(errors.length, 1);
   assert.ok(errors[0] instanceof TypeError, String(errors[0]));
 });
+
+Deno.test("§10.2 serve() refuses origins given as a string, or an entry that is not a serialized origin, with a TypeError before listening", () => {
+  for (
+    const origins of [
+      "https://app.bank.com",
+      ["https://x.com/"],
+      ["https://x.com:443"],
+    ]
+  ) {
+    assert.throws(
+      () => start({ origins: origins as string[] }),
+      TypeError,
+      JSON.stringify(origins),
+    );
+  }
+});

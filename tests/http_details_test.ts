@@ -343,13 +343,21 @@ for (
       },
     });
     const port = local.port;
-    assert.equal(
-      await statusOf(
-        port,
-        upgradeRequest(port, { Origin: "https://evil.example" }),
-      ),
-      403,
-    );
+    // Another site, and look-alikes of the allowed origin: a longer host
+    // and another port (an exact comparison, not a prefix).
+    for (
+      const origin of [
+        "https://evil.example",
+        "https://good.example.evil.com",
+        "https://good.example:8443",
+      ]
+    ) {
+      assert.equal(
+        await statusOf(port, upgradeRequest(port, { Origin: origin })),
+        403,
+        origin,
+      );
+    }
     assert.equal(upgrades, 0, "onUpgrade did not run for the refused origin");
     assert.equal(
       await statusOf(

@@ -13,6 +13,7 @@ import {
   takeRequestHead,
 } from "../src/core/_http1.ts";
 import {
+  checkOrigins,
   ServerHandshake,
   type ServerHandshakeSettings,
 } from "../src/core/_server_handshake.ts";
@@ -295,15 +296,62 @@ for (
     ["a function", (origin: string) => origin === "https://good.example"],
   ] as const
 ) {
-  Deno.test(`§10.2 origins as ${form}: another origin gets 403; the allowed origin and no Origin are accepted`, () => {
-    const refused = refusal(request({ Origin: "https://evil.example" }), {
-      origins,
-    });
-    assert.equal(refused.status, 403);
+  Deno.test(`§10.2 origins as ${form}: other origins and look-alikes get 403; the allowed origin and no Origin are accepted`, () => {
+    for (
+      const origin of [
+        "https://evil.example",
+        "https://good.example.evil.com",
+        "https://good.example:8443",
+        "http://good.example",
+        "https://good.exampl",
+        "null",
+      ]
+    ) {
+      const refused = refusal(request({ Origin: origin }), { origins });
+      assert.equal(refused.status, 403, origin);
+    }
     acceptance(request({ Origin: "https://good.example" }), { origins });
     acceptance(request(), { origins });
   });
 }
+
+Deno.test("§10.2 origins other than an array of serialized origins or a function are a TypeError that says why", () => {
+  assert.throws(() => checkOrigins("https://app.bank.com"), {
+    name: "TypeError",
+    message:
+      'The origins option must be an array of origins or a function, got the string "https://app.bank.com"',
+  });
+  assert.throws(() => checkOrigins([42]), TypeError);
+  for (
+    const [entry, meant] of [
+      ["https://x.com/", "https://x.com"],
+      ["https://x.com:443", "https://x.com"],
+      ["http://x.com:80", "http://x.com"],
+      ["https://X.com", "https://x.com"],
+      ["https://x.com/path", "https://x.com"],
+      ["https://user@x.com", "https://x.com"],
+    ]
+  ) {
+    assert.throws(() => checkOrigins([entry]), {
+      name: "TypeError",
+      message:
+        `The origins option has "${entry}", which is not an origin as browsers send it (scheme://host[:port], lower-case, no default port, no path): "${meant}"?`,
+    });
+  }
+  for (const entry of ["x.com", "null", "file:///tmp", ""]) {
+    assert.throws(() => checkOrigins([entry]), TypeError, entry);
+  }
+  const allowed = checkOrigins([
+    "https://x.com",
+    "http://localhost:8080",
+    "chrome-extension://abcdef",
+  ]);
+  assert.ok(allowed instanceof Set && allowed.size === 3);
+  assert.throws(
+    () => new ServerHandshake({ origins: "https://x.com" as never }),
+    TypeError,
+  );
+});
 
 // --- §4.2.2: subprotocols, extensions, extra headers -----------------------------------
 
@@ -421,4 +469,11 @@ Deno.test("reject makes a refusal with its own copy of the headers", () => {
   assert.equal(refused.message, "Too many connections");
   assert.deepEqual(refused.headers, headers);
   assert.notEqual(refused.headers, headers);
+});
+
+Deno.test("a protocols option that is neither an array of strings nor a function is a TypeError", () => {
+  assert.throws(
+    () => new ServerHandshake({ protocols: "chat" as never }),
+    TypeError,
+  );
 });

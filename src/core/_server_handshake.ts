@@ -31,7 +31,7 @@ export type ProtocolChoice =
 
 /** What a server's handshake is configured with, checked once per server. */
 export interface ServerHandshakeSettings {
-  /** The origins allowed to open a WebSocket. */
+  /** The origins allowed to open a WebSocket (see {@linkcode checkOrigins}). */
   origins?: Origins;
   /** The subprotocols spoken, or a function that picks one of the offers. */
   protocols?: ProtocolChoice;
@@ -87,6 +87,57 @@ export function isUpgradeRequest(head: { headers: HeaderFields }): boolean {
 }
 
 /**
+ * Checks the `origins` option once, when the server starts: a function, or
+ * an array of origins exactly as browsers serialize them in `Origin`
+ * (`scheme://host` or `scheme://host:port`, lower-case, without the
+ * scheme's default port, a path or a trailing slash), since the check is an
+ * exact comparison. Throws a `TypeError` that says which entry is wrong and
+ * what it probably means; a string (substring-matched by mistake) is one.
+ */
+export function checkOrigins(
+  origins: unknown,
+): ReadonlySet<string> | ((origin: string) => boolean) | undefined {
+  if (origins === undefined) return undefined;
+  if (typeof origins === "function") {
+    return origins as (origin: string) => boolean;
+  }
+  if (!Array.isArray(origins)) {
+    throw new TypeError(
+      `The origins option must be an array of origins or a function, got ${
+        typeof origins === "string" ? `the string "${origins}"` : typeof origins
+      }`,
+    );
+  }
+  for (const origin of origins) {
+    if (typeof origin !== "string") {
+      throw new TypeError(
+        `The origins option must hold strings, got ${typeof origin}`,
+      );
+    }
+    const serialized = serializeOrigin(origin);
+    if (serialized !== origin) {
+      throw new TypeError(
+        `The origins option has "${origin}", which is not an origin as browsers send it (scheme://host[:port], lower-case, no default port, no path)` +
+          (serialized === undefined ? "" : `: "${serialized}"?`),
+      );
+    }
+  }
+  return new Set(origins);
+}
+
+/** The origin a URL string serializes to, or undefined when it has none. */
+function serializeOrigin(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  // `file:` and the like have no host: their origin is opaque ("null").
+  return url.host === "" ? undefined : `${url.protocol}//${url.host}`;
+}
+
+/**
  * The server's side of the opening handshake (RFC 6455 §4.2), with no I/O,
  * in the shape of python-websockets' `accept`/`reject`: {@linkcode check}
  * takes a parsed request head and says whether it is a valid upgrade that
@@ -99,14 +150,24 @@ export function isUpgradeRequest(head: { headers: HeaderFields }): boolean {
  * connection limit) is its own business; both calls are synchronous.
  */
 export class ServerHandshake {
-  #origins: Origins | undefined;
+  #origins: ReadonlySet<string> | ((origin: string) => boolean) | undefined;
   #protocols: ProtocolChoice | undefined;
   #deflate: PerMessageDeflateOptions | null;
 
-  /** Takes the server's settings. */
+  /** Checks the settings: a `TypeError` for `origins` that can never match. */
   constructor(settings: ServerHandshakeSettings = {}) {
-    this.#origins = settings.origins;
-    this.#protocols = settings.protocols;
+    this.#origins = checkOrigins(settings.origins);
+    const protocols = settings.protocols;
+    if (
+      protocols !== undefined && typeof protocols !== "function" &&
+      !(Array.isArray(protocols) &&
+        protocols.every((protocol) => typeof protocol === "string"))
+    ) {
+      throw new TypeError(
+        "The protocols option must be an array of strings or a function",
+      );
+    }
+    this.#protocols = protocols;
     this.#deflate = settings.perMessageDeflate ?? null;
   }
 
@@ -184,7 +245,7 @@ export class ServerHandshake {
     if (origin !== null && origins !== undefined) {
       const allowed = typeof origins === "function"
         ? origins(origin) === true
-        : origins.includes(origin);
+        : origins.has(origin);
       if (!allowed) return this.reject(403, "Origin not allowed");
     }
     return {
