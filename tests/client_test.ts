@@ -781,19 +781,37 @@ async function rejectsHandshake(
   options: Parameters<typeof connect>[1] = {},
   hangUp = false,
 ): Promise<void> {
-  await using server = rawServer(async (peer) => {
+  const server = rawServer(async (peer) => {
     const head = await peer.readHead();
     const text = await answer(head.headers.get("sec-websocket-key")!);
     await peer.write(encoder.encode(text));
     // Unless the server hangs up, the client must close the connection.
     if (!hangUp) await peer.eof();
   });
-  await assert.rejects(connect(server.url, options), (error) => {
+  // Not `await using`: when the client wrongly accepts the answer, the raw
+  // server's wait for its close fails too, and the SuppressedError that
+  // `using` makes of the two would hide which check is missing.
+  try {
+    const outcome = await connect(server.url, options).then(
+      (socket) => socket,
+      (error: unknown) => ({ error }),
+    );
+    if (!("error" in outcome)) {
+      outcome.close();
+      assert.fail(
+        `connect() accepted an answer it must refuse (expected ${message})`,
+      );
+    }
+    const { error } = outcome;
     assert.ok(error instanceof WebSocketError, String(error));
     assert.equal(error.closeCode, 1006);
     assert.match(error.message, message);
-    return true;
-  });
+  } catch (error) {
+    // The first failure is the one to see; the server's is secondary.
+    await server[Symbol.asyncDispose]().catch(() => {});
+    throw error;
+  }
+  await server[Symbol.asyncDispose]();
 }
 
 const ok101 = async (key: string, extra = "") =>

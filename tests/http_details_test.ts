@@ -216,9 +216,11 @@ Deno.test("RFC 9110 §8.6 a 204 from fetch has no Content-Length and no body", a
   await using local = serveLocal({
     fetch: () => new Response(null, { status: 204 }),
   });
+  // Connection: close, so that the answer ends with the server's close
+  // rather than after keepAliveTimeout.
   const answer = await exchange(
     local.port,
-    "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
   );
   assert.equal(answer.status, 204);
   assert.deepEqual(values(answer, "content-length"), []);
