@@ -19,7 +19,7 @@ export interface RequestHead<H extends HeaderFields = HeaderFields> {
 }
 
 /** RFC 9110 §5.5 field-content: visible bytes, obs-text, spaces and tabs. */
-export const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /**
  * A head's header fields, as `Headers` would hold them but without its

@@ -30,7 +30,6 @@
  */
 import {
   decodeHead,
-  FIELD_VALUE,
   Fields,
   headerTokens,
   HttpError,
@@ -221,7 +220,11 @@ export function parseRequestHead(text: string): RequestHead<Fields> {
     // between a header field name and colon" (§5.1): not a token.
     if (!TOKEN.test(name)) throw new HttpError(400, "Malformed header line");
     const value = trimSpaces(line.slice(colon + 1));
-    if (!FIELD_VALUE.test(value)) {
+    try {
+      // Checks the value: field-content, no control characters (RFC 9110
+      // §5.5).
+      headers.append(name, value);
+    } catch {
       throw new HttpError(400, "Malformed header value");
     }
     if (name.length === 4 && name.toLowerCase() === "host") {
@@ -232,7 +235,6 @@ export function parseRequestHead(text: string): RequestHead<Fields> {
       }
       host = value;
     }
-    headers.append(name, value);
   }
   if (host === undefined) {
     // "A server MUST respond with a 400 (Bad Request) status code to any
