@@ -4,6 +4,12 @@
  *
  * @module
  */
+import { computeAccept } from "../src/core/_handshake.ts";
+import { requestUrl, takeRequestHead } from "../src/core/_http1.ts";
+import {
+  ServerHandshake,
+  type UpgradeRequest,
+} from "../src/core/_server_handshake.ts";
 import {
   encodeFrame,
   FrameDecoder,
@@ -18,7 +24,7 @@ import { encodeMaskedFrame } from "./load.ts";
 export interface MicroCase {
   /** What `Deno.bench` calls it. */
   name: string;
-  /** `decode`, `unmask` or `encode`. */
+  /** `decode`, `unmask`, `encode`, `reassemble` or `handshake`. */
   group: string;
   /** Payload bytes handled per iteration. */
   bytes: number;
@@ -160,6 +166,51 @@ function _reassembleCase(
   };
 }
 
+/**
+ * The server's opening handshake without I/O: the `Sec-WebSocket-Accept`
+ * value alone (SHA-1 by `node:crypto`), and the whole decision for a
+ * browser's upgrade head (the head parser, the URL, the checks, the 101).
+ * "Payload" is the bytes hashed or parsed; a "frame" is one handshake.
+ */
+function _handshakeCases(): MicroCase[] {
+  const key = "dGhlIHNhbXBsZSBub25jZQ==";
+  const head = new TextEncoder().encode(
+    "GET /chat HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\n" +
+      "Pragma: no-cache\r\nCache-Control: no-cache\r\n" +
+      "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36\r\n" +
+      "Upgrade: websocket\r\nOrigin: https://example.com\r\n" +
+      `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n` +
+      "Accept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\n" +
+      "Sec-WebSocket-Protocol: chat.v2, chat.v1\r\n\r\n",
+  );
+  const handshake = new ServerHandshake({
+    origins: ["https://example.com"],
+    protocols: ["chat.v1"],
+  });
+  const request = () => new Request("http://example.com/chat");
+  return [
+    {
+      name: "computeAccept (SHA-1 by node:crypto)",
+      group: "handshake",
+      bytes: key.length + 36,
+      frames: 1,
+      fn: () => void computeAccept(key),
+    },
+    {
+      name: "upgrade head to 101: parse, URL, check, accept",
+      group: "handshake",
+      bytes: head.length,
+      frames: 1,
+      fn: () => {
+        const taken = takeRequestHead(head)!;
+        requestUrl(taken.head, "http://127.0.0.1:80");
+        const checked = handshake.check(taken.head) as UpgradeRequest;
+        handshake.accept(checked, { request });
+      },
+    },
+  ];
+}
+
 /** Every micro benchmark, in the order they run. */
 export const MICRO_CASES: MicroCase[] = [
   _decodeCase(16, 1024),
@@ -180,4 +231,5 @@ export const MICRO_CASES: MicroCase[] = [
   _reassembleCase("binary", MiB, 1),
   _reassembleCase("text", MiB, 64),
   _reassembleCase("text", MiB, 64 * KiB),
+  ..._handshakeCases(),
 ];

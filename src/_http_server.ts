@@ -1,33 +1,48 @@
-// Plain HTTP/1.1 on serve()'s port, the I/O half of src/core/_http1.ts: one request
-// and its response on a connection, then the connection kept for the next one.
+// The server's HTTP/1.1, the I/O half of src/core/_http1.ts: reading every
+// request head on serve()'s port (upgrades and plain requests go through the
+// same parser), serving plain requests with `fetch` (bodies, streamed
+// responses, keep-alive), and the one way the server refuses a request.
 
-import type { ServeInfo, ServeOptions } from "./server.ts";
 import {
   closeQuietly,
-  DEFAULT_CLOSE_TIMEOUT,
-  DEFAULT_HANDSHAKE_TIMEOUT,
-  DEFAULT_IDLE_TIMEOUT,
-  DEFAULT_MAX_HEAD_SIZE,
   isDisconnect,
+  type Transport,
   writeAll,
 } from "./_transport.ts";
 import { concat } from "./core/_bytes.ts";
-import { HttpError, type RequestHead } from "./core/_http.ts";
+import { type Fields, HttpError, type RequestHead } from "./core/_http.ts";
 import {
   BodyDecoder,
   CONTINUE_RESPONSE,
   decideRequestFraming,
   DEFAULT_HTTP1_LIMITS,
+  hasNoContent,
   type Http1Limits,
   type RequestFraming,
+  requestUrl,
   ResponseBodyEncoder,
   serializeErrorResponse,
   serializeResponseHead,
+  type TakenRequestHead,
   takeRequestHead,
 } from "./core/_http1.ts";
+import { isUpgradeRequest } from "./core/_server_handshake.ts";
 
 /** How long a kept-alive connection may sit idle by default, in ms: Node's figure. */
 export const DEFAULT_KEEP_ALIVE_TIMEOUT = 5_000;
+/**
+ * How long a client may take to send a request body by default, in ms, from
+ * the end of its head: Node's `requestTimeout` (300 s), which a 16 MiB body
+ * meets at 56 KB/s.
+ */
+export const DEFAULT_BODY_TIMEOUT = 300_000;
+/**
+ * The most connections that are not WebSockets (yet) by default: reading a
+ * head, in the upgrade's hooks, serving a plain request, kept alive between
+ * requests or lingering after a refusal. What a flood of slow or idle HTTP
+ * clients can hold; open WebSockets are counted apart (`maxConnections`).
+ */
+export const DEFAULT_MAX_HTTP_CONNECTIONS = 1_000;
 /**
  * The most request body bytes read and dropped after a response so that the
  * connection can carry the next request, as Go's net/http; past it, or when
@@ -44,6 +59,11 @@ const READY_LIMIT = 64 * 1024;
 const IDLE_READ_SIZE = 4096;
 /** The largest read buffer for a request body. */
 const BODY_READ_SIZE = 64 * 1024;
+/**
+ * The first read of a head: most fit (a browser's upgrade is 0.5–1 KiB);
+ * a bigger one grows the buffer.
+ */
+const FIRST_READ = 2048;
 const EMPTY = new Uint8Array(0);
 /** A wait that never ends (a limit that is off). */
 const NEVER: Promise<never> = new Promise(() => {});
@@ -94,6 +114,11 @@ export class Deadline {
       this.expired = true;
       this.stop();
     }
+  }
+
+  /** Whether the connection has been stopped. */
+  get ended(): boolean {
+    return this.#done;
   }
 
   /** Whether a read or write waits on the peer now. */
@@ -183,178 +208,411 @@ export class Deadline {
   }
 }
 
+/** A request head read off a connection, and the bytes read after it. */
+export interface ReadRequestHead extends TakenRequestHead {
+  /** What followed the head: a body, the next request, or frames. */
+  leftover: Uint8Array;
+}
+
 /**
- * Serves the plain HTTP/1.1 requests of `serve()`'s connections with the
- * `fetch` option (or the deprecated `onRequest`): request bodies streamed
- * from the connection, responses streamed to it, keep-alive and pipelining
- * (answered in order, one at a time). Framing follows the strict core in
- * `core/_http1.ts`; whatever it refuses is answered with its status and the
- * connection closed.
+ * Reads the next request head: `initial` holds bytes already read (the
+ * next request on a kept-alive connection), then the connection is read
+ * until {@linkcode takeRequestHead} finds a whole head, which decides every
+ * refusal (400, 414, 431, 505: thrown as `HttpError`), the same for
+ * upgrades and plain requests. Returns `undefined` when the peer closed
+ * before a request began (empty lines before a request line are no
+ * request, RFC 9112 §2.2); a head cut short by the peer is a 400. Read
+ * errors are thrown; the caller bounds the time it may take.
+ */
+export async function readRequestHead(
+  conn: Pick<Transport, "read">,
+  limits: Http1Limits,
+  initial: Uint8Array = EMPTY,
+): Promise<ReadRequestHead | undefined> {
+  let scanned = 0;
+  if (initial.length > 0) {
+    const taken = takeRequestHead(initial, limits);
+    if (taken !== undefined) {
+      return { ...taken, leftover: initial.subarray(taken.size) };
+    }
+    scanned = initial.length;
+  }
+  // takeRequestHead refuses a head once maxHeadSize bytes hold no end, so
+  // the buffer never needs to be larger.
+  const max = Math.max(limits.maxHeadSize, 1);
+  let buffer = new Uint8Array(
+    Math.min(Math.max(FIRST_READ, scanned * 2), max),
+  );
+  buffer.set(initial);
+  let length = scanned;
+  while (true) {
+    if (length === buffer.length) {
+      const bigger = new Uint8Array(Math.min(length * 2, max));
+      bigger.set(buffer);
+      buffer = bigger;
+    }
+    const n = await conn.read(buffer.subarray(length));
+    if (n === null) {
+      if (onlyEmptyLines(buffer.subarray(0, length))) return undefined;
+      throw new HttpError(400, "Incomplete request head");
+    }
+    length += n;
+    const taken = takeRequestHead(buffer.subarray(0, length), limits, scanned);
+    if (taken !== undefined) {
+      return {
+        ...taken,
+        // Usually nothing: a WebSocket client waits for the 101.
+        leftover: taken.size === length
+          ? EMPTY
+          : buffer.slice(taken.size, length),
+      };
+    }
+    scanned = length;
+  }
+}
+
+/** Whether `bytes` are empty lines (CRLF) at most, a CR of one at the end. */
+function onlyEmptyLines(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] !== (i % 2 === 0 ? 13 : 10)) return false;
+  }
+  return true;
+}
+
+/** An upgrade request's head, found by {@linkcode HttpHandler.next}. */
+export interface UpgradeHead {
+  head: RequestHead<Fields>;
+  /** The head's text, to make the `Request` again when it is asked for. */
+  text: string;
+  /** The request's URL. */
+  url: string;
+  /** Bytes read after the head: the client's first frames. */
+  leftover: Uint8Array;
+}
+
+/** What the server knows of a connection besides its request. */
+export interface ConnectionInfo {
+  /** The peer's address. */
+  remoteAddr: Deno.NetAddr;
+}
+
+/** `serve()`'s settings for HTTP, with the defaults applied. */
+export interface HttpSettings {
+  /** Answers plain requests; without it they get 426 and the connection closes. */
+  fetch:
+    | ((request: Request, info: ConnectionInfo) => Response | Promise<Response>)
+    | undefined;
+  maxHeadSize: number;
+  maxBodySize: number;
+  /** The time for a request head, from its first byte (`handshakeTimeout`). */
+  headTimeout: number;
+  keepAliveTimeout: number;
+  idleTimeout: number;
+  closeTimeout: number;
+  bodyTimeout: number;
+}
+
+/** How a response ended: whole, and the connection reusable or not; or cut. */
+type Outcome = "keep" | "close" | "cut";
+
+/**
+ * The HTTP/1.1 of `serve()`'s connections: it reads each request head with
+ * the one strict parser, hands upgrades back to the server, and serves
+ * plain requests with `fetch`: request bodies streamed from the connection,
+ * responses streamed to it, keep-alive and pipelining (answered in order,
+ * one at a time). Whatever the parser or the framing refuses is answered
+ * with its status and the connection closed ({@linkcode refuse}).
+ *
+ * While a request's answer is prepared and sent, a connection whose request
+ * was read to its end is watched: a client that leaves (FIN or reset) stops
+ * it, which cancels the response body, aborts `request.signal` and frees the
+ * connection, as a timeout or a shutdown does.
  */
 export class HttpHandler {
-  #fetch: (request: Request, info: ServeInfo) => Response | Promise<Response>;
+  /**
+   * The scheme and authority of a request URL whose request has no Host
+   * (HTTP/1.0): the server sets it once listening.
+   */
+  base = "http://localhost";
+  #fetch: (
+    request: Request,
+    info: ConnectionInfo,
+  ) => Response | Promise<Response>;
   /** No `fetch`: every request gets 426 and the connection closes. */
   #closeAfterEach: boolean;
   #limits: Http1Limits;
-  #keepAliveTimeout: number;
-  #headTimeout: number;
-  #idleTimeout: number;
-  #closeTimeout: number;
+  #settings: HttpSettings;
   #report: (error: unknown) => void;
   #stopping: () => boolean;
 
   /**
-   * Takes its settings from `serve()`'s options; throws a `TypeError` when
-   * both `fetch` and `onRequest` are given, a `RangeError` for a negative
-   * `maxBodySize` or `keepAliveTimeout`.
+   * Checks the settings: a `TypeError` for a `fetch` that is not a
+   * function, a `RangeError` for a negative `maxBodySize`,
+   * `keepAliveTimeout` or `bodyTimeout`.
    */
   constructor(
-    options: ServeOptions,
+    settings: HttpSettings,
     report: (error: unknown) => void,
     stopping: () => boolean,
   ) {
-    if (options.fetch !== undefined && options.onRequest !== undefined) {
-      throw new TypeError(
-        "The fetch and onRequest options cannot both be given: onRequest is the old name of fetch",
-      );
-    }
-    const fetch = options.fetch ?? options.onRequest;
+    const fetch = settings.fetch;
     if (fetch !== undefined && typeof fetch !== "function") {
       throw new TypeError("The fetch option must be a function");
     }
+    for (
+      const name of ["maxBodySize", "keepAliveTimeout", "bodyTimeout"] as const
+    ) {
+      if (!(settings[name] >= 0)) {
+        throw new RangeError(
+          `The ${name} option must be 0 or more, got ${settings[name]}`,
+        );
+      }
+    }
     this.#fetch = fetch ?? upgradeRequired;
     this.#closeAfterEach = fetch === undefined;
-    const maxBodySize = options.maxBodySize ??
-      DEFAULT_HTTP1_LIMITS.maxBodySize;
-    if (!(maxBodySize >= 0)) {
-      throw new RangeError(
-        `The maxBodySize option must be 0 or more, got ${maxBodySize}`,
-      );
-    }
-    this.#keepAliveTimeout = options.keepAliveTimeout ??
-      DEFAULT_KEEP_ALIVE_TIMEOUT;
-    if (!(this.#keepAliveTimeout >= 0)) {
-      throw new RangeError(
-        `The keepAliveTimeout option must be 0 or more, got ${this.#keepAliveTimeout}`,
-      );
-    }
+    this.#settings = settings;
     this.#limits = {
       ...DEFAULT_HTTP1_LIMITS,
-      maxHeadSize: options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE,
-      maxBodySize,
+      maxHeadSize: settings.maxHeadSize,
+      maxBodySize: settings.maxBodySize,
     };
-    this.#headTimeout = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT;
-    this.#idleTimeout = options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT;
-    this.#closeTimeout = options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT;
     this.#report = report;
     this.#stopping = stopping;
   }
 
   /**
-   * Serves one request whose head (`rawHead`, up to its CRLF CRLF) was read
-   * and is not an upgrade; `leftover` are the bytes read after it. Returns
-   * the first bytes of the next request when the connection is kept (the
-   * deadline then armed for its head), or `undefined` when the connection is
-   * done and the caller closes it.
+   * Reads the connection's requests, serving the plain ones, until one is
+   * an upgrade: returns its head (the deadline then runs for the upgrade's
+   * hooks), or `undefined` once the connection is done (the caller closes
+   * it). A malformed head is refused here, whatever the request is.
    */
-  async exchange(
+  async next(
     deadline: Deadline,
-    rawHead: Uint8Array,
+    info: ConnectionInfo,
+  ): Promise<UpgradeHead | undefined> {
+    let initial: Uint8Array | undefined;
+    while (true) {
+      let read: ReadRequestHead | undefined;
+      try {
+        read = await readRequestHead(deadline.conn, this.#limits, initial);
+      } catch (error) {
+        if (error instanceof HttpError) await this.refuse(deadline, error);
+        // Else timed out (the deadline closed the connection) or reset.
+        return;
+      }
+      if (read === undefined) return;
+      const { head, text, leftover } = read;
+      let url: string;
+      try {
+        url = requestUrl(head, this.base);
+      } catch (error) {
+        await this.refuse(deadline, error as HttpError, head.method);
+        return;
+      }
+      if (isUpgradeRequest(head)) return { head, text, url, leftover };
+      initial = await this.#exchange(deadline, head, leftover, url, info);
+      if (initial === undefined) return;
+    }
+  }
+
+  /**
+   * Answers a request that cannot be served with `error`'s status and
+   * plain-text message (none for HEAD), then closes the connection after
+   * lingering: the one way the server refuses a request.
+   */
+  async refuse(
+    deadline: Deadline,
+    error: HttpError,
+    method = "GET",
+  ): Promise<void> {
+    try {
+      await deadline.write(
+        serializeErrorResponse(error, { method, date: httpDate() }),
+        this.#settings.idleTimeout,
+      );
+    } catch {
+      return;
+    }
+    await this.#linger(deadline);
+  }
+
+  /**
+   * Sends a whole response (an `onUpgrade` hook's refusal) as a plain
+   * request's is sent, watched as one, then closes the connection. A 1xx
+   * is not an answer: it is reported and 500 sent instead.
+   */
+  async answer(
+    deadline: Deadline,
+    method: string,
+    response: Response,
+  ): Promise<void> {
+    deadline.phase = "busy";
+    deadline.disarm();
+    const watch = new PeerWatch(deadline);
+    // An upgrade request has no body: it is whole.
+    watch.start();
+    const body = new RequestBody(
+      deadline,
+      ANSWER_FRAMING,
+      EMPTY,
+      this.#limits,
+      this.#settings,
+      watch,
+    );
+    const outcome = await this.#respond(
+      deadline,
+      body,
+      ANSWER_FRAMING,
+      method,
+      this.#checked(response, "onUpgrade"),
+    );
+    if (outcome !== "cut") await this.#linger(deadline, body, watch);
+  }
+
+  /**
+   * Serves one plain request whose head was read; `leftover` are the bytes
+   * read after it. Returns the first bytes of the next request when the
+   * connection is kept (the deadline then armed for its head), or
+   * `undefined` when the connection is done and the caller closes it.
+   */
+  async #exchange(
+    deadline: Deadline,
+    head: RequestHead<Fields>,
     leftover: Uint8Array,
     url: string,
-    info: ServeInfo,
+    info: ConnectionInfo,
   ): Promise<Uint8Array | undefined> {
     deadline.phase = "busy";
     // The application's time is its own: only waits on the peer are bounded.
     deadline.disarm();
     deadline.noDelay();
-    let head: RequestHead<Headers> | undefined;
+    // The request line's own token frames the response: `head` is not HEAD
+    // (RFC 9110 §9.1, methods are case-sensitive), though Fetch's Request
+    // normalizes its name.
+    const method = head.method;
     let framing: RequestFraming;
     try {
-      // The strict parser decides framing: request smuggling lives in the
-      // differences between two parsers of one message (RFC 9112 §11.2).
-      head = takeRequestHead(rawHead, this.#limits)?.head;
-      if (head === undefined) {
-        throw new HttpError(400, "Incomplete request head");
-      }
       framing = decideRequestFraming(head, this.#limits);
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
-      await this.#refuse(deadline, error, head?.method);
+      await this.refuse(deadline, error, method);
       return;
     }
+    const watch = new PeerWatch(deadline);
     const body = new RequestBody(
       deadline,
       framing,
       leftover,
       this.#limits,
-      this.#idleTimeout,
+      this.#settings,
+      watch,
     );
+    const client = new AbortController();
     let request: Request;
     try {
-      const upper = head.method.toUpperCase();
+      const upper = method.toUpperCase();
       // Fetch's Request refuses a body on GET and HEAD: one sent anyway is
       // read and dropped after the response, as a body the app did not read.
       const withBody = body.hasContent && upper !== "GET" && upper !== "HEAD";
       request = new Request(url, {
-        method: head.method,
+        method,
         headers: head.headers,
         body: withBody ? body.stream() : null,
+        signal: client.signal,
       });
     } catch {
       // Fetch forbids CONNECT, TRACE and TRACK: "An origin server that
       // receives a request method that is unrecognized or not implemented
       // SHOULD respond with the 501" (RFC 9110 §9.1).
-      await this.#refuse(
+      await this.refuse(
         deadline,
         new HttpError(501, "Method not implemented"),
-        head.method,
+        method,
       );
       return;
     }
-    const method = request.method;
-    let response: Response | undefined;
-    // The application has `idleTimeout` to start its answer (its body may
-    // then stream as long as it likes); a handler that never settles must
-    // not hold the connection, nor a shutdown, for good.
-    // While it waits for the request body, the body's own stall limit
-    // applies instead.
+    // A request without a body is whole: watch for the client leaving.
+    if (body.done && body.rest.length === 0) watch.start();
+    let outcome: Outcome = "cut";
+    try {
+      outcome = await this.#serve(
+        deadline,
+        request,
+        method,
+        info,
+        body,
+        framing,
+      );
+    } finally {
+      // The answer did not reach the client whole (it left, a timeout, a
+      // shutdown, a failed body): whatever works for the request may stop.
+      if (outcome === "cut") client.abort();
+    }
+    if (outcome !== "keep" || this.#stopping()) {
+      // With nothing left unread, a plain close cannot reset the answer.
+      if (
+        body.failure === undefined &&
+        (!body.done || body.rest.length > 0 || watch.received)
+      ) {
+        await this.#linger(deadline, body, watch);
+      }
+      return;
+    }
+    if (!body.done && !await body.drain(DRAIN_LIMIT)) {
+      await this.#linger(deadline, body, watch);
+      return;
+    }
+    return await this.#next(deadline, body.rest, watch);
+  }
+
+  /**
+   * Runs `fetch` for a request and writes its answer: the app has
+   * `idleTimeout` to return its `Response` (503 after it), whose body may
+   * then stream as long as it takes.
+   */
+  async #serve(
+    deadline: Deadline,
+    request: Request,
+    method: string,
+    info: ConnectionInfo,
+    body: RequestBody,
+    framing: RequestFraming,
+  ): Promise<Outcome> {
+    const idleTimeout = this.#settings.idleTimeout;
+    // A handler that never settles must not hold the connection, nor a
+    // shutdown, for good. While it waits for the request body, the body's
+    // own limits apply instead.
     let timer: ReturnType<typeof setTimeout> | undefined;
-    // idleTimeout 0: no limit.
-    const late = this.#idleTimeout <= 0
+    const late = idleTimeout <= 0
       ? NEVER
       : new Promise<undefined>((resolve) => {
         const check = () => {
-          if (deadline.waitingOnPeer) {
-            timer = setTimeout(check, this.#idleTimeout);
-          } else resolve(undefined);
+          if (deadline.waitingOnPeer) timer = setTimeout(check, idleTimeout);
+          else resolve(undefined);
         };
-        timer = setTimeout(check, this.#idleTimeout);
+        timer = setTimeout(check, idleTimeout);
       });
     const answer = (async () => await this.#fetch(request, info))();
+    let response: Response | undefined;
     try {
       response = await Promise.race([answer, late, deadline.stopped]);
       if (response === undefined) {
         // What it answers too late is dropped; what it throws, reported.
         answer.then((late) => cancelQuietly(late?.body), this.#report);
-        await this.#refuse(
+        await this.refuse(
           deadline,
           new HttpError(503, "The application did not answer in time"),
           method,
         );
-        return;
+        return "cut";
       }
-      if (!(response instanceof Response)) {
-        throw new TypeError("The fetch handler must return a Response");
-      }
-      if (response.type === "error") {
-        throw new TypeError("The fetch handler returned Response.error()");
-      }
+      response = this.#checked(response, "fetch");
     } catch (error) {
-      // Stopped by a shutdown while the handler had not answered.
+      // Stopped (the client left, a shutdown) while the handler had not
+      // answered.
       if (error instanceof Deno.errors.Interrupted) {
         answer.then((late) => cancelQuietly(late?.body), this.#report);
-        return;
+        return "cut";
       }
       // A handler that fails because the request body failed is the
       // client's doing, answered below with the body's own status.
@@ -366,32 +624,45 @@ export class HttpHandler {
     if (body.failure !== undefined) {
       cancelQuietly(response?.body);
       await this.#refuseBody(deadline, body, method);
-      return;
+      return "cut";
     }
-    const reusable = await this.#respond(
+    return await this.#respond(
       deadline,
       body,
       framing,
       method,
       response ?? internalError(),
     );
-    if (!reusable || this.#stopping()) {
-      // With nothing left unread, a plain close cannot reset the answer.
-      if (body.failure === undefined && (!body.done || body.rest.length > 0)) {
-        await this.#linger(deadline, body);
-      }
-      return;
-    }
-    if (!body.done && !await body.drain(DRAIN_LIMIT)) {
-      await this.#linger(deadline, body);
-      return;
-    }
-    return await this.#next(deadline, body.rest);
   }
 
   /**
-   * Writes `response` (its head, then its body as it comes); returns whether
-   * the connection may carry another request.
+   * What a handler returned, if it is a response that can be sent: a
+   * non-`Response`, `Response.error()` or a 1xx (an interim response is no
+   * answer, and 101 would claim a protocol switch) is reported and becomes
+   * a 500.
+   */
+  #checked(response: unknown, hook: string): Response {
+    let fault: string | undefined;
+    if (!(response instanceof Response)) {
+      fault = `The ${hook} handler must return a Response`;
+    } else if (response.type === "error") {
+      fault = `The ${hook} handler returned Response.error()`;
+    } else if (response.status < 200) {
+      cancelQuietly(response.body);
+      fault =
+        `The ${hook} handler returned a ${response.status} response: an interim (1xx) status cannot end a request, so 500 was sent`;
+    } else {
+      return response;
+    }
+    this.#report(new TypeError(fault));
+    return internalError();
+  }
+
+  /**
+   * Writes `response` (its head, then its body as it comes), and tells
+   * whether it went out whole and the connection may carry another request.
+   * A connection stopped meanwhile (the client left, a timeout, a shutdown)
+   * cancels the body.
    */
   async #respond(
     deadline: Deadline,
@@ -399,9 +670,10 @@ export class HttpHandler {
     framing: RequestFraming,
     method: string,
     response: Response,
-  ): Promise<boolean> {
+  ): Promise<Outcome> {
+    const idleTimeout = this.#settings.idleTimeout;
     const status = response.status;
-    const noContent = method === "HEAD" || status === 204 || status === 304;
+    const noContent = hasNoContent(method, status);
     // HEAD too, so that its Content-Length is the one a GET would get; not
     // 204 and 304, whose own body says nothing of that (RFC 9110 §8.6).
     const measured = method === "HEAD" || !noContent;
@@ -419,13 +691,13 @@ export class HttpHandler {
       cancelQuietly(reader);
       if (body.failure !== undefined) {
         await this.#refuseBody(deadline, body, method);
-        return false;
+        return "cut";
       }
       this.#report(error);
       return this.#respond(deadline, body, framing, method, internalError());
     }
     const keepAlive = framing.keepAlive && !this.#closeAfterEach &&
-      this.#keepAliveTimeout > 0 && !this.#stopping() &&
+      this.#settings.keepAliveTimeout > 0 && !this.#stopping() &&
       body.reusable(DRAIN_LIMIT);
     const serialized = serializeResponseHead(response, {
       method,
@@ -434,6 +706,7 @@ export class HttpHandler {
       bodyLength: measured && ready.ended ? ready.size : undefined,
       date: httpDate(),
     });
+    const whole: Outcome = serialized.keepAlive ? "keep" : "close";
     const encoder = new ResponseBodyEncoder(serialized.framing);
     let first: Uint8Array;
     try {
@@ -447,20 +720,27 @@ export class HttpHandler {
     // Past here a 100 Continue would follow a final response.
     body.headWritten = true;
     try {
-      await deadline.write(first, this.#idleTimeout);
-      if (ready.ended || noContent) return serialized.keepAlive;
+      await deadline.write(first, idleTimeout);
+      if (ready.ended || noContent) return whole;
       let next = ready.next;
       while (true) {
         let result: ReadableStreamReadResult<Uint8Array>;
         try {
-          result = await (next ?? reader!.read());
+          // A body that waits (a long poll, server-sent events between
+          // events) ends when the connection is stopped.
+          result = await Promise.race([
+            next ?? reader!.read(),
+            deadline.stopped,
+          ]);
         } catch (error) {
-          // The body failed midway: closing the connection cuts the
-          // message short, so the client cannot take it for whole.
+          // The body failed midway, or the connection was stopped: closing
+          // the connection cuts the message short, so the client cannot
+          // take it for whole.
+          cancelQuietly(reader, error);
           if (body.failure === undefined && !isDisconnect(error)) {
             this.#report(error);
           }
-          return false;
+          return "cut";
         }
         next = undefined;
         let bytes: Uint8Array;
@@ -471,58 +751,39 @@ export class HttpHandler {
         } catch (error) {
           cancelQuietly(reader);
           this.#report(error);
-          return false;
+          return "cut";
         }
-        if (bytes.length > 0) await deadline.write(bytes, this.#idleTimeout);
-        if (result.done) return serialized.keepAlive;
+        if (bytes.length > 0) await deadline.write(bytes, idleTimeout);
+        if (result.done) return whole;
       }
     } catch (error) {
       // The client went away, or stopped reading for idleTimeout.
       cancelQuietly(reader, error);
-      return false;
+      return "cut";
     }
   }
 
-  /** Waits for the next request on a kept-alive connection. */
+  /**
+   * Waits for the next request on a kept-alive connection: the watch's
+   * read, if one was made, is its first.
+   */
   async #next(
     deadline: Deadline,
     rest: Uint8Array,
+    watch: PeerWatch,
   ): Promise<Uint8Array | undefined> {
     if (rest.length === 0) {
       // Idle: a shutdown closes it at once.
       deadline.phase = "idle";
-      deadline.arm(this.#keepAliveTimeout);
-      const buffer = new Uint8Array(IDLE_READ_SIZE);
-      let n: number | null;
-      try {
-        n = await deadline.conn.read(buffer);
-      } catch {
-        return;
-      }
-      if (n === null || this.#stopping()) return;
-      rest = buffer.subarray(0, n);
+      deadline.arm(this.#settings.keepAliveTimeout);
+      const bytes = await (watch.take() ?? readSome(deadline.conn));
+      if (bytes === null || this.#stopping()) return;
+      rest = bytes;
     }
     // A request has begun: its head has handshakeTimeout, as the first one.
     deadline.phase = "head";
-    deadline.arm(this.#headTimeout);
+    deadline.arm(this.#settings.headTimeout);
     return rest;
-  }
-
-  /** Answers a request that cannot be served with `error`'s status, then closes. */
-  async #refuse(
-    deadline: Deadline,
-    error: HttpError,
-    method = "GET",
-  ): Promise<void> {
-    try {
-      await deadline.write(
-        serializeErrorResponse(error, { method, date: httpDate() }),
-        this.#idleTimeout,
-      );
-    } catch {
-      return;
-    }
-    await this.#linger(deadline);
   }
 
   /**
@@ -538,7 +799,7 @@ export class HttpHandler {
     const failure = body.failure;
     if (failure instanceof HttpError && !body.headWritten) {
       body.headWritten = true;
-      await this.#refuse(deadline, failure, method);
+      await this.refuse(deadline, failure, method);
     }
   }
 
@@ -547,13 +808,20 @@ export class HttpHandler {
    * so that request bytes left unread do not turn the close into a reset
    * that destroys the answer in flight.
    */
-  async #linger(deadline: Deadline, body?: RequestBody): Promise<void> {
+  async #linger(
+    deadline: Deadline,
+    body?: RequestBody,
+    watch?: PeerWatch,
+  ): Promise<void> {
     // The app may still be reading the body: the connection is its to close.
     if (body?.reading) return;
     deadline.phase = "idle";
-    deadline.arm(this.#closeTimeout);
+    deadline.arm(this.#settings.closeTimeout);
     try {
       await deadline.conn.closeWrite();
+      // A read already waiting is the linger's first.
+      const pending = watch?.take();
+      if (pending !== undefined && await pending === null) return;
       const sink = new Uint8Array(IDLE_READ_SIZE);
       while (await deadline.conn.read(sink) !== null) {
         // Discard.
@@ -564,10 +832,67 @@ export class HttpHandler {
   }
 }
 
+/** The framing of the answer to an upgrade refused by its hook: no body, then a close. */
+const ANSWER_FRAMING: RequestFraming = Object.freeze({
+  version: "HTTP/1.1",
+  body: Object.freeze({ type: "length", length: 0 }),
+  expectContinue: false,
+  keepAlive: false,
+});
+
+/** One read of up to `IDLE_READ_SIZE` bytes: null at the end or on an error. */
+function readSome(conn: Pick<Transport, "read">): Promise<Uint8Array | null> {
+  const buffer = new Uint8Array(IDLE_READ_SIZE);
+  return conn.read(buffer).then(
+    (n) => n === null ? null : buffer.subarray(0, n),
+    () => null,
+  );
+}
+
+/**
+ * The one read of a connection while its request's answer is prepared and
+ * sent, made once the request is read to its end: it finds the client gone
+ * (FIN or reset) and stops the connection, so that whatever waits on it
+ * ends; or it finds the start of the next request (pipelining), kept for
+ * whoever reads next (`take`). A read cannot be taken back, so there is at
+ * most one, and it is always handed on.
+ */
+class PeerWatch {
+  /** Whether the read brought bytes (the next request has begun). */
+  received = false;
+  #deadline: Deadline;
+  #read: Promise<Uint8Array | null> | undefined;
+  #started = false;
+
+  constructor(deadline: Deadline) {
+    this.#deadline = deadline;
+  }
+
+  /** Starts the read, once. */
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    const read = this.#read = readSome(this.#deadline.conn);
+    read.then((bytes) => {
+      if (bytes === null) this.#deadline.stop();
+      else this.received = true;
+    });
+  }
+
+  /** The read, handed to the next reader; undefined when there is none. */
+  take(): Promise<Uint8Array | null> | undefined {
+    const read = this.#read;
+    this.#read = undefined;
+    return read;
+  }
+}
+
 /**
  * A request body as it arrives: the bytes read after the head, then reads
  * from the connection as the application (or the drain after the response)
- * asks, decoded by a `BodyDecoder`. Reads are taken one at a time, in order.
+ * asks, decoded by a `BodyDecoder`. Reads are taken one at a time, in order,
+ * each bounded by the stall limit (`idleTimeout`) and all of them by
+ * `bodyTimeout`. Once the body is whole, the watch starts.
  */
 class RequestBody {
   /** Why the body failed (malformed, too large, stalled, cut off), once it did. */
@@ -580,11 +905,14 @@ class RequestBody {
   reading = false;
   #deadline: Deadline;
   #stall: number;
+  /** When the whole body must have come (`Date.now()` time). */
+  #until: number;
   #decoder: BodyDecoder | undefined;
   #length: number | undefined;
   #pending: Uint8Array;
   /** A `100 Continue` is owed before the first read (RFC 9110 §10.1.1). */
   #continue: boolean;
+  #watch: PeerWatch;
   #last: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -592,10 +920,15 @@ class RequestBody {
     framing: RequestFraming,
     leftover: Uint8Array,
     limits: Http1Limits,
-    stall: number,
+    settings: HttpSettings,
+    watch: PeerWatch,
   ) {
     this.#deadline = deadline;
-    this.#stall = stall;
+    this.#stall = settings.idleTimeout;
+    this.#until = settings.bodyTimeout > 0
+      ? Date.now() + settings.bodyTimeout
+      : Infinity;
+    this.#watch = watch;
     const body = framing.body;
     if (body.type === "length" && body.length === 0) {
       this.rest = leftover;
@@ -638,21 +971,24 @@ class RequestBody {
   stream(): ReadableStream<Uint8Array> {
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        let chunks: Uint8Array[] | null;
+        let data: Uint8Array | null;
         try {
-          chunks = await this.read();
+          data = await this.read();
         } catch (error) {
           controller.error(error);
           return;
         }
-        if (chunks === null) controller.close();
-        else for (const chunk of chunks) controller.enqueue(chunk);
+        if (data === null) controller.close();
+        else controller.enqueue(data);
       },
     }, { highWaterMark: 0 });
   }
 
-  /** The next pieces of the body, or `null` at its end; rejects once it failed. */
-  read(): Promise<Uint8Array[] | null> {
+  /**
+   * The next piece of the body, or `null` at its end; rejects once it
+   * failed. One piece per read of the connection, whatever the chunking.
+   */
+  read(): Promise<Uint8Array | null> {
     const result = this.#last.then(() => this.#pull());
     this.#last = result.then(ignore, ignore);
     return result;
@@ -662,8 +998,8 @@ class RequestBody {
   async drain(limit: number): Promise<boolean> {
     let drained = 0;
     try {
-      for (let chunks; (chunks = await this.read()) !== null;) {
-        for (const chunk of chunks) drained += chunk.length;
+      for (let data; (data = await this.read()) !== null;) {
+        drained += data.length;
         if (drained > limit) return false;
       }
       return true;
@@ -672,7 +1008,7 @@ class RequestBody {
     }
   }
 
-  async #pull(): Promise<Uint8Array[] | null> {
+  async #pull(): Promise<Uint8Array | null> {
     if (this.failure !== undefined) throw this.failure;
     const decoder = this.#decoder;
     if (decoder === undefined) return null;
@@ -690,22 +1026,40 @@ class RequestBody {
           }
           input = read;
         }
-        const { chunks, consumed, done } = decoder.push(input);
-        // A copy: the chunks handed out are views of the same bytes.
-        if (done && consumed < input.length) this.rest = input.slice(consumed);
-        if (chunks.length > 0) return chunks;
+        const { data, consumed, done } = decoder.push(input);
+        if (done) {
+          // A copy: the data handed out may be a view of the same bytes.
+          if (consumed < input.length) this.rest = input.slice(consumed);
+          else this.#watch.start();
+        }
+        // A piece much smaller than the buffer it lies in is copied, so
+        // that what the app keeps stays proportional to the body.
+        if (data.length > 0) {
+          return data.length * 2 < data.buffer.byteLength ? data.slice() : data;
+        }
       }
       return null;
     } catch (error) {
-      this.failure = this.#deadline.expired
-        ? new Deno.errors.TimedOut("The request body stalled")
-        : error;
+      this.failure =
+        this.#deadline.expired || error instanceof Deno.errors.TimedOut
+          ? new Deno.errors.TimedOut(
+            Date.now() >= this.#until
+              ? "The request body took longer than bodyTimeout"
+              : "The request body stalled",
+          )
+          : error;
       throw this.failure;
     }
   }
 
   /** One read of the connection, after the `100 Continue` it may owe. */
   async #read(decoder: BodyDecoder): Promise<Uint8Array | null> {
+    // Each wait on the client has the stall limit, and none goes past the
+    // body's deadline (0: neither applies).
+    const left = this.#until - Date.now();
+    if (left <= 0) throw new Deno.errors.TimedOut("The body's time is up");
+    const within = Math.min(this.#stall > 0 ? this.#stall : Infinity, left);
+    const limit = within === Infinity ? 0 : within;
     this.reading = true;
     try {
       if (this.#continue) {
@@ -714,14 +1068,14 @@ class RequestBody {
         // already received some or all of the content" or has answered
         // (RFC 9110 §10.1.1).
         if (!this.headWritten) {
-          await this.#deadline.write(CONTINUE_RESPONSE, this.#stall);
+          await this.#deadline.write(CONTINUE_RESPONSE, limit);
         }
       }
       const size = this.#length === undefined
         ? 16 * 1024
         : Math.min(BODY_READ_SIZE, this.#length - decoder.received);
       const buffer = new Uint8Array(size);
-      const n = await this.#deadline.read(buffer, this.#stall);
+      const n = await this.#deadline.read(buffer, limit);
       return n === null ? null : buffer.subarray(0, n);
     } finally {
       this.reading = false;

@@ -1,5 +1,5 @@
-// The socket chores that server and client share: reading an HTTP head off
-// a connection, writing all of a buffer, closing quietly, and the defaults.
+// The socket chores that server and client share: writing all of a buffer,
+// closing quietly, and the defaults; and the client's reading of a head.
 
 import { findHeadEnd } from "./core/_http.ts";
 
@@ -23,8 +23,8 @@ export const DEFAULT_PING_INTERVAL = 30_000;
 export const DEFAULT_IDLE_TIMEOUT = 60_000;
 
 /**
- * The first read of a head: most fit (a browser's upgrade is 0.5–1 KiB);
- * a bigger one grows the buffer.
+ * The first read of a head: most fit (a server's 101 is a few hundred
+ * bytes); a bigger one grows the buffer.
  */
 const FIRST_READ = 2048;
 /** Shared by every head with nothing after it: it is never written to. */
@@ -39,48 +39,25 @@ export interface Head {
 /**
  * Why no head was read: the peer left before sending a byte (`"eof"`),
  * left in the middle (`"truncated"`), or sent more than `maxSize` bytes
- * without ending the head (`"too-large"`; `"line-too-large"` when the first
- * line alone is over `maxLineSize`).
+ * without ending the head (`"too-large"`).
  */
-export type HeadFailure = "eof" | "truncated" | "too-large" | "line-too-large";
+export type HeadFailure = "eof" | "truncated" | "too-large";
 
 /**
- * Reads an HTTP head (up to CRLF CRLF) and the bytes after it, which belong
- * to what follows (a WebSocket's first frames, a request body). `initial`
- * holds bytes already read from the connection (the next request on a
- * kept-alive connection); a head found whole in them is returned as views
- * into them, with no read and no copy. Read errors are thrown; the caller
- * bounds the time it may take.
+ * Reads a response head (up to CRLF CRLF), as the client does, and the
+ * bytes after it, which belong to what follows (the server's first
+ * frames). Read errors are thrown; the caller bounds the time it may take.
+ * The server reads request heads with `readRequestHead` (`_http_server.ts`).
  */
 export async function readHead(
   conn: Pick<Transport, "read">,
   maxSize: number,
-  maxLineSize = maxSize,
-  initial?: Uint8Array,
 ): Promise<Head | HeadFailure> {
-  let buffer: Uint8Array;
+  let buffer = new Uint8Array(Math.min(FIRST_READ, maxSize + 4));
   let length = 0;
-  if (initial !== undefined && initial.length > 0) {
-    const end = findHeadEnd(initial, 0);
-    if (end !== -1) {
-      if (end > maxSize) return tooLarge(initial, end, maxLineSize);
-      return {
-        head: initial.subarray(0, end),
-        leftover: initial.subarray(end),
-      };
-    }
-    length = initial.length;
-    if (length > maxSize) return tooLarge(initial, length, maxLineSize);
-    buffer = new Uint8Array(
-      Math.min(Math.max(FIRST_READ, length * 2), maxSize + 4),
-    );
-    buffer.set(initial);
-  } else {
-    buffer = new Uint8Array(Math.min(FIRST_READ, maxSize + 4));
-  }
   while (true) {
     if (length === buffer.length) {
-      if (length >= maxSize + 4) return tooLarge(buffer, length, maxLineSize);
+      if (length >= maxSize + 4) return "too-large";
       const bigger = new Uint8Array(Math.min(length * 2, maxSize + 4));
       bigger.set(buffer);
       buffer = bigger;
@@ -90,27 +67,14 @@ export async function readHead(
     const end = findHeadEnd(buffer.subarray(0, length + n), length - 3);
     length += n;
     if (end !== -1) {
-      if (end > maxSize) return tooLarge(buffer, end, maxLineSize);
+      if (end > maxSize) return "too-large";
       return {
         head: buffer.subarray(0, end),
-        // Usually nothing: the client waits for the 101 before it sends.
         leftover: end === length ? NOTHING : buffer.slice(end, length),
       };
     }
-    if (length > maxSize) return tooLarge(buffer, length, maxLineSize);
+    if (length > maxSize) return "too-large";
   }
-}
-
-/** Tells a head that is too large from one whose first line is. */
-function tooLarge(
-  buffer: Uint8Array,
-  length: number,
-  maxLineSize: number,
-): HeadFailure {
-  const lineEnd = buffer.subarray(0, length).indexOf(10);
-  return lineEnd === -1 || lineEnd > maxLineSize
-    ? "line-too-large"
-    : "too-large";
 }
 
 /** Writes all of `bytes`, however many writes it takes. */

@@ -7,8 +7,11 @@ import { Connection, startHeartbeat } from "./_connection.ts";
 import { report } from "./_report.ts";
 import {
   Deadline,
+  DEFAULT_BODY_TIMEOUT,
   DEFAULT_KEEP_ALIVE_TIMEOUT,
+  DEFAULT_MAX_HTTP_CONNECTIONS,
   HttpHandler,
+  type UpgradeHead,
 } from "./_http_server.ts";
 import {
   closeQuietly,
@@ -18,27 +21,12 @@ import {
   DEFAULT_MAX_HEAD_SIZE,
   DEFAULT_PING_INTERVAL,
   isDisconnect,
-  readHead,
   type Transport,
   writeAll,
 } from "./_transport.ts";
-import {
-  acceptUpgrade,
-  checkOrigin,
-  chooseProtocol,
-  computeAccept,
-  isUpgradeRequest,
-  parseUpgrade,
-  type Upgrade,
-} from "./core/_handshake.ts";
-import {
-  decodeHead,
-  HttpError,
-  parseRequestHead,
-  type RequestHead,
-  serializeResponse,
-} from "./core/_http.ts";
-import { serializeErrorResponse } from "./core/_http1.ts";
+import { HttpError } from "./core/_http.ts";
+import { DEFAULT_HTTP1_LIMITS, parseRequestHead } from "./core/_http1.ts";
+import { ServerHandshake } from "./core/_server_handshake.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "./core/message_assembler.ts";
 import {
   checkOptions,
@@ -151,11 +139,16 @@ export interface ServeOptions {
   /** Called once listening; default: logs the address. */
   onListen?: (addr: Deno.NetAddr) => void;
   /**
-   * The page origins (`"https://example.com"`) allowed to open a
-   * WebSocket, or a function that decides; others get 403 before any other
-   * hook runs. Browsers send cookies with an upgrade from any site, so a
-   * server that authenticates by cookie needs this. Requests without an
-   * `Origin` header (not from a browser page) pass. Default: every origin.
+   * The page origins allowed to open a WebSocket, compared exactly with the
+   * `Origin` header, or a function that decides; others get 403 before any
+   * other hook runs. Browsers send cookies with an upgrade from any site, so
+   * a server that authenticates by cookie needs this. Requests without an
+   * `Origin` header (not from a browser page) pass. Each entry must be an
+   * origin as browsers send it: `"https://example.com"` or
+   * `"http://localhost:8080"`, lower-case, without the scheme's default
+   * port, a path or a trailing slash; anything else (and a string instead
+   * of an array) is a `TypeError` when the server starts. Default: every
+   * origin.
    */
   origins?: readonly string[] | ((origin: string) => boolean);
   /**
@@ -169,7 +162,9 @@ export interface ServeOptions {
    * Sees each valid upgrade request before it is accepted: return a
    * `Response` to refuse it (origin checks, authentication), or extra headers
    * for the `101` answer (also as a `Response` with status 101), or nothing
-   * to accept it. It runs within `handshakeTimeout`.
+   * to accept it. It runs within `handshakeTimeout`. Extra headers that
+   * `Headers` refuses (a value with CR or LF) are reported to `onError` and
+   * the client gets 500.
    */
   onUpgrade?: (
     request: Request,
@@ -190,12 +185,17 @@ export interface ServeOptions {
    * connection is kept for further requests (`keepAliveTimeout`), an upgrade
    * among them; pipelined requests are answered in order. The handler has
    * `idleTimeout` to return its `Response` (else 503), whose body may then
-   * stream as long as it takes. A throw or rejection is answered with 500 (no details) and
-   * goes to `onError`; a response body that fails midway closes the
-   * connection, so the client sees a cut response. A malformed, ambiguous
-   * (both `Content-Length` and `Transfer-Encoding`) or oversized request is
-   * answered with 400, 413, 417, 431, 501 or 505 and the connection closed.
-   * Default: `426 Upgrade Required`, and the connection closes.
+   * stream as long as it takes. When the client leaves before the answer is
+   * whole (its FIN or a reset, once its request was read to its end), or a
+   * timeout or shutdown ends the connection, the response body is cancelled
+   * and `request.signal` aborts. A throw or rejection, or a `Response` with
+   * status 101 (the one 1xx a `Response` may have: no answer to a plain
+   * request), is answered with 500 (no details) and goes to `onError`; a
+   * response body that fails midway closes the connection, so the client
+   * sees a cut response. A malformed, ambiguous (both `Content-Length` and
+   * `Transfer-Encoding`) or oversized request is answered with 400, 413,
+   * 417, 431, 501 or 505 and the connection closed. Default: `426 Upgrade
+   * Required`, and the connection closes.
    *
    * @example A Hono app and WebSockets on one port
    * ```ts ignore
@@ -212,17 +212,6 @@ export interface ServeOptions {
    * ```
    */
   fetch?: (
-    request: Request,
-    info: ServeInfo,
-  ) => Response | Promise<Response>;
-  /**
-   * The former name of `fetch`, with all of its behaviour (request bodies,
-   * keep-alive); it used to see requests without a body and close the
-   * connection after each answer. Giving both is a `TypeError`.
-   *
-   * @deprecated Use `fetch`.
-   */
-  onRequest?: (
     request: Request,
     info: ServeInfo,
   ) => Response | Promise<Response>;
@@ -268,6 +257,14 @@ export interface ServeOptions {
    */
   maxBodySize?: number;
   /**
+   * How long a client may take to send a whole `fetch` request body, in
+   * ms, from the end of its head, however it trickles (each wait also has
+   * `idleTimeout`); past it the app's read fails with `Deno.errors.TimedOut`
+   * and the connection closes. 0 turns it off. Default 300 s, as Node's
+   * `requestTimeout`: 16 MiB at 56 KB/s.
+   */
+  bodyTimeout?: number;
+  /**
    * How long a kept-alive HTTP connection may wait for its next request, in
    * ms, before it is closed; 0 closes the connection after each response.
    * Default 5 s, as Node's: long enough for a page's requests to share a
@@ -299,6 +296,15 @@ export interface ServeOptions {
    * Default: no limit but the process's file descriptors.
    */
   maxConnections?: number;
+  /**
+   * The most connections that are not WebSockets: reading a request head,
+   * in an upgrade's hooks, serving `fetch` requests, kept alive between
+   * them, or lingering after a refusal. A new connection over it closes the
+   * oldest idle kept-alive one to make room, or, when none is idle, gets
+   * `503` with `Retry-After: 1` and is closed. Open WebSockets do not count
+   * (see `maxConnections`). Default 1,000.
+   */
+  maxHttpConnections?: number;
   /**
    * Ping a peer that has sent nothing for this long, in ms, so that proxies
    * see traffic and dead peers are found; 0 turns pings off. Default 30 s,
@@ -410,8 +416,6 @@ export interface WebSocketServer extends AsyncDisposable {
 
 /** How long to wait before accepting again after `accept` failed, in ms. */
 const ACCEPT_RETRY_DELAY = 100;
-/** Request lines longer than this get 414 (as nginx's default). */
-const MAX_REQUEST_LINE = 8 * 1024;
 
 /**
  * Serves WebSockets over `Deno.listen`, with the shape of `Deno.serve`:
@@ -499,10 +503,11 @@ class Server implements WebSocketServer {
   };
   #stopping = false;
   #cancelRetry: (() => void) | undefined;
-  #deflate: PerMessageDeflateOptions | null;
   #socketOptions: SocketOptions;
   #hub: TopicHub;
   #http: HttpHandler;
+  #handshake: ServerHandshake;
+  #maxHttpConnections: number;
 
   constructor(options: ServeOptions, handler: WebSocketHandler) {
     this.#options = options;
@@ -512,21 +517,48 @@ class Server implements WebSocketServer {
         "The hub and pubsub options go apart: give the adapter to the hub",
       );
     }
-    this.#deflate = checkOptions(options.perMessageDeflate);
+    // Removed in 0.x without a deprecation period left: say so rather than
+    // answer every request with 426.
+    if ((options as { onRequest?: unknown }).onRequest !== undefined) {
+      throw new TypeError("The onRequest option was removed: use fetch");
+    }
+    this.#handshake = new ServerHandshake({
+      origins: options.origins,
+      protocols: options.protocols,
+      perMessageDeflate: checkOptions(options.perMessageDeflate),
+    });
     this.#socketOptions = checkSocketOptions(options);
+    this.#maxHttpConnections = options.maxHttpConnections ??
+      DEFAULT_MAX_HTTP_CONNECTIONS;
+    if (!(this.#maxHttpConnections >= 1)) {
+      throw new RangeError(
+        `The maxHttpConnections option must be 1 or more, got ${this.#maxHttpConnections}`,
+      );
+    }
+    const settings = {
+      fetch: options.fetch,
+      maxHeadSize: options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE,
+      maxBodySize: options.maxBodySize ?? DEFAULT_HTTP1_LIMITS.maxBodySize,
+      headTimeout: options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+      keepAliveTimeout: options.keepAliveTimeout ?? DEFAULT_KEEP_ALIVE_TIMEOUT,
+      idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
+      closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
+      bodyTimeout: options.bodyTimeout ?? DEFAULT_BODY_TIMEOUT,
+    };
     // Late by at most an eighth of the shortest timeout a deadline can have.
     const timeouts = [
-      options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
-      options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
-      options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
-      options.keepAliveTimeout ?? DEFAULT_KEEP_ALIVE_TIMEOUT,
+      settings.headTimeout,
+      settings.closeTimeout,
+      settings.idleTimeout,
+      settings.keepAliveTimeout,
+      settings.bodyTimeout,
     ].filter((timeout) => timeout > 0);
     this.#sweepEvery = Math.min(
       1000,
       Math.max(5, Math.min(...timeouts) / 8),
     );
     this.#http = new HttpHandler(
-      options,
+      settings,
       (error) => this.#report(error),
       () => this.#stopping,
     );
@@ -547,6 +579,10 @@ class Server implements WebSocketServer {
       ? Deno.listenTls({ ...listen, ...tls })
       : Deno.listen(listen);
     this.addr = this.#listener.addr as Deno.NetAddr;
+    const { hostname, port } = this.addr;
+    this.#http.base = `${this.#tls ? "https" : "http"}://${
+      hostname.includes(":") ? `[${hostname}]` : hostname
+    }:${port}`;
     const scheme = this.#tls ? "wss" : "ws";
     const onListen = options.onListen ??
       ((addr) =>
@@ -673,6 +709,8 @@ class Server implements WebSocketServer {
     // shutdown closes the connection and abandons whatever is pending. Plain
     // HTTP requests on the connection re-arm it for each wait.
     const handshaking = new Deadline(conn);
+    const full = this.#handshaking.size >= this.#maxHttpConnections &&
+      !this.#closeIdle();
     this.#handshaking.add(handshaking);
     this.#sweeper ??= setInterval(this.#sweep, this.#sweepEvery);
     handshaking.arm(
@@ -680,7 +718,14 @@ class Server implements WebSocketServer {
     );
     let connection: Connection | undefined;
     try {
-      connection = await this.#handshake(handshaking, remoteAddr);
+      if (full) {
+        await this.#http.refuse(
+          handshaking,
+          new HttpError(503, "Too many connections", { "retry-after": "1" }),
+        );
+      } else {
+        connection = await this.#upgrade(handshaking, { remoteAddr });
+      }
     } catch (error) {
       if (!isDisconnect(error)) this.#report(error);
     } finally {
@@ -759,87 +804,43 @@ class Server implements WebSocketServer {
   }
 
   /**
-   * Runs the opening handshake: returns the connection, or undefined once
-   * the request was refused or answered. Plain HTTP requests before it are
-   * served on the same connection while it is kept alive.
+   * Closes the oldest idle kept-alive (or lingering) HTTP connection, to
+   * make room under `maxHttpConnections`; false when none is idle.
    */
-  async #handshake(
+  #closeIdle(): boolean {
+    for (const deadline of this.#handshaking) {
+      if (deadline.phase === "idle" && !deadline.ended) {
+        deadline.stop();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Serves the connection's plain HTTP requests until an upgrade, then runs
+   * the opening handshake: returns the connection, or undefined once the
+   * connection was answered and is done.
+   */
+  async #upgrade(
     handshaking: Deadline,
-    remoteAddr: Deno.NetAddr,
+    info: ServeInfo,
   ): Promise<Connection | undefined> {
-    const conn = handshaking.conn;
+    const found = await this.#http.next(handshaking, info);
+    if (found === undefined) return;
     const options = this.#options;
-    const maxHeadSize = options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE;
-    const maxLine = Math.min(MAX_REQUEST_LINE, maxHeadSize);
-    // The next request's first bytes, read after a kept-alive response.
-    let initial: Uint8Array | undefined;
-    let read;
-    let text: string;
-    let head: RequestHead;
-    let upgrade!: Upgrade;
-    let url: string;
-    while (true) {
-      try {
-        read = await readHead(conn, maxHeadSize, maxLine, initial);
-      } catch {
-        // Timed out (the deadline closed the connection) or reset.
-        return;
-      }
-      if (typeof read === "string") {
-        if (read === "too-large") {
-          await this.#refuse(
-            conn,
-            new HttpError(431, "Request head too large"),
-          );
-        } else if (read === "line-too-large") {
-          await this.#refuse(conn, new HttpError(414, "Request line too long"));
-        } else if (read === "truncated") {
-          await this.#refuse(
-            conn,
-            new HttpError(400, "Incomplete request head"),
-          );
-        }
-        return;
-      }
-      text = decodeHead(read.head);
-      let found: Upgrade | undefined;
-      try {
-        if (text.indexOf("\r\n") > maxLine) {
-          throw new HttpError(414, "Request line too long");
-        }
-        head = parseRequestHead(text);
-        url = this.#requestUrl(head);
-        if (isUpgradeRequest(head)) {
-          found = parseUpgrade(head);
-          if (options.origins) checkOrigin(head, options.origins);
-        }
-      } catch (error) {
-        if (!(error instanceof HttpError)) throw error;
-        await this.#refuse(conn, error);
-        return;
-      }
-      if (found !== undefined) {
-        upgrade = found;
-        break;
-      }
-      // Plain HTTP: served here while the connection is kept alive; an
-      // upgrade may come after it.
-      initial = await this.#http.exchange(
-        handshaking,
-        read.head,
-        read.leftover,
-        url,
-        { remoteAddr },
-      );
-      if (initial === undefined) return;
+    const method = found.head.method;
+    const checked = this.#handshake.check(found.head);
+    if (checked instanceof HttpError) {
+      await this.#http.refuse(handshaking, checked, method);
+      return;
     }
     // The Request is made when first asked for: an idle socket then holds its
     // head as one string, not a Request with its Headers (~2 KiB); the
     // socket holds one it made only weakly (see `Socket.request`).
-    const make = () => makeRequest(url, text);
+    const make = requestMaker(found);
     let made: Request | undefined;
     const request = () => made ??= make();
-    const info: ServeInfo = { remoteAddr };
     let extraHeaders: HeadersInit | undefined;
     if (options.onUpgrade) {
       let verdict: Response | UpgradeAcceptance | void;
@@ -854,46 +855,36 @@ class Server implements WebSocketServer {
         verdict = new Response("Internal Server Error", { status: 500 });
       }
       if (verdict instanceof Response && verdict.status !== 101) {
-        await this.#send(handshaking, head.method, verdict);
+        await this.#http.answer(handshaking, method, verdict);
         return;
       }
       extraHeaders = verdict?.headers;
     }
-    let protocol: string;
-    try {
-      const supported = options.protocols;
-      protocol = supported === undefined ? "" : chooseProtocol(
-        upgrade.protocols,
-        typeof supported === "function"
-          ? (offered) => supported(offered, request())
-          : supported,
-      );
-    } catch (error) {
-      this.#report(error);
-      await this.#send(
-        handshaking,
-        head.method,
-        new Response("Internal Server Error", { status: 500 }),
-      );
+    const accepted = this.#handshake.accept(checked, {
+      request,
+      headers: extraHeaders,
+    });
+    if (accepted instanceof HttpError) {
+      // A protocols function that threw or chose what was not offered.
+      this.#report(accepted.cause);
+      await this.#http.refuse(handshaking, accepted, method);
       return;
     }
     if (this.#open >= (options.maxConnections ?? Infinity)) {
-      await this.#refuse(
-        conn,
-        new HttpError(503, "Too many connections", { "retry-after": "1" }),
+      await this.#http.refuse(
+        handshaking,
+        this.#handshake.reject(503, "Too many connections", {
+          "retry-after": "1",
+        }),
+        method,
       );
       return;
     }
-    const acceptance = acceptUpgrade(upgrade, {
-      accept: computeAccept(upgrade.key),
-      protocol,
-      deflate: this.#deflate,
-      headers: extraHeaders,
-    });
     // Counted from here, so that concurrent handshakes cannot overshoot.
     this.#open++;
+    const conn = handshaking.conn;
     try {
-      await writeAll(conn, acceptance.response);
+      await writeAll(conn, accepted.response);
     } catch (error) {
       this.#open--;
       throw error;
@@ -901,11 +892,11 @@ class Server implements WebSocketServer {
     return new Connection(conn as Transport, {
       role: "server",
       request: made ?? make,
-      remoteAddr,
-      protocol,
-      extensions: acceptance.extensions,
-      perMessageDeflate: acceptance.perMessageDeflate,
-      leftover: read.leftover,
+      remoteAddr: info.remoteAddr,
+      protocol: accepted.protocol,
+      extensions: accepted.extensions,
+      perMessageDeflate: accepted.perMessageDeflate,
+      leftover: found.leftover,
       maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       maxFragments: options.maxFragments,
       closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
@@ -914,86 +905,18 @@ class Server implements WebSocketServer {
       onEnd: this.#ended,
     });
   }
-
-  /**
-   * The request's URL. Only origin-form (`/path`) and absolute-form
-   * targets of http, https, ws and wss (RFC 9112 §3.2) are taken; others
-   * (`*`, `host:port`, other schemes) get 400.
-   */
-  #requestUrl(head: RequestHead): string {
-    const target = head.target;
-    try {
-      if (target.startsWith("/")) {
-        const host = head.headers.get("host") ??
-          `${this.addr.hostname}:${this.addr.port}`;
-        return new URL(target, `${this.#tls ? "https" : "http"}://${host}`)
-          .href;
-      }
-      const url = new URL(target);
-      if (/^(?:https?|wss?):$/.test(url.protocol) && url.host !== "") {
-        return url.href;
-      }
-    } catch {
-      // Falls through to the refusal.
-    }
-    throw new HttpError(400, "Malformed request target");
-  }
-
-  /** Sends a response (its body read within the deadline), then lingers. */
-  async #send(
-    handshaking: Deadline,
-    method: string,
-    response: Response,
-  ): Promise<void> {
-    let bytes: Uint8Array;
-    try {
-      bytes = await Promise.race([
-        serializeResponse(response, method),
-        handshaking.stopped,
-      ]);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.Interrupted)) this.#report(error);
-      return;
-    }
-    await writeAll(handshaking.conn, bytes);
-    await this.#linger(handshaking.conn);
-  }
-
-  async #refuse(conn: Deno.Conn, error: HttpError): Promise<void> {
-    await writeAll(conn, serializeErrorResponse(error));
-    await this.#linger(conn);
-  }
-
-  /**
-   * Half-closes and reads until the peer's FIN (bounded), so that unread
-   * request bytes do not turn the close into a reset that destroys the answer.
-   */
-  async #linger(conn: Deno.Conn): Promise<void> {
-    const timer = setTimeout(
-      () => closeQuietly(conn),
-      this.#options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
-    );
-    try {
-      await conn.closeWrite();
-      const sink = new Uint8Array(4096);
-      while (await conn.read(sink) !== null) {
-        // Discard.
-      }
-    } catch {
-      // Closed by the timer or reset by the peer.
-    } finally {
-      clearTimeout(timer);
-    }
-  }
 }
 
 /**
- * Makes a validated request head's `Request`. A function of its own, so that
- * what its caller keeps is only the URL and the head's text.
+ * What makes an upgrade's `Request` from its head's text again (the same
+ * parser, so the same head). A function of its own, so that what the
+ * socket keeps is only the URL and that string.
  */
-function makeRequest(url: string, head: string): Request {
-  const { method, headers } = parseRequestHead(head);
-  return new Request(url, { method, headers });
+function requestMaker({ url, text }: UpgradeHead): () => Request {
+  return () => {
+    const { method, headers } = parseRequestHead(text);
+    return new Request(url, { method, headers });
+  };
 }
 
 /** Where a server's faults go when it has no `onError`. */

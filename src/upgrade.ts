@@ -4,12 +4,8 @@
 import { CloseCode } from "./core/constants.ts";
 import { byteLength } from "./core/_bytes.ts";
 import { DEFAULT_CLOSE_TIMEOUT, DEFAULT_IDLE_TIMEOUT } from "./_transport.ts";
-import {
-  chooseProtocol,
-  isUpgradeRequest,
-  parseUpgrade,
-} from "./core/_handshake.ts";
-import { HttpError, type RequestHead } from "./core/_http.ts";
+import { HttpError } from "./core/_http.ts";
+import { ServerHandshake } from "./core/_server_handshake.ts";
 import { headerSize } from "./core/frame.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -57,6 +53,15 @@ import {
  * ```
  */
 export interface UpgradeWebSocketOptions {
+  /**
+   * The page origins allowed to open a WebSocket, or a function that
+   * decides, as in `serve()`: another page's `Origin` gets an
+   * {@linkcode UpgradeError} with 403; requests without `Origin` pass. An
+   * entry that is not an origin as browsers send it
+   * (`"https://example.com"`: lower-case, no default port, no path), or a
+   * string instead of an array, is a `TypeError`. Default: every origin.
+   */
+  origins?: readonly string[] | ((origin: string) => boolean);
   /**
    * Subprotocols the server speaks (the first one the client offers is
    * chosen), or a function that picks one of the client's offers or none,
@@ -148,8 +153,9 @@ export interface WebSocketUpgrade {
  * Thrown by {@linkcode upgradeWebSocket} for a request it cannot upgrade,
  * with the HTTP answer it deserves: 426 `Upgrade Required` for a request
  * that asks for no WebSocket (a plain `GET`), 400, 405 or 426 for a
- * malformed upgrade. A `TypeError`, as `Deno.upgradeWebSocket` throws;
- * Hono's default error handler answers with its {@linkcode getResponse}.
+ * malformed upgrade, 403 for an `Origin` that `origins` does not allow. A
+ * `TypeError`, as `Deno.upgradeWebSocket` throws; Hono's default error
+ * handler answers with its {@linkcode getResponse}.
  *
  * @example Answering a plain request to a WebSocket route
  * ```ts ignore
@@ -278,35 +284,28 @@ export function upgradeWebSocket(
 ): WebSocketUpgrade {
   options ??= {};
   const limits = checkOptions(options);
+  const handshake = new ServerHandshake({
+    origins: options.origins,
+    protocols: options.protocols,
+  });
   // Only HTTP/1.1 carries an upgrade to a `Deno.serve` handler (HTTP/2
   // forbids the `Upgrade` header), so the version is not Deno's to tell.
-  const head: RequestHead = {
+  const checked = handshake.check({
     method: request.method,
     target: "",
     version: "HTTP/1.1",
     headers: request.headers,
-  };
-  if (!isUpgradeRequest(head)) {
-    throw new UpgradeError(
-      426,
-      "Upgrade Required: this is a WebSocket endpoint",
-      { upgrade: "websocket", "sec-websocket-version": "13" },
-    );
+  });
+  if (checked instanceof HttpError) {
+    throw new UpgradeError(checked.status, checked.message, checked.headers);
   }
-  let offered: string[];
-  try {
-    offered = parseUpgrade(head).protocols;
-  } catch (error) {
-    if (!(error instanceof HttpError)) throw error;
-    throw new UpgradeError(error.status, error.message, error.headers);
-  }
-  const supported = options.protocols;
-  const protocol = supported === undefined ? "" : chooseProtocol(
-    offered,
-    typeof supported === "function"
-      ? (offers) => supported(offers, request)
-      : supported,
-  );
+  // Deno writes the 101 itself: what is taken from the decision is the
+  // subprotocol (there is no compression).
+  const accepted = handshake.accept(checked, { request: () => request });
+  // A protocols function that threw (or chose what was not offered) throws
+  // out of the handler, as it would have by itself.
+  if (accepted instanceof HttpError) throw accepted.cause;
+  const protocol = accepted.protocol;
   const upgrade = Deno.upgradeWebSocket(request, {
     idleTimeout: limits.idleTimeout / 1000,
   });

@@ -5,11 +5,8 @@ import { Buffer } from "node:buffer";
 import { type WebSocket as WsSocket, WebSocketServer } from "npm:ws@8";
 import { connect, serve, WebSocketError } from "../mod.ts";
 import { ClientHandshake, computeAccept } from "../src/core/_handshake.ts";
-import {
-  findHeadEnd,
-  parseRequestHead,
-  type RequestHead,
-} from "../src/core/_http.ts";
+import { findHeadEnd, type RequestHead } from "../src/core/_http.ts";
+import { takeRequestHead } from "../src/core/_http1.ts";
 import { encodeClosePayload } from "../src/core/_close_frame.ts";
 import { encodeFrame } from "../src/core/frame.ts";
 import {
@@ -84,7 +81,10 @@ class RawPeer {
         throw new Error("The client closed early");
       }
     }
-    return parseRequestHead(await this.#take(end, "the request head"));
+    // The server's own strict parser: the client's head must pass it.
+    const taken = takeRequestHead(await this.#take(end, "the request head"));
+    if (taken === undefined) throw new Error("The request head is cut off");
+    return taken.head;
   }
 
   /** Reads the client's handshake and accepts it with a valid 101. */
@@ -781,19 +781,37 @@ async function rejectsHandshake(
   options: Parameters<typeof connect>[1] = {},
   hangUp = false,
 ): Promise<void> {
-  await using server = rawServer(async (peer) => {
+  const server = rawServer(async (peer) => {
     const head = await peer.readHead();
     const text = await answer(head.headers.get("sec-websocket-key")!);
     await peer.write(encoder.encode(text));
     // Unless the server hangs up, the client must close the connection.
     if (!hangUp) await peer.eof();
   });
-  await assert.rejects(connect(server.url, options), (error) => {
+  // Not `await using`: when the client wrongly accepts the answer, the raw
+  // server's wait for its close fails too, and the SuppressedError that
+  // `using` makes of the two would hide which check is missing.
+  try {
+    const outcome = await connect(server.url, options).then(
+      (socket) => socket,
+      (error: unknown) => ({ error }),
+    );
+    if (!("error" in outcome)) {
+      outcome.close();
+      assert.fail(
+        `connect() accepted an answer it must refuse (expected ${message})`,
+      );
+    }
+    const { error } = outcome;
     assert.ok(error instanceof WebSocketError, String(error));
     assert.equal(error.closeCode, 1006);
     assert.match(error.message, message);
-    return true;
-  });
+  } catch (error) {
+    // The first failure is the one to see; the server's is secondary.
+    await server[Symbol.asyncDispose]().catch(() => {});
+    throw error;
+  }
+  await server[Symbol.asyncDispose]();
 }
 
 const ok101 = async (key: string, extra = "") =>

@@ -8,11 +8,13 @@ import { frame, RawClient, text, upgradeRequest } from "./_raw_client.ts";
 import { makeCertificates } from "./_tls.ts";
 import {
   capturingConsoleError,
+  collectGarbage,
   deadline,
   echo,
   sleep,
   start,
   stopChild,
+  waitFor,
 } from "./_util.ts";
 
 const encoder = new TextEncoder();
@@ -584,17 +586,18 @@ Deno.test("a Content-Length the body does not honour cuts the response and repor
 
 // --- Options ---
 
-Deno.test("fetch and onRequest together are a TypeError; onRequest alone is fetch with keep-alive", async () => {
+Deno.test("the removed onRequest option is a TypeError that names fetch, alone or beside fetch; fetch keeps the connection alive", async () => {
+  const removed = { onRequest: () => new Response("b") } as ServeOptions;
+  assert.throws(() => start(removed), {
+    name: "TypeError",
+    message: "The onRequest option was removed: use fetch",
+  });
   assert.throws(
-    () =>
-      start({
-        fetch: () => new Response("a"),
-        onRequest: () => new Response("b"),
-      }),
+    () => start({ ...removed, fetch: () => new Response("a") }),
     TypeError,
   );
   await using server = start({
-    onRequest: async (request) => new Response(await request.text()),
+    fetch: async (request) => new Response(await request.text()),
   });
   await using client = await RawClient.connect(server.addr.port);
   await client.write(
@@ -817,4 +820,294 @@ Deno.test("shutdown() cuts a response still streaming after closeTimeout", async
   } finally {
     clearInterval(timer);
   }
+});
+
+// --- Chunk sizes and memory (issue 19, item 1) ---
+
+/** The bytes the heap and the array buffers hold now, after a collection. */
+async function heldBytes(): Promise<number> {
+  await collectGarbage();
+  const { heapUsed, external } = Deno.memoryUsage();
+  return heapUsed + external;
+}
+
+Deno.test("§7.1 a chunked body in 1-byte chunks reaches fetch in a piece per read, and what fetch holds of it stays proportional to its size", async () => {
+  const size = 256 * 1024;
+  const seen = Promise.withResolvers<
+    { pieces: number; bytes: number; held: number }
+  >();
+  await using server = startHttp(async (request) => {
+    const before = await heldBytes();
+    const pieces: Uint8Array[] = [];
+    for await (const piece of request.body!) pieces.push(piece);
+    // What an app that buffers the body (request.arrayBuffer(), a JSON
+    // parser's collect) keeps until it joins the pieces.
+    const held = await heldBytes() - before;
+    let bytes = 0;
+    for (const piece of pieces) bytes += piece.length;
+    seen.resolve({ pieces: pieces.length, bytes, held });
+    return new Response("ok");
+  });
+  const oneByte = encoder.encode("1\r\nx\r\n");
+  const wire = new Uint8Array(size * oneByte.length);
+  for (let i = 0; i < size; i++) wire.set(oneByte, i * oneByte.length);
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+  );
+  await client.write(wire);
+  await client.write("0\r\n\r\n");
+  assert.equal((await client.readResponse()).body, "ok");
+  const { pieces, bytes, held } = await deadline(seen.promise, "the body");
+  assert.equal(bytes, size);
+  // One piece per read of the connection (16 KiB reads: ~2,700 data bytes
+  // each here), not one per chunk (262,144 before).
+  assert.ok(pieces <= wire.length / 512, `${pieces} pieces`);
+  // The pieces' bytes and objects: before, ~150 bytes per data byte.
+  assert.ok(held < 4 * size, `${held} bytes held for a ${size}-byte body`);
+});
+
+// --- Methods (RFC 9110 §9.1) ---
+
+Deno.test("RFC 9110 §9.1 a lower-case head is another method than HEAD: its answer has a body, and a request pipelined after it is answered in step", async () => {
+  await using server = startHttp((request) =>
+    new Response(`${request.method} body`)
+  );
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    "head / HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  // Fetch's Request normalizes the name; the framing follows the token.
+  const first = await client.readResponse("head");
+  assert.equal(first.status, 200);
+  assert.equal(first.body, "HEAD body");
+  const second = await client.readResponse();
+  assert.equal(second.body, "GET body");
+});
+
+Deno.test("RFC 9110 §15.2 a Response with status 101 from fetch is no answer: 500, reported to onError", async () => {
+  const errors: unknown[] = [];
+  await using server = startHttp(
+    () => new Response(null, { status: 101, headers: { upgrade: "x" } }),
+    { onError: (error) => errors.push(error) },
+  );
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const answer = await client.readResponse();
+  assert.equal(answer.status, 500);
+  assert.equal(answer.headers.get("upgrade"), null);
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof TypeError, String(errors[0]));
+  assert.match(String(errors[0]), /101/);
+  // The connection goes on.
+  await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await client.readResponse()).status, 500);
+});
+
+// --- A client that leaves (issue 19, item 4) ---
+
+/** A response body that sends one event, then waits, counting its cancels. */
+function waitingEvents(cancelled: { count: number }): Response {
+  return new Response(
+    new ReadableStream({
+      start(controller) {
+        controller.enqueue(encoder.encode("data: first\n\n"));
+      },
+      cancel() {
+        cancelled.count++;
+      },
+    }),
+    { headers: { "content-type": "text/event-stream" } },
+  );
+}
+
+Deno.test("a streamed response waiting for data: the client's FIN or reset cancels the body, aborts request.signal and frees the connection", async () => {
+  const cancelled = { count: 0 };
+  let aborted = 0;
+  const server = startHttp((request) => {
+    request.signal.addEventListener("abort", () => aborted++);
+    return waitingEvents(cancelled);
+  }, { closeTimeout: 60_000 });
+  try {
+    const count = 20;
+    for (let i = 0; i < count; i++) {
+      await using client = await RawClient.connect(server.addr.port);
+      await client.write("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+      const answer = await client.readHead();
+      assert.equal(answer.status, 200);
+      // Half of them half-close and wait: the server must close its side.
+      if (i % 2 === 0) {
+        await client.conn.closeWrite();
+        const rest = await client.readAll();
+        assert.ok(rest.includes("data: first"), rest);
+      }
+    }
+    await waitFor(
+      () => cancelled.count === count && aborted === count,
+      "every body cancelled and every signal aborted",
+    );
+  } finally {
+    // The connections are gone: nothing is left for the shutdown to wait
+    // for, far below closeTimeout.
+    await deadline(server.shutdown(), "shutdown()", 5_000);
+  }
+});
+
+Deno.test("a long poll whose handler has not answered yet: the client leaving aborts request.signal", async () => {
+  const called = Promise.withResolvers<void>();
+  const aborted = Promise.withResolvers<unknown>();
+  await using server = startHttp(async (request) => {
+    called.resolve();
+    await new Promise((resolve) =>
+      request.signal.addEventListener("abort", resolve)
+    );
+    aborted.resolve(request.signal.reason);
+    return new Response("too late");
+  });
+  {
+    await using client = await RawClient.connect(server.addr.port);
+    await client.write("GET /poll HTTP/1.1\r\nHost: x\r\n\r\n");
+    await deadline(called.promise, "the handler");
+  }
+  const reason = await deadline(aborted.promise, "request.signal's abort");
+  assert.ok(reason instanceof DOMException, String(reason));
+  assert.equal(reason.name, "AbortError");
+});
+
+Deno.test("shutdown() with a streamed response waiting for data resolves within closeTimeout, cancelling the body and aborting request.signal", async () => {
+  const cancelled = { count: 0 };
+  let aborted = 0;
+  const server = startHttp((request) => {
+    request.signal.addEventListener("abort", () => aborted++);
+    return waitingEvents(cancelled);
+  }, { closeTimeout: 200 });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await client.readHead()).status, 200);
+  const start = performance.now();
+  await deadline(server.shutdown(), "shutdown()", 5_000);
+  // closeTimeout, plus at most one sweep of the deadlines and some slack.
+  assert.ok(performance.now() - start < 2_000);
+  assert.equal(cancelled.count, 1);
+  assert.equal(aborted, 1);
+  assert.ok((await client.readAll()).includes("data: first"));
+});
+
+Deno.test("a streamed response the client stops reading is cut after idleTimeout: the body is cancelled and request.signal aborts", async () => {
+  const cancelled = Promise.withResolvers<void>();
+  const aborted = Promise.withResolvers<void>();
+  const chunk = new Uint8Array(64 * 1024);
+  await using server = startHttp((request) => {
+    request.signal.addEventListener("abort", () => aborted.resolve());
+    return new Response(
+      new ReadableStream({
+        pull(controller) {
+          controller.enqueue(chunk);
+        },
+        cancel() {
+          cancelled.resolve();
+        },
+      }),
+    );
+  }, { idleTimeout: 300 });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  // The client reads nothing: the server's writes stall once the buffers
+  // are full.
+  await deadline(cancelled.promise, "the body's cancel");
+  await deadline(aborted.promise, "request.signal's abort");
+});
+
+// --- Caps on plain HTTP (issue 19, item 6) ---
+
+Deno.test("over maxHttpConnections the oldest idle kept-alive connection is closed to make room, and the new one is served", async () => {
+  await using server = startHttp(() => new Response("ok"), {
+    maxHttpConnections: 2,
+    keepAliveTimeout: 60_000,
+  });
+  const port = server.addr.port;
+  await using first = await RawClient.connect(port);
+  await first.write("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await first.readResponse()).body, "ok");
+  await using second = await RawClient.connect(port);
+  await second.write("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await second.readResponse()).body, "ok");
+  await using third = await RawClient.connect(port);
+  await third.write("GET /3 HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await third.readResponse()).body, "ok");
+  assert.equal(await first.readEof(), true, "the oldest idle one is closed");
+  await second.write("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await second.readResponse()).body, "ok");
+});
+
+Deno.test("over maxHttpConnections with none idle, a new connection gets 503 with Retry-After: 1; WebSockets do not count", async () => {
+  const release = Promise.withResolvers<void>();
+  let started = 0;
+  await using server = startHttp(async () => {
+    started++;
+    await release.promise;
+    return new Response("ok");
+  }, { maxHttpConnections: 2 });
+  const port = server.addr.port;
+  // A WebSocket first: it is not an HTTP connection once open.
+  await using socket = await RawClient.open(port);
+  const busy: RawClient[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const client = await RawClient.connect(port);
+      busy.push(client);
+      await client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    await waitFor(() => started === 2, "both requests in the handler");
+    await using third = await RawClient.connect(port);
+    await third.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const refused = await third.readResponse();
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers.get("retry-after"), "1");
+    assert.equal(await third.readEof(), true);
+    release.resolve();
+    for (const client of busy) {
+      assert.equal((await client.readResponse()).body, "ok");
+    }
+  } finally {
+    release.resolve();
+    for (const client of busy) client.close();
+  }
+  await socket.write(frame(1, "still open"));
+  assert.equal(text((await socket.readFrame())!.payload), "still open");
+});
+
+Deno.test("a request body trickling past bodyTimeout fails with TimedOut, though each piece comes within idleTimeout", async () => {
+  const failed = Promise.withResolvers<unknown>();
+  await using server = startHttp(readingBody(failed, "late"), {
+    bodyTimeout: 300,
+    idleTimeout: 5_000,
+  });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+  );
+  let sent = 0;
+  const trickle = (async () => {
+    try {
+      while (sent < 1000) {
+        await client.write("x");
+        sent++;
+        await sleep(20);
+      }
+    } catch {
+      // The server closed the connection.
+    }
+  })();
+  const error = await deadline(failed.promise, "the slow body's failure");
+  assert.ok(error instanceof Deno.errors.TimedOut, String(error));
+  assert.match((error as Error).message, /bodyTimeout/);
+  assert.ok(sent < 100, `${sent} bytes sent before the timeout`);
+  assert.equal(await client.readEof(), true);
+  await trickle;
+});
+
+Deno.test("maxHttpConnections below 1 and a negative bodyTimeout are RangeErrors", () => {
+  assert.throws(() => start({ maxHttpConnections: 0 }), RangeError);
+  assert.throws(() => start({ bodyTimeout: -1 }), RangeError);
 });

@@ -1028,7 +1028,7 @@ Deno.test("a throwing onListen is reported to onError and the server serves", as
 const NEVER = () => new Promise<never>(() => {});
 const PLAIN_GET = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
-for (const hook of ["onUpgrade", "onRequest"] as const) {
+for (const hook of ["onUpgrade", "fetch"] as const) {
   const request = (port: number) =>
     hook === "onUpgrade" ? upgradeRequest(port) : PLAIN_GET;
 
@@ -1044,8 +1044,8 @@ for (const hook of ["onUpgrade", "onRequest"] as const) {
       assert.equal(await deadline(client.readEof(), "EOF"), true);
     });
   } else {
-    Deno.test("RFC 9110 §15.6.4 an onRequest (fetch) that does not answer within idleTimeout gets 503, then the connection closes", async () => {
-      await using local = serveLocal({ idleTimeout: 300, onRequest: NEVER });
+    Deno.test("RFC 9110 §15.6.4 a fetch that does not answer within idleTimeout gets 503, then the connection closes", async () => {
+      await using local = serveLocal({ idleTimeout: 300, fetch: NEVER });
       await using client = await RawClient.connect(local.port);
       await client.write(request(local.port));
       const answer = await deadline(client.readHead(), "the answer");
@@ -1054,7 +1054,7 @@ for (const hook of ["onUpgrade", "onRequest"] as const) {
     });
   }
 
-  Deno.test(`§4.2.1 shutdown() resolves promptly while an ${hook} hook is pending`, async () => {
+  Deno.test(`§4.2.1 shutdown() resolves promptly while the ${hook} hook is pending`, async () => {
     const called = Promise.withResolvers<void>();
     await using local = serveLocal({
       handshakeTimeout: 60_000,

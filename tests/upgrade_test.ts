@@ -323,6 +323,43 @@ Deno.test("upgradeWebSocket answers malformed upgrades as serve() does: 426 for 
   }
 });
 
+Deno.test("upgradeWebSocket with origins: another origin and look-alikes get 403, the allowed origin and no Origin open", async () => {
+  await using served = serveDeno((request) => {
+    try {
+      const { socket, response } = upgradeWebSocket(request, {
+        origins: ["https://good.example"],
+      });
+      echo(socket);
+      return response;
+    } catch (error) {
+      if (error instanceof UpgradeError) return error.getResponse();
+      throw error;
+    }
+  });
+  const { port } = served;
+  const statuses: Record<string, number> = {};
+  for (
+    const origin of [
+      "https://evil.example",
+      "https://good.example.evil.com",
+      "https://good.example:8443",
+      "https://good.example",
+      "",
+    ]
+  ) {
+    await using raw = await RawClient.connect(port);
+    await raw.write(upgradeRequest(port, origin ? { Origin: origin } : {}));
+    statuses[origin] = (await deadline(raw.readHead(), origin)).status;
+  }
+  assert.deepEqual(statuses, {
+    "https://evil.example": 403,
+    "https://good.example.evil.com": 403,
+    "https://good.example:8443": 403,
+    "https://good.example": 101,
+    "": 101,
+  });
+});
+
 Deno.test("upgradeWebSocket checks its options before the request", () => {
   const request = new Request("http://127.0.0.1/");
   assert.throws(() => upgradeWebSocket(request, { maxQueued: 0 }), RangeError);
@@ -335,6 +372,14 @@ Deno.test("upgradeWebSocket checks its options before the request", () => {
     TypeError,
   );
   assert.throws(() => upgradeWebSocket(request), UpgradeError);
+  // A string would be substring-matched by mistake; a path never matches.
+  for (const origins of ["https://good.example", ["https://good.example/"]]) {
+    // Before the request (a plain one here) is looked at.
+    assert.throws(
+      () => upgradeWebSocket(request, { origins: origins as string[] }),
+      { name: "TypeError", message: /^The origins option/ },
+    );
+  }
 });
 
 // --- In a Hono app ---------------------------------------------------------------

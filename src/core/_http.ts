@@ -1,5 +1,6 @@
-// HTTP/1.1 heads (RFC 9112 §3–§5), with no I/O: finding the end of a head,
-// parsing request and response heads, and writing response heads.
+// HTTP/1.1 heads (RFC 9112 §2–§5), with no I/O: what both sides share (field
+// syntax, header fields, head bytes as text) and the client's response head.
+// The server's request heads and responses are in `_http1.ts`.
 
 /** How a head's header fields are looked up: `Headers`, or `Fields`. */
 export interface HeaderFields {
@@ -18,7 +19,7 @@ export interface RequestHead<H extends HeaderFields = HeaderFields> {
 }
 
 /** RFC 9110 §5.5 field-content: visible bytes, obs-text, spaces and tabs. */
-export const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /**
  * A head's header fields, as `Headers` would hold them but without its
@@ -83,7 +84,6 @@ const windows1252 = new TextDecoder("latin1");
 export const TOKEN_CHARS = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
 /** A whole token: a method, a header name, a subprotocol. */
 export const TOKEN: RegExp = new RegExp(`^${TOKEN_CHARS}$`);
-const REQUEST_LINE = new RegExp(`^(${TOKEN_CHARS}) (\\S+) (HTTP\\/\\d\\.\\d)$`);
 
 /**
  * Where the head ends: the index just past the first CRLF CRLF at or after
@@ -102,15 +102,11 @@ export function findHeadEnd(bytes: Uint8Array, from: number): number {
 }
 
 /**
- * Splits a complete head, ending in CRLF CRLF, into its first line and its
- * headers; `fail` makes the error for a malformed line.
+ * Splits a complete response head, ending in CRLF CRLF, into its first line
+ * and its headers; throws a `TypeError` for a malformed line.
  */
-function splitHead(
-  head: Uint8Array | string,
-  fail: (message: string) => Error,
-): { first: string; headers: Fields } {
-  const text = typeof head === "string" ? head : decodeHead(head);
-  const lines = text.split("\r\n");
+function splitHead(head: Uint8Array): { first: string; headers: Fields } {
+  const lines = decodeHead(head).split("\r\n");
   // The head ends with an empty line, so the last two entries are empty.
   lines.length -= 2;
   const headers = new Fields();
@@ -119,11 +115,13 @@ function splitHead(
     const colon = line.indexOf(":");
     const name = line.slice(0, colon);
     // No obsolete line folding, no space before the colon (RFC 9112 §5).
-    if (colon <= 0 || !TOKEN.test(name)) throw fail("Malformed header line");
+    if (colon <= 0 || !TOKEN.test(name)) {
+      throw new TypeError("Malformed header line");
+    }
     try {
       headers.append(name, trimSpaces(line.slice(colon + 1)));
     } catch {
-      throw fail("Malformed header value");
+      throw new TypeError("Malformed header value");
     }
   }
   return { first: lines[0], headers };
@@ -140,6 +138,17 @@ export function trimSpaces(value: string): string {
     end--;
   }
   return start === 0 && end === value.length ? value : value.slice(start, end);
+}
+
+/**
+ * The elements of a comma-separated header value (RFC 9110 §5.6.1), without
+ * OWS, lower-cased, empty ones skipped: for token lists such as `Connection`
+ * and `Upgrade`.
+ */
+export function headerTokens(value: string | null): string[] {
+  if (!value) return [];
+  return value.split(",").map((token) => trimSpaces(token).toLowerCase())
+    .filter((token) => token !== "");
 }
 
 /**
@@ -167,87 +176,6 @@ function isoLatin1(bytes: Uint8Array): string {
 }
 
 /**
- * Parses a complete head, as bytes or as {@linkcode decodeHead} text, ending
- * in CRLF CRLF; throws `HttpError` 400.
- */
-export function parseRequestHead(
-  head: Uint8Array | string,
-): RequestHead<Fields> {
-  const { first, headers } = splitHead(
-    head,
-    (message) => new HttpError(400, message),
-  );
-  const match = REQUEST_LINE.exec(first);
-  if (!match) throw new HttpError(400, "Malformed request line");
-  return { method: match[1], target: match[2], version: match[3], headers };
-}
-
-/** Reason phrases of the statuses this module answers with itself. */
-const REASONS: Record<number, string> = {
-  100: "Continue",
-  101: "Switching Protocols",
-  200: "OK",
-  204: "No Content",
-  304: "Not Modified",
-  400: "Bad Request",
-  401: "Unauthorized",
-  403: "Forbidden",
-  404: "Not Found",
-  405: "Method Not Allowed",
-  408: "Request Timeout",
-  411: "Length Required",
-  413: "Content Too Large",
-  414: "URI Too Long",
-  417: "Expectation Failed",
-  426: "Upgrade Required",
-  431: "Request Header Fields Too Large",
-  500: "Internal Server Error",
-  501: "Not Implemented",
-  503: "Service Unavailable",
-  505: "HTTP Version Not Supported",
-};
-
-/**
- * Whether a response to `method` with `status` has no content: HEAD, 1xx,
- * 204 and 304 (RFC 9110 §6.4.1, RFC 9112 §6.3).
- */
-export function hasNoContent(method: string, status: number): boolean {
-  return method === "HEAD" || status < 200 || status === 204 ||
-    status === 304;
-}
-
-/**
- * Serializes a `Response` as an HTTP/1.1 message that ends the connection.
- * Responses without content (see {@linkcode hasNoContent}) carry no body;
- * 1xx, 204 and 304 no `Content-Length` either (RFC 9110 §8.6), and HEAD
- * only the one the application set (the length a GET would have).
- */
-export async function serializeResponse(
-  response: Response,
-  method = "GET",
-): Promise<Uint8Array> {
-  const status = response.status;
-  const empty = hasNoContent(method, status);
-  const body = !empty && response.body
-    ? new Uint8Array(await response.arrayBuffer())
-    : new Uint8Array(0);
-  if (empty) await response.body?.cancel();
-  const reason = response.statusText || REASONS[status] || "";
-  let head = `HTTP/1.1 ${status} ${reason}\r\n`;
-  for (const [name, value] of response.headers) {
-    if (name === "transfer-encoding" || name === "connection") continue;
-    if (name === "content-length" && method !== "HEAD") continue;
-    head += `${name}: ${value}\r\n`;
-  }
-  if (!empty) head += `content-length: ${body.length}\r\n`;
-  head += "connection: close\r\n\r\n";
-  const out = new Uint8Array(head.length + body.length);
-  latin1Into(head, out);
-  out.set(body, head.length);
-  return out;
-}
-
-/**
  * Writes a head as latin1, one byte per code unit: header values and the
  * reason phrase are byte strings (RFC 9110 §5.5), not UTF-8 text.
  */
@@ -272,10 +200,7 @@ const STATUS_LINE = /^(HTTP\/\d\.\d) (\d{3})(?: ([\t -~\x80-\xff]*))?$/;
  * it; throws a `TypeError` that says what is malformed.
  */
 export function parseResponseHead(bytes: Uint8Array): ResponseHead {
-  const { first, headers } = splitHead(
-    bytes,
-    (message) => new TypeError(message),
-  );
+  const { first, headers } = splitHead(bytes);
   const match = STATUS_LINE.exec(first);
   if (!match) throw new TypeError("Malformed status line");
   return {

@@ -30,8 +30,8 @@
  */
 import {
   decodeHead,
-  FIELD_VALUE,
-  hasNoContent,
+  Fields,
+  headerTokens,
   HttpError,
   latin1Into,
   type RequestHead,
@@ -103,20 +103,38 @@ const TRAILER_LINE = new RegExp(
 
 /** A request head found in the bytes, and how many bytes it took. */
 export interface TakenRequestHead {
-  head: RequestHead<Headers>;
+  head: RequestHead<Fields>;
+  /**
+   * The head's text, one character per byte, from the request line to the
+   * last header line: what {@linkcode parseRequestHead} takes to make the
+   * same head again (a socket keeps this string, not the parsed head).
+   */
+  text: string;
   /** Bytes from the start of the input to just past the head's empty line. */
   size: number;
 }
+
+/**
+ * The longest request line taken (8 KiB, as nginx's default buffer), when
+ * `maxHeadSize` is larger; longer ones get 414.
+ */
+export const MAX_REQUEST_LINE = 8 * 1024;
 
 /**
  * Finds and parses the request head at the start of `bytes`; returns
  * `undefined` while the head is incomplete. `scanned` is the length of
  * `bytes` at the previous call that returned `undefined` for the same head,
  * so that a head arriving in small pieces is scanned once, not once per
- * piece. Throws `HttpError`: 400 for any deviation from the grammar (bare CR
- * or LF, obsolete line folding, whitespace before a colon, control
- * characters, more than one Host line), 414 or 431 past `maxHeadSize`, 505
- * for a major version other than 1.
+ * piece.
+ *
+ * This is the server's one head parser: plain requests and WebSocket
+ * upgrades alike, so that one malformed head gets one answer. Throws
+ * `HttpError`: 400 for any deviation from the grammar (bare CR or LF,
+ * obsolete line folding, whitespace before a colon, control characters) or
+ * from the Host rules (missing in HTTP/1.1, more than one, not
+ * `uri-host [ ":" port ]`: no userinfo); 414 for a request line over
+ * {@linkcode MAX_REQUEST_LINE} or `maxHeadSize`; 431 for a head over
+ * `maxHeadSize`; 505 for a major version other than 1.
  */
 export function takeRequestHead(
   bytes: Uint8Array,
@@ -153,31 +171,39 @@ export function takeRequestHead(
       throw new HttpError(400, "Bare CR in request head");
     }
   }
+  // "A server that receives a request-target longer than any URI it wishes
+  // to parse MUST respond with a 414 (URI Too Long)" (RFC 9112 §3): decided
+  // as soon as the line is longer, before the head is whole.
+  const maxLine = Math.min(MAX_REQUEST_LINE, maxHeadSize);
+  const lineEnd = bytes.subarray(start, start + maxLine + 2).indexOf(LF);
+  if (
+    lineEnd === -1 ? bytes.length - start > maxLine + 1 : lineEnd - 1 > maxLine
+  ) {
+    throw new HttpError(414, "Request line too long");
+  }
   if (end === -1) {
     if (bytes.length < maxHeadSize) return undefined;
-    // "A server that receives a request-target longer than any URI it wishes
-    // to parse MUST respond with a 414 (URI Too Long)" (RFC 9112 §3).
-    const lineEnd = bytes.subarray(start, limit).indexOf(LF);
-    throw lineEnd === -1
+    throw bytes.subarray(start, limit).indexOf(LF) === -1
       ? new HttpError(414, "Request line too long")
       : new HttpError(431, "Request head too large");
   }
-  return {
-    head: parseHead(decodeHead(bytes.subarray(start, end - 4))),
-    size: end,
-  };
+  const text = decodeHead(bytes.subarray(start, end - 4));
+  return { head: parseRequestHead(text), text, size: end };
 }
 
-/** Parses a head's text, without its final CRLF CRLF, checked for bare CR and LF. */
-function parseHead(text: string): RequestHead<Headers> {
+/**
+ * Parses a head's text (see {@linkcode TakenRequestHead.text}), checked for
+ * bare CR and LF, as {@linkcode takeRequestHead} does; throws `HttpError`.
+ */
+export function parseRequestHead(text: string): RequestHead<Fields> {
   const lines = text.split("\r\n");
   const match = REQUEST_LINE.exec(lines[0]);
   if (!match) throw new HttpError(400, "Malformed request line");
   // A major version we do not implement (RFC 9110 §2.5, §15.6.6), such as
   // the HTTP/2 connection preface "PRI * HTTP/2.0".
   if (match[4] !== "1") throw new HttpError(505, "HTTP version not supported");
-  const headers = new Headers();
-  let hosts = 0;
+  const headers = new Fields();
+  let host: string | undefined;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const first = line.charCodeAt(0);
@@ -194,17 +220,55 @@ function parseHead(text: string): RequestHead<Headers> {
     // between a header field name and colon" (§5.1): not a token.
     if (!TOKEN.test(name)) throw new HttpError(400, "Malformed header line");
     const value = trimSpaces(line.slice(colon + 1));
-    if (!FIELD_VALUE.test(value)) {
+    try {
+      // Checks the value: field-content, no control characters (RFC 9110
+      // §5.5).
+      headers.append(name, value);
+    } catch {
       throw new HttpError(400, "Malformed header value");
     }
-    // "... any request message that contains more than one Host header
-    // field line" gets 400 (§3.2); Headers would join them.
-    if (name.length === 4 && name.toLowerCase() === "host" && ++hosts > 1) {
-      throw new HttpError(400, "More than one Host header");
+    if (name.length === 4 && name.toLowerCase() === "host") {
+      // "... any request message that contains more than one Host header
+      // field line" gets 400 (§3.2), even when they agree.
+      if (host !== undefined) {
+        throw new HttpError(400, "More than one Host header");
+      }
+      host = value;
     }
-    headers.append(name, value);
+  }
+  if (host === undefined) {
+    // "A server MUST respond with a 400 (Bad Request) status code to any
+    // HTTP/1.1 request message that lacks a Host header field" (§3.2).
+    if (match[5] !== "0") throw new HttpError(400, "Missing Host header");
+  } else if (!HOST.test(host)) {
+    // ... "or a Host header field with an invalid field value" (§3.2).
+    throw new HttpError(400, "Invalid Host header");
   }
   return { method: match[1], target: match[2], version: match[3], headers };
+}
+
+/**
+ * The request's URL. Only origin-form (`/path`) and absolute-form targets of
+ * http, https, ws and wss (RFC 9112 §3.2) are taken; others (`*`,
+ * `host:port`, other schemes) throw `HttpError` 400. `base` stands for the
+ * Host a request did not send (HTTP/1.0).
+ */
+export function requestUrl(head: RequestHead, base: string): string {
+  const target = head.target;
+  try {
+    if (target.startsWith("/")) {
+      const host = head.headers.get("host");
+      const scheme = base.slice(0, base.indexOf("://") + 3);
+      return new URL(target, host === null ? base : scheme + host).href;
+    }
+    const url = new URL(target);
+    if (/^(?:https?|wss?):$/.test(url.protocol) && url.host !== "") {
+      return url.href;
+    }
+  } catch {
+    // Falls through to the refusal.
+  }
+  throw new HttpError(400, "Malformed request target");
 }
 
 /** How a request body is delimited: a byte count (0: no body) or chunks. */
@@ -238,7 +302,7 @@ const CHUNKED: BodyFraming = Object.freeze({ type: "chunked" });
  * Decides how a request's body is framed (RFC 9112 §6), whether the client
  * expects `100 Continue` and whether the connection persists; throws
  * `HttpError` for a request that must be refused: 400 (framing that is
- * ambiguous or malformed, Host missing or repeated), 413 (a Content-Length
+ * ambiguous or malformed), 413 (a Content-Length
  * over `maxBodySize`), 417 (an expectation other than 100-continue), 501 (a
  * transfer coding other than chunked), 505 (not HTTP/1.x).
  */
@@ -248,15 +312,6 @@ export function decideRequestFraming(
 ): RequestFraming {
   const version = versionOf(head.version);
   const headers = head.headers;
-  const host = headers.get("host");
-  if (host === null) {
-    // "A server MUST respond with a 400 (Bad Request) status code to any
-    // HTTP/1.1 request message that lacks a Host header field" (§3.2).
-    if (version === "HTTP/1.1") throw new HttpError(400, "Missing Host header");
-  } else if (!HOST.test(host)) {
-    // ... "or a Host header field with an invalid field value" (§3.2).
-    throw new HttpError(400, "Invalid Host header");
-  }
   const transferEncoding = headers.get("transfer-encoding");
   const contentLength = headers.get("content-length");
   let body: BodyFraming;
@@ -391,18 +446,12 @@ function expects100Continue(
   return found && version === "HTTP/1.1";
 }
 
-/** The comma-separated tokens of a Connection header, lower-cased. */
-function connectionOptions(value: string | null): string[] {
-  if (value === null) return [];
-  return value.split(",").map((token) => trimSpaces(token).toLowerCase());
-}
-
 /** Whether the connection persists after the response (RFC 9112 §9.3). */
 function persists(
   connection: string | null,
   version: "HTTP/1.1" | "HTTP/1.0",
 ): boolean {
-  const options = connectionOptions(connection);
+  const options = headerTokens(connection);
   // "If the "close" connection option is present, the connection will not
   // persist after the current response; else, If the received protocol is
   // HTTP/1.1 (or later), the connection will persist ...; else, If the
@@ -423,10 +472,13 @@ export const CONTINUE_RESPONSE: Uint8Array = encoder.encode(
 /** What one {@linkcode BodyDecoder.push} found. */
 export interface BodyChunks {
   /**
-   * Body content, in order: views into the pushed bytes (no copies), so
-   * copy them before the input buffer is reused.
+   * The body content in the pushed bytes, as one piece whatever the
+   * chunking: a view into them when it is one run of bytes (copy it before
+   * the input buffer is reused), else the runs joined in a new array, so
+   * that a body in 1-byte chunks costs one array per push, not one per
+   * chunk. Empty when the push held no content.
    */
-  chunks: Uint8Array[];
+  data: Uint8Array;
   /** How many bytes of the input belong to this body; the rest is the next request. */
   consumed: number;
   /** Whether the body is complete. */
@@ -472,6 +524,8 @@ export class BodyDecoder {
   #line = "";
   /** The error that ended decoding; every later call throws it again. */
   #failure: { error: unknown } | undefined;
+  /** Where the data of the current push lies: start, end, start, end, ... */
+  #runs: number[] = [];
 
   /** Starts decoding a body framed as `framing`. */
   constructor(
@@ -508,12 +562,16 @@ export class BodyDecoder {
    */
   push(input: Uint8Array): BodyChunks {
     if (this.#failure) throw this.#failure.error;
-    const chunks: Uint8Array[] = [];
     try {
-      const consumed = this.#state === State.Length
-        ? this.#pushLength(input, chunks)
-        : this.#pushChunked(input, chunks);
-      return { chunks, consumed, done: this.#state === State.Done };
+      if (this.#state === State.Length) {
+        const n = Math.min(this.#remaining, input.length);
+        this.#remaining -= n;
+        this.#received += n;
+        if (this.#remaining === 0) this.#state = State.Done;
+        return { data: input.subarray(0, n), consumed: n, done: this.done };
+      }
+      const consumed = this.#pushChunked(input);
+      return { data: this.#join(input), consumed, done: this.done };
     } catch (error) {
       this.#failure = { error };
       throw error;
@@ -533,23 +591,17 @@ export class BodyDecoder {
     }
   }
 
-  #pushLength(input: Uint8Array, chunks: Uint8Array[]): number {
-    const n = Math.min(this.#remaining, input.length);
-    if (n > 0) chunks.push(input.subarray(0, n));
-    this.#remaining -= n;
-    this.#received += n;
-    if (this.#remaining === 0) this.#state = State.Done;
-    return n;
-  }
-
-  #pushChunked(input: Uint8Array, chunks: Uint8Array[]): number {
+  /** Decodes chunked framing; the data's runs go to `#runs`. */
+  #pushChunked(input: Uint8Array): number {
+    const runs = this.#runs;
+    runs.length = 0;
     let i = 0;
     while (i < input.length) {
       const state = this.#state;
       if (state === State.Done) return i;
       if (state === State.Data) {
         const n = Math.min(this.#remaining, input.length - i);
-        chunks.push(input.subarray(i, i + n));
+        runs.push(i, i + n);
         this.#remaining -= n;
         this.#received += n;
         i += n;
@@ -559,6 +611,31 @@ export class BodyDecoder {
       this.#step(input[i++]);
     }
     return i;
+  }
+
+  /** The runs of data `#pushChunked` found in `input`, as one array. */
+  #join(input: Uint8Array): Uint8Array {
+    const runs = this.#runs;
+    if (runs.length === 0) return EMPTY;
+    if (runs.length === 2) return input.subarray(runs[0], runs[1]);
+    let size = 0;
+    for (let r = 0; r < runs.length; r += 2) size += runs[r + 1] - runs[r];
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (let r = 0; r < runs.length; r += 2) {
+      const from = runs[r];
+      const to = runs[r + 1];
+      // A short run is copied byte by byte: a view for `set` would be the
+      // very per-chunk object this avoids.
+      if (to - from < 64) {
+        for (let i = from; i < to; i++) out[at++] = input[i];
+      } else {
+        out.set(input.subarray(from, to), at);
+        at += to - from;
+      }
+    }
+    runs.length = 0;
+    return out;
   }
 
   /** Takes one framing byte of a chunked body. */
@@ -725,6 +802,17 @@ function hexValue(byte: number): number {
   return -1;
 }
 
+/**
+ * Whether a response to `method` with `status` has no content: HEAD, 1xx,
+ * 204 and 304 (RFC 9110 §6.4.1, RFC 9112 §6.3). The method is the request
+ * line's own token: methods are case-sensitive (RFC 9110 §9.1), so `head`
+ * is another method than HEAD, and its response has a body.
+ */
+export function hasNoContent(method: string, status: number): boolean {
+  return method === "HEAD" || status < 200 || status === 204 ||
+    status === 304;
+}
+
 /** How a response body goes on the wire. */
 export type ResponseFraming =
   /** No body bytes at all: HEAD, 1xx, 204, 304 (RFC 9112 §6.3, item 1). */
@@ -821,7 +909,7 @@ export function serializeResponseHead(
   }
   const headers = response.headers;
   let keepAlive = options.keepAlive && status >= 200 &&
-    !connectionOptions(headers.get("connection")).includes("close");
+    !headerTokens(headers.get("connection")).includes("close");
   const declaredValue = headers.get("content-length");
   let declared = declaredValue === null
     ? undefined

@@ -2,7 +2,7 @@
 // atomically on Redis, so that a topic's offset, its stream entry and its
 // PUB/SUB message are one step that no other node's publication can split.
 
-import { sha1 } from "../core/_sha1.ts";
+import { createHash } from "node:crypto";
 
 /** A Lua script and its SHA-1 (hex), for EVALSHA. */
 export interface Script {
@@ -14,7 +14,7 @@ export interface Script {
 
 /** Makes a {@linkcode Script} of Lua text. */
 function script(text: string): Script {
-  return { text, sha: sha1(new TextEncoder().encode(text)).toHex() };
+  return { text, sha: createHash("sha1").update(text).digest("hex") };
 }
 
 /** The Redis clock in ms: ages and expiries follow Redis, not the nodes. */

@@ -27,7 +27,7 @@ const server = serve({
   pubsub,
   onListen() {},
   onError: note,
-  onRequest: () => Response.json({ stats: pubsub.stats, errors }),
+  fetch: () => Response.json({ stats: pubsub.stats, errors }),
 }, async (socket) => {
   const url = new URL(socket.request.url);
   const topic = url.searchParams.get("topic") ?? "";
