@@ -666,7 +666,7 @@ export class Socket implements WebSocketConnection {
    * Whether a message from `send()` or a publication may be queued: the
    * socket is open, and it fits under `maxBackpressure` (a message always
    * fits an empty queue). Over it, the policy drops the message (counted)
-   * or closes the socket with 1013.
+   * or closes the socket with 1013 `Send queue over <limit>`.
    */
   #admits(message: Message): boolean {
     const engine = this.#engine;
@@ -681,7 +681,10 @@ export class Socket implements WebSocketConnection {
         this.#dropped++;
       } else {
         clearTimeout(this.#cancelTimer);
-        this.#closeEngine(CloseCode.TryAgainLater, "Slow consumer");
+        this.#closeEngine(
+          CloseCode.TryAgainLater,
+          `Send queue over ${formatBytes(options.maxBackpressure)}`,
+        );
       }
       return false;
     }
@@ -1271,6 +1274,13 @@ export function itemSize(item: Message | CompressedMessage): number {
 }
 
 function ignore(): void {}
+
+/** A byte count for a close reason: `1 MiB`, `512 KiB`, `1000 bytes`. */
+function formatBytes(bytes: number): string {
+  if (bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
+  if (bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
+}
 
 const RESOLVED: Promise<void> = Promise.resolve();
 

@@ -436,7 +436,39 @@ Deno.test("§7.1.7 a socket whose peer does not read what it is sent (a slow con
   }
   assert.deepEqual(await end, {
     closeCode: 1013,
-    reason: "Slow consumer",
+    reason: "Send queue stalled for 400 ms",
+    error: true,
+  });
+});
+
+Deno.test("§7.1.7 an echo that awaits its writes, whose peer floods and never reads, is closed with 1013 after idleTimeout, not 1011", async () => {
+  const opened = Promise.withResolvers<WebSocketConnection>();
+  await using local = serveLocal(
+    { idleTimeout: 400, pingInterval: 100, closeTimeout: 300 },
+    async (socket) => {
+      opened.resolve(socket);
+      const writer = socket.writable.getWriter();
+      try {
+        for await (const message of socket.readable) {
+          await writer.write(message);
+        }
+      } catch {
+        // The socket closed.
+      }
+    },
+  );
+  await using client = await RawClient.open(local.port);
+  const socket = await deadline(opened.promise, "handler called");
+  // The echoes fill the peer's TCP window, then the server's queue; the
+  // handler waits in write(), so its inbox fills too: the peer is the
+  // cause, the application only waits for it.
+  const burst = concat(
+    Array.from({ length: 64 }, () => frame(2, new Uint8Array(16 * 1024))),
+  );
+  await floodUntilStalled(client, burst, 300, 256 * 1024 * 1024);
+  assert.deepEqual(await settled(socket), {
+    closeCode: 1013,
+    reason: "Send queue stalled for 400 ms",
     error: true,
   });
 });

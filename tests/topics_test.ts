@@ -726,7 +726,7 @@ async function feedSlowSubscriber(
   }
 }
 
-Deno.test("topics: a subscriber that never reads is closed with 1013 Slow consumer (default 1 MiB limit) while 20 readers get every publication in order", async () => {
+Deno.test("topics: a subscriber that never reads is closed with 1013 Send queue over 1 MiB (default limit) while 20 readers get every publication in order", async () => {
   const LIMIT = 1024 * 1024;
   await feedSlowSubscriber(
     {},
@@ -743,7 +743,7 @@ Deno.test("topics: a subscriber that never reads is closed with 1013 Slow consum
         "the slow client's frames",
       );
       assert.equal(code, 1013);
-      assert.equal(reason, "Slow consumer");
+      assert.equal(reason, "Send queue over 1 MiB");
       frames.forEach((frame, i) =>
         assert.equal(feedSeq(new TextDecoder().decode(frame.payload)), i)
       );

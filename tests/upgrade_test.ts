@@ -548,7 +548,7 @@ Deno.test("upgradeWebSocket send() past maxBackpressure to a client that never r
   assert.equal(await deadline(drain(client), "the client's reads"), sent);
   assert.deepEqual(await deadline(client.closed, "the client's close"), {
     closeCode: 1013,
-    reason: "Slow consumer",
+    reason: "Send queue over 512 KiB",
     wasClean: true,
   });
   assert.equal((await deadline(socket.closed, "the close")).closeCode, 1013);
