@@ -203,6 +203,10 @@ export class Connection implements ProtocolHandler, SocketEngine {
     return this.#queue.pending + (this.#sender?.pendingBytes ?? 0);
   }
 
+  get backlogged(): boolean {
+    return this.#queue.backlogged;
+  }
+
   send(message: Message): number {
     if (this.#closeAsked) return 0;
     return this.#sender !== null

@@ -323,7 +323,10 @@ export interface ServeOptions {
   idleTimeout?: number;
   /**
    * Bytes queued for one socket above which `send()` and publications apply
-   * the `backpressure` policy instead of queueing more. Default 1 MiB.
+   * the `backpressure` policy instead of queueing more, once the peer's TCP
+   * connection has refused some of them (a burst queued in one task is not
+   * written before the task ends, and does not count until then). Default
+   * 1 MiB.
    */
   maxBackpressure?: number;
   /**

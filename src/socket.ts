@@ -128,6 +128,12 @@ export interface SocketEngine {
   readonly state: "open" | "closing" | "closed";
   /** Bytes queued to send, not yet written. */
   readonly bufferedAmount: number;
+  /**
+   * Whether what is queued waits for the peer rather than for the end of
+   * the current task (see `maxBackpressure`). An engine that cannot tell
+   * leaves it out: all it holds then counts.
+   */
+  readonly backlogged?: boolean;
   /** Queues a data message; returns the bytes queued, 0 once not open. */
   send(message: Message): number;
   /** Queues a publication, framed once for all; returns the bytes queued. */
@@ -667,6 +673,14 @@ export class Socket implements WebSocketConnection {
    * socket is open, and it fits under `maxBackpressure` (a message always
    * fits an empty queue). Over it, the policy drops the message (counted)
    * or closes the socket with 1013 `Send queue over <limit>`.
+   *
+   * The limit measures the peer, not the size of a burst: nothing is
+   * written before the current task ends, so what the queue holds counts
+   * only once the transport has refused some of it (the engine is
+   * `backlogged`). A fast reader then takes any burst queued in one task;
+   * a peer that does not read is held to the limit from the turn after its
+   * transport refused, so a socket holds at most the limit plus what was
+   * queued while that was not yet known.
    */
   #admits(message: Message): boolean {
     const engine = this.#engine;
@@ -675,7 +689,8 @@ export class Socket implements WebSocketConnection {
     const buffered = this.bufferedAmount;
     if (
       buffered > 0 &&
-      buffered + messageSize(message) > options.maxBackpressure
+      buffered + messageSize(message) > options.maxBackpressure &&
+      engine.backlogged !== false
     ) {
       if (options.backpressure === "drop") {
         this.#dropped++;

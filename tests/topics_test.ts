@@ -785,3 +785,125 @@ Deno.test('topics: under backpressure "drop", a subscriber that never reads lose
     },
   );
 });
+
+// --- A burst queued in one task ------------------------------------------------
+
+const BURST_LIMIT = 256 * 1024;
+const BURST_MESSAGE_SIZE = 16 * 1024;
+
+/** The `seq`th burst message: its number, then padding. */
+function burstMessage(seq: number): string {
+  const label = `${seq}:`;
+  return label + "y".repeat(BURST_MESSAGE_SIZE - label.length);
+}
+
+/** Checks that `received` holds burst messages 0, 1, 2, ... in order. */
+function assertBurstInOrder(received: readonly unknown[], who: string): void {
+  received.forEach((message, i) =>
+    assert.equal(feedSeq(message as string), i, `${who}: message ${i}`)
+  );
+}
+
+Deno.test("topics: a burst published in one task, 4 times maxBackpressure, reaches fast readers whole and leaves them open", async () => {
+  await using hub = startTopics(
+    { maxBackpressure: BURST_LIMIT },
+    (socket) => socket.subscribe("burst"),
+  );
+  const { server } = hub;
+  const readers = await openClients(hub.url, 3);
+  try {
+    await untilSubscribed(server, "burst", 3);
+    // 64 × 16 KiB in one synchronous loop: nothing is written before it
+    // ends, whatever the readers do.
+    const count = 4 * BURST_LIMIT / BURST_MESSAGE_SIZE;
+    for (let i = 0; i < count; i++) {
+      assert.equal(server.publish("burst", burstMessage(i)), 3, `message ${i}`);
+    }
+    for (const [r, reader] of readers.entries()) {
+      await reader.until(
+        () => reader.received.length === count,
+        `reader ${r}'s ${count} messages`,
+      );
+      assertBurstInOrder(reader.received, `reader ${r}`);
+    }
+    // Still open, still subscribed.
+    assert.equal(server.publish("burst", "after"), 3);
+    for (const reader of readers) {
+      await reader.until(() => reader.received.at(-1) === "after", "after");
+      assert.equal(reader.ws.readyState, WebSocket.OPEN);
+    }
+  } finally {
+    await closeAll(readers);
+  }
+});
+
+Deno.test("topics: send() of a burst in one task, 4 times maxBackpressure, reaches a fast reader whole and leaves it open", async () => {
+  await using hub = startTopics({ maxBackpressure: BURST_LIMIT });
+  await using reader = await TestClient.open(hub.url);
+  const socket = await hub.accepted();
+  const count = 4 * BURST_LIMIT / BURST_MESSAGE_SIZE;
+  for (let i = 0; i < count; i++) {
+    assert.ok(socket.send(burstMessage(i)) > 0, `message ${i} was queued`);
+  }
+  assert.ok(socket.bufferedAmount > BURST_LIMIT, "the burst is over the limit");
+  await reader.until(() => reader.received.length === count, "the burst");
+  assertBurstInOrder(reader.received, "the reader");
+  assert.ok(socket.send("after") > 0);
+  await reader.until(() => reader.received.at(-1) === "after", "after");
+  assert.equal(reader.ws.readyState, WebSocket.OPEN);
+});
+
+Deno.test("topics: a subscriber that never reads is still closed with 1013 Send queue over 256 KiB, holding at most the limit and one burst, while a fast reader takes every burst", async () => {
+  let slow: WebSocketConnection | undefined;
+  await using hub = startTopics(
+    { maxBackpressure: BURST_LIMIT, closeTimeout: 30_000 },
+    (socket) => {
+      socket.subscribe("burst");
+      if (socket.request.headers.get("x-role") === "slow") slow = socket;
+    },
+  );
+  const { server } = hub;
+  await using raw = await RawClient.open(server.addr.port, {
+    "X-Role": "slow",
+  });
+  await using reader = await TestClient.open(hub.url);
+  await untilSubscribed(server, "burst", 2);
+  // Each task publishes twice the limit; between tasks the reader reads.
+  const perBurst = 2 * BURST_LIMIT / BURST_MESSAGE_SIZE;
+  const burstBytes = perBurst * (BURST_MESSAGE_SIZE + 4);
+  let published = 0;
+  let reachedSlow = 0;
+  let maxBuffered = 0;
+  while (slow!.isSubscribed("burst")) {
+    assert.ok(published * BURST_MESSAGE_SIZE < FEED_LIMIT, "the policy acted");
+    for (let i = 0; i < perBurst; i++) {
+      const reached = server.publish("burst", burstMessage(published++));
+      assert.ok(reached >= 1, `publication ${published - 1} reached no one`);
+      if (reached === 2) reachedSlow = published;
+      maxBuffered = Math.max(maxBuffered, slow!.bufferedAmount);
+    }
+    await reader.until(
+      () => reader.received.length === published,
+      `the reader's ${published} messages`,
+    );
+  }
+  assertBurstInOrder(reader.received, "the reader");
+  assert.equal(reader.ws.readyState, WebSocket.OPEN);
+  // Memory stays bounded: the limit, and what one task queued before the
+  // transport said that the peer does not read.
+  assert.ok(
+    maxBuffered <= BURST_LIMIT + burstBytes,
+    `${maxBuffered} bytes buffered`,
+  );
+  // Read now: what it was sent, in order, then the close that says why.
+  const { frames, code, reason } = await within(
+    raw.readUntilClose(),
+    "the slow client's frames",
+  );
+  assert.equal(code, 1013);
+  assert.equal(reason, "Send queue over 256 KiB");
+  assert.equal(frames.length, reachedSlow);
+  frames.forEach((frame, i) =>
+    assert.equal(feedSeq(new TextDecoder().decode(frame.payload)), i)
+  );
+});
