@@ -7,17 +7,20 @@
 
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
-import type {
-  ServeOptions,
-  WebSocketConnection,
-  WebSocketServer,
+import {
+  type ServeOptions,
+  TopicHub,
+  type WebSocketConnection,
+  type WebSocketServer,
 } from "../mod.ts";
 import { encodeCounts } from "../src/pubsub/_shared_message.ts";
 import { Inbox, nodeWsClient, STEP_LIMIT, within } from "./_peer_helpers.ts";
 import { RawClient } from "./_raw_client.ts";
 import {
+  assertBytesEqual,
   assertSameMessage,
   mulberry32,
+  pseudoBytes,
   pseudoText,
   start,
   waitFor,
@@ -906,4 +909,98 @@ Deno.test("topics: a subscriber that never reads is still closed with 1013 Send 
   frames.forEach((frame, i) =>
     assert.equal(feedSeq(new TextDecoder().decode(frame.payload)), i)
   );
+});
+
+// --- Promises the README makes -----------------------------------------------
+
+Deno.test("topics: a message bigger than maxBackpressure, sent or published to an idle socket, is delivered whole and the socket stays open", async () => {
+  await using hub = startTopics({ maxBackpressure: 64 * 1024 });
+  const { server } = hub;
+  await using client = await TestClient.open(hub.url);
+  const socket = await hub.accepted();
+  socket.subscribe("t");
+  const sent = pseudoBytes(256 * 1024, 3);
+  assert.equal(socket.send(sent), 256 * 1024 + 10, "queued with its header");
+  assertSameMessage(await client.next("the sent message"), sent, "sent");
+  const published = pseudoText(256 * 1024, 4);
+  assert.equal(server.publish("t", published), 1);
+  assertSameMessage(
+    await client.next("the published message"),
+    published,
+    "published",
+  );
+  assert.ok(socket.send("still open") > 0);
+  assert.equal(await client.next("the last message"), "still open");
+  assert.equal(socket.droppedMessages, 0);
+  assert.equal(client.ws.readyState, WebSocket.OPEN);
+});
+
+Deno.test("topics: a socket leaves its topics when its close starts, before a peer that never answers has closed", async () => {
+  await using hub = startTopics({ closeTimeout: 30_000 });
+  const { server } = hub;
+  await using raw = await RawClient.open(server.addr.port);
+  const socket = await hub.accepted();
+  socket.subscribe("a");
+  socket.subscribe("b");
+  socket.close({ closeCode: 4000 });
+  // The peer has not even read the close frame.
+  assert.equal(server.subscriberCount("a"), 0);
+  assert.equal(server.subscriberCount("b"), 0);
+  assert.deepEqual(server.topics(), []);
+  assert.deepEqual(socket.subscriptions, []);
+  assert.equal(server.publish("a", "after the close"), 0);
+
+  // Also when the close waits behind writes in writable's queue.
+  await using raw2 = await RawClient.open(server.addr.port);
+  const behind = await hub.accepted();
+  behind.subscribe("a");
+  const writer = behind.writable.getWriter();
+  // Over the 64 KiB mark, to a peer that does not read: the next write
+  // waits in writable's queue, and so does the close.
+  writer.write(new Uint8Array(4 * 1024 * 1024)).catch(() => {});
+  writer.write("queued").catch(() => {});
+  writer.releaseLock();
+  behind.close({ closeCode: 4000 });
+  assert.equal(server.subscriberCount("a"), 0);
+  assert.deepEqual(behind.subscriptions, []);
+  raw.close();
+  raw2.close();
+});
+
+Deno.test("topics: two servers sharing a hub, with compression levels 1 and 9, share no compressed frame: each client gets its own level's", async () => {
+  const hub = new TopicHub();
+  try {
+    const subscribe = (socket: WebSocketConnection) => socket.subscribe("t");
+    const deflate = { serverNoContextTakeover: true, threshold: 0 };
+    await using fast = start(
+      { hub, perMessageDeflate: { ...deflate, level: 1 } },
+      subscribe,
+    );
+    await using small = start(
+      { hub, perMessageDeflate: { ...deflate, level: 9 } },
+      subscribe,
+    );
+    await using rawFast = await deflateRawClient(fast);
+    await using rawSmall = await deflateRawClient(small);
+    await waitFor(() => hub.subscriberCount("t") === 2, "both subscribers");
+    const message = pseudoText(20_000, 11);
+    /** The message compressed from an empty window (RFC 7692 §7.2.1). */
+    const compressed = (level: number) => {
+      const deflated = zlib.deflateRawSync(new TextEncoder().encode(message), {
+        windowBits: 15,
+        level,
+        finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      });
+      return new Uint8Array(deflated.subarray(0, deflated.length - 4));
+    };
+    assert.notDeepEqual(compressed(1), compressed(9), "the levels differ");
+    assert.equal(hub.publish("t", message), 2);
+    for (const [raw, level] of [[rawFast, 1], [rawSmall, 9]] as const) {
+      const frame = await rawFrame(raw, `the level ${level} frame`);
+      assert.equal(frame.rsv, 4, "RSV1 is set");
+      assertBytesEqual(frame.payload, compressed(level), `level ${level}`);
+    }
+  } finally {
+    await hub.close();
+  }
 });
