@@ -403,24 +403,39 @@ Deno.test("§7.1.7 a socket whose application never reads what a flood brought i
   });
 });
 
-Deno.test("§7.1.7 a socket whose peer does not read what it is sent (a slow consumer) is closed with 1013 after idleTimeout", async () => {
+/**
+ * A server with a 400 ms idleTimeout, whose handler `writes` (until the
+ * socket closes); `opened` resolves with the first socket.
+ */
+function idleTimeoutServer(
+  writes: (socket: WebSocketConnection) => Promise<void>,
+) {
   const opened = Promise.withResolvers<WebSocketConnection>();
-  await using local = serveLocal(
+  const local = serveLocal(
     { idleTimeout: 400, pingInterval: 100, closeTimeout: 300 },
     async (socket) => {
       opened.resolve(socket);
-      const writer = socket.writable.getWriter();
-      const chunk = new Uint8Array(64 * 1024);
       try {
-        // Until write() waits for good: the peer's TCP window is full.
-        while (true) await writer.write(chunk);
+        await writes(socket);
       } catch {
         // The socket closed.
       }
     },
   );
+  return Object.assign(local, {
+    opened: deadline(opened.promise, "handler called"),
+  });
+}
+
+Deno.test("§7.1.7 a socket whose peer does not read what it is sent (a slow consumer) is closed with 1013 after idleTimeout", async () => {
+  await using local = idleTimeoutServer(async (socket) => {
+    const writer = socket.writable.getWriter();
+    const chunk = new Uint8Array(64 * 1024);
+    // Until write() waits for good: the peer's TCP window is full.
+    while (true) await writer.write(chunk);
+  });
   await using client = await RawClient.open(local.port);
-  const socket = await deadline(opened.promise, "handler called");
+  const socket = await local.opened;
   let ended = false;
   const end = settled(socket);
   end.then(() => ended = true, () => ended = true);
@@ -439,23 +454,12 @@ Deno.test("§7.1.7 a socket whose peer does not read what it is sent (a slow con
 });
 
 Deno.test("§7.1.7 an echo that awaits its writes, whose peer floods and never reads, is closed with 1013 after idleTimeout, not 1011", async () => {
-  const opened = Promise.withResolvers<WebSocketConnection>();
-  await using local = serveLocal(
-    { idleTimeout: 400, pingInterval: 100, closeTimeout: 300 },
-    async (socket) => {
-      opened.resolve(socket);
-      const writer = socket.writable.getWriter();
-      try {
-        for await (const message of socket.readable) {
-          await writer.write(message);
-        }
-      } catch {
-        // The socket closed.
-      }
-    },
-  );
+  await using local = idleTimeoutServer(async (socket) => {
+    const writer = socket.writable.getWriter();
+    for await (const message of socket.readable) await writer.write(message);
+  });
   await using client = await RawClient.open(local.port);
-  const socket = await deadline(opened.promise, "handler called");
+  const socket = await local.opened;
   // The echoes fill the peer's TCP window, then the server's queue; the
   // handler waits in write(), so its inbox fills too: the peer is the
   // cause, the application only waits for it.
