@@ -7,7 +7,12 @@ import { COPY_LIMIT } from "./core/_protocol.ts";
 import { headerSize } from "./core/frame.ts";
 import type { Message } from "./core/message_assembler.ts";
 import type { SharedMessage } from "./pubsub/_shared_message.ts";
-import { join, leave, publishFrom, type TopicHub } from "./pubsub/topic_hub.ts";
+import {
+  type Subscriber,
+  type Subscriptions,
+  subscriptionsOf,
+  type TopicHub,
+} from "./pubsub/topic_hub.ts";
 import {
   checkCloseInfo,
   isApplicationCode,
@@ -302,18 +307,6 @@ export function closeWith(socket: Socket, code: number, reason: string): void {
 }
 
 /**
- * Queues a publication for the socket under its backpressure policy.
- *
- * @example
- * ```ts ignore
- * if (offer(socket, shared)) reached++;
- * ```
- */
-export function offer(socket: Socket, shared: SharedMessage): boolean {
-  return coreOf(socket).offer(shared);
-}
-
-/**
  * The state of the socket's connection.
  *
  * @example
@@ -443,10 +436,11 @@ export class Socket implements WebSocketConnection {
 /**
  * A socket's internals: its sending side (`send()`, `writable`, the
  * publications of its topics, all in one order), its close and `closed`,
- * and its inbox. The engine under it and the hub reach it through the
- * functions above; a direct pipe knows it as a {@linkcode PipeTarget}.
+ * and its inbox. The engine under it reaches it through the functions
+ * above; the hub knows it as a {@linkcode Subscriber}, a direct pipe as a
+ * {@linkcode PipeTarget}.
  */
-class SocketCore implements PipeTarget {
+class SocketCore implements Subscriber, PipeTarget {
   /** The object users hold. */
   readonly socket: Socket;
   readonly inbox: Inbox;
@@ -480,7 +474,7 @@ class SocketCore implements PipeTarget {
   /** The direct pipe into `writable`, if any. */
   #pipeIn: Pipe | undefined;
   #dropped = 0;
-  #hub: TopicHub | undefined;
+  #hub: Subscriptions | undefined;
   /** The topics subscribed to: one as a string, more as a set. */
   #topics: string | Set<string> | undefined;
   /** Made when first asked for: an idle socket holds no promise for it. */
@@ -493,7 +487,7 @@ class SocketCore implements PipeTarget {
   constructor(engine: SocketEngine, init: SocketInit) {
     this.#engine = engine;
     this.#options = init.options ?? DEFAULT_SOCKET_OPTIONS;
-    this.#hub = init.hub;
+    this.#hub = init.hub && subscriptionsOf(init.hub);
     this.inbox = new Inbox(engine, this);
     this.socket = new Socket(this, init, INTERNAL);
     if (init.eagerReadable) void this.inbox.readable;
@@ -566,7 +560,7 @@ class SocketCore implements PipeTarget {
     return this.#engine.send(message);
   }
 
-  /** A publication, under the backpressure policy. */
+  /** A publication, under the backpressure policy (see `Subscriber`). */
   offer(shared: SharedMessage): boolean {
     if (!this.#admits(shared.message)) return false;
     if (this.#writableCount > 0) {
@@ -615,7 +609,7 @@ class SocketCore implements PipeTarget {
   subscribe(topic: string): void {
     const hub = this.#hubFor(topic);
     if (this.#engine.state !== "open" || this.#pendingClose) return;
-    if (!join(hub, this.socket, topic)) return;
+    if (!hub.subscribe(this, topic)) return;
     const topics = this.#topics;
     if (topics === undefined) this.#topics = topic;
     else if (typeof topics === "string") {
@@ -625,7 +619,7 @@ class SocketCore implements PipeTarget {
 
   unsubscribe(topic: string): void {
     const hub = this.#hubFor(topic);
-    if (!leave(hub, this.socket, topic)) return;
+    if (!hub.unsubscribe(this, topic)) return;
     const topics = this.#topics!;
     if (typeof topics === "string") this.#topics = undefined;
     else topics.delete(topic);
@@ -650,10 +644,10 @@ class SocketCore implements PipeTarget {
   publish(topic: string, message: string | Uint8Array): number {
     const hub = this.#hubFor(topic);
     if (this.#engine.state !== "open" || this.#pendingClose) return 0;
-    return publishFrom(hub, topic, message, this.socket);
+    return hub.publish(topic, message, this);
   }
 
-  #hubFor(topic: string): TopicHub {
+  #hubFor(topic: string): Subscriptions {
     if (this.#hub === undefined) {
       throw new TypeError("This socket has no topic hub");
     }
@@ -668,8 +662,8 @@ class SocketCore implements PipeTarget {
     const topics = this.#topics;
     if (topics === undefined) return;
     this.#topics = undefined;
-    if (typeof topics === "string") leave(this.#hub!, this.socket, topics);
-    else for (const topic of topics) leave(this.#hub!, this.socket, topic);
+    if (typeof topics === "string") this.#hub!.unsubscribe(this, topics);
+    else for (const topic of topics) this.#hub!.unsubscribe(this, topic);
   }
 
   // --- Closing --------------------------------------------------------------

@@ -13,7 +13,8 @@ import {
   type WebSocketConnection,
   type WebSocketServer,
 } from "../mod.ts";
-import { encodeCounts } from "../src/pubsub/_shared_message.ts";
+import type { SharedMessage } from "../src/pubsub/_shared_message.ts";
+import { subscriptionsOf } from "../src/pubsub/topic_hub.ts";
 import { Inbox, nodeWsClient, STEP_LIMIT, within } from "./_peer_helpers.ts";
 import { RawClient } from "./_raw_client.ts";
 import {
@@ -425,13 +426,56 @@ Deno.test("topics: bufferedAmount counts what send(), writable (its queue too) a
 
 // --- Encode once ---------------------------------------------------------------
 
-/** How many frames and compressions the publications in `run` made. */
-async function countEncodes(run: () => Promise<void>) {
-  const before = { ...encodeCounts };
-  await run();
+/**
+ * A hub with a probe subscribed to `topic` before any socket: it is offered
+ * each publication first, and watches what the sockets then take from the
+ * shared message (its frame, its compressed frames). `count(run)` says how
+ * many distinct frames and compressed frames the publications in `run`
+ * handed out: one each per publication when every socket takes the same
+ * bytes. The probe queues nothing (it is not counted as reached), but it
+ * counts as a subscriber.
+ */
+function encodeProbe(topic: string) {
+  const hub = new TopicHub();
+  const frames = new Set<Uint8Array>();
+  const compressed = new Set<Uint8Array>();
+  let counting = false;
+  const watch = (shared: SharedMessage) => {
+    const proto = Object.getPrototypeOf(shared);
+    const frame = Object.getOwnPropertyDescriptor(proto, "frame")!.get!;
+    Object.defineProperty(shared, "frame", {
+      get() {
+        const made = frame.call(shared) as Uint8Array;
+        frames.add(made);
+        return made;
+      },
+    });
+    const compressedFrame = shared.compressedFrame;
+    shared.compressedFrame = (windowBits, level) => {
+      const made = compressedFrame.call(shared, windowBits, level);
+      compressed.add(made);
+      return made;
+    };
+  };
+  subscriptionsOf(hub).subscribe({
+    offer(shared) {
+      if (counting) watch(shared);
+      return false;
+    },
+  }, topic);
   return {
-    frames: encodeCounts.frames - before.frames,
-    compressions: encodeCounts.compressions - before.compressions,
+    hub,
+    async count(run: () => Promise<void>) {
+      frames.clear();
+      compressed.clear();
+      counting = true;
+      try {
+        await run();
+      } finally {
+        counting = false;
+      }
+      return { frames: frames.size, compressions: compressed.size };
+    },
   };
 }
 
@@ -478,18 +522,22 @@ async function assertEachReceives(
 }
 
 Deno.test("topics: one publication to 10 sockets is framed once, and every socket gets the same bytes", async () => {
-  await using hub = startTopics({}, (socket) => socket.subscribe("t"));
+  const probe = encodeProbe("t");
+  await using hub = startTopics(
+    { hub: probe.hub },
+    (socket) => socket.subscribe("t"),
+  );
   const { server } = hub;
   await using raw = await RawClient.open(server.addr.port);
   const clients = await openClients(hub.url, 9);
   try {
-    await untilSubscribed(server, "t", 10);
+    await untilSubscribed(server, "t", 11, "10 sockets and the probe");
     const messages = [
       "short",
       pseudoText(70_000, 3),
       new Uint8Array([1, 2, 3]),
     ];
-    const counts = await countEncodes(async () => {
+    const counts = await probe.count(async () => {
       for (const message of messages) {
         assert.equal(server.publish("t", message), 10);
       }
@@ -521,7 +569,9 @@ Deno.test("topics: one publication to 10 sockets is framed once, and every socke
 });
 
 Deno.test("topics: with permessage-deflate and serverNoContextTakeover, a publication to 10 clients is compressed once and every client inflates it", async () => {
+  const probe = encodeProbe("t");
   await using hub = startTopics({
+    hub: probe.hub,
     perMessageDeflate: { serverNoContextTakeover: true, threshold: 1024 },
   }, (socket) => socket.subscribe("t"));
   const { server } = hub;
@@ -531,13 +581,13 @@ Deno.test("topics: with permessage-deflate and serverNoContextTakeover, a public
     9,
     () => ({ perMessageDeflate: true }),
   );
-  await untilSubscribed(server, "t", 10);
+  await untilSubscribed(server, "t", 11, "10 sockets and the probe");
   const big = [
     pseudoText(8_000, 1),
     pseudoText(8_000, 1),
     pseudoText(50_000, 2),
   ];
-  const counts = await countEncodes(async () => {
+  const counts = await probe.count(async () => {
     for (const message of big) assert.equal(server.publish("t", message), 10);
     await assertEachReceives(clients, big);
   });
@@ -551,7 +601,7 @@ Deno.test("topics: with permessage-deflate and serverNoContextTakeover, a public
     assertSameMessage(inflate(frame.payload), message, `publication ${j}`);
   }
   // Below the threshold: the shared plain frame, made once.
-  const small = await countEncodes(async () => {
+  const small = await probe.count(async () => {
     assert.equal(server.publish("t", "small"), 10);
     for (const client of clients) {
       assert.equal(await within(client.inbox.next(), "small"), "small");
@@ -563,8 +613,9 @@ Deno.test("topics: with permessage-deflate and serverNoContextTakeover, a public
 });
 
 Deno.test("topics: with permessage-deflate and context takeover, publications go out as the shared plain frame between the socket's own compressed messages, and clients read all correctly", async () => {
+  const probe = encodeProbe("t");
   await using hub = startTopics(
-    { perMessageDeflate: { threshold: 1024 } },
+    { hub: probe.hub, perMessageDeflate: { threshold: 1024 } },
     (socket) => socket.subscribe("t"),
   );
   const { server } = hub;
@@ -584,7 +635,7 @@ Deno.test("topics: with permessage-deflate and context takeover, publications go
   const shared2 = pseudoText(6_000, 6);
   const own3 = own1 + own2;
   const expected = [own1, shared1, own2, shared2, own3];
-  const counts = await countEncodes(async () => {
+  const counts = await probe.count(async () => {
     for (const socket of sockets) socket.send(own1);
     assert.equal(server.publish("t", shared1), 10);
     for (const socket of sockets) socket.send(own2);
@@ -607,8 +658,9 @@ Deno.test("topics: with permessage-deflate and context takeover, publications go
 });
 
 Deno.test("topics: with permessage-deflate, sockets without server context takeover share one compression and the others one plain frame", async () => {
+  const probe = encodeProbe("t");
   await using hub = startTopics(
-    { perMessageDeflate: { threshold: 1024 } },
+    { hub: probe.hub, perMessageDeflate: { threshold: 1024 } },
     (socket) => socket.subscribe("t"),
   );
   const { server } = hub;
@@ -616,9 +668,9 @@ Deno.test("topics: with permessage-deflate, sockets without server context takeo
   await using clients = await openNodeClients(hub.url, 10, (i) => ({
     perMessageDeflate: { serverNoContextTakeover: i % 2 === 0 },
   }));
-  await untilSubscribed(server, "t", 10);
+  await untilSubscribed(server, "t", 11, "10 sockets and the probe");
   const message = pseudoText(20_000, 9);
-  const counts = await countEncodes(async () => {
+  const counts = await probe.count(async () => {
     assert.equal(server.publish("t", message), 10);
     await assertEachReceives(clients, [message]);
   });
