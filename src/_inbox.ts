@@ -5,7 +5,7 @@
 import type { Message } from "./core/message_assembler.ts";
 import type { WebSocketError } from "./core/websocket_error.ts";
 import { internalsOf, setInternals } from "./_internals.ts";
-import { type Pipe, pipeDirectly, type PipeSource } from "./_pipe.ts";
+import { held, type Pipe, pipeDirectly, type PipeSource } from "./_pipe.ts";
 
 /**
  * A received message still compressed (permessage-deflate).
@@ -124,9 +124,12 @@ export class Inbox implements PipeSource {
 
   /** The socket's `readable`, made when first asked for. */
   get readable(): ReadableStream<Message> {
-    const held = this.#readable;
-    if (held instanceof WeakRef) return held.deref() ?? this.#remakeReadable();
-    return held ?? (this.#readable = new MessageReadable(new Source(this)));
+    const readable = this.#readable;
+    if (readable instanceof WeakRef) {
+      return readable.deref() ?? this.#remakeReadable();
+    }
+    return readable ??
+      (this.#readable = new MessageReadable(new Source(this)));
   }
 
   /**
@@ -249,22 +252,16 @@ export class Inbox implements PipeSource {
   }
 
   get pipeReader(): ReadableStreamDefaultReader<Message> | undefined {
-    const readable = this.#liveReadable();
+    const readable = held(this.#readable);
     return readable && sourceOf(readable).reader;
   }
 
   unlock(): void {
-    const readable = this.#liveReadable();
+    const readable = held(this.#readable);
     if (readable === undefined) return;
     const source = sourceOf(readable);
     source.reader?.releaseLock();
     source.reader = undefined;
-  }
-
-  /** `readable` if it exists now: never made for the asking. */
-  #liveReadable(): MessageReadable | undefined {
-    const held = this.#readable;
-    return held instanceof WeakRef ? held.deref() : held;
   }
 
   /**
@@ -313,7 +310,7 @@ export class Inbox implements PipeSource {
     if (pipe !== undefined) {
       // A direct pipe leaves `readable`'s own queue empty.
       this.#readableDone = true;
-      const readable = this.#liveReadable();
+      const readable = held(this.#readable);
       if (readable !== undefined) endReadable(readable, end.error);
       this.#engine.release();
       pipe.ended(end.error);

@@ -208,6 +208,21 @@ export class Pipe {
   }
 }
 
+/**
+ * A socket's stream as its socket holds it: strongly, or weakly once a
+ * direct pipe has locked it (then it may be gone).
+ *
+ * @example
+ * ```ts ignore
+ * const readable = held(this.#readable); // undefined if collected
+ * ```
+ */
+export function held<T extends object>(
+  stream: T | WeakRef<T> | undefined,
+): T | undefined {
+  return stream instanceof WeakRef ? stream.deref() : stream;
+}
+
 const RESOLVED: Promise<void> = Promise.resolve();
 
 function ignore(): void {}

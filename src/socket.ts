@@ -30,7 +30,7 @@ import {
   messageSize,
 } from "./_inbox.ts";
 import { internalsOf, setInternals } from "./_internals.ts";
-import type { Pipe, PipeTarget } from "./_pipe.ts";
+import { held, type Pipe, type PipeTarget } from "./_pipe.ts";
 
 export { itemSize, SendAfterCloseError };
 export type { CompressedMessage, EngineEnd };
@@ -502,9 +502,11 @@ class SocketCore implements Subscriber, PipeTarget {
   }
 
   get writable(): MessageWritable {
-    const held = this.#writable;
-    if (held instanceof WeakRef) return held.deref() ?? this.#remakeWritable();
-    return held ??
+    const writable = this.#writable;
+    if (writable instanceof WeakRef) {
+      return writable.deref() ?? this.#remakeWritable();
+    }
+    return writable ??
       (this.#writable = new MessageWritable(new Sink(this), INTERNAL));
   }
 
@@ -877,21 +879,16 @@ class SocketCore implements Subscriber, PipeTarget {
   }
 
   get pipeWriter(): WritableStreamDefaultWriter<Message> | undefined {
-    const writable = this.#liveWritable();
+    const writable = held(this.#writable);
     return writable && sinkOf(writable).writer;
   }
 
   unlock(): void {
-    const writable = this.#liveWritable();
+    const writable = held(this.#writable);
     if (writable === undefined) return;
     const sink = sinkOf(writable);
     sink.writer?.releaseLock();
     sink.writer = undefined;
-  }
-
-  #liveWritable(): MessageWritable | undefined {
-    const held = this.#writable;
-    return held instanceof WeakRef ? held.deref() : held;
   }
 
   /**
