@@ -1,5 +1,6 @@
-// The one way to the internals of a socket and of its streams: a private
-// field put on each when it is made, which nothing public shows.
+// The one way to the internals of a socket, of its streams and of a topic
+// hub: a private field put on each when it is made, which nothing public
+// shows.
 
 /**
  * A base class whose constructor returns the object it is given instead of

@@ -1,5 +1,6 @@
-// The WebSocket object users hold: web streams (`readable`, `writable`),
-// `send()`, `close()` and `closed`, over an engine that moves its bytes.
+// The WebSocket object users hold (web streams, `send()`, `close()`,
+// `closed`, topics), and its internals: the sending side in one order, the
+// close, and the engine that moves its bytes under it.
 
 import { CloseCode } from "./core/constants.ts";
 import { byteLength } from "./core/_bytes.ts";
