@@ -10,12 +10,14 @@
  * (h) is this module alone: (g)'s fan-out across two server processes that
  * share the topic through a `redis-server` started for it (RedisPubSub).
  * (i) is (d) on the fan-out servers' `/idle`: sockets only subscribed to a
- * topic, never read from or written to by the application.
+ * topic, never read from or written to by the application. (j) is an
+ * innocent client's ping round trip while another floods tiny frames
+ * (_flood_ping.ts, in this process; not the floor, which answers no ping).
  *
  * Flags: `--rounds N` (5), `--duration MS` (3000, measured per run),
  * `--warmup MS` (1000), `--idle N` (5000), `--quick` (1 round of 1 s, 1000
  * idle connections, no files written), `--servers ours,deno,ws,bun,node,floor`,
- * `--scenarios a,b,c,d,e,f,g,h,i`, `--no-micro`, `--no-pin` (do not run (b) on
+ * `--scenarios a,b,c,d,e,f,g,h,i,j`, `--no-micro`, `--no-pin` (do not run (b) on
  * one CPU), `--profile DIR` (CPU profiles of our server, one per run), `--out
  * DIR` (where the report goes; by default only a full run writes it, into
  * `bench/`).
@@ -52,6 +54,7 @@ import {
   runLoadgen,
 } from "./_loadgen.ts";
 import { RedisProcess } from "./_redis.ts";
+import { runFloodPing } from "./_flood_ping.ts";
 import { prepareRuntime, type Runtime } from "./_runtimes.ts";
 
 const MiB = 1024 * 1024;
@@ -80,7 +83,7 @@ const MANY = { connections: 256, inFlight: 4, size: 16 };
 const FANOUT = { subscribers: [100, 1000], window: 16, size: 64 };
 
 const DEFAULT_SERVERS = "ours,deno,ws,bun,node,floor";
-const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,h,i";
+const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,h,i,j";
 /** The scenarios that measure memory per idle connection. */
 const IDLE_SCENARIOS = ["d", "i"];
 /**
@@ -166,6 +169,7 @@ const TITLES: Record<string, string> = {
   } subscribers, ${FANOUT.size} B text, at most ${FANOUT.window} messages undelivered (C generator)`,
   h: `cross-process fan-out, @scope/ws only: (g) over 2 server processes sharing the topic through Redis (RedisPubSub, a redis-server on this machine), the publisher on the first, the subscribers split over both (C generator)`,
   i: `idle subscribed sockets: server memory per connection (as (d), on the fan-out servers' ${IDLE_SUBSCRIBER_PATH}: subscribed to the topic, never read from or written to)`,
+  j: "another client's ping round trip while one client floods tiny frames (1-byte text, 256 KiB per write) at the echo server",
 };
 
 function _n(value: number): string {
@@ -340,6 +344,13 @@ export const METRICS: Metric[] = [
   ...FANOUT.subscribers.flatMap((n) => _fanoutMetrics(n)),
   ...FANOUT.subscribers.flatMap((n) => _fanoutMetrics(n, "h")),
   ..._idleMetrics("i", "subscribed socket", "(i) memory per idle subscriber"),
+  {
+    scenario: "j",
+    key: "pingP99",
+    label: "p99 ping under the flood, ms",
+    higherIsBetter: false,
+    decimals: 2,
+  },
 ];
 
 const CPU_METRICS: Metric[] = [
@@ -441,6 +452,34 @@ const RUN_METRICS: Metric[] = [
     scenario: "f",
     key: "errors",
     label: "failed or unclean connections",
+    higherIsBetter: false,
+    decimals: 0,
+  },
+  {
+    scenario: "j",
+    key: "pingP50",
+    label: "p50 ping under the flood, ms",
+    higherIsBetter: false,
+    decimals: 2,
+  },
+  {
+    scenario: "j",
+    key: "pingMax",
+    label: "slowest ping under the flood, ms",
+    higherIsBetter: false,
+    decimals: 1,
+  },
+  {
+    scenario: "j",
+    key: "floodMsgs",
+    label: "flood messages echoed/s",
+    higherIsBetter: true,
+    decimals: 0,
+  },
+  {
+    scenario: "j",
+    key: "unanswered",
+    label: "runs with a ping unanswered for 5 s (counted as 5 s)",
     higherIsBetter: false,
     decimals: 0,
   },
@@ -955,6 +994,38 @@ async function _runClusterFanoutScenario(
   return { values };
 }
 
+/**
+ * (j): an innocent client's pings, one at a time, while another client
+ * floods the echo server with tiny frames.
+ */
+async function _runFloodPingScenario(
+  server: ServerProcess,
+  flags: _Flags,
+): Promise<Sample> {
+  let serverCpu = server.cpuSeconds();
+  const result = await runFloodPing({
+    hostname: HOST,
+    port: server.port,
+    warmup: flags.warmup,
+    duration: flags.duration,
+  });
+  serverCpu = server.cpuSeconds() - serverCpu;
+  const seconds = (flags.warmup / 1000) + result.seconds;
+  return {
+    values: {
+      pingP50: quantile(result.latencies, 0.5),
+      pingP99: quantile(result.latencies, 0.99),
+      pingMax: result.latencies.length > 0
+        ? Math.max(...result.latencies)
+        : NaN,
+      pings: result.latencies.length,
+      floodMsgs: result.floodMessages / result.seconds,
+      unanswered: result.unanswered,
+      serverCpu: (serverCpu / seconds) * 100,
+    },
+  };
+}
+
 function _describe(id: string, sample: Sample): string {
   const v = sample.values;
   const n = (value: number, digits = 0) =>
@@ -997,6 +1068,14 @@ function _describe(id: string, sample: Sample): string {
             : ""
         }`
       ).join("; ");
+    case "j":
+      return `${n(v.pings)} pings, p50 ${n(v.pingP50, 2)} ms, p99 ${
+        n(v.pingP99, 2)
+      } ms, slowest ${n(v.pingMax, 1)} ms${
+        v.unanswered ? ", then one unanswered for 5 s" : ""
+      }; flood echoed at ${n(v.floodMsgs)} msg/s (server CPU ${
+        n(v.serverCpu)
+      }%)`;
     default:
       return `${n(v.kib, 1)} KiB per connection, ${
         n(v.kibSettled, 1)
@@ -1038,6 +1117,7 @@ async function _runScenario(
       return await _runIdleScenario(server, flags.idle, IDLE_SUBSCRIBER_PATH);
     }
     if (id === "e") return await _runHandshakeScenario(server);
+    if (id === "j") return await _runFloodPingScenario(server, flags);
     return await _runManyScenario(server, flags);
   } finally {
     await server.stop();
@@ -1051,10 +1131,11 @@ async function _runScenarios(flags: _Flags): Promise<Results> {
   for (let round = 0; round < flags.rounds; round++) {
     for (const id of flags.scenarios) {
       const kind = _kindOf(id);
-      // (h) is this module's own scale-out: it has no peers.
+      // (h) is this module's own scale-out: it has no peers. The floor
+      // answers no ping: (j) cannot measure it.
       const servers = flags.servers.filter((name) =>
         hasKind(name, kind) && !unsupported.has(`${name}/${kind}`) &&
-        (id !== "h" || name === "ours")
+        (id !== "h" || name === "ours") && (id !== "j" || name !== "floor")
       );
       // Alternate the servers run by run: each round starts with another.
       const order = servers.map((_, i) =>

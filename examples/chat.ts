@@ -3,7 +3,10 @@
  * so a message said in a room is one `server.publish` that reaches everyone
  * in it. People pick a name and a room; the room hears when someone joins
  * or leaves, and every page shows each room's member count
- * (`server.subscriberCount`), kept up to date on the topic `rooms`.
+ * (`server.subscriberCount`): the whole list once, on connecting, then each
+ * change on the topic `rooms`. A change is one short message whatever the
+ * number of rooms, so a burst of joins costs each page a few bytes per join,
+ * not the whole list every time.
  *
  * Run it with:
  *
@@ -22,10 +25,16 @@
  * The protocol is JSON text messages. A page sends
  * `{"type":"join","name":"Ada","room":"lobby"}` (joining another room leaves
  * the current one), `{"type":"say","text":"Hello"}` and `{"type":"leave"}`.
- * The server sends `rooms` (every room with its member count), `joined` and
- * `left` (to the one who joined or left), `presence` (to the others in the
- * room: someone joined or left, with the new count), `message` (to everyone
- * in the room, the sender too) and `error`.
+ * The server sends `rooms` (every room with its member count, once, to a
+ * page that connects), `room` (a room's new member count, 0 once it is empty,
+ * to every page), `joined` and `left` (to the one who joined or left),
+ * `presence` (to the others in the room: someone joined or left, with the new
+ * count), `message` (to everyone in the room, the sender too) and `error`.
+ *
+ * A name is 1-24 characters with no control, format or line separator
+ * characters (no U+202E to turn text around, no zero-width characters, no
+ * U+2028), and unique in its room: compared after NFKC normalization and
+ * lower-casing, so "Ada", "ADA" and "Ａｄａ" are one name.
  *
  * @module
  */
@@ -64,6 +73,7 @@ type Command =
 /** What the server sends. */
 export type ChatEvent =
   | { type: "rooms"; rooms: { room: string; members: number }[] }
+  | { type: "room"; room: string; members: number }
   | { type: "joined"; room: string; name: string; members: number }
   | { type: "left"; room: string }
   | {
@@ -85,13 +95,25 @@ const MAX_ROOM = 24;
 const MAX_TEXT = 500;
 /** Letters, digits, `-` and `_`: room names are part of topic names. */
 const ROOM_PATTERN = /^[\p{L}\p{N}_-]+$/u;
-/** Control characters have no place in a name. */
-const CONTROL = /\p{Cc}/u;
+/**
+ * What has no place in a name: control and format characters (U+202E, the
+ * zero-width ones), lone surrogates, private-use and unassigned code points
+ * (all of `\p{C}`), and the line and paragraph separators.
+ */
+const INVISIBLE = /[\p{C}\p{Zl}\p{Zp}]/u;
 
 /** Who a connection is in the chat: empty until it joins. */
 interface Member {
   name: string;
   room: string;
+}
+
+/** The names in use in each room, as `nameKey` gives them. */
+type RoomNames = Map<string, Set<string>>;
+
+/** What two names that look the same have in common. */
+function nameKey(name: string): string {
+  return name.normalize("NFKC").toLowerCase();
 }
 
 /**
@@ -111,6 +133,7 @@ interface Member {
 export function startChatServer(
   options: ChatServerOptions = {},
 ): WebSocketServer {
+  const names: RoomNames = new Map();
   const server: WebSocketServer = serve({
     port: options.port ?? DEFAULT_PORT,
     hostname: options.hostname ?? DEFAULT_HOSTNAME,
@@ -129,7 +152,7 @@ export function startChatServer(
     socket.send(JSON.stringify(roomsEvent(server)));
     try {
       for await (const data of socket.readable) {
-        handle(server, socket, member, data);
+        handle(server, names, socket, member, data);
       }
     } catch {
       // The connection ended without a closing handshake: it left all the
@@ -137,7 +160,7 @@ export function startChatServer(
     }
     // A socket that closes has left its topics: tell the room and everyone
     // the new count.
-    if (member.room !== "") announceLeave(server, member);
+    if (member.room !== "") announceLeave(server, names, member);
   });
   return server;
 }
@@ -145,6 +168,7 @@ export function startChatServer(
 /** Runs one command from a page. */
 function handle(
   server: WebSocketServer,
+  names: RoomNames,
   socket: WebSocketConnection,
   member: Member,
   data: string | Uint8Array,
@@ -157,10 +181,25 @@ function handle(
   switch (command.type) {
     case "join": {
       if (member.room === command.room && member.name === command.name) return;
-      if (member.room !== "") leave(server, socket, member);
+      const key = nameKey(command.name);
+      // Taken by someone else (not by this member renaming itself).
+      if (
+        names.get(command.room)?.has(key) &&
+        !(member.room === command.room && nameKey(member.name) === key)
+      ) {
+        reply(socket, {
+          type: "error",
+          message: `The name ${command.name} is taken in ${command.room}`,
+        });
+        return;
+      }
+      if (member.room !== "") leave(server, names, socket, member);
       const topic = ROOM_PREFIX + command.room;
       member.name = command.name;
       member.room = command.room;
+      const inRoom = names.get(command.room);
+      if (inRoom === undefined) names.set(command.room, new Set([key]));
+      else inRoom.add(key);
       socket.subscribe(topic);
       const members = server.subscriberCount(topic);
       reply(socket, {
@@ -182,7 +221,7 @@ function handle(
           } satisfies ChatEvent,
         ),
       );
-      publishRooms(server);
+      publishRoom(server, member.room);
       return;
     }
     case "say": {
@@ -207,7 +246,7 @@ function handle(
       return;
     }
     case "leave":
-      if (member.room !== "") leave(server, socket, member);
+      if (member.room !== "") leave(server, names, socket, member);
       return;
   }
 }
@@ -215,17 +254,29 @@ function handle(
 /** Leaves the member's room, telling it and the one who left. */
 function leave(
   server: WebSocketServer,
+  names: RoomNames,
   socket: WebSocketConnection,
   member: Member,
 ): void {
   socket.unsubscribe(ROOM_PREFIX + member.room);
   reply(socket, { type: "left", room: member.room });
-  announceLeave(server, member);
+  announceLeave(server, names, member);
 }
 
-/** Tells a room that the member left, and everyone the new counts. */
-function announceLeave(server: WebSocketServer, member: Member): void {
-  const topic = ROOM_PREFIX + member.room;
+/**
+ * Tells a room that the member left, and everyone its new count; frees the
+ * member's name in it.
+ */
+function announceLeave(
+  server: WebSocketServer,
+  names: RoomNames,
+  member: Member,
+): void {
+  const room = member.room;
+  const inRoom = names.get(room);
+  inRoom?.delete(nameKey(member.name));
+  if (inRoom?.size === 0) names.delete(room);
+  const topic = ROOM_PREFIX + room;
   server.publish(
     topic,
     JSON.stringify(
@@ -239,11 +290,16 @@ function announceLeave(server: WebSocketServer, member: Member): void {
     ),
   );
   member.room = "";
-  publishRooms(server);
+  publishRoom(server, room);
 }
 
-function publishRooms(server: WebSocketServer): void {
-  server.publish(ROOMS_TOPIC, JSON.stringify(roomsEvent(server)));
+/** Tells every page a room's member count, which just changed. */
+function publishRoom(server: WebSocketServer, room: string): void {
+  const members = server.subscriberCount(ROOM_PREFIX + room);
+  server.publish(
+    ROOMS_TOPIC,
+    JSON.stringify({ type: "room", room, members } satisfies ChatEvent),
+  );
 }
 
 /** Every room with members, by name, with its member count. */
@@ -277,8 +333,11 @@ function parseCommand(data: string | Uint8Array): Command | string {
     case "join": {
       const name = typeof command.name === "string" ? command.name.trim() : "";
       const room = typeof command.room === "string" ? command.room.trim() : "";
-      if (name === "" || name.length > MAX_NAME || CONTROL.test(name)) {
+      if (name === "" || name.length > MAX_NAME) {
         return `A name is 1-${MAX_NAME} characters`;
+      }
+      if (INVISIBLE.test(name)) {
+        return "A name cannot hold control, format or line separator characters";
       }
       if (room.length > MAX_ROOM || !ROOM_PATTERN.test(room)) {
         return `A room is 1-${MAX_ROOM} letters, digits, - or _`;
@@ -360,6 +419,8 @@ const CHAT_PAGE = `<!doctype html>
   const status = byId("status");
   const log = byId("log");
   let joined = null;
+  /** Each room's member count: the list on connecting, then its changes. */
+  const rooms = new Map();
 
   const socket = new WebSocket(location.origin.replace(/^http/, "ws") + "/");
 
@@ -396,10 +457,11 @@ const CHAT_PAGE = `<!doctype html>
     }
   }
 
-  function showRooms(rooms) {
+  function showRooms() {
     const list = byId("rooms");
     list.replaceChildren();
-    for (const { room, members } of rooms) {
+    const sorted = [...rooms].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+    for (const [room, members] of sorted) {
       const item = document.createElement("li");
       item.dataset.room = room;
       item.classList.toggle("current", room === joined);
@@ -418,7 +480,7 @@ const CHAT_PAGE = `<!doctype html>
       list.append(item);
       if (room === joined) byId("members").value = String(members);
     }
-    byId("no-rooms").hidden = rooms.length > 0;
+    byId("no-rooms").hidden = rooms.size > 0;
   }
 
   socket.onopen = () => {
@@ -430,7 +492,14 @@ const CHAT_PAGE = `<!doctype html>
     const data = JSON.parse(event.data);
     switch (data.type) {
       case "rooms":
-        showRooms(data.rooms);
+        rooms.clear();
+        for (const { room, members } of data.rooms) rooms.set(room, members);
+        showRooms();
+        break;
+      case "room":
+        if (data.members > 0) rooms.set(data.room, data.members);
+        else rooms.delete(data.room);
+        showRooms();
         break;
       case "joined":
         log.replaceChildren();

@@ -208,6 +208,10 @@ export class Connection implements ProtocolHandler, SocketEngine {
     return this.#queue.pending + (this.#sender?.pendingBytes ?? 0);
   }
 
+  get backlogged(): boolean {
+    return this.#queue.backlogged;
+  }
+
   send(message: Message): number {
     if (this.#closeAsked) return 0;
     return this.#sender !== null
@@ -349,9 +353,10 @@ export class Connection implements ProtocolHandler, SocketEngine {
    * Checks for silence, called by the heartbeat timer: pings a peer silent
    * for `ping` ms; after `idle` ms of silence (0 turns either off) it fails
    * the connection. While reading is paused the time counts too, by cause:
-   * an application that does not read what arrived gets 1011, a peer that
-   * does not read what we send gets 1013 (a slow consumer), a silent peer
-   * 1001. Also gives back the write buffer of a connection with nothing
+   * a peer that does not read what we send (our queue stayed over its mark)
+   * gets 1013 `Send queue stalled for …`; an application that does not read
+   * what arrived, while the peer reads, 1011 `Messages not read`; a silent
+   * peer 1001. Also gives back the write buffer of a connection with nothing
    * queued.
    */
   heartbeat(now: number, ping: number, idle: number): void {
@@ -361,10 +366,15 @@ export class Connection implements ProtocolHandler, SocketEngine {
     const silent = now - this.#lastActivity;
     if (idle > 0 && silent >= idle) {
       const hold = this.#hold;
-      if (hold === Hold.Reader) {
+      // Checked first: an application that awaits its `write()`s stops
+      // reading because the peer does not read, and its inbox fills too.
+      if (hold !== Hold.None && this.#queue.full) {
+        this.#protocol.fail(
+          CloseCode.TryAgainLater,
+          `Send queue stalled for ${formatDuration(idle)}`,
+        );
+      } else if (hold === Hold.Reader) {
         this.#protocol.fail(CloseCode.InternalError, "Messages not read");
-      } else if (hold === Hold.Peer) {
-        this.#protocol.fail(CloseCode.TryAgainLater, "Slow consumer");
       } else {
         this.#protocol.fail(CloseCode.GoingAway, "Idle timeout");
       }
@@ -557,4 +567,9 @@ export class Connection implements ProtocolHandler, SocketEngine {
       // Discard: frames after the closing handshake are ignored (§5.5.1).
     }
   }
+}
+
+/** A duration for a close reason: `60 s`, `400 ms`. */
+function formatDuration(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }

@@ -21,6 +21,32 @@ const GATHER_MAX = 16 * 1024;
 const GATHER_LIMIT = 64 * 1024;
 
 /**
+ * The turns of the event loop, counted only while a write needs them: a
+ * write still waiting two turns after it was handed to the transport is
+ * waiting for the peer (a write the transport can take ends in the next
+ * turn). `setImmediate` runs after the pending I/O of a turn.
+ */
+let turn = 0;
+let turnsWanted = 0;
+let ticking = false;
+
+/** The current turn; the clock runs for two more. */
+function writeTurn(): number {
+  turnsWanted = turn + 2;
+  if (!ticking) {
+    ticking = true;
+    setImmediate(tick);
+  }
+  return turn;
+}
+
+function tick(): void {
+  turn++;
+  ticking = turn < turnsWanted;
+  if (ticking) setImmediate(tick);
+}
+
+/**
  * The one outbound queue of a connection: data frames from `writable` and the
  * control frames the protocol sends (pongs, closes) go through it in order.
  * Small frames are written straight into a shared batch buffer (`reserve`),
@@ -47,6 +73,10 @@ export class WriteQueue {
   #writing = false;
   /** Whether anything was written yet. */
   #written = false;
+  /** The turn in which the write in flight was handed to the transport. */
+  #offeredAt = 0;
+  /** The last write came back short: the transport took only part of it. */
+  #short = false;
   /** The release that waits for the current task's microtasks to run. */
   #uncork: ReturnType<typeof setImmediate> | undefined;
   /** Between `hold()` and `release()`. */
@@ -81,6 +111,17 @@ export class WriteQueue {
   /** Whether more bytes are queued than the high-water mark. */
   get full(): boolean {
     return this.#pending > this.#highWaterMark;
+  }
+
+  /**
+   * Whether what is queued waits for the peer: the transport took only part
+   * of the last write, or has not taken the write in flight since two turns
+   * of the event loop. Bytes queued in the current task are not written
+   * before it ends, whatever the peer does: until the transport refuses
+   * some, a queue over any size only says that much was queued at once.
+   */
+  get backlogged(): boolean {
+    return this.#writing && (this.#short || turn >= this.#offeredAt + 2);
   }
 
   /**
@@ -235,10 +276,16 @@ export class WriteQueue {
           const end = gatherEnd(chunks, i);
           const bytes = end - i === 1 ? chunks[i] : join(chunks, i, end);
           i = end;
-          let written = await this.#writer.write(bytes);
-          while (written < bytes.length) {
-            written += await this.#writer.write(bytes.subarray(written));
-          }
+          let written = 0;
+          do {
+            this.#offeredAt = writeTurn();
+            const offered = bytes.length - written;
+            const taken = await this.#writer.write(
+              written === 0 ? bytes : bytes.subarray(written),
+            );
+            this.#short = taken < offered;
+            written += taken;
+          } while (written < bytes.length);
           this.#pending -= bytes.length;
           if (!this.full) wake(this.#readyWaiters);
         }
@@ -252,6 +299,7 @@ export class WriteQueue {
       this.#onError(error);
     } finally {
       this.#writing = false;
+      this.#short = false;
       if (!this.#corked && !this.#held) wake(this.#idleWaiters);
     }
   }

@@ -315,9 +315,10 @@ export interface ServeOptions {
    * Close a socket after this long, in ms, without reading anything from
    * its peer; 0 turns it off. Default 60 s: two ping intervals, so a live
    * peer answering pings never reaches it. The code tells why: 1001 `Idle
-   * timeout` for a silent peer; 1011 `Messages not read` when the
-   * application left what arrived unread (reading was paused) that long;
-   * 1013 `Slow consumer` when the peer did not read what was sent to it.
+   * timeout` for a silent peer; 1013 `Send queue stalled for 60 s` when
+   * the peer did not read what was sent to it (reading was paused) that
+   * long; 1011 `Messages not read` when the application left what arrived
+   * unread while the peer read.
    * For `fetch` requests it bounds each wait on the client: a request body
    * the app reads that stalls this long fails (`Deno.errors.TimedOut`), and
    * a response the client stops reading for this long is cut off; either
@@ -328,14 +329,17 @@ export interface ServeOptions {
   idleTimeout?: number;
   /**
    * Bytes queued for one socket above which `send()` and publications apply
-   * the `backpressure` policy instead of queueing more. Default 1 MiB.
+   * the `backpressure` policy instead of queueing more, once the peer's TCP
+   * connection has refused some of them (a burst queued in one task is not
+   * written before the task ends, and does not count until then). Default
+   * 1 MiB.
    */
   maxBackpressure?: number;
   /**
    * What happens to a message for a socket over `maxBackpressure`:
-   * `"close"` closes the socket with 1013 `Slow consumer`; `"drop"` drops
-   * the message for that socket and counts it in `droppedMessages`.
-   * Default `"close"`.
+   * `"close"` closes the socket with 1013 `Send queue over 1 MiB` (the
+   * limit); `"drop"` drops the message for that socket and counts it in
+   * `droppedMessages`. Default `"close"`.
    */
   backpressure?: "close" | "drop";
   /**

@@ -105,8 +105,8 @@ export interface UpgradeWebSocketOptions {
   maxBackpressure?: number;
   /**
    * Over `maxBackpressure`: `"close"` closes the socket with 1013
-   * `Slow consumer`, `"drop"` drops the message and counts it in
-   * `droppedMessages`. Default `"close"`.
+   * `Send queue over 1 MiB` (the limit), `"drop"` drops the message and
+   * counts it in `droppedMessages`. Default `"close"`.
    */
   backpressure?: "close" | "drop";
   /**

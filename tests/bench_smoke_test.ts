@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { serve, TopicHub, type WebSocketHandler } from "../mod.ts";
 import { IdleConnections, openSocket, runLoad } from "../bench/load.ts";
 import { ServerProcess } from "../bench/_server_process.ts";
+import { runFloodPing } from "../bench/_flood_ping.ts";
 import { removeLoadgen, runLoadgen } from "../bench/_loadgen.ts";
 import { waitFor } from "./_util.ts";
 
@@ -38,6 +39,60 @@ Deno.test("load generator counts the echoes of 2 connections × 2 in flight", as
   assert.equal(result.totalEchoed, result.totalSent);
   assert.equal(result.totalBytes, result.totalSent * payload.length);
   assert.equal(result.unclean, 0);
+});
+
+Deno.test("flood-ping generator (j) times an innocent client's pings while another floods, and stops at a ping left unanswered", async () => {
+  await using server = echoServer();
+  const result = await runFloodPing({
+    port: server.addr.port,
+    warmup: 50,
+    duration: 300,
+  });
+  assert.ok(result.latencies.length > 0);
+  assert.equal(result.unanswered, 0);
+  assert.ok(result.floodMessages > 0);
+  // A server that echoes data but answers no ping (the floor, say).
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = (async () => {
+    const conns: Deno.Conn[] = [];
+    try {
+      for await (const conn of listener) {
+        conns.push(conn);
+        const head = new Uint8Array(4096);
+        await conn.read(head);
+        await conn.write(new TextEncoder().encode(
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+            "Connection: Upgrade\r\n" +
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        ));
+        // Reads and drops everything.
+        (async () => {
+          try {
+            while ((await conn.read(head)) !== null) { /* dropped */ }
+          } catch { /* closed */ }
+        })();
+      }
+    } finally {
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      }
+    }
+  })();
+  try {
+    const silent = await runFloodPing({
+      port: (listener.addr as Deno.NetAddr).port,
+      warmup: 0,
+      duration: 300,
+      pingTimeout: 200,
+    });
+    assert.equal(silent.unanswered, 1);
+    assert.deepEqual(silent.latencies, [200]);
+  } finally {
+    listener.close();
+    await accepted;
+  }
 });
 
 Deno.test("load generator counts a 1 MiB binary round trip", async () => {

@@ -14,7 +14,8 @@ import {
   type TickerEvent,
 } from "../examples/ticker.ts";
 import { launchChromium, STEP_LIMIT, within } from "./_peer_helpers.ts";
-import { RawClient, upgradeRequest } from "./_raw_client.ts";
+import { frame, RawClient, upgradeRequest } from "./_raw_client.ts";
+import { concat, waitFor } from "./_util.ts";
 import { TestClient } from "./_ws_client.ts";
 
 const quiet = { port: 0, hostname: "127.0.0.1", onListen() {} };
@@ -41,6 +42,27 @@ function nextChat<T extends ChatEvent["type"]>(
     (event) => event.type === type,
     `a "${type}" event`,
   ) as Promise<Extract<ChatEvent, { type: T }>>;
+}
+
+/**
+ * The rooms a chat page knows: the list it got on connecting, with every
+ * change since applied, by name.
+ */
+function roomsSeen(client: TestClient): { room: string; members: number }[] {
+  const rooms = new Map<string, number>();
+  for (const message of client.received) {
+    if (typeof message !== "string") continue;
+    const event = JSON.parse(message) as ChatEvent;
+    if (event.type === "rooms") {
+      rooms.clear();
+      for (const { room, members } of event.rooms) rooms.set(room, members);
+    } else if (event.type === "room") {
+      if (event.members > 0) rooms.set(event.room, event.members);
+      else rooms.delete(event.room);
+    }
+  }
+  return [...rooms].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+    .map(([room, members]) => ({ room, members }));
 }
 
 /** The next ticker event that `accept` takes. */
@@ -122,20 +144,19 @@ Deno.test("chat: a room hears joins with the member count, a message reaches eve
   });
   command(cy, { type: "join", name: "Cy", room: "garden" });
   await nextChat(cy, "joined");
-  // Every page follows the rooms and their counts.
+  // Every page follows the rooms and their counts: the list it got on
+  // connecting (empty here), then each change.
+  const bothRooms = [
+    { room: "garden", members: 1 },
+    { room: "lobby", members: 2 },
+  ];
   await cy.until(
-    () =>
-      cy.received.some((message) =>
-        message ===
-          JSON.stringify({
-            type: "rooms",
-            rooms: [{ room: "garden", members: 1 }, {
-              room: "lobby",
-              members: 2,
-            }],
-          })
-      ),
+    () => JSON.stringify(roomsSeen(cy)) === JSON.stringify(bothRooms),
     "the room list with both rooms",
+  );
+  await ada.until(
+    () => JSON.stringify(roomsSeen(ada)) === JSON.stringify(bothRooms),
+    "the first page's room list with both rooms",
   );
   assert.equal(server.subscriberCount("room/lobby"), 2);
   assert.equal(server.subscriberCount("rooms"), 3);
@@ -221,6 +242,150 @@ Deno.test("chat: a malformed command gets an error and the connection stays open
     (await nextChat(client, "error")).message,
     "A message is 1-500 characters",
   );
+});
+
+Deno.test("chat: a name with control, format or line separator characters is refused, and the page stays out of the room", async () => {
+  await using server = startChatServer(quiet);
+  await using client = await TestClient.open(wsUrl(server));
+  const names = [
+    "Ada\u202E", // right-to-left override: turns what follows around
+    "A\u200Bda", // zero-width space
+    "Ad\u200Da", // zero-width joiner
+    "A\uFEFFda", // zero-width no-break space (a byte order mark)
+    "Ada\u2028Bob", // line separator
+    "Ada\u2029Bob", // paragraph separator
+    "Ada\u0007", // a control character
+    "Ada\uD800", // a lone surrogate
+    "Ada\uE000", // private use
+  ];
+  for (const name of names) {
+    command(client, { type: "join", name, room: "lobby" });
+    assert.deepEqual(await nextChat(client, "error"), {
+      type: "error",
+      message:
+        "A name cannot hold control, format or line separator characters",
+    }, JSON.stringify(name));
+  }
+  assert.equal(server.subscriberCount("room/lobby"), 0);
+  // Letters of any script, marks and spaces between words are names.
+  command(client, { type: "join", name: "Zoë Ünal 李", room: "lobby" });
+  assert.equal((await nextChat(client, "joined")).name, "Zoë Ünal 李");
+});
+
+Deno.test("chat: a name already used in the room, in any case or width, is refused and the page stays where it was", async () => {
+  await using server = startChatServer(quiet);
+  await using ada = await TestClient.open(wsUrl(server));
+  await using bob = await TestClient.open(wsUrl(server));
+  command(ada, { type: "join", name: "Ada", room: "lobby" });
+  await nextChat(ada, "joined");
+  command(bob, { type: "join", name: "Bob", room: "garden" });
+  await nextChat(bob, "joined");
+  for (const name of ["Ada", "ada", "ADA", "\uFF21\uFF44\uFF41"]) {
+    command(bob, { type: "join", name, room: "lobby" });
+    assert.deepEqual(await nextChat(bob, "error"), {
+      type: "error",
+      message: `The name ${name} is taken in lobby`,
+    });
+  }
+  // Bob is still Bob, in the garden; the lobby has Ada alone.
+  assert.ok(bob.ws.readyState === WebSocket.OPEN);
+  assert.equal(server.subscriberCount("room/garden"), 1);
+  assert.equal(server.subscriberCount("room/lobby"), 1);
+  // The same name in another room is another person.
+  command(ada, { type: "join", name: "Bob", room: "lobby" });
+  assert.equal((await nextChat(ada, "joined")).name, "Bob");
+  // Ada renamed herself Bob: "Ada" is free in the lobby again.
+  command(bob, { type: "join", name: "ADA", room: "lobby" });
+  assert.deepEqual(await nextChat(bob, "joined"), {
+    type: "joined",
+    room: "lobby",
+    name: "ADA",
+    members: 2,
+  });
+  // A member may change the case of its own name.
+  command(bob, { type: "join", name: "Ada", room: "lobby" });
+  assert.equal((await nextChat(bob, "joined")).name, "Ada");
+});
+
+/**
+ * A raw page of the chat: it joins `room` as `name`, then reads everything
+ * it is sent as fast as it comes; `closed` resolves with the close code if
+ * the server closes it, null at the end of TCP.
+ */
+async function rawChatPage(port: number, name: string, room: string) {
+  const client = await RawClient.open(port);
+  await client.write(frame(1, JSON.stringify({ type: "join", name, room })));
+  // Quiet for long stretches: no read deadline while it is left open.
+  client.timeout = 600_000;
+  const closed = (async () => {
+    while (true) {
+      const read = await client.readFrame().catch(() => null);
+      if (read === null) return null;
+      if (read.opcode === 8) return (read.payload[0] << 8) | read.payload[1];
+    }
+  })();
+  return { client, closed };
+}
+
+Deno.test("chat: 64 joins in one TCP write, with 300 pages each in its own room, close no page: each hears the changes", async () => {
+  await using server = startChatServer(quiet);
+  const port = server.addr.port;
+  const pages = [];
+  try {
+    for (let i = 0; i < 300; i++) {
+      pages.push(await rawChatPage(port, `Page ${i}`, `room-of-page-${i}`));
+    }
+    await using reader = await TestClient.open(wsUrl(server));
+    const burster = await rawChatPage(port, "Burst", "start");
+    pages.push(burster);
+    await waitFor(
+      () => server.subscriberCount("rooms") === 302,
+      "every page connected",
+    );
+    await waitFor(
+      () => server.topics().length === 302,
+      "every page in its room",
+    );
+    // One write: 64 joins, each leaving the room before.
+    const joins = Array.from(
+      { length: 64 },
+      (_, i) =>
+        frame(
+          1,
+          JSON.stringify({ type: "join", name: "Burst", room: `b${i}` }),
+        ),
+    );
+    await burster.client.write(concat(joins));
+    await waitFor(
+      () =>
+        server.subscriberCount("room/b63") === 1 ||
+        server.subscriberCount("rooms") < 302,
+      "the last join, or a page's close",
+    );
+    // No page was closed: a socket leaves its topics as its close starts.
+    assert.equal(server.subscriberCount("rooms"), 302, "pages left open");
+    // The reader that was left open sees the last join.
+    const expected = [
+      { room: "b63", members: 1 },
+      ...Array.from({ length: 300 }, (_, i) => ({
+        room: `room-of-page-${i}`,
+        members: 1,
+      })),
+    ].sort((a, b) => a.room < b.room ? -1 : a.room > b.room ? 1 : 0);
+    await reader.until(
+      () => JSON.stringify(roomsSeen(reader)) === JSON.stringify(expected),
+      "the room list after the burst",
+    );
+    assert.equal(reader.ws.readyState, WebSocket.OPEN);
+    assert.equal(server.subscriberCount("rooms"), 302);
+    for (const [i, page] of pages.entries()) {
+      const closed = await Promise.race([page.closed, "open" as const]);
+      assert.equal(closed, "open", `page ${i}`);
+    }
+  } finally {
+    for (const page of pages) page.client.close();
+    await Promise.all(pages.map((page) => page.closed));
+  }
 });
 
 Deno.test("chat: the page is served at /, other paths get 404, and a WebSocket from another site's page gets 403", async () => {
@@ -395,6 +560,7 @@ Deno.test({
       await bob.close();
       await waitForText(ada, "#log .notice", "Bob left");
       await waitForText(ada, "#members", /^1$/);
+      await waitForText(ada, "#rooms li[data-room=lobby] .count", /^1$/);
       assert.equal(server.subscriberCount("room/lobby"), 1);
       assert.deepEqual(errors, []);
     } finally {

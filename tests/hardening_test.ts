@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { WebSocketCloseResult } from "../mod.ts";
+import { connect, type WebSocketCloseResult } from "../mod.ts";
 import {
   closePayload,
   frame,
@@ -149,6 +149,69 @@ Deno.test("heartbeat: pingInterval 0 never pings a peer, however long it is sile
     next instanceof DeadlineError,
     `nothing in 500 ms, not ${next?.opcode ?? next}`,
   );
+});
+
+/**
+ * Runs `make` with `setInterval` spied: the delays of the interval timers
+ * started meanwhile (awaits included) are pushed to `delays`.
+ */
+async function spyIntervals<T>(
+  delays: number[],
+  make: () => T | Promise<T>,
+): Promise<T> {
+  const setInterval = globalThis.setInterval;
+  globalThis.setInterval = ((fn: () => void, ms?: number) => {
+    delays.push(ms ?? 0);
+    return setInterval(fn, ms);
+  }) as typeof setInterval;
+  try {
+    return await make();
+  } finally {
+    globalThis.setInterval = setInterval;
+  }
+}
+
+Deno.test("heartbeat: the check runs every idleTimeout / 4, or every pingInterval when shorter, on a server and on a client", async () => {
+  const cases = [
+    // pingInterval, idleTimeout, the check's interval
+    [0, 4_000, 1_000],
+    [30_000, 60_000, 15_000],
+    [500, 4_000, 500],
+    [2_000, 0, 2_000],
+  ];
+  for (const [pingInterval, idleTimeout, every] of cases) {
+    const what = `pingInterval ${pingInterval}, idleTimeout ${idleTimeout}`;
+    const serverDelays: number[] = [];
+    await using server = await spyIntervals(
+      serverDelays,
+      () => start({ pingInterval, idleTimeout }),
+    );
+    assert.deepEqual(serverDelays, [every], `the server's, ${what}`);
+    const clientDelays: number[] = [];
+    const client = await spyIntervals(
+      clientDelays,
+      () =>
+        connect(`ws://127.0.0.1:${server.addr.port}/`, {
+          pingInterval,
+          idleTimeout,
+        }),
+    );
+    // The server in this process may start timers of its own meanwhile.
+    assert.ok(
+      clientDelays.includes(every),
+      `the client's, ${what}: ${clientDelays}`,
+    );
+    client.close();
+    await deadline(client.closed, "the client's close");
+  }
+  // Both off: no timer at all.
+  const none: number[] = [];
+  await using quiet = await spyIntervals(
+    none,
+    () => start({ pingInterval: 0, idleTimeout: 0 }),
+  );
+  assert.ok(quiet.addr.port > 0);
+  assert.deepEqual(none, []);
 });
 
 Deno.test("§10.4 a frame header announcing 16 MiB commits no memory by itself: 32 connections that announce 16 MiB - 1 and send 10 bytes cost little", async () => {

@@ -14,6 +14,12 @@ import {
 } from "./_util.ts";
 
 /**
+ * How long a test waits for what must happen at once: far below the 5 s
+ * of `closeTimeout`, which a close left to time out would take.
+ */
+const PROMPT = 2_000;
+
+/**
  * A server whose first socket is piped into its second, with a raw client on
  * each: `from` (the source's peer) and `to` (the target's). Disposing it
  * closes both clients, then shuts the server down; when a step fails on the
@@ -117,7 +123,9 @@ for (const collect of [false, true]) {
     await using bridged = await bridge(undefined, collect);
     const { from, to, sockets, pipe } = bridged;
     await to.write(frame(8, closePayload(4000)));
-    await deadline(sockets[1].closed, "the target to close");
+    // The peer finishes the closing handshake and closes TCP.
+    assert.equal((await to.readUntilClose()).code, 4000);
+    await deadline(sockets[1].closed, "the target to close", PROMPT);
     await from.write(frame(1, "after the target closed"));
     const error = await deadline(
       pipe.catch((error: unknown) => error),
@@ -313,8 +321,10 @@ Deno.test("pipeTo of a readable that has already ended settles at once", async (
   );
   await using client = await RawClient.open(server.addr.port);
   await client.write(frame(8, closePayload(1000)));
+  // The closing handshake completes: `closed` settles, then the pipe.
+  assert.equal((await client.readUntilClose()).code, 1000);
   assert.equal(
-    await deadline(settled.promise, "the pipe to settle"),
+    await deadline(settled.promise, "the pipe to settle", PROMPT),
     "resolved",
   );
 });

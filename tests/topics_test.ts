@@ -7,17 +7,21 @@
 
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
-import type {
-  ServeOptions,
-  WebSocketConnection,
-  WebSocketServer,
+import {
+  type ServeOptions,
+  TopicHub,
+  type WebSocketConnection,
+  type WebSocketServer,
 } from "../mod.ts";
-import { encodeCounts } from "../src/pubsub/_shared_message.ts";
+import type { SharedMessage } from "../src/pubsub/_shared_message.ts";
+import { subscriptionsOf } from "../src/pubsub/topic_hub.ts";
 import { Inbox, nodeWsClient, STEP_LIMIT, within } from "./_peer_helpers.ts";
 import { RawClient } from "./_raw_client.ts";
 import {
+  assertBytesEqual,
   assertSameMessage,
   mulberry32,
+  pseudoBytes,
   pseudoText,
   start,
   waitFor,
@@ -422,13 +426,56 @@ Deno.test("topics: bufferedAmount counts what send(), writable (its queue too) a
 
 // --- Encode once ---------------------------------------------------------------
 
-/** How many frames and compressions the publications in `run` made. */
-async function countEncodes(run: () => Promise<void>) {
-  const before = { ...encodeCounts };
-  await run();
+/**
+ * A hub with a probe subscribed to `topic` before any socket: it is offered
+ * each publication first, and watches what the sockets then take from the
+ * shared message (its frame, its compressed frames). `count(run)` says how
+ * many distinct frames and compressed frames the publications in `run`
+ * handed out: one each per publication when every socket takes the same
+ * bytes. The probe queues nothing (it is not counted as reached), but it
+ * counts as a subscriber.
+ */
+function encodeProbe(topic: string) {
+  const hub = new TopicHub();
+  const frames = new Set<Uint8Array>();
+  const compressed = new Set<Uint8Array>();
+  let counting = false;
+  const watch = (shared: SharedMessage) => {
+    const proto = Object.getPrototypeOf(shared);
+    const frame = Object.getOwnPropertyDescriptor(proto, "frame")!.get!;
+    Object.defineProperty(shared, "frame", {
+      get() {
+        const made = frame.call(shared) as Uint8Array;
+        frames.add(made);
+        return made;
+      },
+    });
+    const compressedFrame = shared.compressedFrame;
+    shared.compressedFrame = (windowBits, level) => {
+      const made = compressedFrame.call(shared, windowBits, level);
+      compressed.add(made);
+      return made;
+    };
+  };
+  subscriptionsOf(hub).subscribe({
+    offer(shared) {
+      if (counting) watch(shared);
+      return false;
+    },
+  }, topic);
   return {
-    frames: encodeCounts.frames - before.frames,
-    compressions: encodeCounts.compressions - before.compressions,
+    hub,
+    async count(run: () => Promise<void>) {
+      frames.clear();
+      compressed.clear();
+      counting = true;
+      try {
+        await run();
+      } finally {
+        counting = false;
+      }
+      return { frames: frames.size, compressions: compressed.size };
+    },
   };
 }
 
@@ -475,18 +522,22 @@ async function assertEachReceives(
 }
 
 Deno.test("topics: one publication to 10 sockets is framed once, and every socket gets the same bytes", async () => {
-  await using hub = startTopics({}, (socket) => socket.subscribe("t"));
+  const probe = encodeProbe("t");
+  await using hub = startTopics(
+    { hub: probe.hub },
+    (socket) => socket.subscribe("t"),
+  );
   const { server } = hub;
   await using raw = await RawClient.open(server.addr.port);
   const clients = await openClients(hub.url, 9);
   try {
-    await untilSubscribed(server, "t", 10);
+    await untilSubscribed(server, "t", 11, "10 sockets and the probe");
     const messages = [
       "short",
       pseudoText(70_000, 3),
       new Uint8Array([1, 2, 3]),
     ];
-    const counts = await countEncodes(async () => {
+    const counts = await probe.count(async () => {
       for (const message of messages) {
         assert.equal(server.publish("t", message), 10);
       }
@@ -518,7 +569,9 @@ Deno.test("topics: one publication to 10 sockets is framed once, and every socke
 });
 
 Deno.test("topics: with permessage-deflate and serverNoContextTakeover, a publication to 10 clients is compressed once and every client inflates it", async () => {
+  const probe = encodeProbe("t");
   await using hub = startTopics({
+    hub: probe.hub,
     perMessageDeflate: { serverNoContextTakeover: true, threshold: 1024 },
   }, (socket) => socket.subscribe("t"));
   const { server } = hub;
@@ -528,13 +581,13 @@ Deno.test("topics: with permessage-deflate and serverNoContextTakeover, a public
     9,
     () => ({ perMessageDeflate: true }),
   );
-  await untilSubscribed(server, "t", 10);
+  await untilSubscribed(server, "t", 11, "10 sockets and the probe");
   const big = [
     pseudoText(8_000, 1),
     pseudoText(8_000, 1),
     pseudoText(50_000, 2),
   ];
-  const counts = await countEncodes(async () => {
+  const counts = await probe.count(async () => {
     for (const message of big) assert.equal(server.publish("t", message), 10);
     await assertEachReceives(clients, big);
   });
@@ -548,7 +601,7 @@ Deno.test("topics: with permessage-deflate and serverNoContextTakeover, a public
     assertSameMessage(inflate(frame.payload), message, `publication ${j}`);
   }
   // Below the threshold: the shared plain frame, made once.
-  const small = await countEncodes(async () => {
+  const small = await probe.count(async () => {
     assert.equal(server.publish("t", "small"), 10);
     for (const client of clients) {
       assert.equal(await within(client.inbox.next(), "small"), "small");
@@ -560,8 +613,9 @@ Deno.test("topics: with permessage-deflate and serverNoContextTakeover, a public
 });
 
 Deno.test("topics: with permessage-deflate and context takeover, publications go out as the shared plain frame between the socket's own compressed messages, and clients read all correctly", async () => {
+  const probe = encodeProbe("t");
   await using hub = startTopics(
-    { perMessageDeflate: { threshold: 1024 } },
+    { hub: probe.hub, perMessageDeflate: { threshold: 1024 } },
     (socket) => socket.subscribe("t"),
   );
   const { server } = hub;
@@ -581,7 +635,7 @@ Deno.test("topics: with permessage-deflate and context takeover, publications go
   const shared2 = pseudoText(6_000, 6);
   const own3 = own1 + own2;
   const expected = [own1, shared1, own2, shared2, own3];
-  const counts = await countEncodes(async () => {
+  const counts = await probe.count(async () => {
     for (const socket of sockets) socket.send(own1);
     assert.equal(server.publish("t", shared1), 10);
     for (const socket of sockets) socket.send(own2);
@@ -604,8 +658,9 @@ Deno.test("topics: with permessage-deflate and context takeover, publications go
 });
 
 Deno.test("topics: with permessage-deflate, sockets without server context takeover share one compression and the others one plain frame", async () => {
+  const probe = encodeProbe("t");
   await using hub = startTopics(
-    { perMessageDeflate: { threshold: 1024 } },
+    { hub: probe.hub, perMessageDeflate: { threshold: 1024 } },
     (socket) => socket.subscribe("t"),
   );
   const { server } = hub;
@@ -613,9 +668,9 @@ Deno.test("topics: with permessage-deflate, sockets without server context takeo
   await using clients = await openNodeClients(hub.url, 10, (i) => ({
     perMessageDeflate: { serverNoContextTakeover: i % 2 === 0 },
   }));
-  await untilSubscribed(server, "t", 10);
+  await untilSubscribed(server, "t", 11, "10 sockets and the probe");
   const message = pseudoText(20_000, 9);
-  const counts = await countEncodes(async () => {
+  const counts = await probe.count(async () => {
     assert.equal(server.publish("t", message), 10);
     await assertEachReceives(clients, [message]);
   });
@@ -726,7 +781,7 @@ async function feedSlowSubscriber(
   }
 }
 
-Deno.test("topics: a subscriber that never reads is closed with 1013 Slow consumer (default 1 MiB limit) while 20 readers get every publication in order", async () => {
+Deno.test("topics: a subscriber that never reads is closed with 1013 Send queue over 1 MiB (default limit) while 20 readers get every publication in order", async () => {
   const LIMIT = 1024 * 1024;
   await feedSlowSubscriber(
     {},
@@ -743,7 +798,7 @@ Deno.test("topics: a subscriber that never reads is closed with 1013 Slow consum
         "the slow client's frames",
       );
       assert.equal(code, 1013);
-      assert.equal(reason, "Slow consumer");
+      assert.equal(reason, "Send queue over 1 MiB");
       frames.forEach((frame, i) =>
         assert.equal(feedSeq(new TextDecoder().decode(frame.payload)), i)
       );
@@ -784,4 +839,220 @@ Deno.test('topics: under backpressure "drop", a subscriber that never reads lose
       assert.equal(new TextDecoder().decode(last.payload), "still open");
     },
   );
+});
+
+// --- A burst queued in one task ------------------------------------------------
+
+const BURST_LIMIT = 256 * 1024;
+const BURST_MESSAGE_SIZE = 16 * 1024;
+
+/** The `seq`th burst message: its number, then padding. */
+function burstMessage(seq: number): string {
+  const label = `${seq}:`;
+  return label + "y".repeat(BURST_MESSAGE_SIZE - label.length);
+}
+
+/** Checks that `received` holds burst messages 0, 1, 2, ... in order. */
+function assertBurstInOrder(received: readonly unknown[], who: string): void {
+  received.forEach((message, i) =>
+    assert.equal(feedSeq(message as string), i, `${who}: message ${i}`)
+  );
+}
+
+Deno.test("topics: a burst published in one task, 4 times maxBackpressure, reaches fast readers whole and leaves them open", async () => {
+  await using hub = startTopics(
+    { maxBackpressure: BURST_LIMIT },
+    (socket) => socket.subscribe("burst"),
+  );
+  const { server } = hub;
+  const readers = await openClients(hub.url, 3);
+  try {
+    await untilSubscribed(server, "burst", 3);
+    // 64 × 16 KiB in one synchronous loop: nothing is written before it
+    // ends, whatever the readers do.
+    const count = 4 * BURST_LIMIT / BURST_MESSAGE_SIZE;
+    for (let i = 0; i < count; i++) {
+      assert.equal(server.publish("burst", burstMessage(i)), 3, `message ${i}`);
+    }
+    for (const [r, reader] of readers.entries()) {
+      await reader.until(
+        () => reader.received.length === count,
+        `reader ${r}'s ${count} messages`,
+      );
+      assertBurstInOrder(reader.received, `reader ${r}`);
+    }
+    // Still open, still subscribed.
+    assert.equal(server.publish("burst", "after"), 3);
+    for (const reader of readers) {
+      await reader.until(() => reader.received.at(-1) === "after", "after");
+      assert.equal(reader.ws.readyState, WebSocket.OPEN);
+    }
+  } finally {
+    await closeAll(readers);
+  }
+});
+
+Deno.test("topics: send() of a burst in one task, 4 times maxBackpressure, reaches a fast reader whole and leaves it open", async () => {
+  await using hub = startTopics({ maxBackpressure: BURST_LIMIT });
+  await using reader = await TestClient.open(hub.url);
+  const socket = await hub.accepted();
+  const count = 4 * BURST_LIMIT / BURST_MESSAGE_SIZE;
+  for (let i = 0; i < count; i++) {
+    assert.ok(socket.send(burstMessage(i)) > 0, `message ${i} was queued`);
+  }
+  assert.ok(socket.bufferedAmount > BURST_LIMIT, "the burst is over the limit");
+  await reader.until(() => reader.received.length === count, "the burst");
+  assertBurstInOrder(reader.received, "the reader");
+  assert.ok(socket.send("after") > 0);
+  await reader.until(() => reader.received.at(-1) === "after", "after");
+  assert.equal(reader.ws.readyState, WebSocket.OPEN);
+});
+
+Deno.test("topics: a subscriber that never reads is still closed with 1013 Send queue over 256 KiB, holding at most the limit and one burst, while a fast reader takes every burst", async () => {
+  let slow: WebSocketConnection | undefined;
+  await using hub = startTopics(
+    { maxBackpressure: BURST_LIMIT, closeTimeout: 30_000 },
+    (socket) => {
+      socket.subscribe("burst");
+      if (socket.request.headers.get("x-role") === "slow") slow = socket;
+    },
+  );
+  const { server } = hub;
+  await using raw = await RawClient.open(server.addr.port, {
+    "X-Role": "slow",
+  });
+  await using reader = await TestClient.open(hub.url);
+  await untilSubscribed(server, "burst", 2);
+  // Each task publishes twice the limit; between tasks the reader reads.
+  const perBurst = 2 * BURST_LIMIT / BURST_MESSAGE_SIZE;
+  const burstBytes = perBurst * (BURST_MESSAGE_SIZE + 4);
+  let published = 0;
+  let reachedSlow = 0;
+  let maxBuffered = 0;
+  while (slow!.isSubscribed("burst")) {
+    assert.ok(published * BURST_MESSAGE_SIZE < FEED_LIMIT, "the policy acted");
+    for (let i = 0; i < perBurst; i++) {
+      const reached = server.publish("burst", burstMessage(published++));
+      assert.ok(reached >= 1, `publication ${published - 1} reached no one`);
+      if (reached === 2) reachedSlow = published;
+      maxBuffered = Math.max(maxBuffered, slow!.bufferedAmount);
+    }
+    await reader.until(
+      () => reader.received.length === published,
+      `the reader's ${published} messages`,
+    );
+  }
+  assertBurstInOrder(reader.received, "the reader");
+  assert.equal(reader.ws.readyState, WebSocket.OPEN);
+  // Memory stays bounded: the limit, and what one task queued before the
+  // transport said that the peer does not read.
+  assert.ok(
+    maxBuffered <= BURST_LIMIT + burstBytes,
+    `${maxBuffered} bytes buffered`,
+  );
+  // Read now: what it was sent, in order, then the close that says why.
+  const { frames, code, reason } = await within(
+    raw.readUntilClose(),
+    "the slow client's frames",
+  );
+  assert.equal(code, 1013);
+  assert.equal(reason, "Send queue over 256 KiB");
+  assert.equal(frames.length, reachedSlow);
+  frames.forEach((frame, i) =>
+    assert.equal(feedSeq(new TextDecoder().decode(frame.payload)), i)
+  );
+});
+
+// --- Promises the README makes -----------------------------------------------
+
+Deno.test("topics: a message bigger than maxBackpressure, sent or published to an idle socket, is delivered whole and the socket stays open", async () => {
+  await using hub = startTopics({ maxBackpressure: 64 * 1024 });
+  const { server } = hub;
+  await using client = await TestClient.open(hub.url);
+  const socket = await hub.accepted();
+  socket.subscribe("t");
+  const sent = pseudoBytes(256 * 1024, 3);
+  assert.equal(socket.send(sent), 256 * 1024 + 10, "queued with its header");
+  assertSameMessage(await client.next("the sent message"), sent, "sent");
+  const published = pseudoText(256 * 1024, 4);
+  assert.equal(server.publish("t", published), 1);
+  assertSameMessage(
+    await client.next("the published message"),
+    published,
+    "published",
+  );
+  assert.ok(socket.send("still open") > 0);
+  assert.equal(await client.next("the last message"), "still open");
+  assert.equal(socket.droppedMessages, 0);
+  assert.equal(client.ws.readyState, WebSocket.OPEN);
+});
+
+Deno.test("topics: a socket leaves its topics when its close starts, before a peer that never answers has closed", async () => {
+  await using hub = startTopics({ closeTimeout: 30_000 });
+  const { server } = hub;
+  await using raw = await RawClient.open(server.addr.port);
+  const socket = await hub.accepted();
+  socket.subscribe("a");
+  socket.subscribe("b");
+  socket.close({ closeCode: 4000 });
+  // The peer has not even read the close frame.
+  assert.equal(server.subscriberCount("a"), 0);
+  assert.equal(server.subscriberCount("b"), 0);
+  assert.deepEqual(server.topics(), []);
+  assert.deepEqual(socket.subscriptions, []);
+  assert.equal(server.publish("a", "after the close"), 0);
+
+  // Also when the close waits behind writes in writable's queue.
+  await using raw2 = await RawClient.open(server.addr.port);
+  const behind = await hub.accepted();
+  behind.subscribe("a");
+  const writer = behind.writable.getWriter();
+  // Over the 64 KiB mark, to a peer that does not read: the next write
+  // waits in writable's queue, and so does the close.
+  writer.write(new Uint8Array(4 * 1024 * 1024)).catch(() => {});
+  writer.write("queued").catch(() => {});
+  writer.releaseLock();
+  behind.close({ closeCode: 4000 });
+  assert.equal(server.subscriberCount("a"), 0);
+  assert.deepEqual(behind.subscriptions, []);
+  raw.close();
+  raw2.close();
+});
+
+Deno.test("topics: two servers sharing a hub, with compression levels 1 and 9, share no compressed frame: each client gets its own level's", async () => {
+  const hub = new TopicHub();
+  try {
+    const subscribe = (socket: WebSocketConnection) => socket.subscribe("t");
+    const deflate = { serverNoContextTakeover: true, threshold: 0 };
+    await using fast = start(
+      { hub, perMessageDeflate: { ...deflate, level: 1 } },
+      subscribe,
+    );
+    await using small = start(
+      { hub, perMessageDeflate: { ...deflate, level: 9 } },
+      subscribe,
+    );
+    await using rawFast = await deflateRawClient(fast);
+    await using rawSmall = await deflateRawClient(small);
+    await waitFor(() => hub.subscriberCount("t") === 2, "both subscribers");
+    const message = pseudoText(20_000, 11);
+    /** The message compressed from an empty window (RFC 7692 §7.2.1). */
+    const compressed = (level: number) => {
+      const deflated = zlib.deflateRawSync(new TextEncoder().encode(message), {
+        windowBits: 15,
+        level,
+        finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      });
+      return new Uint8Array(deflated.subarray(0, deflated.length - 4));
+    };
+    assert.notDeepEqual(compressed(1), compressed(9), "the levels differ");
+    assert.equal(hub.publish("t", message), 2);
+    for (const [raw, level] of [[rawFast, 1], [rawSmall, 9]] as const) {
+      const frame = await rawFrame(raw, `the level ${level} frame`);
+      assert.equal(frame.rsv, 4, "RSV1 is set");
+      assertBytesEqual(frame.payload, compressed(level), `level ${level}`);
+    }
+  } finally {
+    await hub.close();
+  }
 });

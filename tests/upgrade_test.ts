@@ -593,10 +593,28 @@ Deno.test("upgradeWebSocket send() past maxBackpressure to a client that never r
   assert.equal(await deadline(drain(client), "the client's reads"), sent);
   assert.deepEqual(await deadline(client.closed, "the client's close"), {
     closeCode: 1013,
-    reason: "Slow consumer",
+    reason: "Send queue over 512 KiB",
     wasClean: true,
   });
   assert.equal((await deadline(socket.closed, "the close")).closeCode, 1013);
+});
+
+Deno.test("upgradeWebSocket a message bigger than maxBackpressure, sent to an idle socket, is delivered whole and the socket stays open", async () => {
+  await using served = upgradeServer({ maxBackpressure: 64 * 1024 }, () => {});
+  const { url, next } = served;
+  const client = await connect(url);
+  const socket = await next();
+  const big = new Uint8Array(256 * 1024).fill(7);
+  assert.ok(socket.send(big) > 0, "queued");
+  const reader = client.readable.getReader();
+  assertSameMessage(await read(reader, "the big message"), big, "delivered");
+  assert.ok(socket.send("still open") > 0);
+  assert.equal(await read(reader, "the next message"), "still open");
+  assert.equal(socket.droppedMessages, 0);
+  reader.releaseLock();
+  client.close({ closeCode: 1000 });
+  assert.equal((await deadline(socket.closed, "the close")).closeCode, 1000);
+  await deadline(client.closed, "the client's close");
 });
 
 Deno.test('upgradeWebSocket backpressure: "drop" drops and counts what send() queues past maxBackpressure', async () => {

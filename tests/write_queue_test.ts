@@ -128,3 +128,63 @@ Deno.test("write queue holds frames until release, then writes them together: at
   writer.release();
   await queue.idle();
 });
+
+/** Resolves after one turn of the event loop (an immediate). */
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+Deno.test("write queue is not backlogged by what one task queued, however much: only once the transport refuses some", async () => {
+  // Completes each write when told to (records nothing: 6.4 MiB pass).
+  const gates: (() => void)[] = [];
+  const writer = {
+    write: (bytes: Uint8Array) =>
+      new Promise<number>((resolve) => gates.push(() => resolve(bytes.length))),
+    release: () => gates.shift()?.(),
+  };
+  const queue = new WriteQueue(writer, 1024, () => {});
+  for (let i = 0; i < 100; i++) queue.push(new Uint8Array(64 * 1024));
+  // 6.4 MiB queued in this task, none of it refused yet.
+  assert.equal(queue.backlogged, false);
+  await turn();
+  // The first write is in flight since this turn: the transport may take it.
+  assert.equal(queue.backlogged, false);
+  writer.release();
+  await turn();
+  assert.equal(queue.backlogged, false, "the transport took all of it");
+  // The next write waits two turns: the transport does not take it.
+  await turn();
+  await turn();
+  assert.equal(queue.backlogged, true);
+  while (queue.pending > 0) {
+    writer.release();
+    await turn();
+  }
+  await queue.idle();
+  assert.equal(queue.backlogged, false, "an idle queue waits for no one");
+});
+
+Deno.test("write queue is backlogged as soon as a write comes back short, until one is taken whole", async () => {
+  const offered: number[] = [];
+  let take = 10;
+  const queue = new WriteQueue(
+    {
+      write(bytes) {
+        offered.push(bytes.length);
+        return Promise.resolve(Math.min(take, bytes.length));
+      },
+    },
+    1024,
+    () => {},
+  );
+  queue.push(new Uint8Array(100));
+  assert.equal(queue.backlogged, false);
+  // Short writes follow each other within microtasks.
+  await Promise.resolve();
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.equal(queue.backlogged, true);
+  take = Infinity;
+  await queue.idle();
+  assert.equal(queue.backlogged, false);
+  assert.equal(offered[0], 100);
+  assert.equal(offered.at(-1), 100 - 10 * (offered.length - 1));
+});

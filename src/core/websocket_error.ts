@@ -135,3 +135,20 @@ export class WebSocketError extends Error {
     this.reason = reason;
   }
 }
+
+/**
+ * Thrown by a socket's `writable` (and a pipe into it) for a write after
+ * the socket started closing.
+ *
+ * @example
+ * ```ts ignore
+ * if (error instanceof SendAfterCloseError) return; // the socket closed
+ * ```
+ */
+export class SendAfterCloseError extends TypeError {
+  /** Makes the error, named `TypeError` as a web stream's would be. */
+  constructor() {
+    super("Cannot send on a closing or closed WebSocket");
+    this.name = "TypeError";
+  }
+}

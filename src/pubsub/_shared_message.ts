@@ -12,12 +12,6 @@ const encoder = new TextEncoder();
 const TRAILER_LENGTH = 4;
 
 /**
- * How many times publications were framed and compressed: a test can check
- * that one publication to many sockets is framed once.
- */
-export const encodeCounts = { frames: 0, compressions: 0 };
-
-/**
  * One message on its way to many sockets. A server's frames are not masked
  * (RFC 6455 §5.1), so the same bytes serve every subscriber; they are made
  * when the first subscriber needs them, and never copied per subscriber.
@@ -48,15 +42,11 @@ export class SharedMessage {
 
   /** The whole unmasked frame, made once. */
   get frame(): Uint8Array {
-    if (this.#frame === undefined) {
-      encodeCounts.frames++;
-      this.#frame = frameOf(
-        this.text ? Opcode.Text : Opcode.Binary,
-        this.payload,
-        false,
-      );
-    }
-    return this.#frame;
+    return this.#frame ??= frameOf(
+      this.text ? Opcode.Text : Opcode.Binary,
+      this.payload,
+      false,
+    );
   }
 
   /**
@@ -69,7 +59,6 @@ export class SharedMessage {
     const compressed = this.#compressed ??= new Map();
     let frame = compressed.get(key);
     if (frame === undefined) {
-      encodeCounts.compressions++;
       // A sync flush, as the streaming compressor does: the output ends
       // with 00 00 ff ff, which §7.2.1 removes.
       const deflated = zlib.deflateRawSync(this.payload, {

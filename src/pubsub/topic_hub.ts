@@ -1,9 +1,9 @@
-// The topic hub: which sockets subscribe to which topics, and publishing
-// one message to all of a topic's subscribers, framed once.
+// The topic hub: which subscribers (sockets) subscribe to which topics, and
+// publishing one message to all of a topic's subscribers, framed once.
 
 import type { Message } from "../core/message_assembler.ts";
 import { report } from "../_report.ts";
-import { offer, type Socket } from "../socket.ts";
+import { internalsOf, setInternals } from "../_internals.ts";
 import { SharedMessage } from "./_shared_message.ts";
 
 /**
@@ -112,17 +112,133 @@ export interface TopicHubOptions {
   onError?: (error: unknown) => void;
 }
 
-/** Subscribes a socket (from `socket.subscribe`); true if it was not yet. */
-export let join: (hub: TopicHub, socket: Socket, topic: string) => boolean;
-/** Unsubscribes a socket; true if it was subscribed. */
-export let leave: (hub: TopicHub, socket: Socket, topic: string) => boolean;
-/** Publishes to a topic's subscribers but one (from `socket.publish`). */
-export let publishFrom: (
-  hub: TopicHub,
-  topic: string,
-  message: Message,
-  exclude: Socket | undefined,
-) => number;
+/**
+ * What a hub needs of a subscriber: a socket implements it, and so can a
+ * test's fake. The hub knows nothing else of it (uWebSockets' TopicTree
+ * knows only subscribers, likewise).
+ *
+ * @example A subscriber that keeps what it is offered
+ * ```ts ignore
+ * const kept: SharedMessage[] = [];
+ * subscriptionsOf(hub).subscribe({ offer: (shared) => kept.push(shared) > 0 }, "t");
+ * ```
+ */
+export interface Subscriber {
+  /**
+   * Queues a publication under the subscriber's own backpressure policy;
+   * returns whether it was queued. Never throws and never waits.
+   */
+  offer(shared: SharedMessage): boolean;
+}
+
+/**
+ * A hub's topics and their subscribers, with the adapter told when a topic
+ * gains its first local subscriber and loses its last, and of every local
+ * publication. It knows subscribers only as {@linkcode Subscriber}s. It is
+ * the hub's internals: sockets subscribe and publish through it
+ * (`subscriptionsOf(hub)`); the hub's public methods are its others.
+ *
+ * @example What `socket.subscribe` and `socket.publish` do
+ * ```ts ignore
+ * const subscriptions = subscriptionsOf(hub);
+ * subscriptions.subscribe(core, "news");
+ * subscriptions.publish("news", "hello", core); // to all but `core`
+ * ```
+ */
+export class Subscriptions {
+  #topics = new Map<string, Set<Subscriber>>();
+  #pubsub: PubSubAdapter | undefined;
+  #onError: (error: unknown) => void;
+
+  constructor(
+    pubsub: PubSubAdapter | undefined,
+    onError: (error: unknown) => void,
+  ) {
+    this.#pubsub = pubsub;
+    this.#onError = onError;
+  }
+
+  /** Subscribes to a topic; true if it was not subscribed yet. */
+  subscribe(subscriber: Subscriber, topic: string): boolean {
+    let subscribers = this.#topics.get(topic);
+    if (subscribers === undefined) {
+      subscribers = new Set();
+      this.#topics.set(topic, subscribers);
+      this.#call(() => this.#pubsub?.subscribe(topic));
+    } else if (subscribers.has(subscriber)) {
+      return false;
+    }
+    subscribers.add(subscriber);
+    return true;
+  }
+
+  /** Unsubscribes from a topic; true if it was subscribed. */
+  unsubscribe(subscriber: Subscriber, topic: string): boolean {
+    const subscribers = this.#topics.get(topic);
+    if (subscribers === undefined || !subscribers.delete(subscriber)) {
+      return false;
+    }
+    if (subscribers.size === 0) {
+      this.#topics.delete(topic);
+      this.#call(() => this.#pubsub?.unsubscribe(topic));
+    }
+    return true;
+  }
+
+  /**
+   * Publishes to the topic's subscribers but `exclude`, and through the
+   * adapter to the other nodes; returns how many subscribers queued it.
+   */
+  publish(topic: string, message: Message, exclude?: Subscriber): number {
+    if (typeof topic !== "string") {
+      throw new TypeError("A topic must be a string");
+    }
+    if (typeof message !== "string" && !(message instanceof Uint8Array)) {
+      throw new TypeError("A message must be a string or a Uint8Array");
+    }
+    const pubsub = this.#pubsub;
+    if (pubsub !== undefined) this.#call(() => pubsub.publish(topic, message));
+    return this.fanOut(topic, message, exclude);
+  }
+
+  /**
+   * Queues a message for the local subscribers of a topic (but `exclude`):
+   * one `SharedMessage` for all, so that it is framed once.
+   */
+  fanOut(topic: string, message: Message, exclude?: Subscriber): number {
+    const subscribers = this.#topics.get(topic);
+    if (subscribers === undefined) return 0;
+    // One copy of a binary message per publication (never per subscriber):
+    // a subscriber may frame it later, and the caller may reuse its array.
+    const shared = new SharedMessage(
+      typeof message === "string" ? message : message.slice(),
+    );
+    let reached = 0;
+    for (const subscriber of subscribers) {
+      if (subscriber !== exclude && subscriber.offer(shared)) reached++;
+    }
+    return reached;
+  }
+
+  /** How many subscribers the topic has. */
+  count(topic: string): number {
+    return this.#topics.get(topic)?.size ?? 0;
+  }
+
+  /** The topics with at least one subscriber, in the order they got one. */
+  topics(): string[] {
+    return [...this.#topics.keys()];
+  }
+
+  /** Calls the adapter; what it throws goes to `onError`. */
+  #call(call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      report(this.#onError, error);
+    }
+  }
+}
 
 /**
  * The topics of a set of sockets: a socket subscribes to topics (exact
@@ -145,9 +261,8 @@ export let publishFrom: (
  * ```
  */
 export class TopicHub {
-  #topics = new Map<string, Set<Socket>>();
+  #subscriptions: Subscriptions;
   #pubsub: PubSubAdapter | undefined;
-  #onError: (error: unknown) => void;
 
   /**
    * Creates a hub.
@@ -155,19 +270,19 @@ export class TopicHub {
    * @param options An adapter to carry publications to other nodes.
    */
   constructor(options?: TopicHubOptions) {
-    this.#onError = options?.onError ??
+    const onError = options?.onError ??
       ((error) => console.error("Topic hub error:", error));
     const pubsub = this.#pubsub = options?.pubsub;
-    this.#call(() =>
-      pubsub?.open((topic, message) => this.#fanOut(topic, message))
+    const subscriptions = this.#subscriptions = new Subscriptions(
+      pubsub,
+      onError,
     );
-  }
-
-  static {
-    join = (hub, socket, topic) => hub.#join(socket, topic);
-    leave = (hub, socket, topic) => hub.#leave(socket, topic);
-    publishFrom = (hub, topic, message, exclude) =>
-      hub.#publish(topic, message, exclude);
+    setInternals(this, subscriptions);
+    try {
+      pubsub?.open((topic, message) => subscriptions.fanOut(topic, message));
+    } catch (error) {
+      report(onError, error);
+    }
   }
 
   /**
@@ -185,7 +300,7 @@ export class TopicHub {
    * ```
    */
   publish(topic: string, message: string | Uint8Array): number {
-    return this.#publish(topic, message, undefined);
+    return this.#subscriptions.publish(topic, message);
   }
 
   /**
@@ -200,7 +315,7 @@ export class TopicHub {
    * ```
    */
   subscriberCount(topic: string): number {
-    return this.#topics.get(topic)?.size ?? 0;
+    return this.#subscriptions.count(topic);
   }
 
   /**
@@ -214,7 +329,7 @@ export class TopicHub {
    * ```
    */
   topics(): string[] {
-    return [...this.#topics.keys()];
+    return this.#subscriptions.topics();
   }
 
   /**
@@ -230,64 +345,16 @@ export class TopicHub {
   async close(): Promise<void> {
     await this.#pubsub?.close();
   }
+}
 
-  #join(socket: Socket, topic: string): boolean {
-    let subscribers = this.#topics.get(topic);
-    if (subscribers === undefined) {
-      subscribers = new Set();
-      this.#topics.set(topic, subscribers);
-      this.#call(() => this.#pubsub?.subscribe(topic));
-    } else if (subscribers.has(socket)) {
-      return false;
-    }
-    subscribers.add(socket);
-    return true;
-  }
-
-  #leave(socket: Socket, topic: string): boolean {
-    const subscribers = this.#topics.get(topic);
-    if (subscribers === undefined || !subscribers.delete(socket)) return false;
-    if (subscribers.size === 0) {
-      this.#topics.delete(topic);
-      this.#call(() => this.#pubsub?.unsubscribe(topic));
-    }
-    return true;
-  }
-
-  #publish(topic: string, message: Message, exclude: Socket | undefined) {
-    if (typeof topic !== "string") {
-      throw new TypeError("A topic must be a string");
-    }
-    if (typeof message !== "string" && !(message instanceof Uint8Array)) {
-      throw new TypeError("A message must be a string or a Uint8Array");
-    }
-    const pubsub = this.#pubsub;
-    if (pubsub !== undefined) this.#call(() => pubsub.publish(topic, message));
-    return this.#fanOut(topic, message, exclude);
-  }
-
-  /** Queues a message for the local subscribers of a topic. */
-  #fanOut(topic: string, message: Message, exclude?: Socket): number {
-    const subscribers = this.#topics.get(topic);
-    if (subscribers === undefined) return 0;
-    // One copy of a binary message per publication (never per subscriber):
-    // a subscriber may frame it later, and the caller may reuse its array.
-    const shared = new SharedMessage(
-      typeof message === "string" ? message : message.slice(),
-    );
-    let reached = 0;
-    for (const socket of subscribers) {
-      if (socket !== exclude && offer(socket, shared)) reached++;
-    }
-    return reached;
-  }
-
-  /** Calls the adapter; what it throws goes to `onError`. */
-  #call(call: () => void): void {
-    try {
-      call();
-    } catch (error) {
-      report(this.#onError, error);
-    }
-  }
+/**
+ * What sockets subscribe and publish through: the hub's internals.
+ *
+ * @example
+ * ```ts ignore
+ * this.#hub = init.hub && subscriptionsOf(init.hub);
+ * ```
+ */
+export function subscriptionsOf(hub: TopicHub): Subscriptions {
+  return internalsOf(hub) as Subscriptions;
 }
