@@ -4,11 +4,14 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { type WebSocket as WsSocket, WebSocketServer } from "npm:ws@8";
 import { connect, serve, WebSocketError } from "../mod.ts";
-import { ClientHandshake, computeAccept } from "../src/core/_handshake.ts";
-import { findHeadEnd, type RequestHead } from "../src/core/_http.ts";
-import { takeRequestHead } from "../src/core/_http1.ts";
-import { encodeClosePayload } from "../src/core/_close_frame.ts";
-import { encodeFrame } from "../src/core/frame.ts";
+import {
+  ClientHandshake,
+  computeAccept,
+} from "../src/protocol/_client_handshake.ts";
+import { findHeadEnd, type RequestHead } from "../src/http/_http.ts";
+import { takeRequestHead } from "../src/http/_http1.ts";
+import { encodeClosePayload } from "../src/protocol/_close_frame.ts";
+import { encodeFrame } from "../src/protocol/frame.ts";
 import {
   assertSameMessages,
   concat,

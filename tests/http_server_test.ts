@@ -1,4 +1,4 @@
-// Tests of plain HTTP/1.1 on serve()'s port (`fetch`, src/_http_server.ts): request
+// Tests of plain HTTP/1.1 on serve()'s port (`fetch`, src/server/_http_server.ts): request
 // bodies, keep-alive, streamed responses, limits, errors, and WebSockets beside them.
 import assert from "node:assert/strict";
 // deno-lint-ignore no-import-prefix

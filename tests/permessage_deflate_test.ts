@@ -21,10 +21,10 @@ import {
   checkOptions,
   clientOffer,
   negotiateServer,
-} from "../src/core/permessage_deflate.ts";
-import { parseExtensions } from "../src/core/_extensions.ts";
-import { DeflateCodec } from "../src/_deflate_codec.ts";
-import { computeAccept } from "../src/core/_handshake.ts";
+} from "../src/protocol/permessage_deflate.ts";
+import { parseExtensions } from "../src/protocol/_extensions.ts";
+import { DeflateCodec } from "../src/engine/_deflate_codec.ts";
+import { computeAccept } from "../src/protocol/_client_handshake.ts";
 import {
   closePayload,
   frame,

@@ -1,4 +1,4 @@
-// The protocol state machine (src/core/_protocol.ts) driven without sockets:
+// The protocol state machine (src/protocol/_protocol.ts) driven without sockets:
 // the peer's bytes in, handler events and the bytes it queues out.
 
 import assert from "node:assert/strict";
@@ -7,9 +7,9 @@ import {
   type FrameSink,
   Protocol,
   type ProtocolOptions,
-} from "../src/core/_protocol.ts";
-import type { Message } from "../src/core/message_assembler.ts";
-import { WebSocketError } from "../src/core/websocket_error.ts";
+} from "../src/protocol/_protocol.ts";
+import type { Message } from "../src/protocol/message_assembler.ts";
+import { WebSocketError } from "../src/protocol/websocket_error.ts";
 import { closePayload } from "./_raw_client.ts";
 import { concat, mulberry32 } from "./_util.ts";
 
@@ -59,7 +59,7 @@ let keySeed = 1;
 
 /**
  * Encodes a frame as the peer of a `role` endpoint sends it, written here
- * rather than with src/core/frame.ts. Each masked frame gets its own key.
+ * rather than with src/protocol/frame.ts. Each masked frame gets its own key.
  */
 function peerFrame(role: Role, frame: PeerFrame): Uint8Array {
   const payload = toBytes(frame.payload ?? []);
@@ -119,7 +119,7 @@ interface SentFrame {
 }
 
 /**
- * Reads frames back from queued bytes, independently of src/core/frame.ts;
+ * Reads frames back from queued bytes, independently of src/protocol/frame.ts;
  * fails on a truncated frame or a length not encoded minimally (§5.2).
  */
 function readFrames(data: Uint8Array): SentFrame[] {

@@ -10,8 +10,8 @@ import {
   backoffDelay,
   retryAfterDelay,
   withHooks,
-} from "../src/reconnecting_websocket.ts";
-import { computeAccept } from "../src/core/_handshake.ts";
+} from "../src/client/reconnecting_websocket.ts";
+import { computeAccept } from "../src/protocol/_client_handshake.ts";
 import {
   deadline,
   echo,

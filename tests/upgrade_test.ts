@@ -13,7 +13,7 @@ import {
   type WebSocketConnection,
   WebSocketError,
 } from "../mod.ts";
-import { unreadCounts } from "../src/upgrade.ts";
+import { unreadCounts } from "../src/deno/upgrade.ts";
 import { Inbox } from "./_peer_helpers.ts";
 import { frame, RawClient, upgradeRequest } from "./_raw_client.ts";
 import {

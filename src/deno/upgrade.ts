@@ -1,19 +1,22 @@
 // `upgradeWebSocket()`: this module's socket inside any `Deno.serve` handler
 // (Hono, Oak, ...), on top of Deno's own WebSocket (`Deno.upgradeWebSocket`).
 
-import { CloseCode } from "./core/constants.ts";
-import { byteLength } from "./core/_bytes.ts";
-import { DEFAULT_CLOSE_TIMEOUT, DEFAULT_IDLE_TIMEOUT } from "./_transport.ts";
-import { HttpError } from "./core/_http.ts";
-import { ServerHandshake } from "./core/_server_handshake.ts";
-import { headerSize } from "./core/frame.ts";
+import { CloseCode } from "../protocol/constants.ts";
+import { byteLength } from "../protocol/_bytes.ts";
+import {
+  DEFAULT_CLOSE_TIMEOUT,
+  DEFAULT_IDLE_TIMEOUT,
+} from "../engine/_transport.ts";
+import { HttpError } from "../http/_http.ts";
+import { ServerHandshake } from "../protocol/_server_handshake.ts";
+import { headerSize } from "../protocol/frame.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   type Message,
-} from "./core/message_assembler.ts";
-import { WebSocketError } from "./core/websocket_error.ts";
-import type { SharedMessage } from "./pubsub/_shared_message.ts";
-import type { TopicHub } from "./pubsub/topic_hub.ts";
+} from "../protocol/message_assembler.ts";
+import { WebSocketError } from "../protocol/websocket_error.ts";
+import type { SharedMessage } from "../pubsub/_shared_message.ts";
+import type { TopicHub } from "../pubsub/topic_hub.ts";
 import {
   checkSocketOptions,
   type CompressedMessage,
@@ -28,7 +31,7 @@ import {
   type SocketInit,
   type SocketOptions,
   type WebSocketConnection,
-} from "./socket.ts";
+} from "../socket/socket.ts";
 
 /**
  * Options for {@linkcode upgradeWebSocket}.

@@ -1,7 +1,7 @@
 // The socket chores that server and client share: writing all of a buffer,
 // closing quietly, and the defaults; and the client's reading of a head.
 
-import { findHeadEnd } from "./core/_http.ts";
+import { findHeadEnd } from "../http/_http.ts";
 
 /** The byte stream under a connection: a `Deno.Conn` or `Deno.TlsConn`. */
 export interface Transport {
@@ -47,7 +47,7 @@ export type HeadFailure = "eof" | "truncated" | "too-large";
  * Reads a response head (up to CRLF CRLF), as the client does, and the
  * bytes after it, which belong to what follows (the server's first
  * frames). Read errors are thrown; the caller bounds the time it may take.
- * The server reads request heads with `readRequestHead` (`_http_server.ts`).
+ * The server reads request heads with `readRequestHead` (`../server/_http_server.ts`).
  */
 export async function readHead(
   conn: Pick<Transport, "read">,

@@ -1,19 +1,22 @@
 // A WebSocket client that reconnects with backoff: one readable and one
 // writable over the series of connections that `connect()` opens.
 
-import { report } from "./_report.ts";
-import { CloseCode } from "./core/constants.ts";
+import { report } from "../pubsub/_report.ts";
+import { CloseCode } from "../protocol/constants.ts";
 import { connect, type ConnectOptions } from "./client.ts";
-import { byteLength } from "./core/_bytes.ts";
-import { HandshakeStatusError, parseUrl } from "./core/_handshake.ts";
+import { byteLength } from "../protocol/_bytes.ts";
+import {
+  HandshakeStatusError,
+  parseUrl,
+} from "../protocol/_client_handshake.ts";
 import {
   checkCloseInfo,
   isApplicationCode,
   type WebSocketCloseInfo,
   type WebSocketCloseResult,
   WebSocketError,
-} from "./core/websocket_error.ts";
-import type { WebSocketConnection } from "./socket.ts";
+} from "../protocol/websocket_error.ts";
+import type { WebSocketConnection } from "../socket/socket.ts";
 
 /**
  * How {@linkcode ReconnectingWebSocket} waits between connection attempts:

@@ -1,7 +1,7 @@
 // `connect()`: a WebSocket client on `Deno.connect` (TLS for `wss:`) that
 // resolves with the same socket `serve()` hands out.
 
-import { Connection, startHeartbeat } from "./_connection.ts";
+import { Connection, startHeartbeat } from "../engine/_connection.ts";
 import {
   closeQuietly,
   DEFAULT_CLOSE_TIMEOUT,
@@ -12,21 +12,21 @@ import {
   readHead,
   type Transport,
   writeAll,
-} from "./_transport.ts";
+} from "../engine/_transport.ts";
 import {
   checkHeaders,
   checkProtocols,
   ClientHandshake,
   parseUrl,
-} from "./core/_handshake.ts";
-import { parseResponseHead, type ResponseHead } from "./core/_http.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE } from "./core/message_assembler.ts";
+} from "../protocol/_client_handshake.ts";
+import { parseResponseHead, type ResponseHead } from "../http/_http.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "../protocol/message_assembler.ts";
 import {
   checkOptions,
   type PerMessageDeflateOptions,
-} from "./core/permessage_deflate.ts";
-import { WebSocketError } from "./core/websocket_error.ts";
-import type { WebSocketConnection } from "./socket.ts";
+} from "../protocol/permessage_deflate.ts";
+import { WebSocketError } from "../protocol/websocket_error.ts";
+import type { WebSocketConnection } from "../socket/socket.ts";
 
 /**
  * Options for {@linkcode connect}.

@@ -2,9 +2,9 @@
 // It accepts connections, runs the opening handshake and hands each socket
 // to the handler.
 
-import { CloseCode } from "./core/constants.ts";
-import { Connection, startHeartbeat } from "./_connection.ts";
-import { report } from "./_report.ts";
+import { CloseCode } from "../protocol/constants.ts";
+import { Connection, startHeartbeat } from "../engine/_connection.ts";
+import { report } from "../pubsub/_report.ts";
 import {
   Deadline,
   DEFAULT_BODY_TIMEOUT,
@@ -23,17 +23,17 @@ import {
   isDisconnect,
   type Transport,
   writeAll,
-} from "./_transport.ts";
-import { HttpError } from "./core/_http.ts";
-import { DEFAULT_HTTP1_LIMITS, parseRequestHead } from "./core/_http1.ts";
-import { ServerHandshake } from "./core/_server_handshake.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE } from "./core/message_assembler.ts";
+} from "../engine/_transport.ts";
+import { HttpError } from "../http/_http.ts";
+import { DEFAULT_HTTP1_LIMITS, parseRequestHead } from "../http/_http1.ts";
+import { ServerHandshake } from "../protocol/_server_handshake.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "../protocol/message_assembler.ts";
 import {
   checkOptions,
   type PerMessageDeflateOptions,
-} from "./core/permessage_deflate.ts";
-import type { WebSocketCloseResult } from "./core/websocket_error.ts";
-import { type PubSubAdapter, TopicHub } from "./pubsub/topic_hub.ts";
+} from "../protocol/permessage_deflate.ts";
+import type { WebSocketCloseResult } from "../protocol/websocket_error.ts";
+import { type PubSubAdapter, TopicHub } from "../pubsub/topic_hub.ts";
 import {
   checkSocketOptions,
   closeWith,
@@ -42,7 +42,7 @@ import {
   type SocketOptions,
   stateOf,
   type WebSocketConnection,
-} from "./socket.ts";
+} from "../socket/socket.ts";
 
 /**
  * What the server knows about a connection besides its request.
