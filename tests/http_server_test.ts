@@ -1106,8 +1106,3 @@ Deno.test("a request body trickling past bodyTimeout fails with TimedOut, though
   assert.equal(await client.readEof(), true);
   await trickle;
 });
-
-Deno.test("maxHttpConnections below 1 and a negative bodyTimeout are RangeErrors", () => {
-  assert.throws(() => start({ maxHttpConnections: 0 }), RangeError);
-  assert.throws(() => start({ bodyTimeout: -1 }), RangeError);
-});

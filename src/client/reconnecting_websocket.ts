@@ -4,6 +4,7 @@
 import { report } from "../pubsub/_report.ts";
 import { CloseCode } from "../protocol/constants.ts";
 import { connect, type ConnectOptions } from "./client.ts";
+import { MAX_TIMEOUT } from "../engine/_options.ts";
 import { byteLength } from "../protocol/_bytes.ts";
 import {
   HandshakeStatusError,
@@ -206,8 +207,6 @@ export function retryAfterDelay(
   return Math.min(Math.max(date - now, 0), MAX_TIMEOUT);
 }
 
-/** The longest `setTimeout` delay; longer ones fire at once. */
-const MAX_TIMEOUT = 2 ** 31 - 1;
 const DEFAULT_RETRY: Required<RetryOptions> = {
   initialDelay: 250,
   maxDelay: 30_000,

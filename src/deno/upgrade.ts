@@ -4,21 +4,19 @@
 import { CloseCode } from "../protocol/constants.ts";
 import { byteLength } from "../protocol/_bytes.ts";
 import {
-  DEFAULT_CLOSE_TIMEOUT,
-  DEFAULT_IDLE_TIMEOUT,
-} from "../engine/_transport.ts";
+  integerOption,
+  resolveSendPolicy,
+  resolveSocketLimits,
+  type SocketLimits,
+} from "../engine/_options.ts";
 import { HttpError } from "../http/_http.ts";
 import { ServerHandshake } from "../protocol/_server_handshake.ts";
 import { headerSize } from "../protocol/frame.ts";
-import {
-  DEFAULT_MAX_MESSAGE_SIZE,
-  type Message,
-} from "../protocol/message_assembler.ts";
+import type { Message } from "../protocol/message_assembler.ts";
 import { WebSocketError } from "../protocol/websocket_error.ts";
 import type { SharedMessage } from "../pubsub/_shared_message.ts";
 import type { TopicHub } from "../pubsub/topic_hub.ts";
 import {
-  checkSocketOptions,
   type CompressedMessage,
   deliver,
   endReading,
@@ -286,7 +284,7 @@ export function upgradeWebSocket(
   options?: UpgradeWebSocketOptions,
 ): WebSocketUpgrade {
   options ??= {};
-  const limits = checkOptions(options);
+  const limits = resolveUpgradeOptions(options);
   const handshake = new ServerHandshake({
     origins: options.origins,
     protocols: options.protocols,
@@ -328,41 +326,26 @@ export function upgradeWebSocket(
   return { socket: engine.socket, response: upgrade.response };
 }
 
-/** The checked options an engine runs with. */
-interface Limits {
-  maxMessageSize: number;
+/** The checked options an engine runs with, with their defaults. */
+interface Limits extends SocketLimits {
   maxQueued: number;
-  idleTimeout: number;
-  closeTimeout: number;
   socket: SocketOptions;
 }
 
-function checkOptions(options: UpgradeWebSocketOptions): Limits {
-  const limits = {
-    maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
-    maxQueued: options.maxQueued ?? DEFAULT_MAX_QUEUED,
-    idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
-    closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
-  };
-  for (
-    const name of [
-      "maxMessageSize",
+/**
+ * Resolves `upgradeWebSocket()`'s limits once, as every entry point checks
+ * them: an invalid one is a `TypeError` or `RangeError` that names it.
+ */
+function resolveUpgradeOptions(options: UpgradeWebSocketOptions): Limits {
+  return {
+    ...resolveSocketLimits(options),
+    maxQueued: integerOption(
       "maxQueued",
-      "closeTimeout",
-    ] as const
-  ) {
-    if (!(limits[name] > 0)) {
-      throw new RangeError(
-        `The ${name} option must be more than 0, got ${limits[name]}`,
-      );
-    }
-  }
-  if (!(limits.idleTimeout >= 0)) {
-    throw new RangeError(
-      `The idleTimeout option must be 0 or more, got ${limits.idleTimeout}`,
-    );
-  }
-  return { ...limits, socket: checkSocketOptions(options) };
+      options.maxQueued,
+      DEFAULT_MAX_QUEUED,
+    ),
+    socket: resolveSendPolicy(options),
+  };
 }
 
 /**

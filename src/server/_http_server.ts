@@ -296,7 +296,7 @@ export interface ConnectionInfo {
   remoteAddr: Deno.NetAddr;
 }
 
-/** `serve()`'s settings for HTTP, with the defaults applied. */
+/** `serve()`'s settings for HTTP, checked, with the defaults applied. */
 export interface HttpSettings {
   /** Answers plain requests; without it they get 426 and the connection closes. */
   fetch:
@@ -345,29 +345,13 @@ export class HttpHandler {
   #report: (error: unknown) => void;
   #stopping: () => boolean;
 
-  /**
-   * Checks the settings: a `TypeError` for a `fetch` that is not a
-   * function, a `RangeError` for a negative `maxBodySize`,
-   * `keepAliveTimeout` or `bodyTimeout`.
-   */
+  /** `settings` are `serve()`'s, checked (by `resolveServeOptions`). */
   constructor(
     settings: HttpSettings,
     report: (error: unknown) => void,
     stopping: () => boolean,
   ) {
     const fetch = settings.fetch;
-    if (fetch !== undefined && typeof fetch !== "function") {
-      throw new TypeError("The fetch option must be a function");
-    }
-    for (
-      const name of ["maxBodySize", "keepAliveTimeout", "bodyTimeout"] as const
-    ) {
-      if (!(settings[name] >= 0)) {
-        throw new RangeError(
-          `The ${name} option must be 0 or more, got ${settings[name]}`,
-        );
-      }
-    }
     this.#fetch = fetch ?? upgradeRequired;
     this.#closeAfterEach = fetch === undefined;
     this.#settings = settings;

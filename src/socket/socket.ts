@@ -189,35 +189,6 @@ export const DEFAULT_SOCKET_OPTIONS: SocketOptions = {
 };
 
 /**
- * Checks the `send()` policy options: a `RangeError` or `TypeError` that
- * names the option.
- *
- * @example
- * ```ts ignore
- * checkSocketOptions({ maxBackpressure: 0 }); // throws a RangeError
- * ```
- */
-export function checkSocketOptions(
-  options: Partial<SocketOptions>,
-): SocketOptions {
-  const maxBackpressure = options.maxBackpressure ??
-    DEFAULT_SOCKET_OPTIONS.maxBackpressure;
-  const backpressure = options.backpressure ??
-    DEFAULT_SOCKET_OPTIONS.backpressure;
-  if (!(maxBackpressure > 0)) {
-    throw new RangeError(
-      `The maxBackpressure option must be more than 0, got ${maxBackpressure}`,
-    );
-  }
-  if (backpressure !== "close" && backpressure !== "drop") {
-    throw new TypeError(
-      `The backpressure option must be "close" or "drop", got "${backpressure}"`,
-    );
-  }
-  return { maxBackpressure, backpressure };
-}
-
-/**
  * What a socket is told about its connection when it is made.
  *
  * @example
