@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { serve, type WebSocketConnection } from "../mod.ts";
-import { closePayload, frame, RawClient } from "./_raw_client.ts";
+import { RawClient } from "./_raw_client.ts";
+import { closePayload, frame } from "./_wire.ts";
 import { concat, deadline, floodUntilStalled, start } from "./_util.ts";
 
 Deno.test("§8 a client that floods and never reads keeps the echo server's send queue bounded", async () => {

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import type { WebSocketConnection } from "../mod.ts";
 import {
-  frame,
   type HttpAnswer,
   RawClient,
   text,
   upgradeRequest,
 } from "./_raw_client.ts";
+import { frame } from "./_wire.ts";
 import { collectGarbage, concat, deadline, start } from "./_util.ts";
 
 /** Sends a raw request head and returns the server's answer. */

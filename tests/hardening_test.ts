@@ -1,15 +1,9 @@
 import assert from "node:assert/strict";
 import { connect, type WebSocketCloseResult } from "../mod.ts";
-import {
-  closePayload,
-  frame,
-  RawClient,
-  text,
-  upgradeRequest,
-} from "./_raw_client.ts";
+import { RawClient, text, upgradeRequest } from "./_raw_client.ts";
+import { closePayload, frame } from "./_wire.ts";
 import { makeCertificates } from "./_tls.ts";
 import {
-  concat,
   deadline,
   DeadlineError,
   mulberry32,
@@ -226,11 +220,7 @@ Deno.test("§10.4 a frame header announcing 16 MiB commits no memory by itself: 
     clients.push(probe);
     // A masked binary frame of 16 MiB - 1 bytes (a 64-bit length), cut off
     // after its first 10 bytes of payload.
-    const header = new Uint8Array(14);
-    header[0] = 0x82;
-    header[1] = 0x80 | 127;
-    new DataView(header.buffer).setBigUint64(2, BigInt(16 * MiB - 1));
-    const announced = concat([header, new Uint8Array(10)]);
+    const announced = frame(2, new Uint8Array(10), { length: 16 * MiB - 1 });
     // Memory outside the JavaScript heap: ArrayBuffers, even untouched ones.
     const before = Deno.memoryUsage().external;
     for (const client of clients.slice(0, -1)) await client.write(announced);

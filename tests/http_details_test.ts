@@ -4,13 +4,8 @@
 
 import assert from "node:assert/strict";
 import { connect, type WebSocketConnection } from "../mod.ts";
-import {
-  frame,
-  GOOD_ACCEPT,
-  RawClient,
-  text,
-  upgradeRequest,
-} from "./_raw_client.ts";
+import { GOOD_ACCEPT, RawClient, text, upgradeRequest } from "./_raw_client.ts";
+import { frame } from "./_wire.ts";
 import { deadline, serveLocal, waitFor } from "./_util.ts";
 
 const encoder = new TextEncoder();

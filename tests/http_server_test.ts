@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 // deno-lint-ignore no-import-prefix
 import { Hono } from "npm:hono@4";
 import { connect, type ServeOptions } from "../mod.ts";
-import { frame, RawClient, text, upgradeRequest } from "./_raw_client.ts";
+import { RawClient, text, upgradeRequest } from "./_raw_client.ts";
+import { frame } from "./_wire.ts";
 import { makeCertificates } from "./_tls.ts";
 import {
   capturingConsoleError,

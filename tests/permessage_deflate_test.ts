@@ -25,14 +25,8 @@ import {
 import { parseExtensions } from "../src/protocol/_extensions.ts";
 import { DeflateCodec } from "../src/engine/_deflate_codec.ts";
 import { computeAccept } from "../src/protocol/_client_handshake.ts";
-import {
-  closePayload,
-  frame,
-  RawClient,
-  type RawFrame,
-  text,
-  upgradeRequest,
-} from "./_raw_client.ts";
+import { RawClient, text, upgradeRequest } from "./_raw_client.ts";
+import { closePayload, frame, type WireFrame } from "./_wire.ts";
 import {
   assertBytesEqual,
   assertSameMessage,
@@ -166,7 +160,7 @@ async function nextFrame(
   client: RawClient,
   opcode: number,
   rsv: number,
-): Promise<RawFrame> {
+): Promise<WireFrame> {
   const got = await client.readFrame();
   assert.ok(got, "a frame, not the end of the connection");
   assert.equal(got.opcode, opcode, "opcode");

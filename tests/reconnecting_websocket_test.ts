@@ -22,6 +22,7 @@ import {
   start,
   waitFor,
 } from "./_util.ts";
+import { closePayload, frame } from "./_wire.ts";
 
 /**
  * The sanitizers, on whatever the command line says (Deno 2.9 turns them off
@@ -178,7 +179,7 @@ function closing(
     const step = plan(n);
     if (step === null) return await keep(conn);
     if (step.after) await sleep(step.after);
-    await conn.write(new Uint8Array([0x88, 2, step.code >> 8, step.code]));
+    await conn.write(frame(8, closePayload(step.code), { mask: false }));
     // The client's answer; then the server closes TCP first (§7.1.1).
     await conn.read(new Uint8Array(4096));
   });

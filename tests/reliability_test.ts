@@ -10,13 +10,8 @@ import {
   WebSocketError,
   type WebSocketHandler,
 } from "../mod.ts";
-import {
-  closePayload,
-  frame,
-  RawClient,
-  text,
-  upgradeRequest,
-} from "./_raw_client.ts";
+import { RawClient, text, upgradeRequest } from "./_raw_client.ts";
+import { closePayload, fragments, frame, type WireFrame } from "./_wire.ts";
 import {
   assertBytesEqual,
   capturingConsoleError,
@@ -56,64 +51,6 @@ function settled(
     ),
     "settled `closed`",
   );
-}
-
-/** Reads exactly `length` bytes off `conn` into a buffer of its own. */
-async function readExactly(
-  conn: Deno.Conn,
-  length: number,
-): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  let at = 0;
-  while (at < length) {
-    const n = await conn.read(out.subarray(at));
-    if (n === null) throw new Error(`EOF after ${at} of ${length} bytes`);
-    at += n;
-  }
-  return out;
-}
-
-interface WireFrame {
-  fin: boolean;
-  opcode: number;
-  payload: Uint8Array;
-}
-
-/**
- * Reads one frame straight off a connection, unmasking a masked one; the
- * payload lands in one buffer of its size (no copies, no re-concatenation).
- */
-async function readWireFrame(conn: Deno.Conn): Promise<WireFrame> {
-  const head = await readExactly(conn, 2);
-  let length = head[1] & 127;
-  if (length === 126) {
-    const ext = await readExactly(conn, 2);
-    length = (ext[0] << 8) | ext[1];
-  } else if (length === 127) {
-    const ext = await readExactly(conn, 8);
-    length = Number(new DataView(ext.buffer).getBigUint64(0));
-  }
-  const key = head[1] & 0x80 ? await readExactly(conn, 4) : null;
-  const payload = await readExactly(conn, length);
-  if (key) { for (let i = 0; i < length; i++) payload[i] ^= key[i & 3]; }
-  return { fin: (head[0] & 0x80) !== 0, opcode: head[0] & 15, payload };
-}
-
-/** A message cut into frames of `size` payload bytes, masked, as one buffer. */
-function fragmented(
-  opcode: number,
-  payload: Uint8Array,
-  size: number,
-): Uint8Array {
-  const frames: Uint8Array[] = [];
-  for (let at = 0; at < payload.length; at += size) {
-    frames.push(
-      frame(at === 0 ? opcode : 0, payload.subarray(at, at + size), {
-        fin: at + size >= payload.length,
-      }),
-    );
-  }
-  return concat(frames);
 }
 
 /**
@@ -172,8 +109,9 @@ async function echoOver(
 ): Promise<WireFrame> {
   const [, echoed] = await Promise.all([
     client.write(bytes),
-    readWireFrame(client.conn),
+    client.readFrame(),
   ]);
+  assert.ok(echoed, "an echo, not the end of the connection");
   return echoed;
 }
 
@@ -208,7 +146,7 @@ Deno.test("§5.4 a 16 MiB binary message in 1,024 fragments of 16 KiB is echoed 
   await using client = await RawClient.open(local.port);
   const message = pseudoRandomBytes(16 * MiB);
   const whole = frame(2, message);
-  const pieces = fragmented(2, message, 16 * 1024);
+  const pieces = fragments(2, message, 16 * 1024);
 
   const one = await countingCopies(() => echoOver(client, whole));
   const many = await countingCopies(() => echoOver(client, pieces));
@@ -243,14 +181,14 @@ Deno.test("§5.4 a 4 MiB message in 64-byte fragments (65,536 of them) is echoed
   const binary = pseudoRandomBytes(4 * MiB);
 
   const echoedText = await deadline(
-    echoOver(client, fragmented(1, textBytes, 64)),
+    echoOver(client, fragments(1, textBytes, 64)),
     "text echo",
     60_000,
   );
   assert.equal(echoedText.opcode, 1);
   assertBytesEqual(echoedText.payload, textBytes, "the text echo");
   const echoedBinary = await deadline(
-    echoOver(client, fragmented(2, binary, 64)),
+    echoOver(client, fragments(2, binary, 64)),
     "binary echo",
     60_000,
   );
@@ -261,7 +199,7 @@ Deno.test("§5.4 a 4 MiB message in 64-byte fragments (65,536 of them) is echoed
 Deno.test("§5.4 maxFragments, when set, still fails a message with more fragments with 1008", async () => {
   await using local = serveLocal({ maxFragments: 1000 });
   await using client = await RawClient.open(local.port);
-  const frames = fragmented(2, pseudoRandomBytes(4 * MiB), 64);
+  const frames = fragments(2, pseudoRandomBytes(4 * MiB), 64);
   // The first 1,100 fragments (70 bytes each on the wire): one too many.
   await client.write(frames.subarray(0, 1100 * 70)).catch(() => {});
   const { code, reason } = await deadline(
@@ -859,8 +797,8 @@ for (const [name, bad] of badFrames(false)) {
     await using server = rawServer(async (conn) => {
       await sleep(20);
       await conn.write(concat([frame(1, "hello", { mask: false }), bad]));
-      const close = await readWireFrame(conn);
-      assert.equal(close.opcode, 8);
+      const close = await new RawClient(conn).readFrame();
+      assert.equal(close?.opcode, 8);
       peerClose.resolve((close.payload[0] << 8) | close.payload[1]);
     });
     const client = await deadline(connect(server.url), "connect");

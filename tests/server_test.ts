@@ -6,7 +6,8 @@ import {
   WebSocketError,
   type WebSocketHandler,
 } from "../mod.ts";
-import { closePayload, frame, RawClient, text } from "./_raw_client.ts";
+import { RawClient, text } from "./_raw_client.ts";
+import { closePayload, frame } from "./_wire.ts";
 import {
   assertBytesEqual,
   concat,

@@ -15,7 +15,8 @@ import {
 } from "../mod.ts";
 import { unreadCounts } from "../src/deno/upgrade.ts";
 import { Inbox } from "./_peer_helpers.ts";
-import { frame, RawClient, upgradeRequest } from "./_raw_client.ts";
+import { RawClient, upgradeRequest } from "./_raw_client.ts";
+import { frame } from "./_wire.ts";
 import {
   assertSameMessage,
   deadline,
