@@ -157,22 +157,6 @@ export interface ReconnectingWebSocketOptions
   signal?: AbortSignal;
 }
 
-/** Test hooks: the jitter's randomness and a spy on each wait. */
-export interface Hooks {
-  random?: () => number;
-  delay?: (ms: number) => void;
-}
-
-const HOOKS: unique symbol = Symbol("ReconnectingWebSocket hooks");
-
-/** Options with test hooks attached, for the tests only. */
-export function withHooks(
-  options: ReconnectingWebSocketOptions,
-  hooks: Hooks,
-): ReconnectingWebSocketOptions {
-  return { ...options, [HOOKS]: hooks } as ReconnectingWebSocketOptions;
-}
-
 /**
  * The wait before the `n`th retry in a row (from 0): "full jitter", a random
  * time below `min(maxDelay, initialDelay * multiplier ** n)`.
@@ -359,7 +343,6 @@ export class ReconnectingWebSocket {
   #onOpen: ReconnectingWebSocketOptions["onOpen"];
   #onError: (error: unknown) => void;
   #signal: AbortSignal | undefined;
-  #hooks: Hooks;
 
   #state: "connecting" | "open" | "reconnecting" | "closed" = "connecting";
   #live: Live | undefined;
@@ -438,7 +421,6 @@ export class ReconnectingWebSocket {
     }
     this.#onOpen = onOpen;
     this.#onError = onError ?? console.error;
-    this.#hooks = (options as { [HOOKS]?: Hooks })[HOOKS] ?? {};
 
     this.opened = new Promise((resolve, reject) => {
       this.#resolveOpened = resolve;
@@ -679,12 +661,10 @@ export class ReconnectingWebSocket {
    * clients told the same time from all coming back at once.
    */
   #retryLater(after = 0): void {
-    const random = this.#hooks.random ?? Math.random;
     const delay = Math.min(
-      after + backoffDelay(this.#retry, this.#waits++, random),
+      after + backoffDelay(this.#retry, this.#waits++, Math.random),
       MAX_TIMEOUT,
     );
-    this.#hooks.delay?.(delay);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#connect();

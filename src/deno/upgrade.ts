@@ -348,13 +348,6 @@ function resolveUpgradeOptions(options: UpgradeWebSocketOptions): Limits {
   };
 }
 
-/**
- * Bytes of received messages held beyond the sockets' own buffers because
- * Deno's WebSocket cannot pause: `bytes` now over every socket, `peak` the
- * most one socket held. For tests of the `maxQueued` bound.
- */
-export const unreadCounts = { bytes: 0, peak: 0 };
-
 /** Queued outgoing bytes above which `ready()` (a `write()`) waits. */
 const WRITE_HIGH_WATER_MARK = 64 * 1024;
 /**
@@ -511,7 +504,6 @@ class DenoEngine implements SocketEngine, EventListenerObject {
   resume(): void {
     if (!this.#full) return;
     this.#full = false;
-    unreadCounts.bytes -= this.#unread;
     this.#unread = 0;
   }
 
@@ -593,8 +585,6 @@ class DenoEngine implements SocketEngine, EventListenerObject {
         return;
       }
       this.#unread += cost;
-      unreadCounts.bytes += cost;
-      if (this.#unread > unreadCounts.peak) unreadCounts.peak = this.#unread;
     }
     if (!deliver(this.socket, message)) this.#full = true;
   }
@@ -664,7 +654,6 @@ class DenoEngine implements SocketEngine, EventListenerObject {
   }
 
   #dropUnread(): void {
-    unreadCounts.bytes -= this.#unread;
     this.#unread = 0;
     this.#full = false;
   }
