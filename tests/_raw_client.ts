@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { deadline, sleep, WAIT_LIMIT } from "./_util.ts";
+import { concat, deadline, sleep, WAIT_LIMIT } from "./_util.ts";
 import {
   frame,
   headerSizeOf,
@@ -386,4 +386,23 @@ function indexOfBytes(bytes: Uint8Array, pattern: readonly number[]): number {
 
 export function text(bytes: Uint8Array): string {
   return decoder.decode(bytes);
+}
+
+/** Sends `message` as a text frame and returns the text that comes back. */
+export async function roundTrip(
+  client: RawClient,
+  message: string,
+): Promise<string> {
+  await client.write(frame(1, message));
+  const echoed = await deadline(client.readFrame(), "echo");
+  assert.ok(echoed, "an echo, not the end of the connection");
+  return text(echoed.payload);
+}
+
+/** A 256 KiB buffer of masked 1-byte text frames (7 bytes each): a flood. */
+export function tinyFrames(): Uint8Array {
+  const one = frame(1, "x");
+  return concat(
+    Array.from({ length: Math.floor(256 * 1024 / one.length) }, () => one),
+  );
 }

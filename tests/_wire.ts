@@ -163,6 +163,18 @@ export function closePayload(code: number, reason = ""): Uint8Array {
   return out;
 }
 
+/**
+ * Frames that fail a connection with 1002 (§5.2), named, as a server
+ * (`mask` false) or a client sends them.
+ */
+export function badFrames(mask: boolean): [string, Uint8Array][] {
+  return [
+    ["a frame with reserved bits set", frame(1, "x", { rsv: 2, mask })],
+    ["a frame with a reserved opcode", frame(3, "x", { mask })],
+    ["a continuation frame out of order", frame(0, "x", { mask })],
+  ];
+}
+
 /** A frame's header as read off the wire. */
 export interface WireHeader {
   fin: boolean;

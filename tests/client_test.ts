@@ -11,13 +11,20 @@ import {
 import type { RequestHead } from "../src/http/_http.ts";
 import { takeRequestHead } from "../src/http/_http1.ts";
 import { RawClient } from "./_raw_client.ts";
-import { closePayload, frame as wireFrame, type WireFrame } from "./_wire.ts";
+import {
+  badFrames,
+  closePayload,
+  frame as wireFrame,
+  type WireFrame,
+} from "./_wire.ts";
 import {
   assertSameMessages,
   concat,
   deadline,
+  isCloseError,
   pseudoRandomBytes,
   runCommand,
+  settled,
   shiftClock,
   sleep,
   WAIT_LIMIT,
@@ -1102,7 +1109,7 @@ Deno.test("§7.1.1 a server that never answers the client's close is dropped aft
 // Heartbeat
 
 // Heartbeat timings hold whatever the scheduling delays, as in
-// tests/hardening_test.ts: a close never comes before idleTimeout, and a live
+// tests/heartbeat_test.ts: a close never comes before idleTimeout, and a live
 // server's longest silence is far below it.
 
 Deno.test("client heartbeat: a server that never answers pings is closed with 1001 after idleTimeout", async () => {
@@ -1215,3 +1222,35 @@ Deno.test("client heartbeat: idleTimeout 0 never closes a server that answers no
   });
   assert.ok(pings >= 2, `${pings} pings`);
 });
+
+// ---------------------------------------------------------------------------
+// §5.2 the messages before a protocol error.
+
+for (const [name, bad] of badFrames(false)) {
+  Deno.test(`§5.2 a client gets a valid message before readable errors with 1002 when ${name} follows it in the same TCP write`, async () => {
+    const peerClose = Promise.withResolvers<number>();
+    await using server = rawServer(async (peer) => {
+      await peer.accept();
+      await sleep(20);
+      await peer.write(concat([frame(1, "hello"), bad]));
+      const close = await peer.readFrame();
+      assert.equal(close.opcode, 8);
+      peerClose.resolve((close.payload[0] << 8) | close.payload[1]);
+    });
+    const client = await deadline(connect(server.url), "connect");
+    const reader = client.readable.getReader();
+    // Read only once the connection has ended: the message must still be there.
+    const end = await settled(client);
+    assert.equal(end.closeCode, 1002);
+    assert.equal(end.error, true);
+    assert.equal(await deadline(peerClose.promise, "close frame"), 1002);
+    assert.deepEqual(await deadline(reader.read(), "read"), {
+      value: "hello",
+      done: false,
+    });
+    await assert.rejects(
+      deadline(reader.read(), "read"),
+      isCloseError(1002),
+    );
+  });
+}

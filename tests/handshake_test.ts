@@ -7,7 +7,14 @@ import {
   upgradeRequest,
 } from "./_raw_client.ts";
 import { frame } from "./_wire.ts";
-import { collectGarbage, concat, deadline, start } from "./_util.ts";
+import {
+  collectGarbage,
+  concat,
+  deadline,
+  never,
+  serveLocal,
+  start,
+} from "./_util.ts";
 
 /** Sends a raw request head and returns the server's answer. */
 async function ask(
@@ -64,6 +71,13 @@ Deno.test("§4.2.1 server answers an oversized request head with 431", async () 
   );
   assert.equal(answer.status, 431);
   assert.equal(answer.eof, true);
+});
+
+Deno.test("§4.2.1 a head that grows past maxHeadSize without ending gets 431", async () => {
+  await using server = start({ maxHeadSize: 2048 });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\n" + "X-Long: a\r\n".repeat(400));
+  assert.equal((await client.readHead()).status, 431);
 });
 
 Deno.test("§4.2.1 server answers a head cut off by the client's FIN with 400", async () => {
@@ -381,4 +395,15 @@ Deno.test("§10.2 serve() refuses origins given as a string, or an entry that is
       JSON.stringify(origins),
     );
   }
+});
+
+Deno.test("§4.2.1 an onUpgrade that never settles: the connection is closed after handshakeTimeout", async () => {
+  await using local = serveLocal({
+    handshakeTimeout: 300,
+    onUpgrade: never,
+  });
+  await using client = await RawClient.connect(local.port);
+  await client.write(upgradeRequest(local.port));
+  // EOF with no byte before it: no 101, no answer.
+  assert.equal(await deadline(client.readEof(), "EOF"), true);
 });

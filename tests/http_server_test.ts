@@ -12,6 +12,8 @@ import {
   collectGarbage,
   deadline,
   echo,
+  never,
+  serveLocal,
   sleep,
   start,
   stopChild,
@@ -1106,4 +1108,13 @@ Deno.test("a request body trickling past bodyTimeout fails with TimedOut, though
   assert.ok(sent < 100, `${sent} bytes sent before the timeout`);
   assert.equal(await client.readEof(), true);
   await trickle;
+});
+
+Deno.test("RFC 9110 §15.6.4 a fetch that does not answer within idleTimeout gets 503, then the connection closes", async () => {
+  await using local = serveLocal({ idleTimeout: 300, fetch: never });
+  await using client = await RawClient.connect(local.port);
+  await client.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  const answer = await deadline(client.readHead(), "the answer");
+  assert.equal(answer.status, 503);
+  assert.equal(await deadline(client.readEof(), "EOF"), true);
 });
