@@ -200,17 +200,18 @@ export class RawClient implements AsyncDisposable {
   }
 
   /**
-   * Reads a request head, as a server reads its client's: its bytes up to
-   * and including the empty line that ends it; fails at EOF.
+   * Reads a head (a client's request, or an answer whose bytes matter) as
+   * it came: its bytes up to and including the empty line that ends it;
+   * fails at EOF.
    */
-  async readRequestHead(): Promise<Uint8Array> {
+  async readHeadBytes(): Promise<Uint8Array> {
     let end: number;
     while ((end = indexOfBytes(this.#buffer, CRLF_CRLF)) === -1) {
-      if (!(await this.#fill("a request head"))) {
-        throw new Error("EOF before the end of the request head");
+      if (!(await this.#fill("a head"))) {
+        throw new Error("EOF before the end of the head");
       }
     }
-    return (await this.#take(end + CRLF_CRLF.length, "a request head"))!;
+    return (await this.#take(end + CRLF_CRLF.length, "a head"))!;
   }
 
   /** Reads one line, up to CRLF (dropped); fails at EOF. */
@@ -296,10 +297,15 @@ export class RawClient implements AsyncDisposable {
 
   /** Everything (as text) until the peer closes TCP. */
   async readAll(): Promise<string> {
+    return decoder.decode(await this.readAllBytes());
+  }
+
+  /** Every byte until the peer closes TCP. */
+  async readAllBytes(): Promise<Uint8Array> {
     while (await this.#fill("the peer to close TCP or send more")) {
       // Gather.
     }
-    const all = decoder.decode(this.#buffer);
+    const all = this.#buffer;
     this.#buffer = new Uint8Array(0);
     return all;
   }
@@ -382,6 +388,39 @@ function indexOfBytes(bytes: Uint8Array, pattern: readonly number[]): number {
     if (pattern.every((byte, j) => bytes[i + j] === byte)) return i;
   }
   return -1;
+}
+
+/** An HTTP answer as it came on the wire: status, header lines, body bytes. */
+export interface WireAnswer {
+  status: number;
+  /** Every header line, in order, the name lower-cased, the value latin1. */
+  lines: [name: string, value: string][];
+  body: Uint8Array;
+}
+
+/**
+ * Splits the bytes of an HTTP answer into its parts, the head read as
+ * latin1 (every byte one character), as header values are byte strings.
+ */
+export function parseAnswer(bytes: Uint8Array): WireAnswer {
+  const end = indexOfBytes(bytes, CRLF_CRLF);
+  assert.notEqual(end, -1, "the answer has a complete head");
+  const head = String.fromCharCode(...bytes.subarray(0, end));
+  const [statusLine, ...rest] = head.split("\r\n");
+  const lines = rest.map((line): [string, string] => {
+    const colon = line.indexOf(":");
+    return [line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim()];
+  });
+  return {
+    status: Number(statusLine.split(" ")[1]),
+    lines,
+    body: bytes.subarray(end + 4),
+  };
+}
+
+/** The values of an answer's header lines named `name`. */
+export function headerValues(answer: WireAnswer, name: string): string[] {
+  return answer.lines.filter(([n]) => n === name).map(([, value]) => value);
 }
 
 export function text(bytes: Uint8Array): string {

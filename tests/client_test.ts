@@ -53,7 +53,7 @@ class RawPeer {
   /** Reads the client's request head. */
   async readHead(): Promise<RequestHead> {
     // The server's own strict parser: the client's head must pass it.
-    const taken = takeRequestHead(await this.raw.readRequestHead());
+    const taken = takeRequestHead(await this.raw.readHeadBytes());
     if (taken === undefined) throw new Error("The request head is cut off");
     return taken.head;
   }
@@ -1254,3 +1254,24 @@ for (const [name, bad] of badFrames(false)) {
     );
   });
 }
+
+// ---------------------------------------------------------------------------
+// RFC 9110 §5.5 header values beyond ASCII.
+
+const UTF8_VALUE =
+  "caf\u00e9 \u20ac 5 \u2014 \u041f\u0440\u0438\u0432\u0435\u0442";
+
+Deno.test("RFC 9110 §5.5 connect() accepts a 101 whose header value is UTF-8", async () => {
+  await using server = rawServer(async (peer) => {
+    await peer.accept(`X-Greeting: ${UTF8_VALUE}\r\n`);
+    // The client's close frame (code 1000), then ours and FIN.
+    const close = await peer.readFrame();
+    await peer.write(frame(8, close.payload));
+  });
+  const socket = await deadline(connect(server.url), "connect");
+  socket.close({ closeCode: 1000 });
+  assert.equal(
+    (await deadline(socket.closed, "closed")).closeCode,
+    1000,
+  );
+});
