@@ -109,8 +109,9 @@ export interface ConnectOptions {
  * resolves with the same socket type that {@linkcode serve} hands out.
  * Everything the client sends is masked with a fresh random key (§5.3).
  *
- * It rejects with a `TypeError` for an invalid URL or option, with the
- * signal's reason when `signal` is aborted first, and otherwise with a
+ * It rejects with a `TypeError` for an invalid URL or option (a
+ * `RangeError` for a limit out of range), with the signal's reason when
+ * `signal` is aborted first, and otherwise with a
  * {@linkcode WebSocketError} (close code 1006) that says what failed: the
  * TCP connection, TLS, a timeout, or an answer that is not a valid
  * `101 Switching Protocols` (the message then gives the HTTP status).
