@@ -24,8 +24,8 @@
  *
  * @module
  */
-export { Opcode } from "./src/core/constants.ts";
-export { applyMask } from "./src/core/mask.ts";
+export { Opcode } from "./src/protocol/constants.ts";
+export { applyMask } from "./src/protocol/mask.ts";
 export {
   encodeFrame,
   type Frame,
@@ -33,19 +33,19 @@ export {
   type FrameDecoderOptions,
   type FrameHandler,
   type FrameHeader,
-} from "./src/core/frame.ts";
+} from "./src/protocol/frame.ts";
 export {
   type Message,
   MessageAssembler,
   type MessageAssemblerOptions,
   type MessageHandler,
-} from "./src/core/message_assembler.ts";
-export { FrameDecoderStream } from "./src/frame_decoder_stream.ts";
+} from "./src/protocol/message_assembler.ts";
+export { FrameDecoderStream } from "./src/streams/frame_decoder_stream.ts";
 export {
   FrameEncoderStream,
   type FrameEncoderStreamOptions,
-} from "./src/frame_encoder_stream.ts";
+} from "./src/streams/frame_encoder_stream.ts";
 export {
   MessageStream,
   type MessageStreamOptions,
-} from "./src/message_stream.ts";
+} from "./src/streams/message_stream.ts";

@@ -40,14 +40,14 @@
  *
  * @module
  */
-export { CloseCode, isValidCloseCode } from "./src/core/constants.ts";
+export { CloseCode, isValidCloseCode } from "./src/protocol/constants.ts";
 export {
   type WebSocketCloseInfo,
   type WebSocketCloseResult,
   WebSocketError,
-} from "./src/core/websocket_error.ts";
-export type { PerMessageDeflateOptions } from "./src/core/permessage_deflate.ts";
-export type { WebSocketConnection } from "./src/socket.ts";
+} from "./src/protocol/websocket_error.ts";
+export type { PerMessageDeflateOptions } from "./src/protocol/permessage_deflate.ts";
+export type { WebSocketConnection } from "./src/socket/socket.ts";
 export {
   type PubSubAdapter,
   type PubSubStats,
@@ -65,22 +65,22 @@ export {
   type UpgradeAcceptance,
   type WebSocketHandler,
   type WebSocketServer,
-} from "./src/server.ts";
+} from "./src/server/server.ts";
 export {
   UpgradeError,
   upgradeWebSocket,
   type UpgradeWebSocketOptions,
   type WebSocketUpgrade,
-} from "./src/upgrade.ts";
-export { connect, type ConnectOptions } from "./src/client.ts";
+} from "./src/deno/upgrade.ts";
+export { connect, type ConnectOptions } from "./src/client/client.ts";
 export {
   type WebSocketOpenInfo,
   WebSocketStream,
   type WebSocketStreamOptions,
-} from "./src/websocket_stream.ts";
+} from "./src/client/websocket_stream.ts";
 export {
   type ReconnectingOpenInfo,
   ReconnectingWebSocket,
   type ReconnectingWebSocketOptions,
   type RetryOptions,
-} from "./src/reconnecting_websocket.ts";
+} from "./src/client/reconnecting_websocket.ts";

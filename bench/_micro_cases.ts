@@ -4,19 +4,19 @@
  *
  * @module
  */
-import { computeAccept } from "../src/core/_handshake.ts";
-import { requestUrl, takeRequestHead } from "../src/core/_http1.ts";
+import { computeAccept } from "../src/protocol/_client_handshake.ts";
+import { requestUrl, takeRequestHead } from "../src/http/_http1.ts";
 import {
   ServerHandshake,
   type UpgradeRequest,
-} from "../src/core/_server_handshake.ts";
+} from "../src/protocol/_server_handshake.ts";
 import {
   encodeFrame,
   FrameDecoder,
   type FrameHandler,
-} from "../src/core/frame.ts";
-import { applyMask } from "../src/core/mask.ts";
-import { MessageAssembler } from "../src/core/message_assembler.ts";
+} from "../src/protocol/frame.ts";
+import { applyMask } from "../src/protocol/mask.ts";
+import { MessageAssembler } from "../src/protocol/message_assembler.ts";
 import { fragmentPayload, pseudoRandomBytes } from "../tests/_util.ts";
 import { encodeMaskedFrame } from "./load.ts";
 

@@ -1,25 +1,15 @@
 /**
  * Helpers of the scale-out tests: a real redis-server on a free port, the
- * server processes and workers that share topics, and WebSocket clients
- * (Deno's built-in `WebSocket`) that collect what they receive.
+ * server processes and workers that share topics, and the probes that tell
+ * when their subscriptions are in place.
  */
 import { pingRedis, spawnRedis } from "../bench/_redis.ts";
 import type { PubSubStats } from "../mod.ts";
-import { freePort, waitFor as poll } from "./_util.ts";
-
-export { freePort };
+import { freePort, waitFor } from "./_util.ts";
+import { PROBE, type TestClient } from "./_ws_client.ts";
 
 /** The longest any single wait of these tests may take. */
 export const DEADLINE = 20_000;
-
-/** `waitFor` of `_util.ts` with these tests' longer deadline. */
-export function waitFor(
-  check: () => boolean | Promise<boolean>,
-  what: string,
-  ms: number = DEADLINE,
-): Promise<void> {
-  return poll(check, what, ms, 20);
-}
 
 /**
  * A real `redis-server` on 127.0.0.1, with nothing saved to disk; it can be
@@ -51,10 +41,14 @@ export class RedisServer implements AsyncDisposable {
     const child = this.#child = spawnRedis(this.port, "null");
     let exited = false;
     child.status.then(() => exited = true);
-    await waitFor(async () => {
-      if (exited) throw new Error(`redis-server exited on port ${this.port}`);
-      return await pingRedis(this.port);
-    }, "redis-server to answer PING");
+    await waitFor(
+      async () => {
+        if (exited) throw new Error(`redis-server exited on port ${this.port}`);
+        return await pingRedis(this.port);
+      },
+      "redis-server to answer PING",
+      DEADLINE,
+    );
   }
 
   /** Stops it (SIGTERM) and waits for its exit. */
@@ -256,85 +250,6 @@ export class WorkerNode implements AsyncDisposable {
   }
 }
 
-/** Text messages starting with this are readiness probes, kept apart. */
-export const PROBE = "probe:";
-
-/**
- * A WebSocket client (Deno's built-in `WebSocket`) that keeps what it
- * receives: probes in `probes`, everything else in `messages`.
- */
-export class TestClient implements AsyncDisposable {
-  readonly messages: (string | Uint8Array)[] = [];
-  readonly probes: string[] = [];
-  #socket: WebSocket;
-  #closed: Promise<CloseEvent>;
-  #isClosed = false;
-
-  private constructor(socket: WebSocket) {
-    this.#socket = socket;
-    socket.binaryType = "arraybuffer";
-    socket.onmessage = (event) => {
-      const data = event.data;
-      if (typeof data === "string") {
-        if (data.startsWith(PROBE)) this.probes.push(data);
-        else this.messages.push(data);
-      } else {
-        this.messages.push(new Uint8Array(data));
-      }
-    };
-    this.#closed = new Promise((resolve) =>
-      socket.addEventListener("close", (event) => {
-        this.#isClosed = true;
-        resolve(event);
-      }, { once: true })
-    );
-  }
-
-  /** Opens one and waits for the handshake. */
-  static async open(url: string): Promise<TestClient> {
-    const socket = new WebSocket(url);
-    const client = new TestClient(socket);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        socket.close();
-        reject(new Error(`No handshake with ${url} in time`));
-      }, DEADLINE);
-      socket.addEventListener("open", () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
-      socket.addEventListener("error", () => {
-        clearTimeout(timer);
-        reject(new Error(`Could not open ${url}`));
-      }, { once: true });
-    });
-    return client;
-  }
-
-  /** Whether the connection has closed. */
-  get isClosed(): boolean {
-    return this.#isClosed;
-  }
-
-  send(message: string | Uint8Array): void {
-    this.#socket.send(message);
-  }
-
-  /** Waits until `messages` holds `count` messages. */
-  async receive(count: number, what: string): Promise<void> {
-    await waitFor(() => this.messages.length >= count, what);
-  }
-
-  async close(): Promise<void> {
-    if (!this.#isClosed) this.#socket.close();
-    await this.#closed;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
-
 /**
  * Sends probes from each publisher until every subscriber has received a
  * probe from each: then every subscription is in place on the bus.
@@ -344,17 +259,21 @@ export async function untilConnected(
   subscribers: TestClient[],
 ): Promise<void> {
   let round = 0;
-  await waitFor(() => {
-    round++;
-    publishers.forEach((publisher, i) =>
-      publisher.send(`${PROBE}${i}:${round}`)
-    );
-    return subscribers.every((subscriber) =>
-      publishers.every((_, i) =>
-        subscriber.probes.some((probe) => probe.startsWith(`${PROBE}${i}:`))
-      )
-    );
-  }, "every subscription to be in place");
+  await waitFor(
+    () => {
+      round++;
+      publishers.forEach((publisher, i) =>
+        publisher.send(`${PROBE}${i}:${round}`)
+      );
+      return subscribers.every((subscriber) =>
+        publishers.every((_, i) =>
+          subscriber.probes.some((probe) => probe.startsWith(`${PROBE}${i}:`))
+        )
+      );
+    },
+    "every subscription to be in place",
+    DEADLINE,
+  );
 }
 
 /**

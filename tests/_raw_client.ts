@@ -1,62 +1,25 @@
 /**
  * A hand-driven WebSocket and HTTP/1.1 client for tests: it writes exactly
  * the bytes a test builds (masked, fragmented, chopped into small writes) and
- * parses the server's frames and HTTP answers (heads, Content-Length and
- * chunked bodies) with its own minimal reader, independent of src/. Every
- * read and write has a deadline (`timeout`), so that a frame that never comes
- * fails the test in seconds instead of hanging it.
+ * reads the server's frames and HTTP answers (heads, Content-Length and
+ * chunked bodies) with its own minimal reader, independent of src/ (frames
+ * through the wire format of `_wire.ts`). Every read and write has a
+ * deadline (`timeout`), so that a frame that never comes fails the test in
+ * seconds instead of hanging it.
  */
 
 import assert from "node:assert/strict";
-import { deadline, sleep, WAIT_LIMIT } from "./_util.ts";
-
-export interface RawFrame {
-  fin: boolean;
-  rsv: number;
-  opcode: number;
-  masked: boolean;
-  payload: Uint8Array;
-}
+import { concat, deadline, sleep, WAIT_LIMIT } from "./_util.ts";
+import {
+  frame,
+  headerSizeOf,
+  readHeader,
+  unmask,
+  type WireFrame,
+} from "./_wire.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Encodes a frame by hand; masks with a fixed key unless `mask` is false. */
-export function frame(
-  opcode: number,
-  payload: Uint8Array | string = new Uint8Array(0),
-  options: { fin?: boolean; rsv?: number; mask?: boolean; key?: number[] } = {},
-): Uint8Array {
-  const data = typeof payload === "string" ? encoder.encode(payload) : payload;
-  const mask = options.mask ?? true;
-  const key = options.key ?? [0x37, 0xfa, 0x21, 0x3d];
-  const len = data.length;
-  const ext = len < 126 ? 0 : len < 65536 ? 2 : 8;
-  const out = new Uint8Array(2 + ext + (mask ? 4 : 0) + len);
-  out[0] = ((options.fin ?? true) ? 0x80 : 0) | ((options.rsv ?? 0) << 4) |
-    opcode;
-  out[1] = (mask ? 0x80 : 0) | (len < 126 ? len : len < 65536 ? 126 : 127);
-  const view = new DataView(out.buffer);
-  if (ext === 2) view.setUint16(2, len);
-  if (ext === 8) view.setBigUint64(2, BigInt(len));
-  let at = 2 + ext;
-  if (mask) {
-    out.set(key, at);
-    at += 4;
-  }
-  for (let i = 0; i < len; i++) out[at + i] = data[i] ^ (mask ? key[i & 3] : 0);
-  return out;
-}
-
-/** A close frame payload: the code, then the reason. */
-export function closePayload(code: number, reason = ""): Uint8Array {
-  const text = encoder.encode(reason);
-  const out = new Uint8Array(2 + text.length);
-  out[0] = code >> 8;
-  out[1] = code & 255;
-  out.set(text, 2);
-  return out;
-}
 
 export const GOOD_KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 export const GOOD_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -157,35 +120,61 @@ export class RawClient implements AsyncDisposable {
     return deadline(promise, what, this.timeout, () => this.close());
   }
 
-  /** Reads more bytes; false at EOF. */
-  async #fill(what: string): Promise<boolean> {
-    if (this.#eof) return false;
-    const chunk = new Uint8Array(65536);
+  /** Reads into `into`: how many bytes, or null at EOF (or a reset). */
+  async #read(into: Uint8Array, what: string): Promise<number | null> {
+    if (this.#eof) return null;
     let n: number | null;
     try {
-      n = await this.#wait(this.conn.read(chunk), what);
+      n = await this.#wait(this.conn.read(into), what);
     } catch (error) {
       if (error instanceof Deno.errors.ConnectionReset) n = null;
       else throw error;
     }
-    if (n === null) {
-      this.#eof = true;
-      return false;
-    }
-    const joined = new Uint8Array(this.#buffer.length + n);
-    joined.set(this.#buffer);
-    joined.set(chunk.subarray(0, n), this.#buffer.length);
-    this.#buffer = joined;
+    if (n === null) this.#eof = true;
+    return n;
+  }
+
+  /** Reads more bytes into the buffer; false at EOF. */
+  async #fill(what: string): Promise<boolean> {
+    const chunk = new Uint8Array(65536);
+    const n = await this.#read(chunk, what);
+    if (n === null) return false;
+    this.#buffer = this.#joined(this.#buffer, chunk.subarray(0, n));
     return true;
   }
 
+  /**
+   * Takes the next `n` bytes into a buffer of their own, or null at EOF.
+   * What is not buffered yet is read straight into that buffer.
+   */
   async #take(n: number, what: string): Promise<Uint8Array | null> {
-    while (this.#buffer.length < n) {
-      if (!(await this.#fill(what))) return null;
+    if (this.#buffer.length >= n) {
+      const out = this.#buffer.slice(0, n);
+      this.#buffer = this.#buffer.subarray(n);
+      return out;
     }
-    const out = this.#buffer.slice(0, n);
-    this.#buffer = this.#buffer.subarray(n);
+    const out = new Uint8Array(n);
+    out.set(this.#buffer);
+    let at = this.#buffer.length;
+    this.#buffer = new Uint8Array(0);
+    while (at < n) {
+      const read = await this.#read(out.subarray(at), what);
+      if (read === null) {
+        // Keep what came, for a caller that reads on (EOF is EOF).
+        this.#buffer = out.slice(0, at);
+        return null;
+      }
+      at += read;
+    }
     return out;
+  }
+
+  /** `a` then `b`, as one new array. */
+  #joined(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
+    const joined = new Uint8Array(a.length + b.length);
+    joined.set(a);
+    joined.set(b, a.length);
+    return joined;
   }
 
   /** `#take`, failing with `eof` as the message at EOF. */
@@ -208,6 +197,21 @@ export class RawClient implements AsyncDisposable {
     const text = decoder.decode(this.#buffer.subarray(0, end));
     this.#buffer = this.#buffer.subarray(end + pattern.length);
     return text;
+  }
+
+  /**
+   * Reads a head (a client's request, or an answer whose bytes matter) as
+   * it came: its bytes up to and including the empty line that ends it;
+   * fails at EOF.
+   */
+  async readHeadBytes(): Promise<Uint8Array> {
+    let end: number;
+    while ((end = indexOfBytes(this.#buffer, CRLF_CRLF)) === -1) {
+      if (!(await this.#fill("a head"))) {
+        throw new Error("EOF before the end of the head");
+      }
+    }
+    return (await this.#take(end + CRLF_CRLF.length, "a head"))!;
   }
 
   /** Reads one line, up to CRLF (dropped); fails at EOF. */
@@ -293,39 +297,34 @@ export class RawClient implements AsyncDisposable {
 
   /** Everything (as text) until the peer closes TCP. */
   async readAll(): Promise<string> {
+    return decoder.decode(await this.readAllBytes());
+  }
+
+  /** Every byte until the peer closes TCP. */
+  async readAllBytes(): Promise<Uint8Array> {
     while (await this.#fill("the peer to close TCP or send more")) {
       // Gather.
     }
-    const all = decoder.decode(this.#buffer);
+    const all = this.#buffer;
     this.#buffer = new Uint8Array(0);
     return all;
   }
 
-  /** Reads one frame from the peer, or null at EOF. */
-  async readFrame(): Promise<RawFrame | null> {
-    const head = await this.#take(2, "a frame");
-    if (!head) return null;
-    const take = (n: number) =>
-      this.#takeAll(n, "the rest of a frame", "EOF inside a frame");
-    let length = head[1] & 127;
-    if (length === 126) {
-      const ext = await take(2);
-      length = (ext[0] << 8) | ext[1];
-    } else if (length === 127) {
-      const ext = await take(8);
-      length = Number(new DataView(ext.buffer).getBigUint64(0));
-    }
-    const masked = (head[1] & 0x80) !== 0;
-    const key = masked ? await take(4) : null;
-    const payload = await take(length);
-    if (key) { for (let i = 0; i < length; i++) payload[i] ^= key[i & 3]; }
-    return {
-      fin: (head[0] & 0x80) !== 0,
-      rsv: (head[0] >> 4) & 7,
-      opcode: head[0] & 15,
-      masked,
-      payload,
-    };
+  /**
+   * Reads one frame from the peer (its payload unmasked, in a buffer of its
+   * own), or null at EOF. A payload beyond what is buffered is read straight
+   * into that buffer, so that a large one costs no copies here.
+   */
+  async readFrame(): Promise<WireFrame | null> {
+    const start = await this.#take(2, "a frame");
+    if (!start) return null;
+    const rest = "the rest of a frame";
+    const eof = "EOF inside a frame";
+    const more = await this.#takeAll(headerSizeOf(start[1]) - 2, rest, eof);
+    const header = readHeader(this.#joined(start, more))!;
+    const payload = await this.#takeAll(header.length, rest, eof);
+    unmask(payload, header.key);
+    return { ...header, payload, size: header.headerSize + header.length };
   }
 
   /**
@@ -333,9 +332,9 @@ export class RawClient implements AsyncDisposable {
    * the close code and reason; then expects the server to close TCP.
    */
   async readUntilClose(): Promise<
-    { frames: RawFrame[]; code: number | null; reason: string; eof: boolean }
+    { frames: WireFrame[]; code: number | null; reason: string; eof: boolean }
   > {
-    const frames: RawFrame[] = [];
+    const frames: WireFrame[] = [];
     while (true) {
       const f = await this.readFrame();
       if (!f) return { frames, code: null, reason: "", eof: true };
@@ -391,6 +390,58 @@ function indexOfBytes(bytes: Uint8Array, pattern: readonly number[]): number {
   return -1;
 }
 
+/** An HTTP answer as it came on the wire: status, header lines, body bytes. */
+export interface WireAnswer {
+  status: number;
+  /** Every header line, in order, the name lower-cased, the value latin1. */
+  lines: [name: string, value: string][];
+  body: Uint8Array;
+}
+
+/**
+ * Splits the bytes of an HTTP answer into its parts, the head read as
+ * latin1 (every byte one character), as header values are byte strings.
+ */
+export function parseAnswer(bytes: Uint8Array): WireAnswer {
+  const end = indexOfBytes(bytes, CRLF_CRLF);
+  assert.notEqual(end, -1, "the answer has a complete head");
+  const head = String.fromCharCode(...bytes.subarray(0, end));
+  const [statusLine, ...rest] = head.split("\r\n");
+  const lines = rest.map((line): [string, string] => {
+    const colon = line.indexOf(":");
+    return [line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim()];
+  });
+  return {
+    status: Number(statusLine.split(" ")[1]),
+    lines,
+    body: bytes.subarray(end + 4),
+  };
+}
+
+/** The values of an answer's header lines named `name`. */
+export function headerValues(answer: WireAnswer, name: string): string[] {
+  return answer.lines.filter(([n]) => n === name).map(([, value]) => value);
+}
+
 export function text(bytes: Uint8Array): string {
   return decoder.decode(bytes);
+}
+
+/** Sends `message` as a text frame and returns the text that comes back. */
+export async function roundTrip(
+  client: RawClient,
+  message: string,
+): Promise<string> {
+  await client.write(frame(1, message));
+  const echoed = await deadline(client.readFrame(), "echo");
+  assert.ok(echoed, "an echo, not the end of the connection");
+  return text(echoed.payload);
+}
+
+/** A 256 KiB buffer of masked 1-byte text frames (7 bytes each): a flood. */
+export function tinyFrames(): Uint8Array {
+  const one = frame(1, "x");
+  return concat(
+    Array.from({ length: Math.floor(256 * 1024 / one.length) }, () => one),
+  );
 }

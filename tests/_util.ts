@@ -5,6 +5,7 @@ import vm from "node:vm";
 import {
   serve,
   type ServeOptions,
+  type WebSocketConnection,
   WebSocketError,
   type WebSocketServer,
 } from "../mod.ts";
@@ -66,6 +67,34 @@ export async function deadline<T>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A promise that never settles: a hook that never answers. */
+export function never(): Promise<never> {
+  return new Promise<never>(() => {});
+}
+
+/**
+ * What a socket's `closed` settled with: its code and reason, and whether
+ * it rejected (with a `WebSocketError`, else this fails); with a deadline.
+ */
+export function settled(
+  socket: WebSocketConnection,
+): Promise<{ closeCode: number; reason: string; error: boolean }> {
+  return deadline(
+    socket.closed.then(
+      ({ closeCode, reason }) => ({ closeCode, reason, error: false }),
+      (error: unknown) => {
+        assert.ok(error instanceof WebSocketError, `${error}`);
+        return {
+          closeCode: error.closeCode,
+          reason: error.reason,
+          error: true,
+        };
+      },
+    ),
+    "settled `closed`",
+  );
 }
 
 /** Resolves after `ms` ms. */

@@ -1,7 +1,7 @@
 /**
  * Deno's own `WebSocket` as a test client (a peer we did not write): what
  * it receives is kept in order, every wait has a deadline, and disposing of
- * it closes it and waits for the close.
+ * it closes it and waits for the close. The one such client of the tests.
  */
 
 import { within } from "./_peer_helpers.ts";
@@ -9,10 +9,18 @@ import { within } from "./_peer_helpers.ts";
 /** A received message: text as `string`, binary as `Uint8Array`. */
 export type Received = string | Uint8Array;
 
+/**
+ * Text messages starting with this are readiness probes (of the scale-out
+ * tests), kept apart from the others.
+ */
+export const PROBE = "probe:";
+
 export class TestClient implements AsyncDisposable {
   readonly ws: WebSocket;
-  /** Every message received, in arrival order. */
+  /** Every message received but the probes, in arrival order. */
   readonly received: Received[] = [];
+  /** The probes received (text starting with {@linkcode PROBE}), in order. */
+  readonly probes: string[] = [];
   /** Resolves with the close event. */
   readonly closed: Promise<CloseEvent>;
   #taken = 0;
@@ -23,10 +31,13 @@ export class TestClient implements AsyncDisposable {
     this.ws = ws;
     ws.binaryType = "arraybuffer";
     ws.addEventListener("message", (event) => {
+      const data = event.data;
+      if (typeof data === "string" && data.startsWith(PROBE)) {
+        this.probes.push(data);
+        return;
+      }
       this.received.push(
-        typeof event.data === "string"
-          ? event.data
-          : new Uint8Array(event.data as ArrayBuffer),
+        typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer),
       );
       this.#check();
     });
@@ -57,6 +68,20 @@ export class TestClient implements AsyncDisposable {
       throw error;
     }
     return client;
+  }
+
+  /** Whether the connection has closed. */
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
+  send(message: string | Uint8Array): void {
+    this.ws.send(message);
+  }
+
+  /** Waits until `received` holds `count` messages. */
+  receive(count: number, what: string): Promise<void> {
+    return this.until(() => this.received.length >= count, what);
   }
 
   /** The next message not yet taken. */
@@ -100,9 +125,14 @@ export class TestClient implements AsyncDisposable {
     return within(met, what).finally(() => this.#checks.delete(check));
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
+  /** Closes it, and waits for the close. */
+  async close(): Promise<void> {
     if (this.ws.readyState !== WebSocket.CLOSED) this.ws.close();
     await within(this.closed, "the client's close");
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   #check(): void {

@@ -4,17 +4,27 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { type WebSocket as WsSocket, WebSocketServer } from "npm:ws@8";
 import { connect, serve, WebSocketError } from "../mod.ts";
-import { ClientHandshake, computeAccept } from "../src/core/_handshake.ts";
-import { findHeadEnd, type RequestHead } from "../src/core/_http.ts";
-import { takeRequestHead } from "../src/core/_http1.ts";
-import { encodeClosePayload } from "../src/core/_close_frame.ts";
-import { encodeFrame } from "../src/core/frame.ts";
+import {
+  ClientHandshake,
+  computeAccept,
+} from "../src/protocol/_client_handshake.ts";
+import type { RequestHead } from "../src/http/_http.ts";
+import { takeRequestHead } from "../src/http/_http1.ts";
+import { RawClient } from "./_raw_client.ts";
+import {
+  badFrames,
+  closePayload,
+  frame as wireFrame,
+  type WireFrame,
+} from "./_wire.ts";
 import {
   assertSameMessages,
   concat,
   deadline,
+  isCloseError,
   pseudoRandomBytes,
   runCommand,
+  settled,
   shiftClock,
   sleep,
   WAIT_LIMIT,
@@ -27,62 +37,23 @@ const LOCAL = { port: 0, hostname: "127.0.0.1", onListen() {} };
 // ---------------------------------------------------------------------------
 // Helpers: peers to test against.
 
-/** A frame as a raw test server reads it, with its masking key. */
-interface RawFrame {
-  fin: boolean;
-  opcode: number;
-  mask: Uint8Array | null;
-  payload: Uint8Array;
-}
-
 /**
- * One accepted TCP connection, read and written byte by byte. Every read and
- * write waits `WAIT_LIMIT` ms at most, then closes the connection and fails
- * with what it waited for, so that a missing frame fails the test quickly.
+ * One accepted TCP connection, read and written byte by byte through a
+ * RawClient (whose every wait has a deadline, so that a missing frame fails
+ * the test quickly): the client's request head, then frames in the wire
+ * format of _wire.ts.
  */
 class RawPeer {
-  readonly conn: Deno.Conn;
-  #buffer = new Uint8Array(0);
-  #closed = false;
+  readonly raw: RawClient;
 
   constructor(conn: Deno.Conn) {
-    this.conn = conn;
-  }
-
-  #wait<T>(promise: Promise<T>, what: string): Promise<T> {
-    return deadline(promise, what, WAIT_LIMIT, () => this.close());
-  }
-
-  async #fill(what = "bytes from the client"): Promise<boolean> {
-    const chunk = new Uint8Array(64 * 1024);
-    const n = await this.#wait(this.conn.read(chunk), what);
-    if (n === null) return false;
-    const next = new Uint8Array(this.#buffer.length + n);
-    next.set(this.#buffer);
-    next.set(chunk.subarray(0, n), this.#buffer.length);
-    this.#buffer = next;
-    return true;
-  }
-
-  async #take(size: number, what: string): Promise<Uint8Array> {
-    while (this.#buffer.length < size) {
-      if (!await this.#fill(what)) throw new Error("The client closed early");
-    }
-    const bytes = this.#buffer.slice(0, size);
-    this.#buffer = this.#buffer.subarray(size);
-    return bytes;
+    this.raw = new RawClient(conn);
   }
 
   /** Reads the client's request head. */
   async readHead(): Promise<RequestHead> {
-    let end: number;
-    while ((end = findHeadEnd(this.#buffer, 0)) === -1) {
-      if (!await this.#fill("the request head")) {
-        throw new Error("The client closed early");
-      }
-    }
     // The server's own strict parser: the client's head must pass it.
-    const taken = takeRequestHead(await this.#take(end, "the request head"));
+    const taken = takeRequestHead(await this.raw.readHeadBytes());
     if (taken === undefined) throw new Error("The request head is cut off");
     return taken.head;
   }
@@ -101,46 +72,23 @@ class RawPeer {
   }
 
   /** Reads one frame, unmasking its payload. */
-  async readFrame(): Promise<RawFrame> {
-    const [b0, b1] = await this.#take(2, "a frame from the client");
-    const rest = "the rest of a frame";
-    let length = b1 & 127;
-    if (length === 126) {
-      const ext = await this.#take(2, rest);
-      length = (ext[0] << 8) | ext[1];
-    } else if (length === 127) {
-      const ext = await this.#take(8, rest);
-      length = Number(new DataView(ext.buffer).getBigUint64(0));
-    }
-    const mask = b1 & 128 ? await this.#take(4, rest) : null;
-    const payload = await this.#take(length, rest);
-    if (mask) { for (let i = 0; i < length; i++) payload[i] ^= mask[i & 3]; }
-    return { fin: (b0 & 128) !== 0, opcode: b0 & 15, mask, payload };
+  async readFrame(): Promise<WireFrame> {
+    const frame = await this.raw.readFrame();
+    if (!frame) throw new Error("The client closed early");
+    return frame;
   }
 
   write(bytes: Uint8Array): Promise<void> {
-    return this.#wait(
-      writeAll(this.conn, bytes),
-      "the client to take the bytes written",
-    );
+    return this.raw.write(bytes);
   }
 
   /** Resolves once the client has closed its side (after discarding data). */
   async eof(): Promise<void> {
-    this.#buffer = new Uint8Array(0);
-    while (await this.#fill("the client to close TCP")) {
-      this.#buffer = new Uint8Array(0);
-    }
+    await this.raw.readAll();
   }
 
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.conn.close();
-    } catch {
-      // Already closed.
-    }
+    this.raw.close();
   }
 }
 
@@ -262,16 +210,9 @@ function wsEcho(socket: WsSocket): void {
   });
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) {
-    written += await conn.write(bytes.subarray(written));
-  }
-}
-
+/** A server's frame (unmasked), in the wire format of _wire.ts. */
 function frame(opcode: number, payload: Uint8Array | string, fin = true) {
-  const bytes = typeof payload === "string" ? encoder.encode(payload) : payload;
-  return encodeFrame({ fin, opcode, payload: bytes });
+  return wireFrame(opcode, payload, { fin, mask: false });
 }
 
 /** Sends each message and reads its echo, in order. */
@@ -692,7 +633,7 @@ Deno.test("§4.1 the client sends GET with the path and query, Host with the por
   const heads: RequestHead[] = [];
   await using server = rawServer(async (peer) => {
     heads.push(await peer.accept());
-    await peer.write(frame(8, encodeClosePayload(1000)));
+    await peer.write(frame(8, closePayload(1000)));
     await peer.readFrame();
   });
   for (let i = 0; i < 2; i++) {
@@ -979,14 +920,14 @@ Deno.test("§4.1 an already aborted signal rejects with its reason", async () =>
 // §5 framing as a client.
 
 Deno.test("§5.3 every client frame is masked, each with a fresh key", async () => {
-  const frames = Promise.withResolvers<RawFrame[]>();
+  const frames = Promise.withResolvers<WireFrame[]>();
   await using server = rawServer(async (peer) => {
     await peer.accept();
     const seen = [];
     for (let i = 0; i < 4; i++) seen.push(await peer.readFrame());
     frames.resolve(seen);
     // Answer the close and close TCP first, as a server does (§7.1.1).
-    await peer.write(frame(8, encodeClosePayload(1000)));
+    await peer.write(frame(8, closePayload(1000)));
   });
   const socket = await connect(server.url);
   const writer = socket.writable.getWriter();
@@ -999,15 +940,15 @@ Deno.test("§5.3 every client frame is masked, each with a fresh key", async () 
     "the client's frames",
   );
   for (const each of [a, b, c, close]) {
-    assert.ok(each.mask, "frame is masked");
+    assert.ok(each.key, "frame is masked");
     assert.equal(each.fin, true);
   }
   assert.deepEqual([a.opcode, b.opcode, c.opcode, close.opcode], [1, 1, 2, 8]);
   assert.equal(decoder.decode(a.payload), "same");
   assert.equal(decoder.decode(b.payload), "same");
   assert.deepEqual(c.payload, new Uint8Array([1, 2, 3]));
-  assert.deepEqual(close.payload, encodeClosePayload(4000, "bye"));
-  const keys = new Set([a, b, c, close].map((each) => each.mask!.toHex()));
+  assert.deepEqual(close.payload, closePayload(4000, "bye"));
+  const keys = new Set([a, b, c, close].map((each) => each.key!.toHex()));
   assert.equal(keys.size, 4);
   assert.deepEqual(await deadline(socket.closed, "the socket to close"), {
     closeCode: 1000,
@@ -1017,14 +958,11 @@ Deno.test("§5.3 every client frame is masked, each with a fresh key", async () 
 });
 
 Deno.test("§5.1 a masked frame from the server fails the connection with 1002", async () => {
-  const closeFrame = Promise.withResolvers<RawFrame>();
+  const closeFrame = Promise.withResolvers<WireFrame>();
   await using server = rawServer(async (peer) => {
     await peer.accept();
     await peer.write(
-      encodeFrame(
-        { fin: true, opcode: 1, payload: encoder.encode("masked") },
-        new Uint8Array([1, 2, 3, 4]),
-      ),
+      wireFrame(1, "masked", { key: [1, 2, 3, 4] }),
     );
     closeFrame.resolve(await peer.readFrame());
   });
@@ -1043,7 +981,7 @@ Deno.test("§5.1 a masked frame from the server fails the connection with 1002",
 });
 
 Deno.test("§5.5.2 a ping between fragments is answered with a masked pong with the same payload", async () => {
-  const pong = Promise.withResolvers<RawFrame>();
+  const pong = Promise.withResolvers<WireFrame>();
   await using server = rawServer(async (peer) => {
     await peer.accept();
     await peer.write(concat([
@@ -1052,7 +990,7 @@ Deno.test("§5.5.2 a ping between fragments is answered with a masked pong with 
       frame(0, "lo", true),
     ]));
     pong.resolve(await peer.readFrame());
-    await peer.write(frame(8, encodeClosePayload(1000)));
+    await peer.write(frame(8, closePayload(1000)));
     await peer.readFrame();
   });
   const socket = await connect(server.url);
@@ -1063,7 +1001,7 @@ Deno.test("§5.5.2 a ping between fragments is answered with a masked pong with 
   });
   const answer = await deadline(pong.promise, "the pong");
   assert.equal(answer.opcode, 10);
-  assert.ok(answer.mask);
+  assert.ok(answer.key);
   assert.equal(decoder.decode(answer.payload), "ping payload");
   assert.deepEqual(await deadline(reader.read(), "a message from readable"), {
     value: undefined,
@@ -1080,7 +1018,7 @@ Deno.test("§4.1 frames sent right after the 101, in the same packet, are delive
   await using server = rawServer(async (peer) => {
     await peer.accept(
       "",
-      concat([frame(1, "early"), frame(8, encodeClosePayload(1000, "done"))]),
+      concat([frame(1, "early"), frame(8, closePayload(1000, "done"))]),
     );
     await peer.readFrame();
   });
@@ -1107,11 +1045,11 @@ Deno.test("§7.1.1 after the closing handshake the client waits for the server t
   const waited = Promise.withResolvers<boolean>();
   await using server = rawServer(async (peer) => {
     await peer.accept();
-    await peer.write(frame(8, encodeClosePayload(1000, "bye")));
+    await peer.write(frame(8, closePayload(1000, "bye")));
     const echo = await peer.readFrame();
     assert.equal(echo.opcode, 8);
-    assert.ok(echo.mask);
-    assert.deepEqual(echo.payload, encodeClosePayload(1000));
+    assert.ok(echo.key);
+    assert.deepEqual(echo.payload, closePayload(1000));
     // The client must keep TCP open: a read sees no FIN while we wait.
     let timer: ReturnType<typeof setTimeout> | undefined;
     const eof = peer.eof().then(() => "closed by client", () => "closed");
@@ -1141,7 +1079,7 @@ Deno.test("§7.1.1 the client closes TCP itself after closeTimeout when the serv
   await using server = rawServer(async (peer) => {
     await peer.accept();
     await peer.readFrame();
-    await peer.write(frame(8, encodeClosePayload(4000)));
+    await peer.write(frame(8, closePayload(4000)));
     await peer.eof();
   });
   const socket = await connect(server.url, { closeTimeout: 100 });
@@ -1171,7 +1109,7 @@ Deno.test("§7.1.1 a server that never answers the client's close is dropped aft
 // Heartbeat
 
 // Heartbeat timings hold whatever the scheduling delays, as in
-// tests/hardening_test.ts: a close never comes before idleTimeout, and a live
+// tests/heartbeat_test.ts: a close never comes before idleTimeout, and a live
 // server's longest silence is far below it.
 
 Deno.test("client heartbeat: a server that never answers pings is closed with 1001 after idleTimeout", async () => {
@@ -1283,4 +1221,57 @@ Deno.test("client heartbeat: idleTimeout 0 never closes a server that answers no
     wasClean: true,
   });
   assert.ok(pings >= 2, `${pings} pings`);
+});
+
+// ---------------------------------------------------------------------------
+// §5.2 the messages before a protocol error.
+
+for (const [name, bad] of badFrames(false)) {
+  Deno.test(`§5.2 a client gets a valid message before readable errors with 1002 when ${name} follows it in the same TCP write`, async () => {
+    const peerClose = Promise.withResolvers<number>();
+    await using server = rawServer(async (peer) => {
+      await peer.accept();
+      await sleep(20);
+      await peer.write(concat([frame(1, "hello"), bad]));
+      const close = await peer.readFrame();
+      assert.equal(close.opcode, 8);
+      peerClose.resolve((close.payload[0] << 8) | close.payload[1]);
+    });
+    const client = await deadline(connect(server.url), "connect");
+    const reader = client.readable.getReader();
+    // Read only once the connection has ended: the message must still be there.
+    const end = await settled(client);
+    assert.equal(end.closeCode, 1002);
+    assert.equal(end.error, true);
+    assert.equal(await deadline(peerClose.promise, "close frame"), 1002);
+    assert.deepEqual(await deadline(reader.read(), "read"), {
+      value: "hello",
+      done: false,
+    });
+    await assert.rejects(
+      deadline(reader.read(), "read"),
+      isCloseError(1002),
+    );
+  });
+}
+
+// ---------------------------------------------------------------------------
+// RFC 9110 §5.5 header values beyond ASCII.
+
+const UTF8_VALUE =
+  "caf\u00e9 \u20ac 5 \u2014 \u041f\u0440\u0438\u0432\u0435\u0442";
+
+Deno.test("RFC 9110 §5.5 connect() accepts a 101 whose header value is UTF-8", async () => {
+  await using server = rawServer(async (peer) => {
+    await peer.accept(`X-Greeting: ${UTF8_VALUE}\r\n`);
+    // The client's close frame (code 1000), then ours and FIN.
+    const close = await peer.readFrame();
+    await peer.write(frame(8, close.payload));
+  });
+  const socket = await deadline(connect(server.url), "connect");
+  socket.close({ closeCode: 1000 });
+  assert.equal(
+    (await deadline(socket.closed, "closed")).closeCode,
+    1000,
+  );
 });

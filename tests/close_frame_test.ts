@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import {
   encodeClosePayload,
   parseClosePayload,
-} from "../src/core/_close_frame.ts";
-import { WebSocketError } from "../src/core/websocket_error.ts";
+} from "../src/protocol/_close_frame.ts";
+import { WebSocketError } from "../src/protocol/websocket_error.ts";
 import { assertCloseError } from "./_util.ts";
 
 const encoder = new TextEncoder();

@@ -5,8 +5,8 @@
  * SIGINT (Ctrl+C) stops every process.
  */
 import assert from "node:assert/strict";
-import { DEADLINE, freePort, waitFor } from "./_pubsub_helpers.ts";
-import { deadline, stopChild } from "./_util.ts";
+import { DEADLINE } from "./_pubsub_helpers.ts";
+import { deadline, freePort, stopChild, waitFor } from "./_util.ts";
 
 interface Chat {
   name: string;
@@ -83,6 +83,7 @@ Deno.test("cluster example: two processes on one port share a chat room through 
     await waitFor(
       () => (output.match(/^process \d+ serves$/gm) ?? []).length === 2,
       "both processes to serve",
+      DEADLINE,
     );
     // Linux spreads connections over the processes by their addresses:
     // open sockets until two processes serve one each.
@@ -109,6 +110,7 @@ Deno.test("cluster example: two processes on one port share a chat room through 
       await waitFor(
         () => second.messages.length >= 1 && first.messages.length >= 1,
         "the message in both processes",
+        DEADLINE,
       );
     } finally {
       clearInterval(sending);

@@ -14,7 +14,8 @@ import {
   type TickerEvent,
 } from "../examples/ticker.ts";
 import { launchChromium, STEP_LIMIT, within } from "./_peer_helpers.ts";
-import { frame, RawClient, upgradeRequest } from "./_raw_client.ts";
+import { RawClient, upgradeRequest } from "./_raw_client.ts";
+import { frame } from "./_wire.ts";
 import { concat, waitFor } from "./_util.ts";
 import { TestClient } from "./_ws_client.ts";
 

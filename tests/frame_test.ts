@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Opcode } from "../src/core/constants.ts";
+import { Opcode } from "../src/protocol/constants.ts";
 import {
   encodeFrame,
   type Frame,
@@ -10,10 +10,10 @@ import {
   headerSize,
   writeFrame,
   writeHeader,
-} from "../src/core/frame.ts";
-import { FrameDecoderStream } from "../src/frame_decoder_stream.ts";
-import { FrameEncoderStream } from "../src/frame_encoder_stream.ts";
-import { WebSocketError } from "../src/core/websocket_error.ts";
+} from "../src/protocol/frame.ts";
+import { FrameDecoderStream } from "../src/streams/frame_decoder_stream.ts";
+import { FrameEncoderStream } from "../src/streams/frame_encoder_stream.ts";
+import { WebSocketError } from "../src/protocol/websocket_error.ts";
 import {
   assertBytesEqual,
   assertCloseError,
@@ -915,9 +915,9 @@ function fuzzFrameDecoder(
 Deno.test("§5.2 fuzz: random bytes and mutated frames give only frames or a WebSocketError with 1002 or 1009, and never hang", async () => {
   // The fuzz runs in a worker so that a decoder stuck in a loop fails the
   // test on a timeout instead of hanging the suite.
-  const frameUrl = new URL("../src/core/frame.ts", import.meta.url).href;
+  const frameUrl = new URL("../src/protocol/frame.ts", import.meta.url).href;
   const errorUrl =
-    new URL("../src/core/websocket_error.ts", import.meta.url).href;
+    new URL("../src/protocol/websocket_error.ts", import.meta.url).href;
   const source = `
     import { encodeFrame, FrameDecoder } from ${JSON.stringify(frameUrl)};
     import { WebSocketError } from ${JSON.stringify(errorUrl)};

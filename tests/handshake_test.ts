@@ -1,13 +1,24 @@
 import assert from "node:assert/strict";
 import type { WebSocketConnection } from "../mod.ts";
 import {
-  frame,
+  GOOD_ACCEPT,
+  headerValues,
   type HttpAnswer,
+  parseAnswer,
   RawClient,
   text,
   upgradeRequest,
 } from "./_raw_client.ts";
-import { collectGarbage, concat, deadline, start } from "./_util.ts";
+import { frame } from "./_wire.ts";
+import {
+  collectGarbage,
+  concat,
+  deadline,
+  never,
+  serveLocal,
+  start,
+  waitFor,
+} from "./_util.ts";
 
 /** Sends a raw request head and returns the server's answer. */
 async function ask(
@@ -64,6 +75,13 @@ Deno.test("§4.2.1 server answers an oversized request head with 431", async () 
   );
   assert.equal(answer.status, 431);
   assert.equal(answer.eof, true);
+});
+
+Deno.test("§4.2.1 a head that grows past maxHeadSize without ending gets 431", async () => {
+  await using server = start({ maxHeadSize: 2048 });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write("GET / HTTP/1.1\r\n" + "X-Long: a\r\n".repeat(400));
+  assert.equal((await client.readHead()).status, 431);
 });
 
 Deno.test("§4.2.1 server answers a head cut off by the client's FIN with 400", async () => {
@@ -382,3 +400,166 @@ Deno.test("§10.2 serve() refuses origins given as a string, or an entry that is
     );
   }
 });
+
+Deno.test("§4.2.1 an onUpgrade that never settles: the connection is closed after handshakeTimeout", async () => {
+  await using local = serveLocal({
+    handshakeTimeout: 300,
+    onUpgrade: never,
+  });
+  await using client = await RawClient.connect(local.port);
+  await client.write(upgradeRequest(local.port));
+  // EOF with no byte before it: no 101, no answer.
+  assert.equal(await deadline(client.readEof(), "EOF"), true);
+});
+
+// --- RFC 9110 §5.5 header values beyond ASCII, the 101's own headers (§4.2.2),
+// request targets (RFC 9112 §3.2) and origins (§10.2), over TCP ------------------
+
+const UTF8_VALUE =
+  "caf\u00e9 \u20ac 5 \u2014 \u041f\u0440\u0438\u0432\u0435\u0442";
+
+/** A string's UTF-8 bytes, one character per byte: a byte string. */
+function byteString(value: string): string {
+  return String.fromCharCode(...new TextEncoder().encode(value));
+}
+
+/** The status a request gets, the connection closed after its head. */
+async function statusOf(port: number, request: string): Promise<number> {
+  await using client = await RawClient.connect(port);
+  await client.write(request);
+  return parseAnswer(await client.readHeadBytes()).status;
+}
+
+Deno.test("RFC 9110 §5.5 an upgrade whose header value is UTF-8 (bytes 0x80 and up) is accepted; the value is its bytes as latin1", async () => {
+  const opened = Promise.withResolvers<WebSocketConnection>();
+  const hooked: (string | null)[] = [];
+  await using local = serveLocal({
+    onUpgrade: (request) => {
+      hooked.push(request.headers.get("x-name"));
+    },
+  }, (socket) => opened.resolve(socket));
+  // upgradeRequest's text is written as UTF-8: "€" goes out as E2 82 AC.
+  await using _client = await RawClient.open(local.port, {
+    "X-Name": UTF8_VALUE,
+  });
+  const socket = await deadline(opened.promise, "handler called");
+  const value = socket.request.headers.get("x-name");
+  assert.equal(value, byteString(UTF8_VALUE));
+  assert.deepEqual(hooked, [value]);
+  // Byte for byte: decoding the latin1 string's bytes as UTF-8 gives it back.
+  assert.equal(
+    new TextDecoder().decode(Uint8Array.from(value!, (c) => c.charCodeAt(0))),
+    UTF8_VALUE,
+  );
+});
+
+Deno.test("§4.2.2 headers from onUpgrade reach the 101 beside the handshake's own, which they cannot override", async () => {
+  // Which headers are left out, all of them: server_handshake_test.ts.
+  await using local = serveLocal({
+    onUpgrade: () => ({
+      headers: [
+        ["sec-websocket-accept", "bogus"],
+        ["set-cookie", "a=1"],
+        ["set-cookie", "b=2"],
+      ],
+    }),
+  });
+  await using client = await RawClient.connect(local.port);
+  await client.write(upgradeRequest(local.port));
+  const answer = parseAnswer(await client.readHeadBytes());
+  assert.equal(answer.status, 101);
+  assert.deepEqual(headerValues(answer, "sec-websocket-accept"), [
+    GOOD_ACCEPT,
+  ]);
+  assert.deepEqual(headerValues(answer, "set-cookie"), ["a=1", "b=2"]);
+});
+
+Deno.test("§4.2.2 a Response with status 101 from onUpgrade accepts the upgrade with its headers", async () => {
+  await using local = serveLocal({
+    onUpgrade: () =>
+      new Response(null, {
+        status: 101,
+        headers: { "set-cookie": "s=1", "x-extra": "yes" },
+      }),
+  });
+  await using client = await RawClient.connect(local.port);
+  await client.write(upgradeRequest(local.port));
+  const answer = await deadline(client.readHead(), "answer");
+  assert.equal(answer.status, 101);
+  assert.equal(answer.headers.get("x-extra"), "yes");
+  assert.deepEqual(answer.headers.getSetCookie(), ["s=1"]);
+  assert.equal(answer.headers.get("sec-websocket-accept"), GOOD_ACCEPT);
+  // A WebSocket, not an HTTP answer: the echo works.
+  await client.write(frame(1, "over the socket"));
+  const echoed = await deadline(client.readFrame(), "echo");
+  assert.equal(text(echoed!.payload), "over the socket");
+});
+
+Deno.test("RFC 9112 §3.2 absolute http: and ws: targets are accepted, and the socket's URL has their path", async () => {
+  // The targets refused (*, authority-form, other schemes) and the 414 and
+  // 431 of long heads are decided without sockets: server_handshake_test.ts.
+  const urls: string[] = [];
+  await using local = serveLocal(
+    {},
+    (socket) => void urls.push(socket.request.url),
+  );
+  const host = `127.0.0.1:${local.port}`;
+  for (const target of [`http://${host}/path`, `ws://${host}/path`]) {
+    assert.equal(
+      await statusOf(
+        local.port,
+        upgradeRequest(local.port, {}, `GET ${target} HTTP/1.1`),
+      ),
+      101,
+      target,
+    );
+  }
+  await waitFor(() => urls.length >= 2, "both handlers called");
+  assert.deepEqual(urls.map((url) => new URL(url).pathname), [
+    "/path",
+    "/path",
+  ]);
+});
+
+for (
+  const [form, origins] of [
+    ["a list", ["https://good.example"]],
+    ["a function", (origin: string) => origin === "https://good.example"],
+  ] as const
+) {
+  Deno.test(`RFC 6455 §10.2 origins as ${form}: another page's origin gets 403 before onUpgrade; the allowed origin and no Origin open`, async () => {
+    let upgrades = 0;
+    await using local = serveLocal({
+      origins,
+      onUpgrade: () => {
+        upgrades++;
+      },
+    });
+    const port = local.port;
+    // Another site, and look-alikes of the allowed origin: a longer host
+    // and another port (an exact comparison, not a prefix).
+    for (
+      const origin of [
+        "https://evil.example",
+        "https://good.example.evil.com",
+        "https://good.example:8443",
+      ]
+    ) {
+      assert.equal(
+        await statusOf(port, upgradeRequest(port, { Origin: origin })),
+        403,
+        origin,
+      );
+    }
+    assert.equal(upgrades, 0, "onUpgrade did not run for the refused origin");
+    assert.equal(
+      await statusOf(
+        port,
+        upgradeRequest(port, { Origin: "https://good.example" }),
+      ),
+      101,
+    );
+    assert.equal(await statusOf(port, upgradeRequest(port)), 101);
+    assert.equal(upgrades, 2);
+  });
+}

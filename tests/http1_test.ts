@@ -1,7 +1,7 @@
-// Tests of the sans-I/O HTTP/1.1 core (src/core/_http1.ts): bytes in, decisions and
+// Tests of the sans-I/O HTTP/1.1 core (src/http/_http1.ts): bytes in, decisions and
 // bytes out, grouped by RFC 9112 / RFC 9110 section; smuggling cases throughout.
 import assert from "node:assert/strict";
-import { HttpError, type RequestHead } from "../src/core/_http.ts";
+import { HttpError, type RequestHead } from "../src/http/_http.ts";
 import {
   BodyDecoder,
   type BodyFraming,
@@ -18,7 +18,7 @@ import {
   serializeErrorResponse,
   serializeResponseHead,
   takeRequestHead,
-} from "../src/core/_http1.ts";
+} from "../src/http/_http1.ts";
 import { concat } from "./_util.ts";
 
 /** A string's characters as bytes, one byte each (so "\xe9" is the byte 0xe9). */

@@ -1,16 +1,26 @@
-// Tests of plain HTTP/1.1 on serve()'s port (`fetch`, src/_http_server.ts): request
+// Tests of plain HTTP/1.1 on serve()'s port (`fetch`, src/server/_http_server.ts): request
 // bodies, keep-alive, streamed responses, limits, errors, and WebSockets beside them.
 import assert from "node:assert/strict";
 // deno-lint-ignore no-import-prefix
 import { Hono } from "npm:hono@4";
 import { connect, type ServeOptions } from "../mod.ts";
-import { frame, RawClient, text, upgradeRequest } from "./_raw_client.ts";
+import {
+  headerValues,
+  parseAnswer,
+  RawClient,
+  text,
+  upgradeRequest,
+  type WireAnswer,
+} from "./_raw_client.ts";
+import { frame } from "./_wire.ts";
 import { makeCertificates } from "./_tls.ts";
 import {
   capturingConsoleError,
   collectGarbage,
   deadline,
   echo,
+  never,
+  serveLocal,
   sleep,
   start,
   stopChild,
@@ -1107,7 +1117,68 @@ Deno.test("a request body trickling past bodyTimeout fails with TimedOut, though
   await trickle;
 });
 
-Deno.test("maxHttpConnections below 1 and a negative bodyTimeout are RangeErrors", () => {
-  assert.throws(() => start({ maxHttpConnections: 0 }), RangeError);
-  assert.throws(() => start({ bodyTimeout: -1 }), RangeError);
+Deno.test("RFC 9110 §15.6.4 a fetch that does not answer within idleTimeout gets 503, then the connection closes", async () => {
+  await using local = serveLocal({ idleTimeout: 300, fetch: never });
+  await using client = await RawClient.connect(local.port);
+  await client.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  const answer = await deadline(client.readHead(), "the answer");
+  assert.equal(answer.status, 503);
+  assert.equal(await deadline(client.readEof(), "EOF"), true);
+});
+
+// --- RFC 9110 §8.6 framing of bodiless answers, byte for byte ----------------------
+
+/**
+ * Sends a request and reads the whole answer as it came, up to the server's
+ * close: for answers after which the server closes the connection.
+ */
+async function exchange(port: number, request: string): Promise<WireAnswer> {
+  await using client = await RawClient.connect(port);
+  await client.write(request);
+  return parseAnswer(await client.readAllBytes());
+}
+
+Deno.test("RFC 9110 §8.6 a 204 from fetch has no Content-Length and no body", async () => {
+  await using local = serveLocal({
+    fetch: () => new Response(null, { status: 204 }),
+  });
+  // Connection: close, so that the answer ends with the server's close
+  // rather than after keepAliveTimeout.
+  const answer = await exchange(
+    local.port,
+    "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+  );
+  assert.equal(answer.status, 204);
+  assert.deepEqual(headerValues(answer, "content-length"), []);
+  assert.equal(answer.body.length, 0);
+});
+
+Deno.test("RFC 9110 §9.3.2 a HEAD request gets no body, and no Content-Length but the one a GET would get (never a made-up 0)", async () => {
+  await using local = serveLocal({
+    fetch: (request) =>
+      new URL(request.url).pathname === "/sized"
+        ? new Response("hello body", { headers: { "content-length": "10" } })
+        : new Response("hello body"),
+  });
+  const close = "Connection: close\r\n\r\n";
+  const head = await exchange(
+    local.port,
+    `HEAD / HTTP/1.1\r\nHost: x\r\n${close}`,
+  );
+  assert.equal(head.status, 200);
+  // §8.6: a HEAD answer may carry only the length a GET would have.
+  assert.deepEqual(headerValues(head, "content-length"), ["10"]);
+  assert.equal(head.body.length, 0);
+  const sized = await exchange(
+    local.port,
+    `HEAD /sized HTTP/1.1\r\nHost: x\r\n${close}`,
+  );
+  assert.deepEqual(headerValues(sized, "content-length"), ["10"]);
+  assert.equal(sized.body.length, 0);
+  const get = await exchange(
+    local.port,
+    `GET / HTTP/1.1\r\nHost: x\r\n${close}`,
+  );
+  assert.deepEqual(headerValues(get, "content-length"), ["10"]);
+  assert.equal(text(get.body), "hello body");
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { applyMask } from "../src/core/mask.ts";
+import { applyMask } from "../src/protocol/mask.ts";
 import { assertBytesEqual } from "./_util.ts";
 
 const KEYS = [

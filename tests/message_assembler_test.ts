@@ -1,13 +1,17 @@
 import assert from "node:assert/strict";
-import { Opcode } from "../src/core/constants.ts";
-import { encodeFrame, type Frame, FrameDecoder } from "../src/core/frame.ts";
+import { Opcode } from "../src/protocol/constants.ts";
+import {
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+} from "../src/protocol/frame.ts";
 import {
   type Message,
   MessageAssembler,
   type MessageAssemblerOptions,
   type MessageHandler,
-} from "../src/core/message_assembler.ts";
-import { MessageStream } from "../src/message_stream.ts";
+} from "../src/protocol/message_assembler.ts";
+import { MessageStream } from "../src/streams/message_stream.ts";
 import { assertCloseError, concat, isCloseError } from "./_util.ts";
 
 const encoder = new TextEncoder();

@@ -21,18 +21,12 @@ import {
   checkOptions,
   clientOffer,
   negotiateServer,
-} from "../src/core/permessage_deflate.ts";
-import { parseExtensions } from "../src/core/_extensions.ts";
-import { DeflateCodec } from "../src/_deflate_codec.ts";
-import { computeAccept } from "../src/core/_handshake.ts";
-import {
-  closePayload,
-  frame,
-  RawClient,
-  type RawFrame,
-  text,
-  upgradeRequest,
-} from "./_raw_client.ts";
+} from "../src/protocol/permessage_deflate.ts";
+import { parseExtensions } from "../src/protocol/_extensions.ts";
+import { DeflateCodec } from "../src/engine/_deflate_codec.ts";
+import { computeAccept } from "../src/protocol/_client_handshake.ts";
+import { RawClient, text, upgradeRequest } from "./_raw_client.ts";
+import { closePayload, frame, type WireFrame } from "./_wire.ts";
 import {
   assertBytesEqual,
   assertSameMessage,
@@ -166,7 +160,7 @@ async function nextFrame(
   client: RawClient,
   opcode: number,
   rsv: number,
-): Promise<RawFrame> {
+): Promise<WireFrame> {
   const got = await client.readFrame();
   assert.ok(got, "a frame, not the end of the connection");
   assert.equal(got.opcode, opcode, "opcode");

@@ -4,7 +4,8 @@
 
 import assert from "node:assert/strict";
 import { serve, type WebSocketConnection, WebSocketError } from "../mod.ts";
-import { closePayload, frame, RawClient, text } from "./_raw_client.ts";
+import { RawClient, text } from "./_raw_client.ts";
+import { closePayload, frame } from "./_wire.ts";
 import {
   collectGarbage,
   deadline,

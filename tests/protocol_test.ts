@@ -1,4 +1,4 @@
-// The protocol state machine (src/core/_protocol.ts) driven without sockets:
+// The protocol state machine (src/protocol/_protocol.ts) driven without sockets:
 // the peer's bytes in, handler events and the bytes it queues out.
 
 import assert from "node:assert/strict";
@@ -7,15 +7,16 @@ import {
   type FrameSink,
   Protocol,
   type ProtocolOptions,
-} from "../src/core/_protocol.ts";
-import type { Message } from "../src/core/message_assembler.ts";
-import { WebSocketError } from "../src/core/websocket_error.ts";
-import { closePayload } from "./_raw_client.ts";
+} from "../src/protocol/_protocol.ts";
+import type { Message } from "../src/protocol/message_assembler.ts";
+import { WebSocketError } from "../src/protocol/websocket_error.ts";
+import { closePayload, frame, readFrames, type WireFrame } from "./_wire.ts";
 import { concat, mulberry32 } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
-// Helpers: an independent frame writer for the peer, an independent frame
-// reader for what the protocol queued, a recording sink and handler.
+// Helpers: the peer's frames and the reading of what the protocol queued,
+// through the independent wire format of _wire.ts; a recording sink and
+// handler.
 
 type Role = "server" | "client";
 const ROLES: Role[] = ["server", "client"];
@@ -58,111 +59,29 @@ interface PeerFrame {
 let keySeed = 1;
 
 /**
- * Encodes a frame as the peer of a `role` endpoint sends it, written here
- * rather than with src/core/frame.ts. Each masked frame gets its own key.
+ * A frame as the peer of a `role` endpoint sends it (a client's masked, a
+ * server's not, unless `masked` says otherwise). Each masked frame gets its
+ * own key.
  */
-function peerFrame(role: Role, frame: PeerFrame): Uint8Array {
-  const payload = toBytes(frame.payload ?? []);
-  const length = frame.length ?? payload.length;
-  const masked = frame.masked ?? role === "server";
-  const head = [
-    ((frame.fin ?? true) ? 0x80 : 0) | ((frame.rsv ?? 0) << 4) | frame.opcode,
-  ];
-  const maskBit = masked ? 0x80 : 0;
-  if (length < 126) {
-    head.push(maskBit | length);
-  } else if (length < 65536) {
-    head.push(maskBit | 126, length >>> 8, length & 255);
-  } else {
-    const high = Math.floor(length / 2 ** 32);
-    const low = length >>> 0;
-    head.push(maskBit | 127);
-    for (const word of [high, low]) {
-      head.push(
-        word >>> 24,
-        (word >>> 16) & 255,
-        (word >>> 8) & 255,
-        word & 255,
-      );
-    }
-  }
+function peerFrame(role: Role, peer: PeerFrame): Uint8Array {
+  const masked = peer.masked ?? role === "server";
   const key = [0, 0, 0, 0];
   if (masked) {
     const next = mulberry32(keySeed++);
     for (let i = 0; i < 4; i++) key[i] = 1 + Math.floor(next() * 255);
-    head.push(...key);
   }
-  const out = new Uint8Array(head.length + payload.length);
-  for (let i = 0; i < head.length; i++) out[i] = head[i];
-  for (let i = 0; i < payload.length; i++) {
-    out[head.length + i] = payload[i] ^ key[i & 3];
-  }
-  return out;
+  return frame(peer.opcode, toBytes(peer.payload ?? []), {
+    fin: peer.fin,
+    rsv: peer.rsv,
+    mask: masked,
+    key,
+    length: peer.length,
+  });
 }
 
 /** Encodes several peer frames into one chunk. */
 function peerFrames(role: Role, ...frames: PeerFrame[]): Uint8Array {
   return concat(frames.map((frame) => peerFrame(role, frame)));
-}
-
-/** A frame the protocol queued, as the test reads it back. */
-interface SentFrame {
-  fin: boolean;
-  rsv: number;
-  opcode: number;
-  /** The masking key, or null for an unmasked frame. */
-  key: Uint8Array | null;
-  /** The payload, unmasked. */
-  payload: Uint8Array;
-  /** The frame's size on the wire. */
-  size: number;
-}
-
-/**
- * Reads frames back from queued bytes, independently of src/core/frame.ts;
- * fails on a truncated frame or a length not encoded minimally (§5.2).
- */
-function readFrames(data: Uint8Array): SentFrame[] {
-  const frames: SentFrame[] = [];
-  let pos = 0;
-  while (pos < data.length) {
-    const start = pos;
-    assert.ok(data.length - pos >= 2, "a truncated frame header was queued");
-    const b0 = data[pos];
-    const b1 = data[pos + 1];
-    pos += 2;
-    let length = b1 & 127;
-    if (length === 126) {
-      length = (data[pos] << 8) | data[pos + 1];
-      pos += 2;
-      assert.ok(length >= 126, "a 16-bit length below 126 (§5.2: minimal)");
-    } else if (length === 127) {
-      let value = 0;
-      for (let i = 0; i < 8; i++) value = value * 256 + data[pos + i];
-      assert.ok(data[pos] < 0x80, "the 64-bit length's top bit is set");
-      length = value;
-      pos += 8;
-      assert.ok(length >= 65536, "a 64-bit length below 65536 (§5.2)");
-    }
-    let key: Uint8Array | null = null;
-    if (b1 & 0x80) {
-      key = data.slice(pos, pos + 4);
-      pos += 4;
-    }
-    assert.ok(pos + length <= data.length, "a truncated payload was queued");
-    const payload = data.slice(pos, pos + length);
-    pos += length;
-    if (key) { for (let i = 0; i < length; i++) payload[i] ^= key[i & 3]; }
-    frames.push({
-      fin: (b0 & 0x80) !== 0,
-      rsv: (b0 >> 4) & 7,
-      opcode: b0 & 15,
-      key,
-      payload,
-      size: pos - start,
-    });
-  }
-  return frames;
 }
 
 /**
@@ -293,7 +212,7 @@ class Session {
   }
 
   /** The frames queued so far, each checked for this role's masking. */
-  frames(): SentFrame[] {
+  frames(): WireFrame[] {
     const frames = readFrames(this.sink.bytes());
     for (const frame of frames) {
       if (this.role === "server") {
@@ -315,7 +234,7 @@ class Session {
 }
 
 /** A frame's opcode and payload, the parts a peer acts on. */
-function summary(frame: SentFrame): [number, number[]] {
+function summary(frame: WireFrame): [number, number[]] {
   return [frame.opcode, [...frame.payload]];
 }
 

@@ -13,13 +13,13 @@ import {
   ENVELOPE_VERSION,
 } from "../src/pubsub/_envelope.ts";
 import {
+  DEADLINE,
   fromPublisher,
-  TestClient,
   untilConnected,
-  waitFor,
   WorkerNode,
 } from "./_pubsub_helpers.ts";
-import { capturingConsoleError, sleep } from "./_util.ts";
+import { TestClient } from "./_ws_client.ts";
+import { capturingConsoleError, sleep, waitFor } from "./_util.ts";
 
 const sample: Envelope = {
   origin: "node-1",
@@ -340,9 +340,9 @@ Deno.test("BroadcastChannelPubSub across two Web Workers: subscribers in both re
     await subscriber.receive(2 * n + 2, "every message and both fences");
   }
   for (const subscriber of subscribers) {
-    assert.deepEqual(fromPublisher(subscriber.messages, "A:"), expected.A);
-    assert.deepEqual(fromPublisher(subscriber.messages, "B:"), expected.B);
-    assert.equal(subscriber.messages.length, 2 * n + 2);
+    assert.deepEqual(fromPublisher(subscriber.received, "A:"), expected.A);
+    assert.deepEqual(fromPublisher(subscriber.received, "B:"), expected.B);
+    assert.equal(subscriber.received.length, 2 * n + 2);
   }
   for (const node of [a, b]) {
     const { stats, errors } = await node.report();
@@ -383,7 +383,7 @@ Deno.test("BroadcastChannelPubSub: bad input posted on the channel is ignored an
     for (const data of bad) channel.postMessage(data);
     channel.postMessage(valid);
     await subscriber.receive(1, "the good message");
-    assert.deepEqual(subscriber.messages, ["still here"]);
+    assert.deepEqual(subscriber.received, ["still here"]);
     const { stats, errors } = await a.report();
     assert.equal(stats.malformed, bad.length);
     assert.match(
@@ -411,7 +411,11 @@ Deno.test("BroadcastChannelPubSub in one thread: another adapter's publications 
     a.publish("sport", "nobody subscribed");
     a.publish("news", new Uint8Array([1, 2]));
     b.publish("news", "from b");
-    await waitFor(() => toB.length === 2 && toA.length === 1, "deliveries");
+    await waitFor(
+      () => toB.length === 2 && toA.length === 1,
+      "deliveries",
+      DEADLINE,
+    );
     assert.deepEqual(toB, [["news", "from a"], [
       "news",
       new Uint8Array([1, 2]),
@@ -435,10 +439,14 @@ Deno.test("BroadcastChannelPubSub in one thread: another adapter's publications 
     a.publish("news", "after b left");
     a.publish("news", "again");
     a.publish("fence", "");
-    await waitFor(() => toB.length === 3, "the fence");
+    await waitFor(() => toB.length === 3, "the fence", DEADLINE);
     b.subscribe("news");
     a.publish("news", "b is back");
-    await waitFor(() => toB.length === 4, "the message after b is back");
+    await waitFor(
+      () => toB.length === 4,
+      "the message after b is back",
+      DEADLINE,
+    );
     assert.deepEqual(toB.slice(2), [["fence", ""], ["news", "b is back"]]);
     // Numbers 3 and 4 of "news" were not due while b had left.
     assert.equal(b.stats.gaps, 0);
@@ -470,7 +478,11 @@ Deno.test("BroadcastChannelPubSub close() delivers to other workers what was pub
     worker.postMessage({ name, messages: ["one", "two", "three"] });
     // The fence was posted after the close: once it is here, anything the
     // closed adapter sent is here too.
-    await waitFor(() => fenced && answers.includes("done"), "the fence");
+    await waitFor(
+      () => fenced && answers.includes("done"),
+      "the fence",
+      DEADLINE,
+    );
     assert.deepEqual(delivered, [
       ["news", "one"],
       ["news", "two"],
@@ -482,7 +494,11 @@ Deno.test("BroadcastChannelPubSub close() delivers to other workers what was pub
     ]);
   } finally {
     worker.postMessage("stop");
-    await waitFor(() => answers.includes("stopped"), "the worker to stop")
+    await waitFor(
+      () => answers.includes("stopped"),
+      "the worker to stop",
+      DEADLINE,
+    )
       .finally(() => worker.terminate());
     watch.close();
     await pubsub.close();

@@ -9,9 +9,8 @@ import {
 import {
   backoffDelay,
   retryAfterDelay,
-  withHooks,
-} from "../src/reconnecting_websocket.ts";
-import { computeAccept } from "../src/core/_handshake.ts";
+} from "../src/client/reconnecting_websocket.ts";
+import { computeAccept } from "../src/protocol/_client_handshake.ts";
 import {
   deadline,
   echo,
@@ -22,12 +21,44 @@ import {
   start,
   waitFor,
 } from "./_util.ts";
+import { closePayload, frame } from "./_wire.ts";
 
 /**
  * The sanitizers, on whatever the command line says (Deno 2.9 turns them off
  * by default): a timer, connection or listener left behind fails the test.
  */
 const SANITIZED = { sanitizeOps: true, sanitizeResources: true };
+
+/**
+ * Fixes `Math.random` at `random` and records the delay of every timer that
+ * a ReconnectingWebSocket sets for its next attempt (its `#retryLater` in
+ * the stack; its other timers and the test's are left out), calling
+ * `onDelay` with each, until disposed: the waits are then exact, and seen
+ * without a hook in the library.
+ */
+function watchRetries(
+  random: number,
+  onDelay: (ms: number) => void = () => {},
+): { delays: number[] } & Disposable {
+  const realRandom = Math.random;
+  const realSetTimeout = globalThis.setTimeout;
+  const delays: number[] = [];
+  Math.random = () => random;
+  globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+    if (new Error().stack?.includes("ReconnectingWebSocket.#retryLater")) {
+      delays.push(args[1]!);
+      onDelay(args[1]!);
+    }
+    return realSetTimeout(...args);
+  }) as typeof setTimeout;
+  return {
+    delays,
+    [Symbol.dispose]() {
+      Math.random = realRandom;
+      globalThis.setTimeout = realSetTimeout;
+    },
+  };
+}
 
 /** The next message from `reader`, within the wait limit. */
 async function next(
@@ -178,7 +209,7 @@ function closing(
     const step = plan(n);
     if (step === null) return await keep(conn);
     if (step.after) await sleep(step.after);
-    await conn.write(new Uint8Array([0x88, 2, step.code >> 8, step.code]));
+    await conn.write(frame(8, closePayload(step.code), { mask: false }));
     // The client's answer; then the server closes TCP first (§7.1.1).
     await conn.read(new Uint8Array(4096));
   });
@@ -376,19 +407,17 @@ Deno.test(
   SANITIZED,
   async () => {
     await using server = refusing([503, 503, 503, 503, 503, 503, 503]);
-    const delays: number[] = [];
     // A fixed "random" of 0.5: each wait is half its ceiling.
-    const socket = new ReconnectingWebSocket(
-      server.url,
-      withHooks({
-        retry: {
-          initialDelay: 20,
-          multiplier: 2,
-          maxDelay: 80,
-          maxAttempts: 6,
-        },
-      }, { random: () => 0.5, delay: (ms) => delays.push(ms) }),
-    );
+    using retries = watchRetries(0.5);
+    const delays = retries.delays;
+    const socket = new ReconnectingWebSocket(server.url, {
+      retry: {
+        initialDelay: 20,
+        multiplier: 2,
+        maxDelay: 80,
+        maxAttempts: 6,
+      },
+    });
     const failed = (error: unknown) => {
       isCloseError(1006)(error);
       assert.match((error as Error).message, /HTTP 503/);
@@ -424,15 +453,13 @@ for (const code of [1011, 1013]) {
     SANITIZED,
     async () => {
       await using server = closing(() => ({ code }));
-      const delays: number[] = [];
+      using retries = watchRetries(0.5);
+      const delays = retries.delays;
       const opens: number[] = [];
-      const socket = new ReconnectingWebSocket(
-        server.url,
-        withHooks({
-          retry: { initialDelay: 20, maxDelay: 80, maxAttempts: 6 },
-          onOpen: ({ attempt }) => void opens.push(attempt),
-        }, { random: () => 0.5, delay: (ms) => delays.push(ms) }),
-      );
+      const socket = new ReconnectingWebSocket(server.url, {
+        retry: { initialDelay: 20, maxDelay: 80, maxAttempts: 6 },
+        onOpen: ({ attempt }) => void opens.push(attempt),
+      });
       try {
         // Each open closes at once: not a reason to start the waits again.
         await waitFor(() => delays.length >= 5, "five waits");
@@ -462,13 +489,11 @@ Deno.test(
       after: i === 2 ? 300 : 0,
     }));
     await using server = closing((n) => plan[n - 1] ?? null);
-    const delays: number[] = [];
-    const socket = new ReconnectingWebSocket(
-      server.url,
-      withHooks({
-        retry: { initialDelay: 20, minUptime: 150 },
-      }, { random: () => 0.5, delay: (ms) => delays.push(ms) }),
-    );
+    using retries = watchRetries(0.5);
+    const delays = retries.delays;
+    const socket = new ReconnectingWebSocket(server.url, {
+      retry: { initialDelay: 20, minUptime: 150 },
+    });
     try {
       await waitFor(() => server.connections === 5, "the fifth connection");
       await waitFor(() => socket.state === "open", "the fifth open");
@@ -509,14 +534,11 @@ Deno.test(
     await using server = refusing([
       { status: 503, headers: { "retry-after": "1" } },
     ]);
-    const delays: number[] = [];
-    const socket = new ReconnectingWebSocket(
-      server.url,
-      withHooks({ retry: { initialDelay: 20 } }, {
-        random: () => 0.5,
-        delay: (ms) => delays.push(ms),
-      }),
-    );
+    using retries = watchRetries(0.5);
+    const delays = retries.delays;
+    const socket = new ReconnectingWebSocket(server.url, {
+      retry: { initialDelay: 20 },
+    });
     try {
       await deadline(socket.opened, "the open");
       // The server's second, and the usual jittered wait on top.
@@ -830,13 +852,10 @@ Deno.test(
     await using server = refusing([503, 503]);
     let scheduled!: () => void;
     const waiting = new Promise<void>((resolve) => scheduled = resolve);
-    const socket = new ReconnectingWebSocket(
-      server.url,
-      withHooks({ retry: { initialDelay: 60_000 } }, {
-        random: () => 0.99,
-        delay: () => scheduled(),
-      }),
-    );
+    using _retries = watchRetries(0.99, () => scheduled());
+    const socket = new ReconnectingWebSocket(server.url, {
+      retry: { initialDelay: 60_000 },
+    });
     await deadline(waiting, "the retry to be scheduled");
     assert.equal(socket.state, "connecting");
     socket.close({ closeCode: 4000, reason: "Never mind" });

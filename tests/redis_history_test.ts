@@ -20,7 +20,8 @@ import {
   RedisHistory,
 } from "../src/pubsub/_redis_history.ts";
 import { ENVELOPE_VERSION } from "../src/pubsub/_envelope.ts";
-import { RedisServer, waitFor } from "./_pubsub_helpers.ts";
+import { DEADLINE, RedisServer } from "./_pubsub_helpers.ts";
+import { waitFor } from "./_util.ts";
 
 const LIMITS: HistoryLimits = { size: 3, ttl: 60_000, metaTtl: 600_000 };
 const PREFIX = "ws:";
@@ -91,6 +92,7 @@ Deno.test("redis history: two nodes publishing 500 each at once get offsets 1 to
   await waitFor(
     () => subscriber.received.length === 1000,
     "the 1000 publications on the channel",
+    DEADLINE,
   );
   assert.deepEqual(
     subscriber.received.map((message) => message.position.offset),
@@ -274,6 +276,7 @@ Deno.test("redis history: it is bounded by age on the Redis clock: entries older
       (await store.read("short", { limit: 3 }, short)).publications.length ===
         0,
     "the entry to age out",
+    DEADLINE,
   );
   assert.equal(
     (await store.read("short", { since: since.position }, short)).recovered,
@@ -283,6 +286,7 @@ Deno.test("redis history: it is bounded by age on the Redis clock: entries older
   await waitFor(
     async () => (await client.exists("ws:{short}:log")) === 0,
     "the log key to expire",
+    DEADLINE,
   );
 });
 
@@ -345,6 +349,7 @@ Deno.test("redis history: after metaTtl without a publication, the meta key expi
       (await store.client.exists(["ws:{published}:meta", "ws:{read}:meta"])) ===
         0,
     "the meta keys to expire",
+    DEADLINE,
   );
   const longer = { ...limits, metaTtl: 60_000 };
   const read = await store.read("read", {}, longer);
@@ -384,7 +389,11 @@ Deno.test("redis history: binary payloads round-trip byte for byte, in history a
       { offset: 5, message: "" },
     ],
   );
-  await waitFor(() => subscriber.received.length === 5, "the 5 messages");
+  await waitFor(
+    () => subscriber.received.length === 5,
+    "the 5 messages",
+    DEADLINE,
+  );
   for (const { envelope: received } of subscriber.received) {
     assert.deepEqual(received, envelope);
   }
@@ -407,7 +416,11 @@ Deno.test("redis history: offsets past 2^32 travel whole on the channel", async 
     offset: big + 1,
     epoch: "E",
   });
-  await waitFor(() => subscriber.received.length === 1, "the message");
+  await waitFor(
+    () => subscriber.received.length === 1,
+    "the message",
+    DEADLINE,
+  );
   assert.deepEqual(subscriber.received[0].position, {
     offset: big + 1,
     epoch: "E",
@@ -527,7 +540,11 @@ Deno.test("redis history: a publication that Redis refuses leaves the offset as 
   assert.deepEqual((await store.read("a", {}, LIMITS)).position, first);
   await store.client.sendCommand(["DEL", "ws:{a}:log"]);
   assert.equal((await publish(store, "a", "3")).offset, 2);
-  await waitFor(() => subscriber.received.length === 2, "the 2 messages");
+  await waitFor(
+    () => subscriber.received.length === 2,
+    "the 2 messages",
+    DEADLINE,
+  );
   assert.deepEqual(subscriber.received.map((m) => m.position.offset), [1, 2]);
 });
 
@@ -635,6 +652,7 @@ Deno.test("redis presence: a node that stops refreshing drops out after its TTL,
   await waitFor(
     async () => (await a.presenceGet("room")).nodes === 1,
     "node-b to drop out",
+    DEADLINE,
   );
   assert.deepEqual(await a.presenceGet("room"), {
     count: 1,
@@ -651,6 +669,7 @@ Deno.test("redis presence: a node that stops refreshing drops out after its TTL,
   await waitFor(
     async () => (await b.client.exists("ws:{lone}:presence")) === 0,
     "the presence key to expire",
+    DEADLINE,
   );
 });
 

@@ -10,14 +10,14 @@ import { createClient } from "@redis/client";
 import { RedisPubSub } from "../redis.ts";
 import { encodeEnvelope } from "../src/pubsub/_envelope.ts";
 import {
-  freePort,
+  DEADLINE,
   fromPublisher,
   RedisNode,
   RedisServer,
-  TestClient,
   untilConnected,
-  waitFor,
 } from "./_pubsub_helpers.ts";
+import { TestClient } from "./_ws_client.ts";
+import { freePort, waitFor } from "./_util.ts";
 
 /** The i-th message of a publisher: every fifth one binary. */
 function message(name: string, i: number): string | Uint8Array {
@@ -76,14 +76,14 @@ Deno.test("two server processes sharing one Redis: subscribers on both receive e
   }
   for (const subscriber of subscribers) {
     assert.deepEqual(
-      fromPublisher(subscriber.messages, "A:"),
+      fromPublisher(subscriber.received, "A:"),
       labels("A", 0, n),
     );
     assert.deepEqual(
-      fromPublisher(subscriber.messages, "B:"),
+      fromPublisher(subscriber.received, "B:"),
       labels("B", 0, n),
     );
-    assert.equal(subscriber.messages.length, 2 * n + 2);
+    assert.equal(subscriber.received.length, 2 * n + 2);
   }
   for (const node of [a, b]) {
     const { stats, errors } = await node.report();
@@ -119,6 +119,7 @@ Deno.test("a node subscribes a topic's channel on Redis only while it has a loca
     await waitFor(
       async () => (await channels()).join() === expected.join(),
       "the three channels",
+      DEADLINE,
     );
     assert.deepEqual(
       await client.PUBSUB_NUMSUB(expected),
@@ -131,6 +132,7 @@ Deno.test("a node subscribes a topic's channel on Redis only while it has a loca
   await waitFor(
     async () => (await channels()).join() === "t2:b-only,t2:shared",
     "a-only to be unsubscribed",
+    DEADLINE,
   );
   await sharedB.close();
   // Node B keeps "shared" for its other subscriber.
@@ -141,6 +143,7 @@ Deno.test("a node subscribes a topic's channel on Redis only while it has a loca
   await waitFor(
     async () => (await client.PUBSUB_NUMSUB(["t2:shared"]))["t2:shared"] === 1,
     "node A to leave shared",
+    DEADLINE,
   );
   assert.deepEqual(await channels(), ["t2:b-only", "t2:shared"]);
 });
@@ -171,6 +174,7 @@ Deno.test("Redis stopped and restarted on the same port: both nodes reconnect an
           /^Lost the connection to Redis \(publisher\)/.test(error)
         ),
       "the node to report the lost connection",
+      DEADLINE,
     );
   }
   // Published during the outage: node A's own subscriber gets them, node
@@ -180,6 +184,7 @@ Deno.test("Redis stopped and restarted on the same port: both nodes reconnect an
   await waitFor(
     async () => (await a.report()).stats.failed === lost,
     `node A to count ${lost} failed publications`,
+    DEADLINE,
   );
   await subA.receive(40 + lost, "the outage's messages on node A");
 
@@ -188,6 +193,7 @@ Deno.test("Redis stopped and restarted on the same port: both nodes reconnect an
     await waitFor(
       async () => (await node.report()).stats.reconnects === 1,
       "the node to reconnect",
+      DEADLINE,
     );
   }
   await untilConnected([pubA, pubB], [subA, subB]);
@@ -198,15 +204,15 @@ Deno.test("Redis stopped and restarted on the same port: both nodes reconnect an
 
   assert.ok(clients.every((client) => !client.isClosed));
   assert.deepEqual(
-    fromPublisher(subA.messages, "A:"),
+    fromPublisher(subA.received, "A:"),
     labels("A", 0, 40 + lost),
   );
-  assert.deepEqual(fromPublisher(subA.messages, "B:"), labels("B", 0, 40));
-  assert.deepEqual(fromPublisher(subB.messages, "A:"), [
+  assert.deepEqual(fromPublisher(subA.received, "B:"), labels("B", 0, 40));
+  assert.deepEqual(fromPublisher(subB.received, "A:"), [
     ...labels("A", 0, 20),
     ...labels("A", 20 + lost, 40 + lost),
   ]);
-  assert.deepEqual(fromPublisher(subB.messages, "B:"), labels("B", 0, 40));
+  assert.deepEqual(fromPublisher(subB.received, "B:"), labels("B", 0, 40));
 
   const reportA = await a.report();
   const reportB = await b.report();
@@ -245,6 +251,7 @@ Deno.test("bad input published on a node's Redis channel is ignored and reported
   await waitFor(
     async () => (await client.PUBSUB_NUMSUB(["t4:room"]))["t4:room"] === 1,
     "node A to subscribe",
+    DEADLINE,
   );
   const envelope = (topic: string, message: string | Uint8Array) =>
     Buffer.from(
@@ -281,7 +288,7 @@ Deno.test("bad input published on a node's Redis channel is ignored and reported
     ),
   );
   await subscriber.receive(1, "the good message");
-  assert.deepEqual(subscriber.messages, ["still here"]);
+  assert.deepEqual(subscriber.received, ["still here"]);
   const { stats, errors } = await a.report();
   assert.equal(stats.malformed, bad.length);
   assert.equal(stats.delivered, 1);
@@ -340,6 +347,7 @@ Deno.test("RedisPubSub: a node's own publications are not delivered back to it; 
     await waitFor(
       async () => (await client.PUBSUB_NUMSUB(["t5:news"]))["t5:news"] === 2,
       "both to subscribe",
+      DEADLINE,
     );
     a.publish("news", "from a");
     a.publish("news", new Uint8Array([0, 1, 255]));
@@ -347,6 +355,7 @@ Deno.test("RedisPubSub: a node's own publications are not delivered back to it; 
     await waitFor(
       () => toA.length === 1 && toB.length === 2,
       "the publications",
+      DEADLINE,
     );
     assert.deepEqual(toB, [["news", "from a"], [
       "news",
@@ -354,7 +363,11 @@ Deno.test("RedisPubSub: a node's own publications are not delivered back to it; 
     ]]);
     assert.deepEqual(toA, [["news", "from b"]]);
     // Own messages came back from Redis and were dropped, not delivered.
-    await waitFor(() => a.stats.published === 2, "a's acknowledgements");
+    await waitFor(
+      () => a.stats.published === 2,
+      "a's acknowledgements",
+      DEADLINE,
+    );
     assert.equal(a.stats.delivered, 1);
     assert.equal(b.stats.delivered, 2);
   } finally {
@@ -391,6 +404,7 @@ async function twoNodes(
     async () =>
       (await client.PUBSUB_NUMSUB([`${prefix}news`]))[`${prefix}news`] === 1,
     "b to subscribe",
+    DEADLINE,
   );
   /** Publishes from `a` and waits until Redis took it (so order holds). */
   const fromA = async (message: string | Uint8Array) => {
@@ -399,6 +413,7 @@ async function twoNodes(
     await waitFor(
       () => a.stats.published + a.stats.failed > published + failed,
       "Redis to take a's publication",
+      DEADLINE,
     );
   };
   const forge = (
@@ -435,7 +450,7 @@ Deno.test("RedisPubSub: a forged message with another node's id and sequence 2^3
   await fromA("3");
   // A fence from a third origin, published after a's messages were taken.
   await forge("fence", 1, "fence");
-  await waitFor(() => toB.includes("fence"), "the fence");
+  await waitFor(() => toB.includes("fence"), "the fence", DEADLINE);
   assert.deepEqual(toB, ["1", "forged", "2", "3", "fence"]);
   const { resets, gaps, malformed, delivered } = b.stats;
   assert.deepEqual({ resets, gaps, malformed, delivered }, {
@@ -464,7 +479,7 @@ Deno.test("RedisPubSub: a bus message over maxMessageSize is dropped and counted
   await fromA("y".repeat(1001));
   await fromA("é".repeat(500)); // 1,000 bytes of UTF-8
   await forge("fence", 1, "fence");
-  await waitFor(() => toB.includes("fence"), "the fence");
+  await waitFor(() => toB.includes("fence"), "the fence", DEADLINE);
   assert.deepEqual(toB, [
     new Uint8Array(1000),
     "before",
@@ -501,6 +516,7 @@ Deno.test("RedisPubSub: publications beyond maxPendingBytes fail and are counted
     await waitFor(
       () => pubsub.stats.published + pubsub.stats.failed === 10,
       "every publication to settle",
+      DEADLINE,
     );
     const { published, failed } = pubsub.stats;
     assert.ok(published >= 1 && failed >= 1, `${published}, ${failed}`);
@@ -508,7 +524,11 @@ Deno.test("RedisPubSub: publications beyond maxPendingBytes fail and are counted
     assert.match(String((errors[0].cause as Error).message), /maxPendingBytes/);
     // The next acknowledged publication ends the series, with its count.
     pubsub.publish("news", "after");
-    await waitFor(() => errors.length === 2, "the end of the failures");
+    await waitFor(
+      () => errors.length === 2,
+      "the end of the failures",
+      DEADLINE,
+    );
     assert.equal(
       errors[1].message,
       `Publishing to Redis works again; ${failed} publication(s) failed meanwhile and reached no other node`,
@@ -530,6 +550,7 @@ Deno.test("RedisPubSub with a client: its connections copy the client's settings
     await waitFor(
       async () => (await client.PUBSUB_CHANNELS("t6:*")).join() === "t6:news",
       "the subscription",
+      DEADLINE,
     );
     assert.equal(template.isOpen, false);
   } finally {

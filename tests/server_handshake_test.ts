@@ -5,19 +5,22 @@
 // RFC 6455 section. The TCP tests keep only what needs a connection.
 
 import assert from "node:assert/strict";
-import { computeAccept, sha1Base64 } from "../src/core/_handshake.ts";
-import { HttpError } from "../src/core/_http.ts";
+import {
+  computeAccept,
+  sha1Base64,
+} from "../src/protocol/_client_handshake.ts";
+import { HttpError } from "../src/http/_http.ts";
 import {
   DEFAULT_HTTP1_LIMITS,
   requestUrl,
   takeRequestHead,
-} from "../src/core/_http1.ts";
+} from "../src/http/_http1.ts";
 import {
   checkOrigins,
   ServerHandshake,
   type ServerHandshakeSettings,
-} from "../src/core/_server_handshake.ts";
-import { readRequestHead } from "../src/_http_server.ts";
+} from "../src/protocol/_server_handshake.ts";
+import { readRequestHead } from "../src/server/_http_server.ts";
 import { GOOD_ACCEPT, GOOD_KEY, upgradeRequest } from "./_raw_client.ts";
 import { pseudoText } from "./_util.ts";
 

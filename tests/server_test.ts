@@ -6,17 +6,25 @@ import {
   WebSocketError,
   type WebSocketHandler,
 } from "../mod.ts";
-import { closePayload, frame, RawClient, text } from "./_raw_client.ts";
+import { RawClient, roundTrip, text, upgradeRequest } from "./_raw_client.ts";
+import { badFrames, closePayload, frame } from "./_wire.ts";
 import {
   assertBytesEqual,
+  capturingConsoleError,
   concat,
   deadline,
   echo,
+  isCloseError,
   mulberry32,
+  never,
+  serveLocal,
+  settled,
   sleep,
   start,
   WAIT_LIMIT,
+  waitFor,
 } from "./_util.ts";
+import { makeCertificates } from "./_tls.ts";
 
 /** A server whose sockets a test can watch. */
 function watched(options: ServeOptions = {}, handler: WebSocketHandler = echo) {
@@ -680,4 +688,271 @@ Deno.test("§5.4 a large fragmented binary message arriving in odd-sized writes 
   assert.equal(echoed?.payload.length, payload.length);
   const differs = echoed!.payload.findIndex((byte, i) => byte !== payload[i]);
   assert.equal(differs, -1, `the echo differs at byte ${differs}`);
+});
+
+// --- §5.2: the messages before a protocol error -----------------------------------------
+
+for (const [name, bad] of badFrames(true)) {
+  Deno.test(`§5.2 a server socket gets a valid message before readable errors with 1002 when ${name} follows it in the same TCP write`, async () => {
+    const opened = Promise.withResolvers<{
+      socket: WebSocketConnection;
+      reader: ReadableStreamDefaultReader<string | Uint8Array>;
+    }>();
+    await using local = serveLocal({}, (socket) => {
+      opened.resolve({ socket, reader: socket.readable.getReader() });
+    });
+    await using client = await RawClient.open(local.port);
+    const { socket, reader } = await deadline(opened.promise, "handler called");
+    await client.write(concat([frame(1, "hello"), bad]));
+    const { code } = await deadline(client.readUntilClose(), "close frame");
+    assert.equal(code, 1002);
+    assert.equal((await settled(socket)).closeCode, 1002);
+    assert.deepEqual(await deadline(reader.read(), "read"), {
+      value: "hello",
+      done: false,
+    });
+    await assert.rejects(
+      deadline(reader.read(), "read"),
+      isCloseError(1002),
+    );
+  });
+}
+
+// --- Faults and slow hooks ------------------------------------------------------------------
+
+Deno.test("§7.4.1 a handler that throws or rejects closes its socket with 1011 even when onError throws too; the server keeps serving", async () => {
+  await capturingConsoleError(async (logged) => {
+    await using local = serveLocal({
+      onError() {
+        throw new Error("onError fails too");
+      },
+    }, (socket) => {
+      const fail = socket.request.headers.get("x-fail");
+      if (fail === "throw") throw new Error("the handler throws");
+      if (fail === "reject") {
+        return Promise.reject(new Error("the handler rejects"));
+      }
+      return echo(socket);
+    });
+    for (const fail of ["throw", "reject"]) {
+      await using client = await RawClient.open(local.port, {
+        "X-Fail": fail,
+      });
+      const { code, reason } = await deadline(
+        client.readUntilClose(),
+        `close after "${fail}"`,
+      );
+      assert.equal(code, 1011, `after "${fail}"`);
+      assert.equal(reason, "Internal error");
+    }
+    await waitFor(() => local.server.connections === 0, "0 connections");
+    await using good = await RawClient.open(local.port);
+    assert.equal(await roundTrip(good, "still served"), "still served");
+    // Both faults, and onError's own, went to console.error.
+    assert.equal(
+      logged.filter((args) => args[0] === "onError threw").length,
+      2,
+    );
+  });
+});
+
+Deno.test("§7.4.1 a throwing onOpen closes its socket with 1011 and a throwing onClose is reported; the server keeps serving", async () => {
+  const errors: string[] = [];
+  await using local = serveLocal({
+    onOpen(socket) {
+      if (socket.request.headers.get("x-fail") === "open") {
+        throw new Error("onOpen fails");
+      }
+    },
+    onClose() {
+      throw new Error("onClose fails");
+    },
+    onError: (error) => errors.push((error as Error).message),
+  });
+  {
+    await using client = await RawClient.open(local.port, { "X-Fail": "open" });
+    const { code } = await deadline(client.readUntilClose(), "close");
+    assert.equal(code, 1011);
+  }
+  {
+    await using client = await RawClient.open(local.port);
+    assert.equal(await roundTrip(client, "still served"), "still served");
+    await client.write(frame(8, closePayload(1000)));
+    assert.equal(
+      (await deadline(client.readUntilClose(), "close")).code,
+      1000,
+    );
+  }
+  await waitFor(() => local.server.connections === 0, "0 connections");
+  await waitFor(
+    () => errors.filter((e) => e === "onClose fails").length === 2,
+    "both onClose faults reported",
+  );
+  assert.deepEqual(errors.filter((e) => e !== "onClose fails"), [
+    "onOpen fails",
+  ]);
+});
+
+Deno.test("a throwing onListen is reported to onError and the server serves", async () => {
+  const errors: string[] = [];
+  await using local = serveLocal({
+    onListen() {
+      throw new Error("onListen fails");
+    },
+    onError: (error) => errors.push((error as Error).message),
+  });
+  assert.deepEqual(errors, ["onListen fails"]);
+  await using client = await RawClient.open(local.port);
+  assert.equal(await roundTrip(client, "served"), "served");
+});
+
+Deno.test("§7.4.1 a handler that throws inside `for await (… of socket.readable)` closes the socket with 1011", async () => {
+  const errors: unknown[] = [];
+  await using local = serveLocal(
+    { onError: (error) => errors.push(error) },
+    async (socket) => {
+      for await (const _message of socket.readable) {
+        throw new Error("the handler fails on a message");
+      }
+    },
+  );
+  await using client = await RawClient.open(local.port);
+  await client.write(frame(1, "hello"));
+  const { code, reason } = await deadline(
+    client.readUntilClose(),
+    "close frame",
+  );
+  assert.equal(code, 1011);
+  assert.equal(reason, "Internal error");
+  assert.equal(errors.length, 1);
+  assert.equal((errors[0] as Error).message, "the handler fails on a message");
+});
+
+Deno.test("onOpen and onClose report each socket with its close code", async () => {
+  const events: string[] = [];
+  await using server = start({
+    onOpen: () => events.push("open"),
+    onClose: (_socket, info) =>
+      events.push(`close ${info.closeCode} ${info.reason} ${info.wasClean}`),
+  });
+  await using client = await RawClient.open(server.addr.port);
+  await client.write(frame(8, closePayload(4321, "gone")));
+  await client.readUntilClose();
+  await deadline(server.shutdown(), "the shutdown");
+  assert.deepEqual(events, ["open", "close 4321 gone true"]);
+});
+
+Deno.test("shutdown() does not wait for a handler that never settles", async () => {
+  const server = start({}, () => new Promise<void>(() => {}));
+  await using client = await RawClient.open(server.addr.port);
+  const done = server.shutdown();
+  const close = await client.readFrame();
+  assert.equal(close?.opcode, 8);
+  await client.write(frame(8, close!.payload));
+  assert.equal(await client.readEof(), true);
+  client.close();
+  await deadline(done, "the shutdown");
+});
+
+const PLAIN_GET = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+for (const hook of ["onUpgrade", "fetch"] as const) {
+  const request = (port: number) =>
+    hook === "onUpgrade" ? upgradeRequest(port) : PLAIN_GET;
+
+  Deno.test(`§4.2.1 shutdown() resolves promptly while the ${hook} hook is pending`, async () => {
+    const called = Promise.withResolvers<void>();
+    await using local = serveLocal({
+      handshakeTimeout: 60_000,
+      // A request in flight gets this long to answer once shutting down.
+      closeTimeout: 500,
+      [hook]: () => {
+        called.resolve();
+        return never();
+      },
+    });
+    await using client = await RawClient.connect(local.port);
+    await client.write(request(local.port));
+    await deadline(called.promise, `${hook} called`);
+    await deadline(local.server.shutdown(), "shutdown", 3_000);
+    assert.equal(await deadline(client.readEof(), "EOF"), true);
+  });
+}
+
+// --- send(), close() and TLS ---------------------------------------------------------------
+
+Deno.test("send() returns the bytes queued, 0 after close, and 0 (not a throw) for what is not a message", async () => {
+  const opened = Promise.withResolvers<WebSocketConnection>();
+  await using local = serveLocal({}, (socket) => opened.resolve(socket));
+  await using client = await RawClient.open(local.port);
+  const socket = await deadline(opened.promise, "handler called");
+  assert.equal(socket.send("hello"), 2 + 5);
+  assert.equal(socket.send(new Uint8Array(200)), 2 + 2 + 200);
+  assert.equal(socket.send(new Uint8Array(70_000)), 2 + 8 + 70_000);
+  for (const bad of [123, null, undefined, {}, new ArrayBuffer(3)]) {
+    assert.equal(socket.send(bad as unknown as string), 0, `send(${bad})`);
+  }
+  assert.equal(socket.send(new Uint16Array(2) as unknown as Uint8Array), 0);
+  socket.close({ closeCode: 1000, reason: "done" });
+  assert.equal(socket.send("too late"), 0);
+  const { frames, code } = await deadline(
+    client.readUntilClose(),
+    "close frame",
+  );
+  assert.deepEqual(
+    frames.map((f) => [f.opcode, f.payload.length]),
+    [[1, 5], [2, 200], [2, 70_000]],
+  );
+  assert.equal(code, 1000);
+});
+
+Deno.test("§7.1.2 close() after writes that were not awaited sends them before the close frame", async () => {
+  const writes: Promise<PromiseSettledResult<void>[]>[] = [];
+  await using local = serveLocal({}, async (socket) => {
+    const writer = socket.writable.getWriter();
+    // "started": writable had started before the writes; "fresh": not yet.
+    if (socket.request.headers.get("x-writable") === "started") {
+      await writer.ready;
+    }
+    const pending = [writer.write("one"), writer.write("two")];
+    socket.close({ closeCode: 1000, reason: "bye" });
+    writes.push(Promise.allSettled(pending));
+  });
+  for (const state of ["fresh", "started"]) {
+    await using client = await RawClient.open(local.port, {
+      "X-Writable": state,
+    });
+    const { frames, code, reason } = await deadline(
+      client.readUntilClose(),
+      "close frame",
+    );
+    assert.deepEqual(frames.map((f) => text(f.payload)), ["one", "two"], state);
+    assert.equal(code, 1000);
+    assert.equal(reason, "bye");
+  }
+  for (const results of await Promise.all(writes)) {
+    assert.deepEqual(results.map((r) => r.status), ["fulfilled", "fulfilled"]);
+  }
+});
+
+Deno.test("§3 wss: serve() with cert and key round trips over TLS trusting a private CA", async () => {
+  const { ca, cert, key } = await makeCertificates();
+  const seen = Promise.withResolvers<string>();
+  await using server = start({ cert, key }, (socket) => {
+    seen.resolve(socket.request.url);
+    return socket.readable.pipeTo(socket.writable);
+  });
+  const conn = await Deno.connectTls({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+    caCerts: [ca],
+  });
+  await using client = await RawClient.open(server.addr.port, {}, conn);
+  assert.equal(await roundTrip(client, "over TLS"), "over TLS");
+  assert.match(
+    await deadline(seen.promise, "what the server saw"),
+    /^https:\/\/127\.0\.0\.1:\d+\/chat\?x=1$/,
+  );
+  await client.write(frame(8, closePayload(1000)));
+  assert.equal((await client.readUntilClose()).code, 1000);
 });

@@ -12,6 +12,7 @@ import { type PubSubAdapter, TopicHub } from "../mod.ts";
 import type { SharedMessage } from "../src/pubsub/_shared_message.ts";
 import { type Subscriber, subscriptionsOf } from "../src/pubsub/topic_hub.ts";
 import { assertBytesEqual, pseudoBytes, pseudoText } from "./_util.ts";
+import { frame } from "./_wire.ts";
 
 /** A subscriber that keeps what it is offered, and takes it or not. */
 class FakeSubscriber implements Subscriber {
@@ -52,18 +53,9 @@ function fakeAdapter() {
   };
 }
 
-/** An unmasked frame built by hand: FIN, the opcode, the length, the payload. */
+/** A server's frame (unmasked, FIN), as the wire format of _wire.ts has it. */
 function serverFrame(opcode: number, payload: Uint8Array, rsv1 = false) {
-  const length = payload.length;
-  const extra = length < 126 ? 0 : length < 65536 ? 2 : 8;
-  const frame = new Uint8Array(2 + extra + length);
-  frame[0] = 0x80 | (rsv1 ? 0x40 : 0) | opcode;
-  frame[1] = length < 126 ? length : length < 65536 ? 126 : 127;
-  const view = new DataView(frame.buffer);
-  if (extra === 2) view.setUint16(2, length);
-  if (extra === 8) view.setBigUint64(2, BigInt(length));
-  frame.set(payload, 2 + extra);
-  return frame;
+  return frame(opcode, payload, { mask: false, rsv: rsv1 ? 4 : 0 });
 }
 
 // --- Subscriptions --------------------------------------------------------------

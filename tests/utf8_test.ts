@@ -1,9 +1,9 @@
 // RFC 6455 §8.1 / RFC 3629: UTF-8 checked in pieces cut anywhere
-// (src/core/_utf8.ts), against the WHATWG decoder with `fatal` as the
+// (src/protocol/_utf8.ts), against the WHATWG decoder with `fatal` as the
 // reference.
 
 import assert from "node:assert/strict";
-import { decodeUtf8, Utf8Text, Utf8Validator } from "../src/core/_utf8.ts";
+import { decodeUtf8, Utf8Text, Utf8Validator } from "../src/protocol/_utf8.ts";
 import { mulberry32 } from "./_util.ts";
 
 const encoder = new TextEncoder();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
-import { WriteQueue } from "../src/_write_queue.ts";
+import { WriteQueue } from "../src/engine/_write_queue.ts";
 
 /** A writer that records what it is given and completes when told to. */
 class GatedWriter {

@@ -10,9 +10,9 @@
  *
  * @module
  */
-import { writeAll } from "../../src/_transport.ts";
-import { concat } from "../../src/core/_bytes.ts";
-import { computeAccept } from "../../src/core/_handshake.ts";
+import { writeAll } from "../../src/engine/_transport.ts";
+import { concat } from "../../src/protocol/_bytes.ts";
+import { computeAccept } from "../../src/protocol/_client_handshake.ts";
 import { handleSignals, portFlag } from "./_common.ts";
 
 const encoder = new TextEncoder();

@@ -1,7 +1,7 @@
 // What every bus adapter shares: the node's origin id, the numbering of its
 // publications, gap counting on what arrives, the counters and the reports.
 
-import { report } from "../_report.ts";
+import { report } from "./_report.ts";
 import type { Envelope } from "./_envelope.ts";
 import type { PubSubStats } from "./topic_hub.ts";
 

@@ -1,7 +1,7 @@
 // The bus message codec: one publication as it travels between nodes
 // (Redis PUB/SUB, a BroadcastChannel), with its origin and sequence number.
 
-import type { Message } from "../core/message_assembler.ts";
+import type { Message } from "../protocol/message_assembler.ts";
 
 /**
  * The layout's version, the first byte. A node ignores (and counts as

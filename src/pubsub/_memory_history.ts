@@ -2,7 +2,7 @@
 // next offset of its topic and is kept, bounded by count and by age, so that
 // a subscriber that comes back can be given what it missed.
 
-import type { Message } from "../core/message_assembler.ts";
+import type { Message } from "../protocol/message_assembler.ts";
 
 /**
  * Where a publication stands in its topic's history. The offset grows by

@@ -4,7 +4,7 @@
 
 import { Buffer } from "node:buffer";
 import { type createClient, RESP_TYPES } from "@redis/client";
-import type { Message } from "../core/message_assembler.ts";
+import type { Message } from "../protocol/message_assembler.ts";
 import type {
   HistoryLimits,
   HistoryQuery,

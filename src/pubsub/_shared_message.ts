@@ -3,9 +3,9 @@
 // each made on first use and then shared.
 
 import zlib from "node:zlib";
-import { Opcode } from "../core/constants.ts";
-import { headerSize, writeFrame } from "../core/frame.ts";
-import type { Message } from "../core/message_assembler.ts";
+import { Opcode } from "../protocol/constants.ts";
+import { headerSize, writeFrame } from "../protocol/frame.ts";
+import type { Message } from "../protocol/message_assembler.ts";
 
 const encoder = new TextEncoder();
 /** What RFC 7692 §7.2.1 strips from the end of each compressed message. */

@@ -3,8 +3,8 @@
 
 import { Buffer } from "node:buffer";
 import { createClient } from "@redis/client";
-import { byteLength } from "../core/_bytes.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE } from "../core/message_assembler.ts";
+import { byteLength } from "../protocol/_bytes.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "../protocol/message_assembler.ts";
 import { BusNode } from "./_bus.ts";
 import { decodeEnvelope, encodeEnvelope, type Envelope } from "./_envelope.ts";
 import type { PubSubAdapter, PubSubStats } from "./topic_hub.ts";

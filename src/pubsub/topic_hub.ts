@@ -1,9 +1,9 @@
 // The topic hub: which subscribers (sockets) subscribe to which topics, and
 // publishing one message to all of a topic's subscribers, framed once.
 
-import type { Message } from "../core/message_assembler.ts";
-import { report } from "../_report.ts";
-import { internalsOf, setInternals } from "../_internals.ts";
+import type { Message } from "../protocol/message_assembler.ts";
+import { report } from "./_report.ts";
+import { internalsOf, setInternals } from "./_internals.ts";
 import { SharedMessage } from "./_shared_message.ts";
 
 /**

@@ -12,6 +12,7 @@
  */
 import zlib from "node:zlib";
 import { fragmentPayload } from "../_util.ts";
+import { fragments } from "../_wire.ts";
 
 const [port, kind, size, fragmentArg = "1"] = Deno.args;
 const fragment = Number(fragmentArg);
@@ -26,16 +27,10 @@ if (compressed) {
   payload = new Uint8Array(deflated.subarray(0, deflated.length - 4));
 }
 // Masked frames with a zero key: 6 bytes of header each.
-const count = Math.ceil(payload.length / fragment);
-const wire = new Uint8Array(count * 6 + payload.length);
-for (let i = 0, at = 0; i < count; i++) {
-  const piece = payload.subarray(i * fragment, (i + 1) * fragment);
-  wire[at] = (i === count - 1 ? 0x80 : 0) |
-    (i === 0 ? (kind === "text" ? 1 : 2) | (compressed ? 0x40 : 0) : 0);
-  wire[at + 1] = 0x80 | piece.length;
-  wire.set(piece, at + 6);
-  at += 6 + piece.length;
-}
+const wire = fragments(kind === "text" ? 1 : 2, payload, fragment, {
+  rsv: compressed ? 4 : 0,
+  key: [0, 0, 0, 0],
+});
 
 const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
 const extensions = compressed

@@ -2,7 +2,7 @@
 // request head and the server's settings in, a `101 Switching Protocols` or
 // an HTTP refusal out. `serve()` and `upgradeWebSocket()` both decide here.
 
-import { computeAccept } from "./_handshake.ts";
+import { computeAccept } from "./_client_handshake.ts";
 import {
   type HeaderFields,
   headerTokens,
@@ -10,8 +10,8 @@ import {
   latin1Into,
   type RequestHead,
   trimSpaces,
-} from "./_http.ts";
-import { parseContentLength } from "./_http1.ts";
+} from "../http/_http.ts";
+import { parseContentLength } from "../http/_http1.ts";
 import {
   type DeflateSettings,
   negotiateServer,

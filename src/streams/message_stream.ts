@@ -1,13 +1,13 @@
 // `MessageStream`: the message assembler as a `TransformStream` from frames
 // to whole messages.
 
-import type { Frame } from "./core/frame.ts";
+import type { Frame } from "../protocol/frame.ts";
 import {
   type Message,
   MessageAssembler,
   type MessageAssemblerOptions,
-} from "./core/message_assembler.ts";
-import { WebSocketError } from "./core/websocket_error.ts";
+} from "../protocol/message_assembler.ts";
+import { WebSocketError } from "../protocol/websocket_error.ts";
 
 /**
  * Options for {@linkcode MessageStream}.

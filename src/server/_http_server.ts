@@ -1,4 +1,4 @@
-// The server's HTTP/1.1, the I/O half of src/core/_http1.ts: reading every
+// The server's HTTP/1.1, the I/O half of src/http/_http1.ts: reading every
 // request head on serve()'s port (upgrades and plain requests go through the
 // same parser), serving plain requests with `fetch` (bodies, streamed
 // responses, keep-alive), and the one way the server refuses a request.
@@ -8,9 +8,9 @@ import {
   isDisconnect,
   type Transport,
   writeAll,
-} from "./_transport.ts";
-import { concat } from "./core/_bytes.ts";
-import { type Fields, HttpError, type RequestHead } from "./core/_http.ts";
+} from "../engine/_transport.ts";
+import { concat } from "../protocol/_bytes.ts";
+import { type Fields, HttpError, type RequestHead } from "../http/_http.ts";
 import {
   BodyDecoder,
   CONTINUE_RESPONSE,
@@ -25,8 +25,8 @@ import {
   serializeResponseHead,
   type TakenRequestHead,
   takeRequestHead,
-} from "./core/_http1.ts";
-import { isUpgradeRequest } from "./core/_server_handshake.ts";
+} from "../http/_http1.ts";
+import { isUpgradeRequest } from "../protocol/_server_handshake.ts";
 
 /** How long a kept-alive connection may sit idle by default, in ms: Node's figure. */
 export const DEFAULT_KEEP_ALIVE_TIMEOUT = 5_000;
@@ -296,7 +296,7 @@ export interface ConnectionInfo {
   remoteAddr: Deno.NetAddr;
 }
 
-/** `serve()`'s settings for HTTP, with the defaults applied. */
+/** `serve()`'s settings for HTTP, checked, with the defaults applied. */
 export interface HttpSettings {
   /** Answers plain requests; without it they get 426 and the connection closes. */
   fetch:
@@ -345,29 +345,13 @@ export class HttpHandler {
   #report: (error: unknown) => void;
   #stopping: () => boolean;
 
-  /**
-   * Checks the settings: a `TypeError` for a `fetch` that is not a
-   * function, a `RangeError` for a negative `maxBodySize`,
-   * `keepAliveTimeout` or `bodyTimeout`.
-   */
+  /** `settings` are `serve()`'s, checked (by `resolveServeOptions`). */
   constructor(
     settings: HttpSettings,
     report: (error: unknown) => void,
     stopping: () => boolean,
   ) {
     const fetch = settings.fetch;
-    if (fetch !== undefined && typeof fetch !== "function") {
-      throw new TypeError("The fetch option must be a function");
-    }
-    for (
-      const name of ["maxBodySize", "keepAliveTimeout", "bodyTimeout"] as const
-    ) {
-      if (!(settings[name] >= 0)) {
-        throw new RangeError(
-          `The ${name} option must be 0 or more, got ${settings[name]}`,
-        );
-      }
-    }
     this.#fetch = fetch ?? upgradeRequired;
     this.#closeAfterEach = fetch === undefined;
     this.#settings = settings;

@@ -1,19 +1,23 @@
 // A WebSocket client that reconnects with backoff: one readable and one
 // writable over the series of connections that `connect()` opens.
 
-import { report } from "./_report.ts";
-import { CloseCode } from "./core/constants.ts";
+import { report } from "../pubsub/_report.ts";
+import { CloseCode } from "../protocol/constants.ts";
 import { connect, type ConnectOptions } from "./client.ts";
-import { byteLength } from "./core/_bytes.ts";
-import { HandshakeStatusError, parseUrl } from "./core/_handshake.ts";
+import { MAX_TIMEOUT } from "../engine/_options.ts";
+import { byteLength } from "../protocol/_bytes.ts";
+import {
+  HandshakeStatusError,
+  parseUrl,
+} from "../protocol/_client_handshake.ts";
 import {
   checkCloseInfo,
   isApplicationCode,
   type WebSocketCloseInfo,
   type WebSocketCloseResult,
   WebSocketError,
-} from "./core/websocket_error.ts";
-import type { WebSocketConnection } from "./socket.ts";
+} from "../protocol/websocket_error.ts";
+import type { WebSocketConnection } from "../socket/socket.ts";
 
 /**
  * How {@linkcode ReconnectingWebSocket} waits between connection attempts:
@@ -153,22 +157,6 @@ export interface ReconnectingWebSocketOptions
   signal?: AbortSignal;
 }
 
-/** Test hooks: the jitter's randomness and a spy on each wait. */
-export interface Hooks {
-  random?: () => number;
-  delay?: (ms: number) => void;
-}
-
-const HOOKS: unique symbol = Symbol("ReconnectingWebSocket hooks");
-
-/** Options with test hooks attached, for the tests only. */
-export function withHooks(
-  options: ReconnectingWebSocketOptions,
-  hooks: Hooks,
-): ReconnectingWebSocketOptions {
-  return { ...options, [HOOKS]: hooks } as ReconnectingWebSocketOptions;
-}
-
 /**
  * The wait before the `n`th retry in a row (from 0): "full jitter", a random
  * time below `min(maxDelay, initialDelay * multiplier ** n)`.
@@ -203,8 +191,6 @@ export function retryAfterDelay(
   return Math.min(Math.max(date - now, 0), MAX_TIMEOUT);
 }
 
-/** The longest `setTimeout` delay; longer ones fire at once. */
-const MAX_TIMEOUT = 2 ** 31 - 1;
 const DEFAULT_RETRY: Required<RetryOptions> = {
   initialDelay: 250,
   maxDelay: 30_000,
@@ -357,7 +343,6 @@ export class ReconnectingWebSocket {
   #onOpen: ReconnectingWebSocketOptions["onOpen"];
   #onError: (error: unknown) => void;
   #signal: AbortSignal | undefined;
-  #hooks: Hooks;
 
   #state: "connecting" | "open" | "reconnecting" | "closed" = "connecting";
   #live: Live | undefined;
@@ -436,7 +421,6 @@ export class ReconnectingWebSocket {
     }
     this.#onOpen = onOpen;
     this.#onError = onError ?? console.error;
-    this.#hooks = (options as { [HOOKS]?: Hooks })[HOOKS] ?? {};
 
     this.opened = new Promise((resolve, reject) => {
       this.#resolveOpened = resolve;
@@ -677,12 +661,10 @@ export class ReconnectingWebSocket {
    * clients told the same time from all coming back at once.
    */
   #retryLater(after = 0): void {
-    const random = this.#hooks.random ?? Math.random;
     const delay = Math.min(
-      after + backoffDelay(this.#retry, this.#waits++, random),
+      after + backoffDelay(this.#retry, this.#waits++, Math.random),
       MAX_TIMEOUT,
     );
-    this.#hooks.delay?.(delay);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#connect();

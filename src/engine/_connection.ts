@@ -2,7 +2,7 @@
 // transport into the protocol state machine, writes what the protocol
 // queues, and runs the timers of one connection.
 
-import { CloseCode } from "./core/constants.ts";
+import { CloseCode } from "../protocol/constants.ts";
 import { clearImmediate, setImmediate } from "node:timers";
 import { DeflateCodec } from "./_deflate_codec.ts";
 import { DeflateSender } from "./_deflate_sender.ts";
@@ -13,12 +13,12 @@ import {
   COPY_LIMIT,
   Protocol,
   type ProtocolHandler,
-} from "./core/_protocol.ts";
-import type { Message } from "./core/message_assembler.ts";
-import type { DeflateSettings } from "./core/permessage_deflate.ts";
-import { WebSocketError } from "./core/websocket_error.ts";
-import type { SharedMessage } from "./pubsub/_shared_message.ts";
-import type { TopicHub } from "./pubsub/topic_hub.ts";
+} from "../protocol/_protocol.ts";
+import type { Message } from "../protocol/message_assembler.ts";
+import type { DeflateSettings } from "../protocol/permessage_deflate.ts";
+import { WebSocketError } from "../protocol/websocket_error.ts";
+import type { SharedMessage } from "../pubsub/_shared_message.ts";
+import type { TopicHub } from "../pubsub/topic_hub.ts";
 import {
   type CompressedMessage,
   deliver,
@@ -28,7 +28,7 @@ import {
   type Socket,
   type SocketEngine,
   type SocketOptions,
-} from "./socket.ts";
+} from "../socket/socket.ts";
 
 /** What a {@linkcode Connection} needs besides its transport. */
 export interface ConnectionInit {

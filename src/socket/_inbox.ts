@@ -2,9 +2,9 @@
 // order (compressed ones inflated in turn) until `readable` or a direct
 // pipe takes them, and the stop and resume of reading that bounds them.
 
-import type { Message } from "./core/message_assembler.ts";
-import type { WebSocketError } from "./core/websocket_error.ts";
-import { internalsOf, setInternals } from "./_internals.ts";
+import type { Message } from "../protocol/message_assembler.ts";
+import type { WebSocketError } from "../protocol/websocket_error.ts";
+import { internalsOf, setInternals } from "../pubsub/_internals.ts";
 import { held, type Pipe, pipeDirectly, type PipeSource } from "./_pipe.ts";
 
 /**

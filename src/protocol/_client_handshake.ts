@@ -4,7 +4,12 @@
 // server's side is `_server_handshake.ts`.
 
 import { createHash } from "node:crypto";
-import { headerTokens, latin1Into, type ResponseHead, TOKEN } from "./_http.ts";
+import {
+  headerTokens,
+  latin1Into,
+  type ResponseHead,
+  TOKEN,
+} from "../http/_http.ts";
 import {
   acceptResponse,
   clientOffer,

@@ -2,11 +2,11 @@
 // node:zlib does asynchronously (permessage-deflate, RFC 7692).
 
 import type { DeflateCodec } from "./_deflate_codec.ts";
-import { Opcode } from "./core/constants.ts";
-import type { Message } from "./core/message_assembler.ts";
-import type { Protocol } from "./core/_protocol.ts";
-import { headerSize } from "./core/frame.ts";
-import { byteLength } from "./core/_bytes.ts";
+import { Opcode } from "../protocol/constants.ts";
+import type { Message } from "../protocol/message_assembler.ts";
+import type { Protocol } from "../protocol/_protocol.ts";
+import { headerSize } from "../protocol/frame.ts";
+import { byteLength } from "../protocol/_bytes.ts";
 
 const encoder = new TextEncoder();
 

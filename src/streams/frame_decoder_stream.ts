@@ -1,14 +1,14 @@
 // `FrameDecoderStream`: the frame decoder as a `TransformStream` from bytes
 // to frames.
 
-import { concat } from "./core/_bytes.ts";
+import { concat } from "../protocol/_bytes.ts";
 import {
   type Frame,
   FrameDecoder,
   type FrameDecoderOptions,
   type FrameHeader,
-} from "./core/frame.ts";
-import { WebSocketError } from "./core/websocket_error.ts";
+} from "../protocol/frame.ts";
+import { WebSocketError } from "../protocol/websocket_error.ts";
 
 /**
  * A `TransformStream` from bytes, in any chunking, to whole frames

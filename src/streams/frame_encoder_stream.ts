@@ -1,8 +1,8 @@
 // `FrameEncoderStream`: the frame encoder as a `TransformStream` from frames
 // to bytes.
 
-import { encodeFrame, type Frame } from "./core/frame.ts";
-import { maskKey } from "./core/mask.ts";
+import { encodeFrame, type Frame } from "../protocol/frame.ts";
+import { maskKey } from "../protocol/mask.ts";
 
 /**
  * Options for {@linkcode FrameEncoderStream}.

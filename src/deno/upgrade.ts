@@ -1,21 +1,22 @@
 // `upgradeWebSocket()`: this module's socket inside any `Deno.serve` handler
 // (Hono, Oak, ...), on top of Deno's own WebSocket (`Deno.upgradeWebSocket`).
 
-import { CloseCode } from "./core/constants.ts";
-import { byteLength } from "./core/_bytes.ts";
-import { DEFAULT_CLOSE_TIMEOUT, DEFAULT_IDLE_TIMEOUT } from "./_transport.ts";
-import { HttpError } from "./core/_http.ts";
-import { ServerHandshake } from "./core/_server_handshake.ts";
-import { headerSize } from "./core/frame.ts";
+import { CloseCode } from "../protocol/constants.ts";
+import { byteLength } from "../protocol/_bytes.ts";
 import {
-  DEFAULT_MAX_MESSAGE_SIZE,
-  type Message,
-} from "./core/message_assembler.ts";
-import { WebSocketError } from "./core/websocket_error.ts";
-import type { SharedMessage } from "./pubsub/_shared_message.ts";
-import type { TopicHub } from "./pubsub/topic_hub.ts";
+  integerOption,
+  resolveSendPolicy,
+  resolveSocketLimits,
+  type SocketLimits,
+} from "../engine/_options.ts";
+import { HttpError } from "../http/_http.ts";
+import { ServerHandshake } from "../protocol/_server_handshake.ts";
+import { headerSize } from "../protocol/frame.ts";
+import type { Message } from "../protocol/message_assembler.ts";
+import { WebSocketError } from "../protocol/websocket_error.ts";
+import type { SharedMessage } from "../pubsub/_shared_message.ts";
+import type { TopicHub } from "../pubsub/topic_hub.ts";
 import {
-  checkSocketOptions,
   type CompressedMessage,
   deliver,
   endReading,
@@ -28,7 +29,7 @@ import {
   type SocketInit,
   type SocketOptions,
   type WebSocketConnection,
-} from "./socket.ts";
+} from "../socket/socket.ts";
 
 /**
  * Options for {@linkcode upgradeWebSocket}.
@@ -283,7 +284,7 @@ export function upgradeWebSocket(
   options?: UpgradeWebSocketOptions,
 ): WebSocketUpgrade {
   options ??= {};
-  const limits = checkOptions(options);
+  const limits = resolveUpgradeOptions(options);
   const handshake = new ServerHandshake({
     origins: options.origins,
     protocols: options.protocols,
@@ -325,49 +326,27 @@ export function upgradeWebSocket(
   return { socket: engine.socket, response: upgrade.response };
 }
 
-/** The checked options an engine runs with. */
-interface Limits {
-  maxMessageSize: number;
+/** The checked options an engine runs with, with their defaults. */
+interface Limits extends SocketLimits {
   maxQueued: number;
-  idleTimeout: number;
-  closeTimeout: number;
   socket: SocketOptions;
 }
 
-function checkOptions(options: UpgradeWebSocketOptions): Limits {
-  const limits = {
-    maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
-    maxQueued: options.maxQueued ?? DEFAULT_MAX_QUEUED,
-    idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
-    closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
-  };
-  for (
-    const name of [
-      "maxMessageSize",
-      "maxQueued",
-      "closeTimeout",
-    ] as const
-  ) {
-    if (!(limits[name] > 0)) {
-      throw new RangeError(
-        `The ${name} option must be more than 0, got ${limits[name]}`,
-      );
-    }
-  }
-  if (!(limits.idleTimeout >= 0)) {
-    throw new RangeError(
-      `The idleTimeout option must be 0 or more, got ${limits.idleTimeout}`,
-    );
-  }
-  return { ...limits, socket: checkSocketOptions(options) };
-}
-
 /**
- * Bytes of received messages held beyond the sockets' own buffers because
- * Deno's WebSocket cannot pause: `bytes` now over every socket, `peak` the
- * most one socket held. For tests of the `maxQueued` bound.
+ * Resolves `upgradeWebSocket()`'s limits once, as every entry point checks
+ * them: an invalid one is a `TypeError` or `RangeError` that names it.
  */
-export const unreadCounts = { bytes: 0, peak: 0 };
+function resolveUpgradeOptions(options: UpgradeWebSocketOptions): Limits {
+  return {
+    ...resolveSocketLimits(options),
+    maxQueued: integerOption(
+      "maxQueued",
+      options.maxQueued,
+      DEFAULT_MAX_QUEUED,
+    ),
+    socket: resolveSendPolicy(options),
+  };
+}
 
 /** Queued outgoing bytes above which `ready()` (a `write()`) waits. */
 const WRITE_HIGH_WATER_MARK = 64 * 1024;
@@ -525,7 +504,6 @@ class DenoEngine implements SocketEngine, EventListenerObject {
   resume(): void {
     if (!this.#full) return;
     this.#full = false;
-    unreadCounts.bytes -= this.#unread;
     this.#unread = 0;
   }
 
@@ -607,8 +585,6 @@ class DenoEngine implements SocketEngine, EventListenerObject {
         return;
       }
       this.#unread += cost;
-      unreadCounts.bytes += cost;
-      if (this.#unread > unreadCounts.peak) unreadCounts.peak = this.#unread;
     }
     if (!deliver(this.socket, message)) this.#full = true;
   }
@@ -678,7 +654,6 @@ class DenoEngine implements SocketEngine, EventListenerObject {
   }
 
   #dropUnread(): void {
-    unreadCounts.bytes -= this.#unread;
     this.#unread = 0;
     this.#full = false;
   }

@@ -2,14 +2,14 @@
 // `connect()`.
 
 import { connect, type ConnectOptions } from "./client.ts";
-import { checkProtocols, parseUrl } from "./core/_handshake.ts";
+import { checkProtocols, parseUrl } from "../protocol/_client_handshake.ts";
 import {
   checkCloseInfo,
   type WebSocketCloseInfo,
   type WebSocketCloseResult,
   WebSocketError,
-} from "./core/websocket_error.ts";
-import type { WebSocketConnection } from "./socket.ts";
+} from "../protocol/websocket_error.ts";
+import type { WebSocketConnection } from "../socket/socket.ts";
 
 /**
  * Options for {@linkcode WebSocketStream}: the WHATWG `protocols` and

@@ -2,18 +2,18 @@
 // `closed`, topics), and its internals: the sending side in one order, the
 // close, and the engine that moves its bytes under it.
 
-import { CloseCode } from "./core/constants.ts";
-import { byteLength } from "./core/_bytes.ts";
-import { COPY_LIMIT } from "./core/_protocol.ts";
-import { headerSize } from "./core/frame.ts";
-import type { Message } from "./core/message_assembler.ts";
-import type { SharedMessage } from "./pubsub/_shared_message.ts";
+import { CloseCode } from "../protocol/constants.ts";
+import { byteLength } from "../protocol/_bytes.ts";
+import { COPY_LIMIT } from "../protocol/_protocol.ts";
+import { headerSize } from "../protocol/frame.ts";
+import type { Message } from "../protocol/message_assembler.ts";
+import type { SharedMessage } from "../pubsub/_shared_message.ts";
 import {
   type Subscriber,
   type Subscriptions,
   subscriptionsOf,
   type TopicHub,
-} from "./pubsub/topic_hub.ts";
+} from "../pubsub/topic_hub.ts";
 import {
   checkCloseInfo,
   isApplicationCode,
@@ -21,7 +21,7 @@ import {
   type WebSocketCloseInfo,
   type WebSocketCloseResult,
   WebSocketError,
-} from "./core/websocket_error.ts";
+} from "../protocol/websocket_error.ts";
 import {
   type CompressedMessage,
   type EngineEnd,
@@ -30,7 +30,7 @@ import {
   itemSize,
   messageSize,
 } from "./_inbox.ts";
-import { internalsOf, setInternals } from "./_internals.ts";
+import { internalsOf, setInternals } from "../pubsub/_internals.ts";
 import { held, type Pipe, type PipeTarget } from "./_pipe.ts";
 
 export { itemSize, SendAfterCloseError };
@@ -187,35 +187,6 @@ export const DEFAULT_SOCKET_OPTIONS: SocketOptions = {
   maxBackpressure: 1024 * 1024,
   backpressure: "close",
 };
-
-/**
- * Checks the `send()` policy options: a `RangeError` or `TypeError` that
- * names the option.
- *
- * @example
- * ```ts ignore
- * checkSocketOptions({ maxBackpressure: 0 }); // throws a RangeError
- * ```
- */
-export function checkSocketOptions(
-  options: Partial<SocketOptions>,
-): SocketOptions {
-  const maxBackpressure = options.maxBackpressure ??
-    DEFAULT_SOCKET_OPTIONS.maxBackpressure;
-  const backpressure = options.backpressure ??
-    DEFAULT_SOCKET_OPTIONS.backpressure;
-  if (!(maxBackpressure > 0)) {
-    throw new RangeError(
-      `The maxBackpressure option must be more than 0, got ${maxBackpressure}`,
-    );
-  }
-  if (backpressure !== "close" && backpressure !== "drop") {
-    throw new TypeError(
-      `The backpressure option must be "close" or "drop", got "${backpressure}"`,
-    );
-  }
-  return { maxBackpressure, backpressure };
-}
 
 /**
  * What a socket is told about its connection when it is made.

@@ -2,16 +2,16 @@
 // compress and inflate one message at a time, keeping the LZ77 window
 // across messages unless negotiated off.
 
-import { CloseCode } from "./core/constants.ts";
+import { CloseCode } from "../protocol/constants.ts";
 import zlib from "node:zlib";
-import { concat } from "./core/_bytes.ts";
-import { Utf8Text } from "./core/_utf8.ts";
-import type { Message } from "./core/message_assembler.ts";
+import { concat } from "../protocol/_bytes.ts";
+import { Utf8Text } from "../protocol/_utf8.ts";
+import type { Message } from "../protocol/message_assembler.ts";
 import {
   DEFAULT_THRESHOLD,
   type DeflateSettings,
-} from "./core/permessage_deflate.ts";
-import { WebSocketError } from "./core/websocket_error.ts";
+} from "../protocol/permessage_deflate.ts";
+import { WebSocketError } from "../protocol/websocket_error.ts";
 
 /** What RFC 7692 §7.2.1 strips from each message and §7.2.2 appends back. */
 const TRAILER = new Uint8Array([0x00, 0x00, 0xff, 0xff]);

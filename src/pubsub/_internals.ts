@@ -1,6 +1,7 @@
 // The one way to the internals of a socket, of its streams and of a topic
 // hub: a private field put on each when it is made, which nothing public
-// shows.
+// shows. It lives in pubsub/, the lowest layer that uses it (the hub's own
+// internals); the socket layer above uses it too.
 
 /**
  * A base class whose constructor returns the object it is given instead of

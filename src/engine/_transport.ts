@@ -1,7 +1,7 @@
 // The socket chores that server and client share: writing all of a buffer,
-// closing quietly, and the defaults; and the client's reading of a head.
+// closing quietly; and the client's reading of a head.
 
-import { findHeadEnd } from "./core/_http.ts";
+import { findHeadEnd } from "../http/_http.ts";
 
 /** The byte stream under a connection: a `Deno.Conn` or `Deno.TlsConn`. */
 export interface Transport {
@@ -10,17 +10,6 @@ export interface Transport {
   closeWrite(): Promise<void>;
   close(): void;
 }
-
-/** The largest HTTP head accepted by default, in bytes. */
-export const DEFAULT_MAX_HEAD_SIZE = 16 * 1024;
-/** How long the opening handshake may take by default, in ms. */
-export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
-/** How long the closing handshake and TCP close may take by default, in ms. */
-export const DEFAULT_CLOSE_TIMEOUT = 5_000;
-/** Ping a peer silent this long (ms): the default of server and client. */
-export const DEFAULT_PING_INTERVAL = 30_000;
-/** Close a peer silent this long (ms) with 1001: the default of both. */
-export const DEFAULT_IDLE_TIMEOUT = 60_000;
 
 /**
  * The first read of a head: most fit (a server's 101 is a few hundred
@@ -47,7 +36,7 @@ export type HeadFailure = "eof" | "truncated" | "too-large";
  * Reads a response head (up to CRLF CRLF), as the client does, and the
  * bytes after it, which belong to what follows (the server's first
  * frames). Read errors are thrown; the caller bounds the time it may take.
- * The server reads request heads with `readRequestHead` (`_http_server.ts`).
+ * The server reads request heads with `readRequestHead` (`../server/_http_server.ts`).
  */
 export async function readHead(
   conn: Pick<Transport, "read">,

@@ -2,47 +2,51 @@
 // It accepts connections, runs the opening handshake and hands each socket
 // to the handler.
 
-import { CloseCode } from "./core/constants.ts";
-import { Connection, startHeartbeat } from "./_connection.ts";
-import { report } from "./_report.ts";
+import { CloseCode } from "../protocol/constants.ts";
+import { Connection, startHeartbeat } from "../engine/_connection.ts";
+import { report } from "../pubsub/_report.ts";
 import {
   Deadline,
   DEFAULT_BODY_TIMEOUT,
   DEFAULT_KEEP_ALIVE_TIMEOUT,
   DEFAULT_MAX_HTTP_CONNECTIONS,
   HttpHandler,
+  type HttpSettings,
   type UpgradeHead,
 } from "./_http_server.ts";
 import {
+  type ConnectionLimits,
+  integerOption,
+  resolveConnectionLimits,
+  resolveSendPolicy,
+  timeoutOption,
+} from "../engine/_options.ts";
+import {
   closeQuietly,
-  DEFAULT_CLOSE_TIMEOUT,
-  DEFAULT_HANDSHAKE_TIMEOUT,
-  DEFAULT_IDLE_TIMEOUT,
-  DEFAULT_MAX_HEAD_SIZE,
-  DEFAULT_PING_INTERVAL,
   isDisconnect,
   type Transport,
   writeAll,
-} from "./_transport.ts";
-import { HttpError } from "./core/_http.ts";
-import { DEFAULT_HTTP1_LIMITS, parseRequestHead } from "./core/_http1.ts";
-import { ServerHandshake } from "./core/_server_handshake.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE } from "./core/message_assembler.ts";
+} from "../engine/_transport.ts";
+import { HttpError } from "../http/_http.ts";
+import { DEFAULT_HTTP1_LIMITS, parseRequestHead } from "../http/_http1.ts";
+import {
+  ServerHandshake,
+  type ServerHandshakeSettings,
+} from "../protocol/_server_handshake.ts";
 import {
   checkOptions,
   type PerMessageDeflateOptions,
-} from "./core/permessage_deflate.ts";
-import type { WebSocketCloseResult } from "./core/websocket_error.ts";
-import { type PubSubAdapter, TopicHub } from "./pubsub/topic_hub.ts";
+} from "../protocol/permessage_deflate.ts";
+import type { WebSocketCloseResult } from "../protocol/websocket_error.ts";
+import { type PubSubAdapter, TopicHub } from "../pubsub/topic_hub.ts";
 import {
-  checkSocketOptions,
   closeWith,
   SendAfterCloseError,
   type Socket,
   type SocketOptions,
   stateOf,
   type WebSocketConnection,
-} from "./socket.ts";
+} from "../socket/socket.ts";
 
 /**
  * What the server knows about a connection besides its request.
@@ -487,6 +491,7 @@ class Server implements WebSocketServer {
   readonly addr: Deno.NetAddr;
   readonly finished: Promise<void>;
   #options: ServeOptions;
+  #settings: ServeSettings;
   #handler: WebSocketHandler;
   #listener: Deno.Listener;
   #tls: boolean;
@@ -507,78 +512,34 @@ class Server implements WebSocketServer {
   };
   #stopping = false;
   #cancelRetry: (() => void) | undefined;
-  #socketOptions: SocketOptions;
   #hub: TopicHub;
   #http: HttpHandler;
   #handshake: ServerHandshake;
-  #maxHttpConnections: number;
 
   constructor(options: ServeOptions, handler: WebSocketHandler) {
+    const settings = this.#settings = resolveServeOptions(options);
     this.#options = options;
     this.#handler = handler;
-    if (options.hub !== undefined && options.pubsub !== undefined) {
-      throw new TypeError(
-        "The hub and pubsub options go apart: give the adapter to the hub",
-      );
-    }
-    // Removed in 0.x without a deprecation period left: say so rather than
-    // answer every request with 426.
-    if ((options as { onRequest?: unknown }).onRequest !== undefined) {
-      throw new TypeError("The onRequest option was removed: use fetch");
-    }
-    this.#handshake = new ServerHandshake({
-      origins: options.origins,
-      protocols: options.protocols,
-      perMessageDeflate: checkOptions(options.perMessageDeflate),
-    });
-    this.#socketOptions = checkSocketOptions(options);
-    this.#maxHttpConnections = options.maxHttpConnections ??
-      DEFAULT_MAX_HTTP_CONNECTIONS;
-    if (!(this.#maxHttpConnections >= 1)) {
-      throw new RangeError(
-        `The maxHttpConnections option must be 1 or more, got ${this.#maxHttpConnections}`,
-      );
-    }
-    const settings = {
-      fetch: options.fetch,
-      maxHeadSize: options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE,
-      maxBodySize: options.maxBodySize ?? DEFAULT_HTTP1_LIMITS.maxBodySize,
-      headTimeout: options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
-      keepAliveTimeout: options.keepAliveTimeout ?? DEFAULT_KEEP_ALIVE_TIMEOUT,
-      idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
-      closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
-      bodyTimeout: options.bodyTimeout ?? DEFAULT_BODY_TIMEOUT,
-    };
+    this.#handshake = new ServerHandshake(settings.handshake);
     // Late by at most an eighth of the shortest timeout a deadline can have.
     const timeouts = [
-      settings.headTimeout,
-      settings.closeTimeout,
-      settings.idleTimeout,
-      settings.keepAliveTimeout,
-      settings.bodyTimeout,
+      settings.http.headTimeout,
+      settings.http.closeTimeout,
+      settings.http.idleTimeout,
+      settings.http.keepAliveTimeout,
+      settings.http.bodyTimeout,
     ].filter((timeout) => timeout > 0);
     this.#sweepEvery = Math.min(
       1000,
       Math.max(5, Math.min(...timeouts) / 8),
     );
     this.#http = new HttpHandler(
-      settings,
+      settings.http,
       (error) => this.#report(error),
       () => this.#stopping,
     );
-    const address = {
-      port: options.port ?? 8000,
-      hostname: options.hostname ?? "0.0.0.0",
-    };
-    if ((options.cert === undefined) !== (options.key === undefined)) {
-      throw new TypeError("The cert and key options go together");
-    }
-    const { cert, key } = options;
-    const tls = cert !== undefined && key !== undefined
-      ? { cert, key }
-      : undefined;
+    const { listen, tls } = settings;
     this.#tls = tls !== undefined;
-    const listen = { ...address, reusePort: options.reusePort === true };
     this.#listener = tls
       ? Deno.listenTls({ ...listen, ...tls })
       : Deno.listen(listen);
@@ -600,8 +561,8 @@ class Server implements WebSocketServer {
     // pay for): it pings silent peers and closes idle ones.
     const heartbeat = startHeartbeat(
       this.#connections,
-      options.pingInterval ?? DEFAULT_PING_INTERVAL,
-      options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
+      settings.pingInterval,
+      settings.idleTimeout,
     );
     // Made last: the hub opens the adapter, which must not outlive a
     // constructor that threw.
@@ -636,7 +597,7 @@ class Server implements WebSocketServer {
 
   /** Tells `onError`; if that throws too, `console.error` hears of both. */
   #report(error: unknown): void {
-    report(this.#options.onError ?? logServerError, error);
+    report(this.#settings.onError, error);
   }
 
   /** Runs a user callback; what it throws is reported, never propagated. */
@@ -690,7 +651,7 @@ class Server implements WebSocketServer {
       }
       this.#cancelRetry?.();
       // HTTP requests in flight get closeTimeout to finish their response.
-      const grace = this.#options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT;
+      const grace = this.#settings.closeTimeout;
       for (const handshaking of this.#handshaking) handshaking.shutdown(grace);
       for (const connection of this.#connections) {
         closeWith(
@@ -713,13 +674,11 @@ class Server implements WebSocketServer {
     // shutdown closes the connection and abandons whatever is pending. Plain
     // HTTP requests on the connection re-arm it for each wait.
     const handshaking = new Deadline(conn);
-    const full = this.#handshaking.size >= this.#maxHttpConnections &&
+    const full = this.#handshaking.size >= this.#settings.maxHttpConnections &&
       !this.#closeIdle();
     this.#handshaking.add(handshaking);
     this.#sweeper ??= setInterval(this.#sweep, this.#sweepEvery);
-    handshaking.arm(
-      this.#options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
-    );
+    handshaking.arm(this.#settings.handshakeTimeout);
     let connection: Connection | undefined;
     try {
       if (full) {
@@ -874,7 +833,7 @@ class Server implements WebSocketServer {
       await this.#http.refuse(handshaking, accepted, method);
       return;
     }
-    if (this.#open >= (options.maxConnections ?? Infinity)) {
+    if (this.#open >= this.#settings.maxConnections) {
       await this.#http.refuse(
         handshaking,
         this.#handshake.reject(503, "Too many connections", {
@@ -901,10 +860,10 @@ class Server implements WebSocketServer {
       extensions: accepted.extensions,
       perMessageDeflate: accepted.perMessageDeflate,
       leftover: found.leftover,
-      maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
-      maxFragments: options.maxFragments,
-      closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
-      socketOptions: this.#socketOptions,
+      maxMessageSize: this.#settings.maxMessageSize,
+      maxFragments: this.#settings.maxFragments,
+      closeTimeout: this.#settings.closeTimeout,
+      socketOptions: this.#settings.send,
       hub: this.#hub,
       onEnd: this.#ended,
     });
@@ -920,6 +879,97 @@ function requestMaker({ url, text }: UpgradeHead): () => Request {
   return () => {
     const { method, headers } = parseRequestHead(text);
     return new Request(url, { method, headers });
+  };
+}
+
+/** What a server runs with: its options checked once, with their defaults. */
+interface ServeSettings extends ConnectionLimits {
+  listen: { port: number; hostname: string; reusePort: boolean };
+  tls: { cert: string; key: string } | undefined;
+  handshake: ServerHandshakeSettings;
+  /** What `send()` and publications do past a socket's limit. */
+  send: SocketOptions;
+  maxConnections: number;
+  maxHttpConnections: number;
+  http: HttpSettings;
+  onError: (error: unknown) => void;
+}
+
+/**
+ * Resolves `serve()`'s options once, before it listens: the limits as every
+ * entry point checks them, and the server's own. An invalid one is a
+ * `TypeError` or `RangeError` that names it.
+ */
+function resolveServeOptions(options: ServeOptions): ServeSettings {
+  if (options.hub !== undefined && options.pubsub !== undefined) {
+    throw new TypeError(
+      "The hub and pubsub options go apart: give the adapter to the hub",
+    );
+  }
+  // Removed in 0.x without a deprecation period left: say so rather than
+  // answer every request with 426.
+  if ((options as { onRequest?: unknown }).onRequest !== undefined) {
+    throw new TypeError("The onRequest option was removed: use fetch");
+  }
+  const { cert, key, fetch } = options;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new TypeError("The cert and key options go together");
+  }
+  if (fetch !== undefined && typeof fetch !== "function") {
+    throw new TypeError("The fetch option must be a function");
+  }
+  const limits = resolveConnectionLimits(options);
+  return {
+    ...limits,
+    listen: {
+      port: options.port ?? 8000,
+      hostname: options.hostname ?? "0.0.0.0",
+      reusePort: options.reusePort === true,
+    },
+    tls: cert !== undefined && key !== undefined ? { cert, key } : undefined,
+    handshake: {
+      origins: options.origins,
+      protocols: options.protocols,
+      perMessageDeflate: checkOptions(options.perMessageDeflate),
+    },
+    send: resolveSendPolicy(options),
+    maxConnections: integerOption(
+      "maxConnections",
+      options.maxConnections,
+      Infinity,
+      0,
+    ),
+    maxHttpConnections: integerOption(
+      "maxHttpConnections",
+      options.maxHttpConnections,
+      DEFAULT_MAX_HTTP_CONNECTIONS,
+    ),
+    http: {
+      fetch,
+      maxHeadSize: limits.maxHeadSize,
+      maxBodySize: integerOption(
+        "maxBodySize",
+        options.maxBodySize,
+        DEFAULT_HTTP1_LIMITS.maxBodySize,
+        0,
+      ),
+      headTimeout: limits.handshakeTimeout,
+      keepAliveTimeout: timeoutOption(
+        "keepAliveTimeout",
+        options.keepAliveTimeout,
+        DEFAULT_KEEP_ALIVE_TIMEOUT,
+        "off",
+      ),
+      idleTimeout: limits.idleTimeout,
+      closeTimeout: limits.closeTimeout,
+      bodyTimeout: timeoutOption(
+        "bodyTimeout",
+        options.bodyTimeout,
+        DEFAULT_BODY_TIMEOUT,
+        "off",
+      ),
+    },
+    onError: options.onError ?? logServerError,
   };
 }
 

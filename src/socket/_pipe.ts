@@ -2,9 +2,9 @@
 // hands each message from one to the other, with no stream promise per
 // message.
 
-import type { Message } from "./core/message_assembler.ts";
-import { SendAfterCloseError } from "./core/websocket_error.ts";
-import { internalsOf } from "./_internals.ts";
+import type { Message } from "../protocol/message_assembler.ts";
+import { SendAfterCloseError } from "../protocol/websocket_error.ts";
+import { internalsOf } from "../pubsub/_internals.ts";
 
 /**
  * What a pipe needs of its source: the inbox behind the piped `readable`.

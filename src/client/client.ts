@@ -1,32 +1,30 @@
 // `connect()`: a WebSocket client on `Deno.connect` (TLS for `wss:`) that
 // resolves with the same socket `serve()` hands out.
 
-import { Connection, startHeartbeat } from "./_connection.ts";
+import { Connection, startHeartbeat } from "../engine/_connection.ts";
+import {
+  type ConnectionLimits,
+  resolveConnectionLimits,
+} from "../engine/_options.ts";
 import {
   closeQuietly,
-  DEFAULT_CLOSE_TIMEOUT,
-  DEFAULT_HANDSHAKE_TIMEOUT,
-  DEFAULT_IDLE_TIMEOUT,
-  DEFAULT_MAX_HEAD_SIZE,
-  DEFAULT_PING_INTERVAL,
   readHead,
   type Transport,
   writeAll,
-} from "./_transport.ts";
+} from "../engine/_transport.ts";
 import {
   checkHeaders,
   checkProtocols,
   ClientHandshake,
   parseUrl,
-} from "./core/_handshake.ts";
-import { parseResponseHead, type ResponseHead } from "./core/_http.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE } from "./core/message_assembler.ts";
+} from "../protocol/_client_handshake.ts";
+import { parseResponseHead, type ResponseHead } from "../http/_http.ts";
 import {
   checkOptions,
   type PerMessageDeflateOptions,
-} from "./core/permessage_deflate.ts";
-import { WebSocketError } from "./core/websocket_error.ts";
-import type { WebSocketConnection } from "./socket.ts";
+} from "../protocol/permessage_deflate.ts";
+import { WebSocketError } from "../protocol/websocket_error.ts";
+import type { WebSocketConnection } from "../socket/socket.ts";
 
 /**
  * Options for {@linkcode connect}.
@@ -111,8 +109,9 @@ export interface ConnectOptions {
  * resolves with the same socket type that {@linkcode serve} hands out.
  * Everything the client sends is masked with a fresh random key (§5.3).
  *
- * It rejects with a `TypeError` for an invalid URL or option, with the
- * signal's reason when `signal` is aborted first, and otherwise with a
+ * It rejects with a `TypeError` for an invalid URL or option (a
+ * `RangeError` for a limit out of range), with the signal's reason when
+ * `signal` is aborted first, and otherwise with a
  * {@linkcode WebSocketError} (close code 1006) that says what failed: the
  * TCP connection, TLS, a timeout, or an answer that is not a valid
  * `101 Switching Protocols` (the message then gives the HTTP status).
@@ -153,17 +152,13 @@ export async function connect(
   url: string | URL,
   options?: ConnectOptions,
 ): Promise<WebSocketConnection> {
-  options ??= {};
   const target = parseUrl(url);
-  const handshake = new ClientHandshake(target, {
-    protocols: checkProtocols(options.protocols),
-    headers: checkHeaders(options.headers),
-    deflate: checkOptions(options.perMessageDeflate),
-  });
-  const signal = options.signal;
+  const settings = resolveConnectOptions(options ?? {});
+  const handshake = new ClientHandshake(target, settings);
+  const signal = settings.signal;
   signal?.throwIfAborted();
 
-  const timeout = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT;
+  const timeout = settings.handshakeTimeout;
   // One controller stops every step of the handshake: the user's signal and
   // the timeout abort it, which cancels a pending connect and closes the
   // connection under a pending TLS handshake, write or read.
@@ -188,7 +183,7 @@ export async function connect(
 
   let connection: Connection;
   try {
-    conn = await open(target, options.caCerts, stopper.signal);
+    conn = await open(target, settings.caCerts, stopper.signal);
     // Aborted as the connection opened: `stop` could not close it yet.
     stopper.signal.throwIfAborted();
     try {
@@ -198,7 +193,7 @@ export async function connect(
     }
     const { response, leftover } = await readResponse(
       conn,
-      options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE,
+      settings.maxHeadSize,
       target,
     );
     let accepted;
@@ -219,9 +214,9 @@ export async function connect(
       extensions: accepted.extensions,
       perMessageDeflate: accepted.perMessageDeflate,
       leftover,
-      maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
-      maxFragments: options.maxFragments,
-      closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
+      maxMessageSize: settings.maxMessageSize,
+      maxFragments: settings.maxFragments,
+      closeTimeout: settings.closeTimeout,
     });
   } catch (error) {
     if (conn) closeQuietly(conn);
@@ -235,8 +230,8 @@ export async function connect(
   // One timer per client socket, stopped when it ends.
   const heartbeat = startHeartbeat(
     [connection],
-    options.pingInterval ?? DEFAULT_PING_INTERVAL,
-    options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
+    settings.pingInterval,
+    settings.idleTimeout,
   );
   if (heartbeat !== undefined) {
     connection.done.then(() => clearInterval(heartbeat));
@@ -249,6 +244,31 @@ export async function connect(
     );
   }
   return socket;
+}
+
+/** What `connect()` runs with: its options checked, with their defaults. */
+interface ConnectSettings extends ConnectionLimits {
+  protocols: string[];
+  headers: Headers;
+  deflate: PerMessageDeflateOptions | null;
+  caCerts: string[] | undefined;
+  signal: AbortSignal | undefined;
+}
+
+/**
+ * Resolves `connect()`'s options once: the limits as every entry point
+ * checks them, the subprotocols, the headers and permessage-deflate. An
+ * invalid one is a `TypeError` or `RangeError` that names it.
+ */
+function resolveConnectOptions(options: ConnectOptions): ConnectSettings {
+  return {
+    ...resolveConnectionLimits(options),
+    protocols: checkProtocols(options.protocols),
+    headers: checkHeaders(options.headers),
+    deflate: checkOptions(options.perMessageDeflate),
+    caCerts: options.caCerts,
+    signal: options.signal,
+  };
 }
 
 /** Connects, with TLS for `wss:`; failures become a `WebSocketError`. */
