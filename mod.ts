@@ -49,11 +49,23 @@ export {
 export type { PerMessageDeflateOptions } from "./src/core/permessage_deflate.ts";
 export type { WebSocketConnection } from "./src/socket.ts";
 export {
+  type HistoryAdapter,
+  type PresenceAdapter,
+  type PresenceMember,
   type PubSubAdapter,
+  type PubSubDeliver,
   type PubSubStats,
   TopicHub,
   type TopicHubOptions,
+  type TopicPresence,
 } from "./src/pubsub/topic_hub.ts";
+export type {
+  HistoryOptions,
+  HistoryQuery,
+  HistoryResult,
+  Publication,
+  StreamPosition,
+} from "./src/pubsub/history.ts";
 export {
   BroadcastChannelPubSub,
   type BroadcastChannelPubSubOptions,
