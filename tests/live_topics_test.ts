@@ -293,6 +293,10 @@ Deno.test("live topics: a first command other than connect gets a bad-request er
     await using client = await JsonClient.open(live.url);
     const error = await client.ask(first);
     assert.equal(error.t, "error");
+    assert.equal(
+      error.id,
+      first === "not json" ? undefined : (first as { id?: number }).id,
+    );
     assert.equal(error.code, "bad-request");
     assert.equal(
       error.message,

@@ -510,7 +510,7 @@ export class LiveTopics<Info = unknown> {
         version
           ? `Unsupported protocol version ${command.v}: this server speaks ${PROTOCOL_VERSION}`
           : `The first command must be {"t":"connect","v":${PROTOCOL_VERSION}}`,
-        parsed.ok ? undefined : parsed.id,
+        parsed.ok ? (command as { id?: number }).id : parsed.id,
       ),
     );
     // RFC 6455 §7.4.1: 1008, a message that violates the server's policy.
