@@ -439,6 +439,11 @@ export interface WebSocketServer extends AsyncDisposable {
   /** The topics that have at least one local subscriber. */
   topics(): string[];
   /**
+   * The server's topic hub (the `hub` option, or the one it made): its
+   * topics' history (`hub.history()`) and presence (`hub.presence()`).
+   */
+  readonly hub: TopicHub;
+  /**
    * Stops accepting, abandons the handshakes in progress, closes every
    * open WebSocket with 1001 (going away), waits for their closing
    * handshakes (bounded by `closeTimeout`), and resolves with `finished`.
@@ -662,6 +667,10 @@ class Server implements WebSocketServer {
 
   topics(): string[] {
     return this.#hub.topics();
+  }
+
+  get hub(): TopicHub {
+    return this.#hub;
   }
 
   get connections(): number {
