@@ -475,3 +475,44 @@ Deno.test("topic presence: without an adapter it is this hub's subscribers and t
   });
   assert.deepEqual(await hub.presence("empty"), { count: 0, members: [] });
 });
+
+Deno.test("topic history: subscribers recovering the same publications are offered one shared message each, the one live subscribers got", async () => {
+  const hub = new TopicHub({ history: HISTORY });
+  const live = new Recorder();
+  subscriptionsOf(hub).subscribe(live, "t");
+  hub.publish("t", "1");
+  hub.publish("t", "2");
+  const since = { offset: 0, epoch: live.offered[0].position!.epoch };
+  const [a, b] = [new Recorder(), new Recorder()];
+  await subscribeFrom(hub, a, "t", { since });
+  await subscribeFrom(hub, b, "t", { since });
+  assert.deepEqual(a.messages, ["1", "2"]);
+  assert.equal(a.offered[0], live.offered[0]);
+  assert.equal(b.offered[1], live.offered[1]);
+});
+
+Deno.test("topic history (shared store): subscribers recovering at once share one history read and its shared messages", async () => {
+  const store = new SharedStore();
+  const hub = new TopicHub({ pubsub: store.adapter(), history: HISTORY });
+  const other = new TopicHub({ pubsub: store.adapter(), history: HISTORY });
+  for (const message of ["1", "2", "3"]) other.publish("t", message);
+  const { position } = await other.history("t");
+  let reads = 0;
+  const read = store.history.read.bind(store.history);
+  store.history.read = (...args) => {
+    reads++;
+    return read(...args);
+  };
+  const since = { offset: 1, epoch: position.epoch };
+  const subscribers = [new Recorder(), new Recorder(), new Recorder()];
+  await Promise.all(
+    subscribers.map((subscriber) =>
+      subscribeFrom(hub, subscriber, "t", { since })
+    ),
+  );
+  assert.equal(reads, 1);
+  for (const subscriber of subscribers) {
+    assert.deepEqual(subscriber.messages, ["2", "3"]);
+    assert.equal(subscriber.offered[0], subscribers[0].offered[0]);
+  }
+});

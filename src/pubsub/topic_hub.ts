@@ -331,6 +331,12 @@ interface Topic {
    * read: what was published meanwhile waits here for each.
    */
   recovering: Map<Subscriber, SharedMessage[]> | undefined;
+  /**
+   * The shared messages of the topic's recent publications, by offset (in
+   * the epoch of the first): what many recovering subscribers are offered
+   * is framed, and turned into the live protocol's JSON, once for all.
+   */
+  recent: Map<number, SharedMessage> | undefined;
 }
 
 /**
@@ -387,6 +393,7 @@ export class Subscriptions {
         last: undefined,
         held: undefined,
         recovering: undefined,
+        recent: undefined,
       };
       this.#topics.set(topic, state);
       const ready = this.#call(() => this.#pubsub?.subscribe(topic));
@@ -444,7 +451,7 @@ export class Subscriptions {
     if (memory !== undefined) {
       // Read and delivered in one step: nothing can be published between.
       const result = memory.read(topic, query, limits);
-      this.#recover(subscriber, topic, result, [], ready);
+      this.#recover(subscriber, topic, result, [], ready, limits);
       return true;
     }
     const state = this.#topics.get(topic)!;
@@ -475,7 +482,7 @@ export class Subscriptions {
       // Subscribed first, so that what is published after the read reaches
       // the subscriber live (and waits meanwhile).
       await state.ready;
-      result = await this.#pubsub!.history!.read(topic, query, limits);
+      result = await this.#read(topic, query, limits);
     } catch (error) {
       report(this.#onError, error);
     }
@@ -487,8 +494,30 @@ export class Subscriptions {
       for (const shared of waiting) subscriber.offer(shared);
       return true;
     }
-    this.#recover(subscriber, topic, result, waiting, ready);
+    this.#recover(subscriber, topic, result, waiting, ready, limits);
     return true;
+  }
+
+  /** What the adapter's history reads, once for readers asking the same at once. */
+  #reads = new Map<string, Promise<HistoryResult>>();
+
+  #read(
+    topic: string,
+    query: HistoryQuery,
+    limits: HistoryLimits,
+  ): Promise<HistoryResult> {
+    const since = query.since;
+    const key = `${
+      since ? `${since.epoch}:${since.offset}` : `last ${query.limit ?? 0}`
+    } ${topic}`;
+    let reading = this.#reads.get(key);
+    if (reading === undefined) {
+      reading = this.#pubsub!.history!.read(topic, query, limits);
+      this.#reads.set(key, reading);
+      const forget = () => this.#reads.delete(key);
+      reading.then(forget, forget);
+    }
+    return reading;
   }
 
   /**
@@ -501,13 +530,21 @@ export class Subscriptions {
     result: HistoryResult,
     waiting: SharedMessage[],
     ready: (recovery: Recovery) => void,
+    limits: HistoryLimits,
   ): void {
     const top = result.position;
     ready({ recovered: result.recovered, position: top });
+    const state = this.#topics.get(topic);
     for (const { offset, message } of result.publications) {
-      subscriber.offer(
-        new SharedMessage(message, topic, { offset, epoch: top.epoch }),
-      );
+      let shared = state?.recent?.get(offset);
+      if (shared === undefined || shared.position!.epoch !== top.epoch) {
+        shared = new SharedMessage(message, topic, {
+          offset,
+          epoch: top.epoch,
+        });
+        if (state !== undefined) remember(state, shared, limits);
+      }
+      subscriber.offer(shared);
     }
     let last = top;
     for (const shared of waiting) {
@@ -545,11 +582,10 @@ export class Subscriptions {
         const kept = copy(message);
         const position = this.#memory.append(topic, kept, limits);
         const state = this.#topics.get(topic);
-        return state === undefined ? 0 : this.#offer(
-          state,
-          new SharedMessage(kept, topic, position),
-          exclude,
-        );
+        if (state === undefined) return 0;
+        const shared = new SharedMessage(kept, topic, position);
+        remember(state, shared, limits);
+        return this.#offer(state, shared, exclude);
       }
       // The adapter numbers it and hands it back to every node, this one
       // too, in the order of the numbers: delivered then.
@@ -655,6 +691,8 @@ export class Subscriptions {
       this.#gap(topic, state, position, last);
     }
     state.last = position;
+    const limits = this.#history?.(topic);
+    if (limits !== undefined) remember(state, shared, limits);
     this.#offer(state, shared, exclude);
   }
 
@@ -802,6 +840,22 @@ function historyRule(
     }
     return limits;
   };
+}
+
+/** The most recent publications a topic keeps framed for recoveries. */
+const MAX_RECENT = 1024;
+
+/**
+ * Keeps a topic's publication framed for the subscribers that recover it
+ * soon: at most its history's size (and `MAX_RECENT`), the oldest kept
+ * going first.
+ */
+function remember(state: Topic, shared: SharedMessage, limits: HistoryLimits) {
+  const recent = state.recent ??= new Map();
+  recent.set(shared.position!.offset, shared);
+  if (recent.size > Math.min(limits.size, MAX_RECENT)) {
+    recent.delete(recent.keys().next().value!);
+  }
 }
 
 /** A binary message copied (the caller may reuse its array); text as is. */
