@@ -18,6 +18,10 @@
  * ({@linkcode TopicHub}); {@linkcode BroadcastChannelPubSub} shares the
  * topics between the Web Workers of a process, and `RedisPubSub` in the
  * `./redis` entry point between processes and machines.
+ * {@linkcode LiveTopics} speaks the live topics protocol with the
+ * reconnecting `LiveClient` of the `./live-client` entry point (pages and
+ * Deno): subscriptions that recover what they missed from the topics'
+ * history, publishing from clients that a hook allows, and presence.
  *
  * The codec's building blocks (frame decoder and encoder, message
  * assembler, as classes and as `TransformStream`s) are in the `./frames`
@@ -49,11 +53,28 @@ export {
 export type { PerMessageDeflateOptions } from "./src/protocol/permessage_deflate.ts";
 export type { WebSocketConnection } from "./src/socket/socket.ts";
 export {
+  type HistoryAdapter,
+  type PresenceAdapter,
+  type PresenceMember,
   type PubSubAdapter,
+  type PubSubDeliver,
   type PubSubStats,
   TopicHub,
   type TopicHubOptions,
+  type TopicPresence,
 } from "./src/pubsub/topic_hub.ts";
+export type {
+  HistoryOptions,
+  HistoryQuery,
+  HistoryResult,
+  Publication,
+  StreamPosition,
+} from "./src/pubsub/history.ts";
+export {
+  type LiveHandleOptions,
+  LiveTopics,
+  type LiveTopicsOptions,
+} from "./src/live/live_topics.ts";
 export {
   BroadcastChannelPubSub,
   type BroadcastChannelPubSubOptions,

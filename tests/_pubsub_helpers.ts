@@ -4,7 +4,7 @@
  * when their subscriptions are in place.
  */
 import { pingRedis, spawnRedis } from "../bench/_redis.ts";
-import type { PubSubStats } from "../mod.ts";
+import type { HistoryOptions, PubSubStats } from "../mod.ts";
 import { freePort, waitFor } from "./_util.ts";
 import { PROBE, type TestClient } from "./_ws_client.ts";
 
@@ -99,10 +99,25 @@ export class RedisNode implements AsyncDisposable {
   }
 
   /** Starts one and waits until it listens and has reached Redis. */
-  static async start(url: string, prefix: string): Promise<RedisNode> {
+  static async start(
+    url: string,
+    prefix: string,
+    options: {
+      history?: HistoryOptions;
+      presence?: boolean;
+      presenceTtl?: number;
+    } = {},
+  ): Promise<RedisNode> {
     const fixture = new URL("./_fixtures/redis_node.ts", import.meta.url);
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", fixture.pathname, url, prefix],
+      args: [
+        "run",
+        "-A",
+        fixture.pathname,
+        url,
+        prefix,
+        JSON.stringify(options),
+      ],
       stdin: "null",
       stdout: "piped",
       stderr: "inherit",
@@ -148,6 +163,17 @@ export class RedisNode implements AsyncDisposable {
   async report(): Promise<NodeReport> {
     const response = await fetch(`http://127.0.0.1:${this.port}/stats`);
     return await response.json();
+  }
+
+  /** Kills it at once (SIGKILL), as a crash would: nothing is cleaned up. */
+  async kill(): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await this.#child.status;
+    await this.#drained;
   }
 
   /** Shuts it down (SIGTERM; SIGKILL if it takes too long). */

@@ -60,10 +60,14 @@ async function info(path: string): Promise<DenoInfo> {
   return JSON.parse(decoder.decode(stdout));
 }
 
-/** The package's own path of a file URL, or undefined for any other module. */
+/**
+ * The package's own path of a file URL, or undefined for any other module
+ * (npm packages too, which `nodeModulesDir` puts inside the checkout).
+ */
 function local(specifier: string | undefined): string | undefined {
   if (specifier === undefined || !specifier.startsWith(ROOT.href)) return;
-  return specifier.slice(ROOT.href.length);
+  const path = specifier.slice(ROOT.href.length);
+  return path.startsWith("node_modules/") ? undefined : path;
 }
 
 /** Every module of src/ (not its type declarations), as paths. */

@@ -9,10 +9,8 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createClient } from "@redis/client";
-import type {
-  HistoryLimits,
-  StreamPosition,
-} from "../src/pubsub/_memory_history.ts";
+import type { HistoryLimits } from "../src/pubsub/_memory_history.ts";
+import type { StreamPosition } from "../src/pubsub/history.ts";
 import {
   decodePositioned,
   POSITIONED_MARKER,

@@ -3,7 +3,8 @@
 
 import { report } from "./_report.ts";
 import type { Envelope } from "./_envelope.ts";
-import type { PubSubStats } from "./topic_hub.ts";
+import type { StreamPosition } from "./history.ts";
+import type { PubSubDeliver, PubSubStats } from "./topic_hub.ts";
 
 const MAX_SEQUENCE = 0xffff_ffff;
 /**
@@ -50,7 +51,7 @@ export class BusNode {
   };
   #onError: (error: unknown) => void;
   /** Where messages from other nodes go, once the hub has opened the node. */
-  #deliver: ((topic: string, message: string | Uint8Array) => void) | undefined;
+  #deliver: PubSubDeliver | undefined;
   #epoch = 0;
   /** Topic → the sequence of the node's last publication to it. */
   #sent = new Map<string, number>();
@@ -70,7 +71,7 @@ export class BusNode {
   }
 
   /** Takes the hub's `deliver`: one hub per adapter. */
-  open(deliver: (topic: string, message: string | Uint8Array) => void): void {
+  open(deliver: PubSubDeliver): void {
     if (this.#deliver !== undefined) {
       throw new TypeError(
         "This adapter is already open: give one hub to the servers that share it",
@@ -84,11 +85,21 @@ export class BusNode {
    * and the hub has opened the node; what `deliver` throws is reported.
    */
   receive(envelope: Envelope): void {
+    if (this.#deliver === undefined || !this.accept(envelope)) return;
+    this.deliver(envelope);
+  }
+
+  /**
+   * Hands a message to the hub as it is, with its position on a topic
+   * whose history the bus keeps (ordered by it, not by its sequence), and
+   * the tag of this node's own.
+   */
+  deliver(envelope: Envelope, position?: StreamPosition, tag?: unknown): void {
     const deliver = this.#deliver;
-    if (deliver === undefined || !this.accept(envelope)) return;
+    if (deliver === undefined) return;
     this.stats.delivered++;
     try {
-      deliver(envelope.topic, envelope.message);
+      deliver(envelope.topic, envelope.message, position, tag);
     } catch (error) {
       this.report(error);
     }

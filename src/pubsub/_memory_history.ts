@@ -3,65 +3,52 @@
 // a subscriber that comes back can be given what it missed.
 
 import type { Message } from "../protocol/message_assembler.ts";
-
-/**
- * Where a publication stands in its topic's history. The offset grows by
- * one per publication; the epoch names the history's lifetime, so that a
- * position from an earlier one (a restarted process, a topic forgotten after
- * `metaTtl`) is never taken for one of this one.
- */
-export interface StreamPosition {
-  /** The publication's number in its topic, from 1; 0 before the first. */
-  offset: number;
-  /** The history's lifetime: another epoch means entries may be lost. */
-  epoch: string;
-}
+import type {
+  HistoryOptions,
+  HistoryQuery,
+  HistoryResult,
+  Publication,
+  StreamPosition,
+} from "./history.ts";
 
 /** How much history a topic keeps, with every default applied. */
-export interface HistoryLimits {
-  /** The most publications kept. */
-  size: number;
-  /** The longest a publication is kept, in ms. */
-  ttl: number;
-  /**
-   * How long the topic's position outlives its last publication, in ms:
-   * after that, the next publication starts a new epoch.
-   */
-  metaTtl: number;
-}
+export type HistoryLimits = Required<HistoryOptions>;
 
-/** A publication that history kept. */
-export interface StoredPublication {
-  offset: number;
-  message: Message;
-}
+/** The default `metaTtl`: a day. */
+export const DEFAULT_META_TTL = 24 * 60 * 60 * 1000;
 
-/** What a read of a topic's history returns. */
-export interface HistoryRead {
-  /** The topic's latest position (offset 0 when nothing was published). */
-  position: StreamPosition;
-  /**
-   * With `since`: every kept publication after it, when `recovered`; none
-   * otherwise. Without: the last `limit` kept ones. Oldest first.
-   */
-  publications: StoredPublication[];
-  /**
-   * With `since`: whether the publications are all of those after it (the
-   * epoch is the same, and history still reaches back to it). Without: false.
-   */
-  recovered: boolean;
-}
-
-/** What to read. */
-export interface HistoryQuery {
-  /** The last position the reader saw. */
-  since?: StreamPosition;
-  /** Without `since`: how many of the latest publications. Default 0. */
-  limit?: number;
+/**
+ * Checks history options and applies their defaults; what an application
+ * gave wrong is a `RangeError` or `TypeError` naming it.
+ */
+export function resolveHistory(options: HistoryOptions): HistoryLimits {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError("History options must be an object");
+  }
+  const { size, ttl } = options;
+  const metaTtl = options.metaTtl ?? Math.max(DEFAULT_META_TTL, ttl);
+  if (!Number.isSafeInteger(size) || size < 1) {
+    throw new RangeError(
+      `The history size must be an integer of at least 1, got ${size}`,
+    );
+  }
+  for (const [name, value] of [["ttl", ttl], ["metaTtl", metaTtl]] as const) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new RangeError(
+        `The history ${name} must be a positive integer (ms), got ${value}`,
+      );
+    }
+  }
+  if (metaTtl < ttl) {
+    throw new RangeError(
+      `The history metaTtl (${metaTtl}) must be at least its ttl (${ttl})`,
+    );
+  }
+  return { size, ttl, metaTtl };
 }
 
 /** A kept publication and when it was made. */
-interface Entry extends StoredPublication {
+interface Entry extends Publication {
   time: number;
 }
 
@@ -120,12 +107,12 @@ export class MemoryHistory {
     return { offset, epoch: log.epoch };
   }
 
-  /** Reads a topic's history (see {@linkcode HistoryRead}). */
+  /** Reads a topic's history (see {@linkcode HistoryResult}). */
   read(
     topic: string,
     query: HistoryQuery,
     limits: HistoryLimits,
-  ): HistoryRead {
+  ): HistoryResult {
     const now = this.#now();
     // A read makes the topic's position (it must hold until the next
     // publication), so it sweeps too.
@@ -207,7 +194,7 @@ export class MemoryHistory {
 }
 
 /** A new epoch: random, so that one from another process never matches. */
-function newEpoch(): string {
+export function newEpoch(): string {
   return crypto.getRandomValues(new Uint8Array(6)).toBase64({
     alphabet: "base64url",
     omitPadding: true,
@@ -233,8 +220,8 @@ function compact(log: Log): void {
 }
 
 /** The publications of `entries` from `from` on, without their times. */
-function copy(entries: Entry[], from: number): StoredPublication[] {
-  const publications: StoredPublication[] = [];
+function copy(entries: Entry[], from: number): Publication[] {
+  const publications: Publication[] = [];
   for (let i = from; i < entries.length; i++) {
     publications.push({
       offset: entries[i].offset,

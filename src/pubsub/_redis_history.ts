@@ -5,13 +5,14 @@
 import { Buffer } from "node:buffer";
 import { type createClient, RESP_TYPES } from "@redis/client";
 import type { Message } from "../protocol/message_assembler.ts";
+import { type HistoryLimits, newEpoch } from "./_memory_history.ts";
 import type {
-  HistoryLimits,
   HistoryQuery,
-  HistoryRead,
-  StoredPublication,
+  HistoryResult,
+  Publication,
   StreamPosition,
-} from "./_memory_history.ts";
+} from "./history.ts";
+import type { PresenceMember } from "./topic_hub.ts";
 import {
   PRESENCE_GET,
   PRESENCE_UPDATE,
@@ -49,14 +50,6 @@ export interface PositionedMessage {
   envelope: Uint8Array;
 }
 
-/** A member of a topic's presence, as the application named it. */
-export interface PresenceMember {
-  /** The client's id. */
-  client: string;
-  /** What the application tells about it (anything JSON can carry). */
-  info?: unknown;
-}
-
 /** A topic's presence summed over the nodes whose entries are alive. */
 export interface Presence {
   /** The subscribers on all nodes. */
@@ -70,7 +63,7 @@ export interface Presence {
 }
 
 /** A read of a topic's history in Redis. */
-export interface RedisHistoryRead extends HistoryRead {
+export interface RedisHistoryRead extends HistoryResult {
   /**
    * Stream entries in the read's range that were not ours (another id than
    * `<offset>-0`, missing fields, an unknown kind, text that is not UTF-8):
@@ -272,7 +265,7 @@ export class RedisHistory {
     const epoch = String(reply[0]);
     const top = reply[1] as number;
     let malformed = reply[2] as number;
-    const publications: StoredPublication[] = [];
+    const publications: Publication[] = [];
     for (let i = 3; i + 2 < reply.length; i += 3) {
       const offset = reply[i] as number;
       const payload = reply[i + 2] as Buffer;
@@ -354,8 +347,10 @@ export class RedisHistory {
    * entries are deleted on the way.
    *
    * @param topic The topic.
+   * @param except A node whose entry to leave out (this node's, which the
+   *   caller knows fresher than Redis does).
    */
-  async presenceGet(topic: string): Promise<Presence> {
+  async presenceGet(topic: string, except?: string): Promise<Presence> {
     const reply = await this.#run(
       PRESENCE_GET,
       this.#presenceKeys(topic),
@@ -369,6 +364,7 @@ export class RedisHistory {
       malformed: 0,
     };
     for (let i = 1; i < reply.length; i += 2) {
+      if (except !== undefined && reply[i - 1].toString() === except) continue;
       const entry = parsePresence(reply[i]);
       if (entry === undefined) {
         presence.malformed++;
@@ -459,15 +455,4 @@ function checkPositive(name: string, value: number): void {
 /** The bytes as node-redis sends them, without a copy. */
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-/**
- * A new epoch: random, so that one made by another node or after a flush
- * never matches an old one.
- */
-function newEpoch(): string {
-  return crypto.getRandomValues(new Uint8Array(6)).toBase64({
-    alphabet: "base64url",
-    omitPadding: true,
-  });
 }

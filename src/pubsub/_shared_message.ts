@@ -6,6 +6,7 @@ import zlib from "node:zlib";
 import { Opcode } from "../protocol/constants.ts";
 import { headerSize, writeFrame } from "../protocol/frame.ts";
 import type { Message } from "../protocol/message_assembler.ts";
+import type { StreamPosition } from "./history.ts";
 
 const encoder = new TextEncoder();
 /** What RFC 7692 §7.2.1 strips from the end of each compressed message. */
@@ -19,12 +20,36 @@ const TRAILER_LENGTH = 4;
 export class SharedMessage {
   /** The message as published. */
   readonly message: Message;
+  /** The topic it was published to ("" for a message of no topic). */
+  readonly topic: string;
+  /** Its place in the topic's history, on a topic that keeps one. */
+  readonly position: StreamPosition | undefined;
   #payload: Uint8Array | undefined;
   #frame: Uint8Array | undefined;
   #compressed: Map<number, Uint8Array> | undefined;
+  #derived: Map<object, SharedMessage> | undefined;
 
-  constructor(message: Message) {
+  constructor(message: Message, topic = "", position?: StreamPosition) {
     this.message = message;
+    this.topic = topic;
+    this.position = position;
+  }
+
+  /**
+   * Another message made of this publication (the live protocol's JSON
+   * form of it, say), made once per `kind` and then shared like this one.
+   */
+  derive(
+    kind: object,
+    make: (shared: SharedMessage) => Message,
+  ): SharedMessage {
+    const derived = this.#derived ??= new Map();
+    let shared = derived.get(kind);
+    if (shared === undefined) {
+      shared = new SharedMessage(make(this), this.topic, this.position);
+      derived.set(kind, shared);
+    }
+    return shared;
   }
 
   /** Whether it is a text message. */

@@ -7,7 +7,21 @@ import { byteLength } from "../protocol/_bytes.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../protocol/message_assembler.ts";
 import { BusNode } from "./_bus.ts";
 import { decodeEnvelope, encodeEnvelope, type Envelope } from "./_envelope.ts";
-import type { PubSubAdapter, PubSubStats } from "./topic_hub.ts";
+import type { HistoryLimits } from "./_memory_history.ts";
+import {
+  decodePositioned,
+  POSITIONED_MARKER,
+  RedisHistory,
+} from "./_redis_history.ts";
+import type { HistoryQuery, HistoryResult, StreamPosition } from "./history.ts";
+import type {
+  HistoryAdapter,
+  PresenceAdapter,
+  PubSubAdapter,
+  PubSubDeliver,
+  PubSubStats,
+  TopicPresence,
+} from "./topic_hub.ts";
 
 /**
  * A node-redis client (made by `createClient()` of `npm:redis` or
@@ -82,6 +96,12 @@ export interface RedisPubSubOptions {
    */
   maxMessageSize?: number;
   /**
+   * How long a node's presence entries last in Redis without a refresh, in
+   * ms: a node refreshes them every third of it, so one that dies drops out
+   * of every topic's presence within this long. Default 15 s.
+   */
+  presenceTtl?: number;
+  /**
    * Told about connection losses, failed publications (once when they
    * start failing, then how many failed once they work again), messages
    * found missing, numbering resets, and malformed or too big messages on
@@ -97,6 +117,16 @@ const DEFAULT_PREFIX = "ws:";
 const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
 /** How long `close()` waits for Redis to acknowledge what was published. */
 const CLOSE_TIMEOUT = 2000;
+const DEFAULT_PRESENCE_TTL = 15_000;
+/** How long presence changes gather before they go to Redis, in ms. */
+const PRESENCE_DELAY = 5;
+/**
+ * The most publications of this node, on topics with history, whose
+ * left-out subscriber (`socket.publish`) waits for the publication to come
+ * back from Redis: past it the oldest are forgotten (their publisher then
+ * gets its own publication).
+ */
+const MAX_TAGS = 4096;
 
 /**
  * Shares topics between processes and machines through Redis PUB/SUB. Each
@@ -122,6 +152,18 @@ const CLOSE_TIMEOUT = 2000;
  * and hold memory without bound), and every message carries its
  * publisher's sequence number per topic, so receivers count what went
  * missing (`stats.gaps`); both are reported to `onError`.
+ *
+ * **History and presence.** For topics that keep history (the hub's
+ * `history` option), Redis keeps it: one Lua script gives each publication
+ * the topic's next offset, appends it to a stream (`<prefix>{<topic>}:log`,
+ * bounded by count, expiring after its `ttl`) and publishes it, as one
+ * step, so that every node sees the same offsets; each node delivers them
+ * in that order, its own publications too. The topic's offset and epoch
+ * live in `<prefix>{<topic>}:meta` for `metaTtl`; a flushed or expired one
+ * starts a new epoch, and positions of the old one are not recovered. For
+ * topics with `presence`, each node keeps its subscriber count and members
+ * in `<prefix>{<topic>}:presence`, refreshed while it lives: a node that
+ * dies drops out within `presenceTtl`.
  *
  * @example Two processes, one Redis
  * ```ts ignore
@@ -168,6 +210,20 @@ export class RedisPubSub implements PubSubAdapter {
   #closing: Promise<void> | undefined;
   #onMessage = (message: Buffer, channel: Buffer) =>
     this.#receive(message, channel);
+  /** The history and presence kept in Redis, over the publisher. */
+  #store: RedisHistory;
+  /**
+   * This node's publications to topics with history that leave a
+   * subscriber out, by `<sequence> <topic>`, until they come back.
+   */
+  #tags = new Map<string, unknown>();
+  #presenceTtl: number;
+  /** Topics with presence and local subscribers: how to ask for them. */
+  #presenceLocal = new Map<string, () => TopicPresence>();
+  /** Topics whose presence changed since it was last written. */
+  #presenceDirty = new Set<string>();
+  #presenceFlush: ReturnType<typeof setTimeout> | undefined;
+  #presenceRefresh: ReturnType<typeof setInterval> | undefined;
 
   /**
    * Makes the adapter and starts connecting to Redis (a hub starts using
@@ -196,6 +252,13 @@ export class RedisPubSub implements PubSubAdapter {
     if (options.url !== undefined && options.client !== undefined) {
       throw new TypeError("The url and client options go apart");
     }
+    const presenceTtl = options.presenceTtl ?? DEFAULT_PRESENCE_TTL;
+    if (!Number.isSafeInteger(presenceTtl) || presenceTtl < 3) {
+      throw new RangeError(
+        `The presenceTtl option must be an integer of at least 3 (ms), got ${presenceTtl}`,
+      );
+    }
+    this.#presenceTtl = presenceTtl;
     this.#prefix = prefix;
     this.#maxPendingBytes = maxPendingBytes;
     this.#maxMessageSize = maxMessageSize;
@@ -213,6 +276,7 @@ export class RedisPubSub implements PubSubAdapter {
       this.#publisher = createClient({ url, disableOfflineQueue: true });
       this.#subscriber = createClient({ url, disableOfflineQueue: false });
     }
+    this.#store = new RedisHistory(this.#publisher, prefix);
     this.#watch(this.#publisher, "publisher");
     this.#watch(this.#subscriber, "subscriber");
     // Rejections were reported through the clients' `error` events.
@@ -290,7 +354,7 @@ export class RedisPubSub implements PubSubAdapter {
    * pubsub.subscribe("news");
    * ```
    */
-  open(deliver: (topic: string, message: string | Uint8Array) => void): void {
+  open(deliver: PubSubDeliver): void {
     if (this.#closing) throw new TypeError("This adapter is closed");
     this.#bus.open(deliver);
   }
@@ -301,6 +365,9 @@ export class RedisPubSub implements PubSubAdapter {
    * subscription is made once it is back.
    *
    * @param topic The topic.
+   * @returns Resolves once Redis has acknowledged the subscription (what
+   *   is published from then on reaches this node); rejects if the
+   *   connection dropped before (it is made again once Redis is back).
    *
    * @example What a hub calls
    * ```ts ignore
@@ -310,10 +377,13 @@ export class RedisPubSub implements PubSubAdapter {
    * pubsub.subscribe("news"); // channel "ws:news"
    * ```
    */
-  subscribe(topic: string): void {
-    if (this.#closing || this.#topics.has(topic)) return;
+  subscribe(topic: string): Promise<void> {
+    if (this.#closing) {
+      return Promise.reject(new TypeError("The adapter is closed"));
+    }
+    if (this.#topics.has(topic)) return Promise.resolve();
     this.#topics.add(topic);
-    this.#subscribeChannel(topic);
+    return this.#subscribeChannel(topic);
   }
 
   /**
@@ -334,6 +404,10 @@ export class RedisPubSub implements PubSubAdapter {
   unsubscribe(topic: string): void {
     if (this.#closing || !this.#topics.delete(topic)) return;
     this.#bus.forget(topic);
+    // Own publications still on their way back are no longer due here.
+    for (const key of this.#tags.keys()) {
+      if (key.endsWith(` ${topic}`)) this.#tags.delete(key);
+    }
     this.#unsubscribeChannel(topic);
   }
 
@@ -356,17 +430,123 @@ export class RedisPubSub implements PubSubAdapter {
    * ```
    */
   publish(topic: string, message: string | Uint8Array): void {
+    const bytes = this.#envelope(topic, message)?.bytes;
+    if (bytes === undefined) return;
+    this.#sent(
+      bytes.length,
+      this.#publisher.publish(this.#prefix + topic, asBuffer(bytes)),
+    );
+  }
+
+  /**
+   * The history of topics that keep one (the hub's `history` option), kept
+   * in Redis for every node: the hub publishes to such topics and reads
+   * them through it. A publication through it comes back to every node
+   * subscribed to the topic with its position, in the order of the
+   * positions, this one included.
+   *
+   * @example Reading a topic's history without a hub
+   * ```ts ignore
+   * import { RedisPubSub } from "@scope/ws/redis";
+   *
+   * const pubsub = new RedisPubSub();
+   * await pubsub.ready;
+   * const limits = { size: 100, ttl: 600_000, metaTtl: 86_400_000 };
+   * const { position, publications } = await pubsub.history.read("room/1", { limit: 10 }, limits);
+   * ```
+   */
+  readonly history: HistoryAdapter = {
+    publish: (topic, message, limits, tag) =>
+      this.#publishWithHistory(topic, message, limits, tag),
+    read: (topic: string, query: HistoryQuery, limits: HistoryLimits) =>
+      this.#store.read(topic, query, limits) as Promise<HistoryResult>,
+  };
+
+  /**
+   * The presence of topics that share it (the hub's `presence` option):
+   * each node's subscriber count and members per topic, in Redis, summed
+   * over the nodes whose entries are alive.
+   *
+   * @example Who is in a room, on every node
+   * ```ts ignore
+   * import { RedisPubSub } from "@scope/ws/redis";
+   *
+   * const pubsub = new RedisPubSub();
+   * await pubsub.ready;
+   * const { count, members } = await pubsub.presence.get("room/1", { count: 0, members: [] });
+   * ```
+   */
+  readonly presence: PresenceAdapter = {
+    update: (topic, local) => {
+      if (this.#closing) return;
+      this.#presenceLocal.set(topic, local);
+      this.#presenceDirty.add(topic);
+      this.#presenceFlush ??= setTimeout(
+        () => this.#writePresence(),
+        PRESENCE_DELAY,
+      );
+      this.#presenceRefresh ??= setInterval(
+        () => this.#refreshPresence(),
+        Math.floor(this.#presenceTtl / 3),
+      );
+    },
+    get: async (topic, local) => {
+      const others = await this.#store.presenceGet(topic, this.#bus.id);
+      return {
+        count: others.count + local.count,
+        members: [...local.members, ...others.members],
+      };
+    },
+  };
+
+  #publishWithHistory(
+    topic: string,
+    message: string | Uint8Array,
+    limits: HistoryLimits,
+    tag: unknown,
+  ): Promise<StreamPosition> {
+    const envelope = this.#envelope(topic, message);
+    if (envelope === undefined) {
+      return Promise.reject(new Error("The publication failed"));
+    }
+    let key: string | undefined;
+    if (tag !== undefined) {
+      key = `${envelope.sequence} ${topic}`;
+      this.#tags.set(key, tag);
+      if (this.#tags.size > MAX_TAGS) {
+        this.#tags.delete(this.#tags.keys().next().value!);
+      }
+    }
+    const published = this.#store.publish(
+      topic,
+      this.#prefix + topic,
+      message,
+      envelope.bytes,
+      limits,
+    );
+    this.#sent(envelope.bytes.length, published);
+    if (key !== undefined) published.catch(() => this.#tags.delete(key));
+    return published;
+  }
+
+  /**
+   * The envelope of a local publication, numbered; `undefined` (counted
+   * and reported as failed) when it cannot be sent now.
+   */
+  #envelope(
+    topic: string,
+    message: string | Uint8Array,
+  ): { bytes: Uint8Array; sequence: number } | undefined {
     const bus = this.#bus;
     // Numbered even when it fails, so that receivers count the loss too.
     const { epoch, sequence } = bus.next(topic);
-    const publisher = this.#publisher;
     if (this.#closing) {
       this.#fail(new TypeError("The adapter is closed"));
-      return;
+      return undefined;
     }
-    if (!publisher.isReady) {
+    if (!this.#publisher.isReady) {
       this.#fail(new Error("Redis is not connected"));
-      return;
+      return undefined;
     }
     // Text has 1 to 3 UTF-8 bytes per UTF-16 unit: counted only when that
     // leaves it in doubt.
@@ -382,7 +562,7 @@ export class RedisPubSub implements PubSubAdapter {
           `A publication of ${messageSize} bytes is over maxMessageSize (${max})`,
         ),
       );
-      return;
+      return undefined;
     }
     let bytes: Uint8Array;
     try {
@@ -395,34 +575,74 @@ export class RedisPubSub implements PubSubAdapter {
       });
     } catch (error) {
       this.#fail(error);
-      return;
+      return undefined;
     }
-    const size = bytes.length;
     if (
       this.#pendingBytes > 0 &&
-      this.#pendingBytes + size > this.#maxPendingBytes
+      this.#pendingBytes + bytes.length > this.#maxPendingBytes
     ) {
       this.#fail(
         new RangeError(
           `More than maxPendingBytes (${this.#maxPendingBytes}) wait for Redis`,
         ),
       );
-      return;
+      return undefined;
     }
+    return { bytes, sequence };
+  }
+
+  /** Counts `size` bytes as pending until Redis has taken them, or failed. */
+  #sent(size: number, sending: Promise<unknown>): void {
     this.#pendingBytes += size;
-    publisher.publish(
-      this.#prefix + topic,
-      Buffer.from(bytes.buffer, bytes.byteOffset, size),
-    ).then(
+    sending.then(
       () => {
         this.#pendingBytes -= size;
-        bus.stats.published++;
+        this.#bus.stats.published++;
         if (this.#failing && !this.#outage) this.#recovered();
       },
       (error) => {
         this.#pendingBytes -= size;
         this.#fail(error);
       },
+    );
+  }
+
+  /** Writes the presence of the topics that changed. */
+  #writePresence(): void {
+    this.#presenceFlush = undefined;
+    const topics = [...this.#presenceDirty];
+    this.#presenceDirty.clear();
+    for (const topic of topics) this.#writeTopicPresence(topic);
+  }
+
+  /** Writes every topic's presence again, before its entries expire. */
+  #refreshPresence(): void {
+    for (const topic of this.#presenceLocal.keys()) {
+      if (!this.#presenceDirty.has(topic)) this.#writeTopicPresence(topic);
+    }
+    if (this.#presenceLocal.size === 0) {
+      clearInterval(this.#presenceRefresh);
+      this.#presenceRefresh = undefined;
+    }
+  }
+
+  #writeTopicPresence(topic: string): void {
+    const local = this.#presenceLocal.get(topic);
+    if (local === undefined || !this.#publisher.isReady) return;
+    const { count, members } = local();
+    const id = this.#bus.id;
+    const writing = count === 0
+      ? this.#store.presenceRemove(topic, id)
+      : this.#store.presenceUpdate(
+        topic,
+        id,
+        count,
+        members,
+        this.#presenceTtl,
+      );
+    if (count === 0) this.#presenceLocal.delete(topic);
+    writing.catch((error) =>
+      this.#bus.reportLimited("presence", error, "presence failures")
     );
   }
 
@@ -451,12 +671,20 @@ export class RedisPubSub implements PubSubAdapter {
     );
     this.#topics.clear();
     this.#unsettled.clear();
+    this.#tags.clear();
+    clearTimeout(this.#presenceFlush);
+    clearInterval(this.#presenceRefresh);
+    // This node's presence goes with it, rather than after presenceTtl.
+    const leaving = [...this.#presenceLocal.keys()].map((topic) =>
+      this.#store.presenceRemove(topic, this.#bus.id).catch(() => {})
+    );
+    this.#presenceLocal.clear();
     this.#subscriber.destroy();
     const publisher = this.#publisher;
     if (publisher.isReady) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
-        publisher.close().catch(() => {}),
+        Promise.all(leaving).then(() => publisher.close()).catch(() => {}),
         new Promise<void>((resolve) =>
           timer = setTimeout(resolve, CLOSE_TIMEOUT)
         ),
@@ -468,14 +696,19 @@ export class RedisPubSub implements PubSubAdapter {
     await Promise.all(this.#connecting);
   }
 
-  #subscribeChannel(topic: string): void {
-    this.#subscriber.subscribe(this.#prefix + topic, this.#onMessage, true)
-      .catch((error: unknown) => {
-        if (this.#closing || !this.#topics.has(topic)) return;
-        this.#unsettled.add(topic);
-        // A connection loss was reported as such; anything else is news.
-        if (this.#subscriber.isReady) this.#bus.report(error);
-      });
+  #subscribeChannel(topic: string): Promise<void> {
+    const subscribing = this.#subscriber.subscribe(
+      this.#prefix + topic,
+      this.#onMessage,
+      true,
+    );
+    subscribing.catch((error: unknown) => {
+      if (this.#closing || !this.#topics.has(topic)) return;
+      this.#unsettled.add(topic);
+      // A connection loss was reported as such; anything else is news.
+      if (this.#subscriber.isReady) this.#bus.report(error);
+    });
+    return subscribing;
   }
 
   #unsubscribeChannel(topic: string): void {
@@ -530,6 +763,11 @@ export class RedisPubSub implements PubSubAdapter {
       }
       reported = false;
       if (role === "subscriber") this.#settle();
+      else {
+        // Loaded before the first publication, so that pipelined EVALSHAs
+        // never all fail over to EVAL (and out of order) after a restart.
+        this.#store.loadScripts().catch((error) => this.#bus.report(error));
+      }
       if (!this.#publisher.isReady || !this.#subscriber.isReady) return;
       if (!this.#everReady) {
         this.#everReady = true;
@@ -582,12 +820,19 @@ export class RedisPubSub implements PubSubAdapter {
   #receive(message: Buffer, channel: Buffer): void {
     const bus = this.#bus;
     let envelope: Envelope;
+    let position: StreamPosition | undefined;
     try {
-      envelope = decodeEnvelope(
-        new Uint8Array(message.buffer, message.byteOffset, message.length),
-        undefined,
-        this.#maxMessageSize,
-      )!;
+      let bytes = new Uint8Array(
+        message.buffer,
+        message.byteOffset,
+        message.length,
+      );
+      if (bytes[0] === POSITIONED_MARKER) {
+        const positioned = decodePositioned(bytes);
+        position = positioned.position;
+        bytes = positioned.envelope;
+      }
+      envelope = decodeEnvelope(bytes, undefined, this.#maxMessageSize)!;
       if (this.#prefix + envelope.topic !== channel.toString()) {
         throw new TypeError(`It is for topic "${envelope.topic}"`);
       }
@@ -603,6 +848,24 @@ export class RedisPubSub implements PubSubAdapter {
     }
     // A message that crossed an UNSUBSCRIBE is not due. The hub copies a
     // binary message it keeps, so none holds on to the reply's buffer.
-    if (this.#topics.has(envelope.topic)) bus.receive(envelope);
+    if (!this.#topics.has(envelope.topic)) return;
+    if (position === undefined) {
+      bus.receive(envelope);
+      return;
+    }
+    // Its position orders it (the hub finds what is missing), this node's
+    // own publications too.
+    let tag: unknown;
+    if (envelope.origin === bus.id) {
+      const key = `${envelope.sequence} ${envelope.topic}`;
+      tag = this.#tags.get(key);
+      this.#tags.delete(key);
+    }
+    bus.deliver(envelope, position, tag);
   }
+}
+
+/** The bytes as node-redis sends them, without a copy. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -38,7 +38,11 @@ import {
   type PerMessageDeflateOptions,
 } from "../protocol/permessage_deflate.ts";
 import type { WebSocketCloseResult } from "../protocol/websocket_error.ts";
-import { type PubSubAdapter, TopicHub } from "../pubsub/topic_hub.ts";
+import {
+  type PubSubAdapter,
+  TopicHub,
+  type TopicHubOptions,
+} from "../pubsub/topic_hub.ts";
 import {
   closeWith,
   SendAfterCloseError,
@@ -358,6 +362,30 @@ export interface ServeOptions {
    * Not with `hub` (give the adapter to that hub instead).
    */
   pubsub?: PubSubAdapter;
+  /**
+   * Which topics of the server's own hub keep their recent publications, so
+   * that a page that reconnects gets what it missed: the same limits for
+   * every topic, or a rule over topic names (see
+   * {@linkcode TopicHubOptions.history}). Not with `hub` (give it to that
+   * hub instead).
+   *
+   * @example Chat rooms keep their last 100 lines for 10 minutes
+   * ```ts ignore
+   * import { serve } from "@scope/ws";
+   *
+   * serve({
+   *   history: (topic) =>
+   *     topic.startsWith("room/") ? { size: 100, ttl: 600_000 } : undefined,
+   * }, (socket) => socket.subscribe("room/lobby"));
+   * ```
+   */
+  history?: TopicHubOptions["history"];
+  /**
+   * Which topics of the server's own hub share their presence between the
+   * nodes of `pubsub` (see {@linkcode TopicHubOptions.presence}). Not with
+   * `hub`.
+   */
+  presence?: TopicHubOptions["presence"];
   /** A PEM certificate chain: with `key`, serve `wss:` over `Deno.listenTls`. */
   cert?: string;
   /** The PEM private key for `cert`. */
@@ -414,6 +442,11 @@ export interface WebSocketServer extends AsyncDisposable {
   subscriberCount(topic: string): number;
   /** The topics that have at least one local subscriber. */
   topics(): string[];
+  /**
+   * The server's topic hub (the `hub` option, or the one it made): its
+   * topics' history (`hub.history()`) and presence (`hub.presence()`).
+   */
+  readonly hub: TopicHub;
   /**
    * Stops accepting, abandons the handshakes in progress, closes every
    * open WebSocket with 1001 (going away), waits for their closing
@@ -569,6 +602,8 @@ class Server implements WebSocketServer {
     const hub = this.#hub = options.hub ??
       new TopicHub({
         pubsub: options.pubsub,
+        history: options.history,
+        presence: options.presence,
         onError: (error) => this.#report(error),
       });
     this.finished = this.#acceptLoop().finally(async () => {
@@ -589,6 +624,10 @@ class Server implements WebSocketServer {
 
   topics(): string[] {
     return this.#hub.topics();
+  }
+
+  get hub(): TopicHub {
+    return this.#hub;
   }
 
   get connections(): number {
@@ -901,10 +940,14 @@ interface ServeSettings extends ConnectionLimits {
  * `TypeError` or `RangeError` that names it.
  */
 function resolveServeOptions(options: ServeOptions): ServeSettings {
-  if (options.hub !== undefined && options.pubsub !== undefined) {
-    throw new TypeError(
-      "The hub and pubsub options go apart: give the adapter to the hub",
-    );
+  if (options.hub !== undefined) {
+    for (const name of ["pubsub", "history", "presence"] as const) {
+      if (options[name] !== undefined) {
+        throw new TypeError(
+          `The hub and ${name} options go apart: give ${name} to the hub`,
+        );
+      }
+    }
   }
   // Removed in 0.x without a deprecation period left: say so rather than
   // answer every request with 426.

@@ -34,7 +34,7 @@ import { internalsOf, setInternals } from "../pubsub/_internals.ts";
 import { held, type Pipe, type PipeTarget } from "./_pipe.ts";
 
 export { itemSize, SendAfterCloseError };
-export type { CompressedMessage, EngineEnd };
+export type { CompressedMessage, EngineEnd, SocketCore };
 
 /**
  * One open WebSocket, in the vocabulary of the WHATWG WebSocketStream
@@ -471,6 +471,11 @@ class SocketCore implements Subscriber, PipeTarget {
 
   get dropped(): number {
     return this.#dropped;
+  }
+
+  /** The hub the socket was made with (the live topics handler's). */
+  get hub(): Subscriptions | undefined {
+    return this.#hub;
   }
 
   get writable(): MessageWritable {

@@ -1,6 +1,7 @@
 /**
  * One server process of the Redis tests: `serve()` with a `RedisPubSub`
- * (`deno run -A redis_node.ts <redis url> <prefix>`). It prints one JSON
+ * (`deno run -A redis_node.ts <redis url> <prefix> [options]`, where
+ * `options` is JSON of `history`, `presence` and `presenceTtl`). It prints one JSON
  * line, `{ "port", "id" }`, once listening and connected to Redis, then:
  *
  * - `/sub?topic=T` subscribes its socket to T;
@@ -14,17 +15,20 @@
 import { serve } from "../../mod.ts";
 import { RedisPubSub } from "../../redis.ts";
 
-const [url, prefix] = Deno.args;
+const [url, prefix, json] = Deno.args;
+const { history, presence, presenceTtl } = JSON.parse(json ?? "{}");
 const errors: string[] = [];
 const note = (error: unknown) =>
   errors.push(error instanceof Error ? error.message : String(error));
-const pubsub = new RedisPubSub({ url, prefix, onError: note });
+const pubsub = new RedisPubSub({ url, prefix, presenceTtl, onError: note });
 await pubsub.ready;
 
 const server = serve({
   port: 0,
   hostname: "127.0.0.1",
   pubsub,
+  history,
+  presence,
   onListen() {},
   onError: note,
   fetch: () => Response.json({ stats: pubsub.stats, errors }),
