@@ -368,7 +368,9 @@ export class Connection implements ProtocolHandler, SocketEngine {
       const hold = this.#hold;
       // Checked first: an application that awaits its `write()`s stops
       // reading because the peer does not read, and its inbox fills too.
-      if (hold !== Hold.None && this.#queue.full) {
+      // Paused for the peer counts even when a write has just made the
+      // queue dip under its mark (reading resumes only on the next turn).
+      if (hold === Hold.Peer || (hold !== Hold.None && this.#queue.full)) {
         this.#protocol.fail(
           CloseCode.TryAgainLater,
           `Send queue stalled for ${formatDuration(idle)}`,
