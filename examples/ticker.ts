@@ -231,7 +231,7 @@ const TICKER_PAGE = `<!doctype html>
 </head>
 <body data-connection="connecting">
 <h1>Price ticker</h1>
-<p id="connection" role="status"><output id="status">Connecting…</output> · <output id="rate">0</output> quotes/s</p>
+<p id="connection" role="status"><output id="status">Connecting…</output><span id="rate-line" hidden> · <output id="rate">0</output> quotes/s</span></p>
 <fieldset id="picker"><legend>Symbols</legend></fieldset>
 <table id="quotes">
   <thead><tr><th>Symbol</th><th>Price</th><th>Change</th><th>Updates</th><th>As of</th><th>Last 60</th></tr></thead>
@@ -346,6 +346,7 @@ const TICKER_PAGE = `<!doctype html>
 
   function setConnection(state) {
     document.body.dataset.connection = state;
+    byId("rate-line").hidden = state !== "online";
     showStatus();
   }
 
@@ -355,7 +356,7 @@ const TICKER_PAGE = `<!doctype html>
       status.value = "Online";
     } else if (offline) {
       const wait = Math.ceil((offline.retryAt - Date.now()) / 1000);
-      status.value = "Offline since " + clock(offline.since) + " (" + offline.close + "): prices are stale. " +
+      status.value = "Offline since " + clock(offline.since) + ": connection lost (" + offline.close + "). Prices are stale. " +
         (wait > 0 ? "Retrying in " + plural(wait, "second", "seconds") : "Reconnecting") +
         (offline.attempt > 1 ? " (attempt " + offline.attempt + ")." : ".");
     }
@@ -372,7 +373,7 @@ const TICKER_PAGE = `<!doctype html>
     if (!detail.willRetry) {
       offline = null;
       setConnection("closed");
-      byId("status").value = "Disconnected (" + close + "): prices are stale. Reload the page to connect again.";
+      byId("status").value = "Disconnected (" + close + "). Prices are stale: reload the page to connect again.";
       return;
     }
     offline ??= { since: Date.now(), attempt: 0 };
