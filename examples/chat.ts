@@ -680,7 +680,9 @@ const CHAT_PAGE = `<!doctype html>
     }
     if (client !== live) return;
     if (offline) {
-      add("notice", "Back online at " + clock(Date.now()) + ", after " + plural(Math.round((Date.now() - offline.since) / 1000), "second", "seconds") + " offline.");
+      const away = Math.round((Date.now() - offline.since) / 1000);
+      add("notice", "Back online at " + clock(Date.now()) + ", after " +
+        (away === 0 ? "less than a second" : plural(away, "second", "seconds")) + " offline.");
       offline = null;
     }
     setConnection("online");
@@ -691,6 +693,11 @@ const CHAT_PAGE = `<!doctype html>
       if (detail.willRetry) return;
       pending = null;
       add("error", "Could not join: " + (detail.reason || "closed (" + detail.code + ")"));
+      // Still who it was, where it was.
+      if (me) {
+        byId("name").value = me.name;
+        byId("room").value = me.room;
+      }
       return;
     }
     if (client !== live) return;
@@ -746,7 +753,9 @@ const CHAT_PAGE = `<!doctype html>
     const missed = detail.position.offset - lastOffset;
     add("notice", missed === 0
       ? "Back in " + me.room + ": nothing was said while you were away."
-      : "Back in " + me.room + ": " + plural(missed, "message", "messages") + " from while you were away follow.");
+      : "Back in " + me.room + ": " + (missed === 1
+        ? "1 message from while you were away follows."
+        : missed + " messages from while you were away follow."));
   }
 
   /** Shows the room's last lines again, after lines were lost. */

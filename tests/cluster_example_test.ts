@@ -184,7 +184,7 @@ Deno.test("cluster example: a node killed while its pages are in a room is repla
     await see(
       page,
       "#log .notice",
-      /^Back in lobby: \d+ messages? from while you were away follow\.$/,
+      /^Back in lobby: \d+ messages? from while you were away follows?\.$/,
     );
     await see(page, "#status", new RegExp(`served by node (?!${victim}\\b)`));
     await dee.nth("connected", 2);

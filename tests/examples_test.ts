@@ -513,6 +513,19 @@ Deno.test("Chromium: two tabs of the chat page see each other join, exchange lin
     await ada.press("#text", "Enter");
     await see(bob, "#log .message .text", /^Hi Bob$/);
 
+    // Bob cannot take Ada's name; his page stays where it was.
+    await bob.fill("#name", "ADA");
+    await bob.click("#join");
+    await see(
+      bob,
+      "#log .error",
+      "Could not join: The name ADA is taken in lobby",
+    );
+    assert.equal(await bob.inputValue("#name"), "Bob");
+    await say(bob, "Still Bob");
+    await see(ada, "#log .message .text", /^Still Bob$/);
+    assert.deepEqual((await linesOf(ada)).at(-1), "Bob: Still Bob");
+
     // Bob closes his tab: after the grace, Ada hears it; the count drops.
     await bob.close();
     await see(ada, "#log .notice", "Bob left");
@@ -591,7 +604,7 @@ Deno.test("Chromium: a chat page cut off for a few seconds says so, comes back o
     await see(
       ada,
       "#log .notice",
-      /^Back online at .*, after \d+ seconds? offline\.$/,
+      /^Back online at .*, after (less than a second|\d+ seconds?) offline\.$/,
     );
     await see(
       ada,
@@ -811,7 +824,7 @@ Deno.test("Chromium: the ticker page cut off marks its prices stale and says so,
     await see(
       page,
       "#status",
-      /^Offline since .* \(1006\): prices are stale\./,
+      /^Offline since .*: connection lost \(1006\)\. Prices are stale\./,
     );
     await see(page, "tr[data-symbol=EURUSD].stale .badge", /^stale$/);
     await see(page, "tr[data-symbol=AAPL].stale");
