@@ -63,6 +63,20 @@ export function printAddress(name: string): (addr: Deno.NetAddr) => void {
   };
 }
 
+/**
+ * The style of a page's connection line (`<p id="connection">`): a dot and
+ * a background by the `data-connection` of `<body>`: `connecting`,
+ * `online`, `offline` or `closed`.
+ */
+export const CONNECTION_STYLE = `
+  #connection::before { content: ""; display: inline-block; width: 0.6rem; height: 0.6rem; border-radius: 50%; margin-right: 0.5rem; background: #999; }
+  [data-connection=online] #connection { background: #e8f5e9; }
+  [data-connection=online] #connection::before { background: #2e7d32; }
+  [data-connection=offline] #connection { background: #fff3e0; }
+  [data-connection=offline] #connection::before { background: #ef6c00; }
+  [data-connection=closed] #connection { background: #ffebee; }
+  [data-connection=closed] #connection::before { background: #c62828; }`;
+
 /** What answers a plain HTTP request to one path. */
 export type Route = (request: Request) => Response | Promise<Response>;
 

@@ -72,6 +72,7 @@ import {
   type WebSocketServer,
 } from "../mod.ts";
 import {
+  CONNECTION_STYLE,
   DEFAULT_HOSTNAME,
   printAddress,
   runMain,
@@ -512,13 +513,7 @@ const CHAT_PAGE = `<!doctype html>
   #text { flex: 1; min-width: 12rem; }
   main { display: grid; grid-template-columns: 13rem 1fr; gap: 1.5rem; }
   #connection { margin: 0; padding: 0.35rem 0.6rem; border-radius: 0.25rem; background: #eee; }
-  #connection::before { content: ""; display: inline-block; width: 0.6rem; height: 0.6rem; border-radius: 50%; margin-right: 0.5rem; background: #999; }
-  [data-connection=online] #connection { background: #e8f5e9; }
-  [data-connection=online] #connection::before { background: #2e7d32; }
-  [data-connection=offline] #connection { background: #fff3e0; }
-  [data-connection=offline] #connection::before { background: #ef6c00; }
-  [data-connection=closed] #connection { background: #ffebee; }
-  [data-connection=closed] #connection::before { background: #c62828; }
+${CONNECTION_STYLE}
   aside ul { list-style: none; padding: 0; margin: 0; }
   /* What the rooms and members were when the connection dropped. */
   [data-connection=offline] aside ul, [data-connection=closed] aside ul { opacity: 0.5; }

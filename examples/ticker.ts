@@ -41,6 +41,7 @@
 
 import { LiveTopics, serve, type WebSocketServer } from "../mod.ts";
 import {
+  CONNECTION_STYLE,
   DEFAULT_HOSTNAME,
   printAddress,
   runMain,
@@ -207,13 +208,7 @@ const TICKER_PAGE = `<!doctype html>
   h1 { margin: 0 0 0.25rem; }
   .muted { color: #777; }
   #connection { margin: 0 0 0.75rem; padding: 0.35rem 0.6rem; border-radius: 0.25rem; background: #eee; }
-  #connection::before { content: ""; display: inline-block; width: 0.6rem; height: 0.6rem; border-radius: 50%; margin-right: 0.5rem; background: #999; }
-  [data-connection=online] #connection { background: #e8f5e9; }
-  [data-connection=online] #connection::before { background: #2e7d32; }
-  [data-connection=offline] #connection { background: #fff3e0; }
-  [data-connection=offline] #connection::before { background: #ef6c00; }
-  [data-connection=closed] #connection { background: #ffebee; }
-  [data-connection=closed] #connection::before { background: #c62828; }
+${CONNECTION_STYLE}
   #picker { display: flex; gap: 1rem; flex-wrap: wrap; border: 1px solid #ddd; border-radius: 0.25rem; }
   #picker label { white-space: nowrap; }
   table { border-collapse: collapse; width: 100%; margin-top: 1rem; font-variant-numeric: tabular-nums; }
