@@ -703,10 +703,11 @@ ${CONNECTION_STYLE}
       return;
     }
     if (!offline) {
-      offline = { since: Date.now(), attempt: 0 };
+      // What cut the connection; the attempts that fail after it say less
+      // (1006).
+      offline = { since: Date.now(), attempt: 0, close: closeText(detail) };
       add("notice warn", "Connection lost at " + clock(offline.since) + " (" + closeText(detail) + "). Reconnecting…");
     }
-    offline.close = closeText(detail);
     offline.attempt++;
     offline.retryAt = Date.now() + detail.delay;
     setConnection("offline");

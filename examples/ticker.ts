@@ -371,8 +371,9 @@ ${CONNECTION_STYLE}
       byId("status").value = "Disconnected (" + close + "). Prices are stale: reload the page to connect again.";
       return;
     }
-    offline ??= { since: Date.now(), attempt: 0 };
-    offline.close = close;
+    // What cut the connection; the attempts that fail after it say less
+    // (1006).
+    offline ??= { since: Date.now(), attempt: 0, close };
     offline.attempt++;
     offline.retryAt = Date.now() + detail.delay;
     setConnection("offline");

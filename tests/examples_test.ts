@@ -658,6 +658,11 @@ Deno.test("Chromium: a chat page through a server restart (its room's history lo
 
     await server.shutdown();
     await see(page, "body[data-connection=offline]");
+    await see(
+      page,
+      "#log .notice.warn",
+      /^Connection lost at .* \(1001 Server shutting down\)\. Reconnecting…$/,
+    );
     await see(page, "#status", /connection lost \(1001 Server shutting down\)/);
     server = startChatServer({ ...quiet, port });
     // Said on the new server, whether the page is back yet or not.
