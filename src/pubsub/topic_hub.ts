@@ -331,6 +331,12 @@ interface Topic {
    * read: what was published meanwhile waits here for each.
    */
   recovering: Map<Subscriber, SharedMessage[]> | undefined;
+  /**
+   * Subscribers whose history read went past what the bus has brought
+   * here: the position they were offered up to, so that those
+   * publications, when they come, are not offered to them twice.
+   */
+  ahead: Map<Subscriber, StreamPosition> | undefined;
 }
 
 /**
@@ -387,6 +393,7 @@ export class Subscriptions {
         last: undefined,
         held: undefined,
         recovering: undefined,
+        ahead: undefined,
       };
       this.#topics.set(topic, state);
       const ready = this.#call(() => this.#pubsub?.subscribe(topic));
@@ -410,6 +417,7 @@ export class Subscriptions {
       return false;
     }
     state.recovering?.delete(subscriber);
+    state.ahead?.delete(subscriber);
     if (state.subscribers.size === 0) {
       this.#topics.delete(topic);
       this.#call(() => this.#pubsub?.unsubscribe(topic));
@@ -487,13 +495,22 @@ export class Subscriptions {
       for (const shared of waiting) subscriber.offer(shared);
       return true;
     }
-    this.#recover(subscriber, topic, result, waiting, ready);
+    const offered = this.#recover(subscriber, topic, result, waiting, ready);
+    // The read can be ahead of the bus (the store numbered a publication
+    // whose message is still on its way here).
+    const live = state.last;
+    if (
+      live === undefined || live.epoch !== offered.epoch ||
+      live.offset < offered.offset
+    ) {
+      (state.ahead ??= new Map()).set(subscriber, offered);
+    }
     return true;
   }
 
   /**
    * Tells `ready`, offers the history read, then what was published since
-   * the read above its top.
+   * the read above its top; returns the position offered up to.
    */
   #recover(
     subscriber: Subscriber,
@@ -501,7 +518,7 @@ export class Subscriptions {
     result: HistoryResult,
     waiting: SharedMessage[],
     ready: (recovery: Recovery) => void,
-  ): void {
+  ): StreamPosition {
     const top = result.position;
     ready({ recovered: result.recovered, position: top });
     for (const { offset, message } of result.publications) {
@@ -523,6 +540,7 @@ export class Subscriptions {
       last = position;
       subscriber.offer(shared);
     }
+    return last;
   }
 
   /**
@@ -590,6 +608,7 @@ export class Subscriptions {
 
   #offer(state: Topic, shared: SharedMessage, exclude: unknown): number {
     const recovering = state.recovering;
+    const ahead = state.ahead;
     let reached = 0;
     for (const subscriber of state.subscribers) {
       if (subscriber === exclude) continue;
@@ -598,6 +617,19 @@ export class Subscriptions {
         if (waiting !== undefined) {
           waiting.push(shared);
           continue;
+        }
+      }
+      if (ahead !== undefined && ahead.size > 0) {
+        const offered = ahead.get(subscriber);
+        if (offered !== undefined) {
+          const position = shared.position;
+          if (
+            position?.epoch === offered.epoch &&
+            position.offset <= offered.offset
+          ) {
+            continue;
+          }
+          ahead.delete(subscriber);
         }
       }
       if (subscriber.offer(shared)) reached++;
