@@ -622,7 +622,9 @@ ${CONNECTION_STYLE}
     client.addEventListener("disconnected", ({ detail }) => onDisconnected(client, detail));
     client.addEventListener("subscribed", ({ detail }) => client === live && onSubscribed(detail));
     client.addEventListener("publication", ({ detail }) => client === live && onPublication(detail));
-    client.addEventListener("gap", ({ detail }) => client === live && detail.topic !== ROOMS && resync("Some lines of " + me.room + " were lost on their way and could not be recovered."));
+    // Lost for good (history does not have them either): said, not resynced.
+    client.addEventListener("gap", ({ detail }) => client === live && me && detail.topic === topic() &&
+      add("notice warn", "Some lines of " + me.room + " were lost on their way and could not be recovered."));
     client.addEventListener("error", ({ detail }) => client === live && add("error", "Error: " + detail.message));
     return client;
   }
@@ -754,7 +756,7 @@ ${CONNECTION_STYLE}
         : missed + " messages from while you were away follow."));
   }
 
-  /** Shows the room's last lines again, after lines were lost. */
+  /** Shows the room's last lines, after what was missed was lost. */
   function resync(why) {
     add("notice warn", why + " The last lines it has follow.");
     resyncing = true;

@@ -91,6 +91,15 @@ class Supervisor implements AsyncDisposable {
   }
 }
 
+/** Empties the Redis on 127.0.0.1:`port` (FLUSHALL). */
+async function flushRedis(port: number): Promise<void> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode("FLUSHALL\r\n"));
+  const answer = new Uint8Array(5);
+  assert.equal(await conn.read(answer), 5);
+  assert.equal(new TextDecoder().decode(answer), "+OK\r\n");
+}
+
 /** The node that serves a member's connection, from the room's presence. */
 async function nodeOf(client: Recorder, room = "lobby"): Promise<string> {
   const { members } = await client.presence(`room/${room}`);
@@ -247,6 +256,21 @@ Deno.test("cluster example: a node killed while its pages are in a room is repla
         ),
       "Ada's line",
     );
+
+    // Redis loses the room's history (FLUSHALL): the page says lines may
+    // have been lost, and shows the next one once.
+    await flushRedis(redis.port);
+    await bob.publish("room/lobby", "After the flush");
+    await see(
+      page,
+      "#log .notice.warn",
+      /^Some lines of lobby were lost on their way and could not be recovered\.$/,
+    );
+    await see(page, "#log .message .text", "After the flush");
+    assert.deepEqual((await linesOf(page)).slice(-2), [
+      `Ada: Back through another node`,
+      `${name}: After the flush`,
+    ]);
 
     // The supervisor said so and started another node in the dead one's
     // place.
