@@ -1,5 +1,6 @@
 // What the browser examples (echo, chat, ticker) share: the address flags, the
-// page at `/`, the same-origin check on upgrades, and running until Ctrl+C.
+// page at `/` and the files it loads, the same-origin check on upgrades, and
+// running until Ctrl+C.
 
 import { parseArgs } from "node:util";
 import type { WebSocketServer } from "../mod.ts";
@@ -63,17 +64,52 @@ export function printAddress(name: string): (addr: Deno.NetAddr) => void {
 }
 
 /**
- * Answers plain HTTP requests with `html` at `/` (GET and HEAD) and 404
- * elsewhere.
+ * The style of a page's connection line (`<p id="connection">`): a dot and
+ * a background by the `data-connection` of `<body>`: `connecting`,
+ * `online`, `offline` or `closed`.
+ */
+export const CONNECTION_STYLE = `
+  #connection::before { content: ""; display: inline-block; width: 0.6rem; height: 0.6rem; border-radius: 50%; margin-right: 0.5rem; background: #999; }
+  [data-connection=online] #connection { background: #e8f5e9; }
+  [data-connection=online] #connection::before { background: #2e7d32; }
+  [data-connection=offline] #connection { background: #fff3e0; }
+  [data-connection=offline] #connection::before { background: #ef6c00; }
+  [data-connection=closed] #connection { background: #ffebee; }
+  [data-connection=closed] #connection::before { background: #c62828; }`;
+
+/** What answers a plain HTTP request to one path. */
+export type Route = (request: Request) => Response | Promise<Response>;
+
+/**
+ * Answers plain HTTP requests with `html` at `/` and each of `routes` at its
+ * path (GET and HEAD), and 404 elsewhere.
  *
- * @example
+ * @example The page and the live client module it imports
  * ```ts ignore
- * serve({ fetch: servePage("<!doctype html><title>Hi</title>") }, handler);
+ * serve({
+ *   fetch: servePage(PAGE, { "/live-client.js": LiveTopics.clientScript }),
+ * }, handler);
  * ```
  */
-export function servePage(html: string): (request: Request) => Response {
+export function servePage(
+  html: string,
+  routes: Record<string, Route> = {},
+): (request: Request) => Response | Promise<Response> {
+  const page: Route = () =>
+    new Response(html, {
+      headers: {
+        "content-type": "text/html; charset=utf-8",
+        "cache-control": "no-store",
+      },
+    });
   return (request) => {
-    if (new URL(request.url).pathname !== "/") {
+    const path = new URL(request.url).pathname;
+    const route = path === "/"
+      ? page
+      : Object.hasOwn(routes, path)
+      ? routes[path]
+      : undefined;
+    if (route === undefined) {
       return new Response("Not found", {
         status: 404,
         headers: { "content-type": "text/plain; charset=utf-8" },
@@ -88,12 +124,7 @@ export function servePage(html: string): (request: Request) => Response {
         },
       });
     }
-    return new Response(html, {
-      headers: {
-        "content-type": "text/html; charset=utf-8",
-        "cache-control": "no-store",
-      },
-    });
+    return route(request);
   };
 }
 

@@ -360,6 +360,36 @@ Deno.test("topic history (shared store): publications racing a subscription from
   assert.deepEqual(subscriber.offsets, [2, 3, 4, 5]);
 });
 
+Deno.test("topic history (shared store): a publication the history read gave a subscriber before the bus brought it here is not offered to it again", async () => {
+  const store = new SharedStore();
+  const hub = new TopicHub({ pubsub: store.adapter(), history: HISTORY });
+  const other = new TopicHub({ pubsub: store.adapter(), history: HISTORY });
+  const watcher = new Recorder();
+  subscriptionsOf(hub).subscribe(watcher, "t");
+  other.publish("t", "1");
+  await settle();
+  const since = watcher.offered[0].position!;
+  // The store is ahead of the bus: 2 and 3 are in history, not here yet.
+  store.paused = true;
+  other.publish("t", "2");
+  other.publish("t", "3");
+  const recovering = new Recorder();
+  assert.equal(
+    (await subscribeFrom(hub, recovering, "t", { since })).recovered,
+    true,
+  );
+  const latest = new Recorder();
+  await subscribeFrom(hub, latest, "t", { limit: 1 });
+  assert.deepEqual(recovering.offsets, [2, 3]);
+  assert.deepEqual(latest.offsets, [3]);
+  store.resume();
+  other.publish("t", "4");
+  await settle();
+  assert.deepEqual(watcher.offsets, [1, 2, 3, 4]);
+  assert.deepEqual(recovering.offsets, [2, 3, 4]);
+  assert.deepEqual(latest.offsets, [3, 4]);
+});
+
 Deno.test("topic history (shared store): a publication the bus lost is read back from history before what follows it", async () => {
   const store = new SharedStore();
   const reports: unknown[] = [];

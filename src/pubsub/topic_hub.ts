@@ -337,6 +337,12 @@ interface Topic {
    * is framed, and turned into the live protocol's JSON, once for all.
    */
   recent: Map<number, SharedMessage> | undefined;
+  /**
+   * Subscribers whose history read went past what the bus has brought
+   * here: the position they were offered up to, so that those
+   * publications, when they come, are not offered to them twice.
+   */
+  ahead: Map<Subscriber, StreamPosition> | undefined;
 }
 
 /**
@@ -394,6 +400,7 @@ export class Subscriptions {
         held: undefined,
         recovering: undefined,
         recent: undefined,
+        ahead: undefined,
       };
       this.#topics.set(topic, state);
       const ready = this.#call(() => this.#pubsub?.subscribe(topic));
@@ -417,6 +424,7 @@ export class Subscriptions {
       return false;
     }
     state.recovering?.delete(subscriber);
+    state.ahead?.delete(subscriber);
     if (state.subscribers.size === 0) {
       this.#topics.delete(topic);
       this.#call(() => this.#pubsub?.unsubscribe(topic));
@@ -494,7 +502,23 @@ export class Subscriptions {
       for (const shared of waiting) subscriber.offer(shared);
       return true;
     }
-    this.#recover(subscriber, topic, result, waiting, ready, limits);
+    const offered = this.#recover(
+      subscriber,
+      topic,
+      result,
+      waiting,
+      ready,
+      limits,
+    );
+    // The read can be ahead of the bus (the store numbered a publication
+    // whose message is still on its way here).
+    const live = state.last;
+    if (
+      live === undefined || live.epoch !== offered.epoch ||
+      live.offset < offered.offset
+    ) {
+      (state.ahead ??= new Map()).set(subscriber, offered);
+    }
     return true;
   }
 
@@ -522,7 +546,7 @@ export class Subscriptions {
 
   /**
    * Tells `ready`, offers the history read, then what was published since
-   * the read above its top.
+   * the read above its top; returns the position offered up to.
    */
   #recover(
     subscriber: Subscriber,
@@ -531,7 +555,7 @@ export class Subscriptions {
     waiting: SharedMessage[],
     ready: (recovery: Recovery) => void,
     limits: HistoryLimits,
-  ): void {
+  ): StreamPosition {
     const top = result.position;
     ready({ recovered: result.recovered, position: top });
     const state = this.#topics.get(topic);
@@ -560,6 +584,7 @@ export class Subscriptions {
       last = position;
       subscriber.offer(shared);
     }
+    return last;
   }
 
   /**
@@ -626,6 +651,7 @@ export class Subscriptions {
 
   #offer(state: Topic, shared: SharedMessage, exclude: unknown): number {
     const recovering = state.recovering;
+    const ahead = state.ahead;
     let reached = 0;
     for (const subscriber of state.subscribers) {
       if (subscriber === exclude) continue;
@@ -634,6 +660,19 @@ export class Subscriptions {
         if (waiting !== undefined) {
           waiting.push(shared);
           continue;
+        }
+      }
+      if (ahead !== undefined && ahead.size > 0) {
+        const offered = ahead.get(subscriber);
+        if (offered !== undefined) {
+          const position = shared.position;
+          if (
+            position?.epoch === offered.epoch &&
+            position.offset <= offered.offset
+          ) {
+            continue;
+          }
+          ahead.delete(subscriber);
         }
       }
       if (subscriber.offer(shared)) reached++;
