@@ -144,7 +144,10 @@ export interface ServeOptions {
   reusePort?: boolean;
   /** Aborting it shuts the server down, as {@linkcode WebSocketServer.shutdown}. */
   signal?: AbortSignal;
-  /** Called once listening; default: logs the address. */
+  /**
+   * Called once listening; default: logs the URL to open, `http://` (or
+   * `https://` with TLS) when `fetch` serves pages, else `ws://` (`wss://`).
+   */
   onListen?: (addr: Deno.NetAddr) => void;
   /**
    * The page origins allowed to open a WebSocket, compared exactly with the
@@ -581,7 +584,10 @@ class Server implements WebSocketServer {
     this.#http.base = `${this.#tls ? "https" : "http"}://${
       hostname.includes(":") ? `[${hostname}]` : hostname
     }:${port}`;
-    const scheme = this.#tls ? "wss" : "ws";
+    // The URL to open: a page's when `fetch` serves one, else the socket's.
+    const scheme = options.fetch === undefined
+      ? (this.#tls ? "wss" : "ws")
+      : (this.#tls ? "https" : "http");
     const onListen = options.onListen ??
       ((addr) =>
         console.log(`Listening on ${scheme}://${addr.hostname}:${addr.port}/`));
