@@ -10,6 +10,7 @@
  *
  * @example Bytes from a client to whole messages
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FrameDecoderStream, MessageStream } from "@scope/ws/frames";
  *
  * // RFC 6455 §5.7: a single-frame masked text message, "Hello".
@@ -19,7 +20,7 @@
  * const messages = ReadableStream.from([bytes])
  *   .pipeThrough(new FrameDecoderStream({ role: "server" }))
  *   .pipeThrough(new MessageStream());
- * for await (const message of messages) console.log(message); // "Hello"
+ * assert.deepEqual(await Array.fromAsync(messages), ["Hello"]);
  * ```
  *
  * @module

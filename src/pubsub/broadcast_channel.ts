@@ -108,10 +108,12 @@ export class BroadcastChannelPubSub implements PubSubAdapter {
    *
    * @example Naming the node in logs
    * ```ts
+   * import assert from "node:assert/strict";
    * import { BroadcastChannelPubSub } from "@scope/ws";
    *
    * const pubsub = new BroadcastChannelPubSub();
-   * console.log(`node ${pubsub.id}`);
+   * const label = `node ${pubsub.id}`; // 16 base64url characters
+   * assert.match(label, /^node [\w-]{16}$/);
    * await pubsub.close();
    * ```
    */
@@ -124,11 +126,12 @@ export class BroadcastChannelPubSub implements PubSubAdapter {
    *
    * @example Logging losses
    * ```ts
+   * import assert from "node:assert/strict";
    * import { BroadcastChannelPubSub } from "@scope/ws";
    *
    * const pubsub = new BroadcastChannelPubSub();
    * const { gaps, malformed } = pubsub.stats;
-   * console.log(`${gaps} lost, ${malformed} ignored`);
+   * assert.equal(`${gaps} lost, ${malformed} ignored`, "0 lost, 0 ignored");
    * await pubsub.close();
    * ```
    */
