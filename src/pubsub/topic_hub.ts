@@ -922,7 +922,9 @@ export class TopicHub {
    *
    * @param topic The topic.
    * @param message A `string` (text) or a `Uint8Array` (binary).
-   * @returns How many local sockets it was queued for.
+   * @returns How many local sockets it was queued for (on a topic whose
+   * history `RedisPubSub` keeps: how many will be offered it once it comes
+   * back from Redis). Other processes' subscribers are not counted.
    *
    * @example Publishing a price
    * ```ts ignore

@@ -438,7 +438,9 @@ export interface WebSocketServer extends AsyncDisposable {
    * the hub's adapter to other nodes), framed once. Never waits for a
    * socket: each applies its own backpressure policy.
    *
-   * @returns How many local sockets it was queued for.
+   * @returns How many local sockets it was queued for (on a topic whose
+   * history `RedisPubSub` keeps: how many will be offered it once it comes
+   * back from Redis). Other processes' subscribers are not counted.
    */
   publish(topic: string, message: string | Uint8Array): number;
   /** How many local sockets subscribe to `topic`. */
