@@ -640,6 +640,41 @@ Deno.test("RedisPubSub events through a Redis restart: the default reporter logs
   );
 });
 
+Deno.test("RedisPubSub events before Redis is first reached: cannot connect, then connected (not again), and ready resolves", async () => {
+  await using redis = await RedisServer.start();
+  await redis.stop();
+  const events: PubSubEvent[] = [];
+  const pubsub = new RedisPubSub({
+    url: redis.url,
+    onEvent: (event) => events.push(event),
+  });
+  try {
+    await waitFor(
+      () => events.filter((e) => e.kind === "disconnected").length === 2,
+      "both connections to tell they cannot connect",
+      DEADLINE,
+    );
+    await redis.restart();
+    await pubsub.ready;
+    await waitFor(
+      () => events.filter((e) => e.kind === "reconnected").length === 2,
+      "both connections to tell they connected",
+      DEADLINE,
+    );
+  } finally {
+    await pubsub.close();
+  }
+  assert.deepEqual(
+    events.map(({ kind, message }) => `${kind}: ${message}`).toSorted(),
+    [
+      "disconnected: Cannot connect to Redis (publisher): retrying; publications fail meanwhile",
+      "disconnected: Cannot connect to Redis (subscriber): retrying; messages from other nodes are missed meanwhile",
+      "reconnected: Connected to Redis (publisher)",
+      "reconnected: Connected to Redis (subscriber)",
+    ],
+  );
+});
+
 Deno.test("RedisPubSub with a client: its connections copy the client's settings and leave the client alone", async () => {
   await using redis = await RedisServer.start();
   const template = createClient({ url: redis.url });

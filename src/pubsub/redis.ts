@@ -744,6 +744,8 @@ export class RedisPubSub implements PubSubAdapter {
   #watch(client: RedisClient, role: "publisher" | "subscriber"): void {
     /** Whether a loss (or a failed first connection) was told. */
     let reported = false;
+    /** Whether this connection has been up before. */
+    let connected = false;
     client.on("error", (error: unknown) => {
       if (this.#closing) return;
       if (client.isReady) {
@@ -784,11 +786,14 @@ export class RedisPubSub implements PubSubAdapter {
         reported = false;
         this.#bus.tell(
           "reconnected",
-          `Connected to Redis (${role}) again${
-            role === "subscriber" ? ": its topics are subscribed again" : ""
-          }`,
+          connected
+            ? `Connected to Redis (${role}) again${
+              role === "subscriber" ? ": its topics are subscribed again" : ""
+            }`
+            : `Connected to Redis (${role})`,
         );
       }
+      connected = true;
       if (role === "subscriber") this.#settle();
       else {
         // Loaded before the first publication, so that pipelined EVALSHAs
