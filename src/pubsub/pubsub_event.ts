@@ -6,7 +6,8 @@
  *
  * - `disconnected`: a connection to the bus was lost, or cannot be made; the
  *   adapter retries (Redis).
- * - `reconnected`: that connection is back (a recovery).
+ * - `reconnected`: that connection is back, or made at last after failed
+ *   attempts (a recovery).
  * - `gave-up`: the adapter stopped retrying; topics are no longer shared.
  * - `publish-failed`: local publications fail, so other nodes miss them
  *   (counted in `stats.failed`).
