@@ -75,6 +75,10 @@ export {
   LiveTopics,
   type LiveTopicsOptions,
 } from "./src/live/live_topics.ts";
+export type {
+  PubSubEvent,
+  PubSubEventKind,
+} from "./src/pubsub/pubsub_event.ts";
 export {
   BroadcastChannelPubSub,
   type BroadcastChannelPubSubOptions,

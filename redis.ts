@@ -26,3 +26,7 @@ export {
   type RedisPubSubOptions,
 } from "./src/pubsub/redis.ts";
 export type { PubSubStats } from "./src/pubsub/topic_hub.ts";
+export type {
+  PubSubEvent,
+  PubSubEventKind,
+} from "./src/pubsub/pubsub_event.ts";

@@ -31,7 +31,8 @@
  * `reusePort` needs `--unstable-net` in Deno 2.9; this script passes it to
  * the nodes it starts. On several machines, run the same command on each
  * with the same `--redis` and `--hostname 0.0.0.0`, and put a load balancer
- * that passes WebSocket upgrades in front (README, "Scaling out").
+ * that passes WebSocket upgrades in front (docs/topics.md, "Several
+ * machines behind a load balancer").
  *
  * @module
  */

@@ -9,8 +9,8 @@ import { runCommand } from "./_util.ts";
 
 /**
  * The layers, from the top (may import any below it) to the bottom (imports
- * nothing of src/). The one place the order is written down; the README's
- * table of the code's layers follows it.
+ * nothing of src/). The one place the order is written down; the table of
+ * the code's layers in docs/design.md follows it.
  */
 const LAYERS = [
   "server", // serve(), its options and their resolver, plain HTTP on its port

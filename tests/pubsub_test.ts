@@ -4,7 +4,7 @@
  * (real workers, each running serve()) and in one thread.
  */
 import assert from "node:assert/strict";
-import { BroadcastChannelPubSub } from "../mod.ts";
+import { BroadcastChannelPubSub, type PubSubEvent } from "../mod.ts";
 import { BusNode, MAX_GAP, MAX_TRACKED } from "../src/pubsub/_bus.ts";
 import {
   decodeEnvelope,
@@ -162,8 +162,117 @@ function envelopeFrom(
   return { origin, topic, epoch, sequence, message: "" };
 }
 
+/** Runs `fn` with `console.error` and `console.info` logging into a list. */
+async function capturingConsole(
+  fn: () => unknown,
+): Promise<[string, unknown[]][]> {
+  const logged: [string, unknown[]][] = [];
+  const { error, info } = console;
+  console.error = (...args: unknown[]) => logged.push(["error", args]);
+  console.info = (...args: unknown[]) => logged.push(["info", args]);
+  try {
+    await fn();
+  } finally {
+    console.error = error;
+    console.info = info;
+  }
+  return logged;
+}
+
+Deno.test("bus events without onEvent or onError are logged one line each, with the cause's message and no stack; a recovery with console.info", async () => {
+  const cause = new Error("Socket closed\nunexpectedly");
+  const logged = await capturingConsole(() => {
+    const node = new BusNode({}, "RedisPubSub");
+    node.tell(
+      "disconnected",
+      "Lost the connection to Redis (publisher): retrying; publications fail meanwhile",
+      { cause },
+    );
+    node.tell("reconnected", "Connected to Redis (publisher) again");
+    node.report(new TypeError("A hub threw"));
+  });
+  assert.deepEqual(logged, [
+    ["error", [
+      "RedisPubSub: Lost the connection to Redis (publisher): retrying; publications fail meanwhile (Socket closed unexpectedly)",
+    ]],
+    ["info", ["RedisPubSub: Connected to Redis (publisher) again"]],
+    ["error", ["RedisPubSub: A hub threw"]],
+  ]);
+});
+
+Deno.test("bus events: onEvent gets each with its kind, whether it is a recovery and its cause; onError gets the Error it always got, and no reconnection", async () => {
+  const events: PubSubEvent[] = [];
+  const errors: unknown[] = [];
+  const cause = new Error("ECONNREFUSED");
+  const thrown = new TypeError("A hub threw");
+  const logged = await capturingConsole(() => {
+    const node = new BusNode({
+      onEvent: (event) => events.push(event),
+      onError: (error) => errors.push(error),
+    }, "RedisPubSub");
+    node.tell("disconnected", "Cannot connect to Redis (subscriber)", {
+      cause,
+    });
+    node.tell("reconnected", "Connected to Redis (subscriber) again");
+    node.tell("publish-recovered", "Publishing to Redis works again");
+    node.report(thrown);
+  });
+  assert.deepEqual(logged, [], "nothing logged");
+  assert.deepEqual(events, [
+    {
+      kind: "disconnected",
+      recovery: false,
+      message: "Cannot connect to Redis (subscriber)",
+      cause,
+    },
+    {
+      kind: "reconnected",
+      recovery: true,
+      message: "Connected to Redis (subscriber) again",
+    },
+    {
+      kind: "publish-recovered",
+      recovery: true,
+      message: "Publishing to Redis works again",
+    },
+    { kind: "error", recovery: false, message: "A hub threw", cause: thrown },
+  ]);
+  assert.equal(errors.length, 3);
+  assert.ok(errors[0] instanceof Error);
+  assert.equal(errors[0].message, "Cannot connect to Redis (subscriber)");
+  assert.equal(errors[0].cause, cause);
+  assert.ok(errors[1] instanceof Error);
+  assert.equal(errors[1].message, "Publishing to Redis works again");
+  assert.equal(errors[2], thrown, "an error of its own is passed as is");
+});
+
+Deno.test("BroadcastChannelPubSub: a malformed message on the channel is an onEvent of kind malformed", async () => {
+  const name = `events-${crypto.randomUUID()}`;
+  const events: PubSubEvent[] = [];
+  const pubsub = new BroadcastChannelPubSub({
+    name,
+    onEvent: (event) => events.push(event),
+  });
+  const channel = new BroadcastChannel(name);
+  try {
+    pubsub.open(() => {});
+    pubsub.subscribe("news");
+    channel.postMessage("not bytes");
+    await waitFor(() => events.length === 1, "the event");
+    assert.deepEqual(events, [{
+      kind: "malformed",
+      recovery: false,
+      message: "A message on the BroadcastChannel is not bytes but a string",
+    }]);
+    assert.equal(pubsub.stats.malformed, 1);
+  } finally {
+    channel.close();
+    await pubsub.close();
+  }
+});
+
 Deno.test("bus numbering: each topic counts its publications from 1", () => {
-  const node = new BusNode(() => {}, "test");
+  const node = new BusNode({ onError: () => {} }, "test");
   assert.deepEqual(node.next("a"), { epoch: 0, sequence: 1 });
   assert.deepEqual(node.next("a"), { epoch: 0, sequence: 2 });
   assert.deepEqual(node.next("b"), { epoch: 0, sequence: 1 });
@@ -172,7 +281,10 @@ Deno.test("bus numbering: each topic counts its publications from 1", () => {
 
 Deno.test("bus numbering: missing sequence numbers count as gaps and are reported; the message after them is taken", () => {
   const errors: Error[] = [];
-  const node = new BusNode((error) => errors.push(error as Error), "test");
+  const node = new BusNode(
+    { onError: (error) => errors.push(error as Error) },
+    "test",
+  );
   assert.ok(node.accept(envelopeFrom("x", "t", 0, 5))); // the baseline
   assert.ok(node.accept(envelopeFrom("x", "t", 0, 6)));
   assert.ok(node.accept(envelopeFrom("x", "t", 0, 9)));
@@ -187,7 +299,7 @@ Deno.test("bus numbering: missing sequence numbers count as gaps and are reporte
 });
 
 Deno.test("bus numbering: a new epoch starts from 1, so only the numbers before its message are lost", () => {
-  const node = new BusNode(() => {}, "test");
+  const node = new BusNode({ onError: () => {} }, "test");
   node.accept(envelopeFrom("x", "t", 0, 50));
   assert.ok(node.accept(envelopeFrom("x", "t", 1, 1)));
   assert.equal(node.stats.gaps, 0);
@@ -197,7 +309,7 @@ Deno.test("bus numbering: a new epoch starts from 1, so only the numbers before 
 
 Deno.test("bus numbering: a repeated or older number is taken as a new baseline and counted as a reset, a node's own message is refused silently", () => {
   const errors: unknown[] = [];
-  const node = new BusNode((error) => errors.push(error), "test");
+  const node = new BusNode({ onError: (error) => errors.push(error) }, "test");
   node.accept(envelopeFrom("x", "t", 0, 3));
   assert.equal(node.accept(envelopeFrom("x", "t", 0, 3)), true);
   assert.equal(node.accept(envelopeFrom("x", "t", 0, 2)), true);
@@ -218,7 +330,7 @@ Deno.test("bus numbering: a repeated or older number is taken as a new baseline 
 });
 
 Deno.test("bus numbering: a forged number far ahead (2^32 - 1) does not silence its origin: it and the real messages after it are taken, as two resets, not billions of gaps", () => {
-  const node = new BusNode(() => {}, "test");
+  const node = new BusNode({ onError: () => {} }, "test");
   assert.ok(node.accept(envelopeFrom("x", "t", 0, 1)));
   assert.ok(node.accept(envelopeFrom("x", "t", 0, 2 ** 32 - 1)));
   assert.ok(node.accept(envelopeFrom("x", "t", 0, 2)));
@@ -240,7 +352,7 @@ Deno.test("bus numbering: a forged number far ahead (2^32 - 1) does not silence 
 });
 
 Deno.test("bus numbering: a topic that is no longer subscribed forgets its positions", () => {
-  const node = new BusNode(() => {}, "test");
+  const node = new BusNode({ onError: () => {} }, "test");
   node.accept(envelopeFrom("x", "t", 0, 1));
   node.forget("t");
   // Resubscribed later: what was published meanwhile was not due here.
@@ -249,14 +361,14 @@ Deno.test("bus numbering: a topic that is no longer subscribed forgets its posit
 });
 
 Deno.test("bus numbering: past the tracking limit, a publisher starts a new epoch and a receiver takes new baselines", () => {
-  const node = new BusNode(() => {}, "test");
+  const node = new BusNode({ onError: () => {} }, "test");
   for (let i = 0; i < MAX_TRACKED; i++) node.next(`topic ${i}`);
   assert.deepEqual(node.next("topic 0"), { epoch: 0, sequence: 2 });
   // One topic more: every count starts again, in epoch 1.
   assert.deepEqual(node.next("one more"), { epoch: 1, sequence: 1 });
   assert.deepEqual(node.next("topic 0"), { epoch: 1, sequence: 1 });
 
-  const receiver = new BusNode(() => {}, "test");
+  const receiver = new BusNode({ onError: () => {} }, "test");
   for (let i = 0; i < MAX_TRACKED; i++) {
     receiver.accept(envelopeFrom("x", `topic ${i}`, 0, 1));
   }
@@ -268,7 +380,10 @@ Deno.test("bus numbering: past the tracking limit, a publisher starts a new epoc
 
 Deno.test("bus reports: a flood of one kind is reported once a second, and the next report counts what was held back", async () => {
   const errors: Error[] = [];
-  const node = new BusNode((error) => errors.push(error as Error), "test");
+  const node = new BusNode(
+    { onError: (error) => errors.push(error as Error) },
+    "test",
+  );
   for (let i = 0; i < 5; i++) node.malformed(new TypeError(`bad ${i}`));
   assert.equal(node.stats.malformed, 5);
   assert.equal(errors.length, 1);
@@ -289,8 +404,10 @@ Deno.test("bus reports: a flood of one kind is reported once a second, and the n
 
 Deno.test("bus reports: an onError that throws is logged with the error, never thrown", async () => {
   await capturingConsoleError((logged) => {
-    const node = new BusNode(() => {
-      throw new Error("broken callback");
+    const node = new BusNode({
+      onError: () => {
+        throw new Error("broken callback");
+      },
     }, "test");
     node.report(new Error("the report"));
     assert.equal(logged.length, 1);

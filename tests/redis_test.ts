@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createClient } from "@redis/client";
-import { RedisPubSub } from "../redis.ts";
+import { type PubSubEvent, RedisPubSub } from "../redis.ts";
 import { encodeEnvelope } from "../src/pubsub/_envelope.ts";
 import {
   DEADLINE,
@@ -536,6 +536,143 @@ Deno.test("RedisPubSub: publications beyond maxPendingBytes fail and are counted
   } finally {
     await pubsub.close();
   }
+});
+
+Deno.test("RedisPubSub events through a Redis restart: the default reporter logs one line each without a stack, the recoveries with console.info; onEvent gets their kinds, onError the Errors it always got", async () => {
+  await using redis = await RedisServer.start();
+  const events: PubSubEvent[] = [];
+  const errors: Error[] = [];
+  const logged: { level: string; args: unknown[] }[] = [];
+  const { error, info } = console;
+  console.error = (...args: unknown[]) => logged.push({ level: "error", args });
+  console.info = (...args: unknown[]) => logged.push({ level: "info", args });
+  const told = new RedisPubSub({
+    url: redis.url,
+    onEvent: (event) => events.push(event),
+    onError: (error) => errors.push(error as Error),
+  });
+  const plain = new RedisPubSub({ url: redis.url });
+  const lines = () => logged.map(({ level, args }) => `${level} ${args[0]}`);
+  try {
+    await Promise.all([told.ready, plain.ready]);
+    told.open(() => {});
+    plain.open(() => {});
+    await redis.stop();
+    await waitFor(
+      () =>
+        events.filter((event) => event.kind === "disconnected").length === 2 &&
+        lines().filter((line) => line.includes("Lost the connection"))
+            .length ===
+          2,
+      "both connections of both adapters to tell the loss",
+      DEADLINE,
+    );
+    told.publish("news", "lost");
+    plain.publish("news", "lost");
+    await redis.restart();
+    await waitFor(
+      () =>
+        events.some((event) => event.kind === "publish-recovered") &&
+        lines().some((line) => line.includes("works again")) &&
+        events.filter((event) => event.kind === "reconnected").length === 2 &&
+        lines().filter((line) => line.includes("again")).length === 3,
+      "both adapters to tell the recoveries",
+      DEADLINE,
+    );
+  } finally {
+    console.error = error;
+    console.info = info;
+    await told.close();
+    await plain.close();
+  }
+
+  // The default reporter: one string per event, on one line.
+  for (const { args } of logged) {
+    assert.equal(args.length, 1, String(args));
+    assert.equal(typeof args[0], "string");
+    assert.doesNotMatch(args[0] as string, /\n/);
+  }
+  // The losses end with node-redis's words for them, in brackets.
+  const expected = [
+    "error RedisPubSub: Lost the connection to Redis (publisher): retrying; publications fail meanwhile (",
+    "error RedisPubSub: Lost the connection to Redis (subscriber): retrying; messages from other nodes are missed meanwhile (",
+    "error RedisPubSub: Publications to Redis are failing: other nodes will miss them (counted in stats.failed) (",
+    "info RedisPubSub: Connected to Redis (publisher) again",
+    "info RedisPubSub: Connected to Redis (subscriber) again: its topics are subscribed again",
+    "info RedisPubSub: Publishing to Redis works again; 1 publication(s) failed meanwhile and reached no other node",
+  ];
+  const got = lines().toSorted();
+  assert.equal(got.length, expected.length, got.join("\n"));
+  expected.toSorted().forEach((prefix, i) =>
+    assert.ok(got[i].startsWith(prefix), `${got[i]}\nis not\n${prefix}…`)
+  );
+
+  // onEvent: the same events with their kinds.
+  assert.deepEqual(
+    events.map(({ kind, recovery }) => `${kind} ${recovery}`).toSorted(),
+    [
+      "disconnected false",
+      "disconnected false",
+      "publish-failed false",
+      "reconnected true",
+      "reconnected true",
+      "publish-recovered true",
+    ].toSorted(),
+  );
+  for (const event of events.filter((e) => e.kind === "disconnected")) {
+    assert.ok(event.cause instanceof Error, "node-redis's error as the cause");
+  }
+  // onError: what it got before onEvent existed, the recovery of
+  // publishing included, and no reconnection.
+  assert.deepEqual(
+    errors.map((error) => error.message).toSorted(),
+    events
+      .filter((event) => event.kind !== "reconnected")
+      .map((event) => event.message)
+      .toSorted(),
+  );
+  assert.ok(errors.every((error) => error instanceof Error));
+  assert.ok(
+    errors.some((error) =>
+      error.message ===
+        "Publishing to Redis works again; 1 publication(s) failed meanwhile and reached no other node"
+    ),
+  );
+});
+
+Deno.test("RedisPubSub events before Redis is first reached: cannot connect, then connected (not again), and ready resolves", async () => {
+  await using redis = await RedisServer.start();
+  await redis.stop();
+  const events: PubSubEvent[] = [];
+  const pubsub = new RedisPubSub({
+    url: redis.url,
+    onEvent: (event) => events.push(event),
+  });
+  try {
+    await waitFor(
+      () => events.filter((e) => e.kind === "disconnected").length === 2,
+      "both connections to tell they cannot connect",
+      DEADLINE,
+    );
+    await redis.restart();
+    await pubsub.ready;
+    await waitFor(
+      () => events.filter((e) => e.kind === "reconnected").length === 2,
+      "both connections to tell they connected",
+      DEADLINE,
+    );
+  } finally {
+    await pubsub.close();
+  }
+  assert.deepEqual(
+    events.map(({ kind, message }) => `${kind}: ${message}`).toSorted(),
+    [
+      "disconnected: Cannot connect to Redis (publisher): retrying; publications fail meanwhile",
+      "disconnected: Cannot connect to Redis (subscriber): retrying; messages from other nodes are missed meanwhile",
+      "reconnected: Connected to Redis (publisher)",
+      "reconnected: Connected to Redis (subscriber)",
+    ],
+  );
 });
 
 Deno.test("RedisPubSub with a client: its connections copy the client's settings and leave the client alone", async () => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  serve,
   type ServeOptions,
   type WebSocketCloseResult,
   type WebSocketConnection,
@@ -804,6 +805,31 @@ Deno.test("a throwing onListen is reported to onError and the server serves", as
   assert.deepEqual(errors, ["onListen fails"]);
   await using client = await RawClient.open(local.port);
   assert.equal(await roundTrip(client, "served"), "served");
+});
+
+Deno.test("the default onListen logs the URL to open: ws:// or wss:// for WebSockets only, http:// or https:// when fetch serves pages", async () => {
+  const { cert, key } = await makeCertificates();
+  const cases: [ServeOptions, string][] = [
+    [{}, "ws"],
+    [{ fetch: () => new Response("page") }, "http"],
+    [{ cert, key }, "wss"],
+    [{ cert, key, fetch: () => new Response("page") }, "https"],
+  ];
+  for (const [options, scheme] of cases) {
+    const logged: unknown[][] = [];
+    const original = console.log;
+    console.log = (...args: unknown[]) => logged.push(args);
+    let server;
+    try {
+      server = serve({ port: 0, hostname: "127.0.0.1", ...options }, echo);
+    } finally {
+      console.log = original;
+    }
+    await server.shutdown();
+    assert.deepEqual(logged, [
+      [`Listening on ${scheme}://127.0.0.1:${server.addr.port}/`],
+    ]);
+  }
 });
 
 Deno.test("§7.4.1 a handler that throws inside `for await (… of socket.readable)` closes the socket with 1011", async () => {

@@ -460,6 +460,29 @@ Deno.test("upgradeWebSocket sockets with one TopicHub: a publication reaches sub
   assert.deepEqual(hub.topics(), [], "closed sockets leave their topics");
 });
 
+Deno.test("upgradeWebSocket without a hub: subscribe, unsubscribe and publish throw a TypeError that says to pass { hub }, as a client's socket does", async () => {
+  await using served = upgradeServer({}, echo);
+  const client = await connect(served.url);
+  const socket = await served.next();
+  for (const target of [socket, client]) {
+    for (
+      const call of [
+        () => target.subscribe("news"),
+        () => target.unsubscribe("news"),
+        () => target.publish("news", "hello"),
+      ]
+    ) {
+      assert.throws(call, {
+        name: "TypeError",
+        message:
+          "This socket has no topic hub: pass { hub } to upgradeWebSocket() (a client's socket has none)",
+      });
+    }
+  }
+  client.close();
+  await deadline(client.closed, "the client's close");
+});
+
 Deno.test("upgradeWebSocket and serve() sharing a TopicHub: a publication reaches sockets of both kinds", async () => {
   const hub = new TopicHub();
   await using served = serveLocal(

@@ -235,7 +235,7 @@ const UNKNOWN_ADDR: Deno.NetAddr = Object.freeze({
  * spirit of `Deno.upgradeWebSocket`: the handler returns `response`, and
  * `socket` is the same socket `serve()` hands out (`readable`, `writable`,
  * `send()`, `close()`, `closed`, topics with a `hub`). It runs on Deno's own
- * WebSocket, whose differences from `serve()` the README lists: Deno checks
+ * WebSocket, whose differences from `serve()` docs/deno-serve.md lists: Deno checks
  * the frames, there is no compression, and receiving cannot pause
  * (`maxQueued` bounds what waits unread).
  *

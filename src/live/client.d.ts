@@ -322,7 +322,9 @@ export interface PresenceMember {
 }
 
 /**
- * Who is subscribed to a topic, across every server node.
+ * Who is subscribed to a topic: on every server node when the server
+ * shares presence (`RedisPubSub` and the hub's `presence` option), else on
+ * the node this client is connected to.
  *
  * @example
  * ```ts ignore
@@ -532,7 +534,8 @@ export declare class LiveClient extends EventTarget {
   ): Promise<void>;
 
   /**
-   * Asks who is subscribed to `topic`, across the server's nodes. Rejects
+   * Asks who is subscribed to `topic` (across the server's nodes when it
+   * shares presence: see {@linkcode Presence}). Rejects
    * with a {@linkcode LiveError}: the server's, or `disconnected` when not
    * connected (ask again on `connected`).
    *

@@ -5,10 +5,11 @@
  *
  * @example Checking whether a frame is a control frame
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Opcode } from "@scope/ws/frames";
  *
  * const isControl = (opcode: number) => opcode >= Opcode.Close;
- * console.log(isControl(Opcode.Ping)); // true
+ * assert.equal(isControl(Opcode.Ping), true);
  * ```
  */
 export const Opcode: {
@@ -96,10 +97,11 @@ export const CloseCode: {
  *
  * @example Validating a close code
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isValidCloseCode } from "@scope/ws";
  *
- * console.log(isValidCloseCode(1000)); // true
- * console.log(isValidCloseCode(1005)); // false: reserved for reporting
+ * assert.equal(isValidCloseCode(1000), true);
+ * assert.equal(isValidCloseCode(1005), false); // reserved for reporting
  * ```
  */
 export function isValidCloseCode(code: number): boolean {

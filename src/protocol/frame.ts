@@ -11,6 +11,7 @@ import { WebSocketError } from "./websocket_error.ts";
  *
  * @example A final text frame
  * ```ts
+ * import assert from "node:assert/strict";
  * import { type Frame, Opcode } from "@scope/ws/frames";
  *
  * const frame: Frame = {
@@ -18,7 +19,7 @@ import { WebSocketError } from "./websocket_error.ts";
  *   opcode: Opcode.Text,
  *   payload: new TextEncoder().encode("Hi"),
  * };
- * console.log(frame.payload.length); // 2
+ * assert.equal(frame.payload.length, 2);
  * ```
  */
 export interface Frame {
@@ -41,11 +42,12 @@ export interface Frame {
  *
  * @example Telling a final text frame
  * ```ts
+ * import assert from "node:assert/strict";
  * import { type FrameHeader, Opcode } from "@scope/ws/frames";
  *
  * const isFinalText = (header: FrameHeader) =>
  *   header.fin && header.opcode === Opcode.Text;
- * console.log(isFinalText({ fin: true, rsv: 0, opcode: 1, length: 5 })); // true
+ * assert.equal(isFinalText({ fin: true, rsv: 0, opcode: 1, length: 5 }), true);
  * ```
  */
 export interface FrameHeader {
@@ -137,19 +139,26 @@ function protocolError(reason: string): WebSocketError {
  *
  * @example Decoding RFC 6455 §5.7's masked "Hello" fed in two pieces
  * ```ts
- * import { FrameDecoder } from "@scope/ws/frames";
+ * import assert from "node:assert/strict";
+ * import { FrameDecoder, type FrameHeader } from "@scope/ws/frames";
  *
- * const pieces: Uint8Array[] = [];
+ * const headers: FrameHeader[] = [];
+ * const pieces: string[] = [];
+ * let ended = false;
  * const decoder = new FrameDecoder({
- *   onFrameStart: (header) => console.log(header.opcode, header.length), // 1 5
- *   onFramePayload: (bytes) => pieces.push(bytes.slice()),
- *   onFrameEnd: () => console.log(new TextDecoder().decode(pieces[0])), // "Hel"...
+ *   onFrameStart: (header) => headers.push(header),
+ *   onFramePayload: (bytes) => pieces.push(new TextDecoder().decode(bytes)),
+ *   onFrameEnd: () => ended = true,
  * }, { role: "server" });
  * const bytes = new Uint8Array([
  *   0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
  * ]);
- * decoder.push(bytes.subarray(0, 9));
- * decoder.push(bytes.subarray(9));
+ * decoder.push(bytes.subarray(0, 9)); // the header and "Hel"
+ * decoder.push(bytes.subarray(9)); // "lo"
+ * assert.equal(headers[0].opcode, 1);
+ * assert.equal(headers[0].length, 5);
+ * assert.deepEqual(pieces, ["Hel", "lo"]);
+ * assert.ok(ended);
  * ```
  */
 export class FrameDecoder {
@@ -445,6 +454,7 @@ export function writeHeader(
  *
  * @example Encoding RFC 6455 §5.7's unmasked "Hello"
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeFrame, Opcode } from "@scope/ws/frames";
  *
  * const bytes = encodeFrame({
@@ -452,7 +462,7 @@ export function writeHeader(
  *   opcode: Opcode.Text,
  *   payload: new TextEncoder().encode("Hello"),
  * });
- * console.log(bytes); // Uint8Array(7) [ 129, 5, 72, 101, 108, 108, 111 ]
+ * assert.deepEqual([...bytes], [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
  * ```
  */
 export function encodeFrame(frame: Frame, mask?: Uint8Array): Uint8Array {

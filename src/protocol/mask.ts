@@ -18,13 +18,15 @@ const WORD_THRESHOLD = 64;
  *
  * @example Masking and unmasking give back the original bytes
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applyMask } from "@scope/ws/frames";
  *
  * const key = new Uint8Array([1, 2, 3, 4]);
  * const data = new TextEncoder().encode("Hello");
  * applyMask(data, key);
+ * assert.notEqual(new TextDecoder().decode(data), "Hello");
  * applyMask(data, key);
- * console.log(new TextDecoder().decode(data)); // "Hello"
+ * assert.equal(new TextDecoder().decode(data), "Hello");
  * ```
  */
 export function applyMask(

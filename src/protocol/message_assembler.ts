@@ -13,6 +13,7 @@ import { WebSocketError } from "./websocket_error.ts";
  *
  * @example Telling text from binary
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { Message } from "@scope/ws/frames";
  *
  * function describe(message: Message): string {
@@ -20,7 +21,7 @@ import { WebSocketError } from "./websocket_error.ts";
  *     ? `text (${message.length} characters)`
  *     : `binary (${message.length} bytes)`;
  * }
- * console.log(describe("hi")); // "text (2 characters)"
+ * assert.equal(describe("hi"), "text (2 characters)");
  * ```
  */
 export type Message = string | Uint8Array;
@@ -109,16 +110,19 @@ const GROWTH = 16;
  *
  * @example Decoding frames into messages
  * ```ts
- * import { encodeFrame, FrameDecoder, MessageAssembler, Opcode } from "@scope/ws/frames";
+ * import assert from "node:assert/strict";
+ * import { encodeFrame, FrameDecoder, type Message, MessageAssembler, Opcode } from "@scope/ws/frames";
  *
+ * const messages: Message[] = [];
  * const assembler = new MessageAssembler({
- *   onMessage: (message) => console.log(message), // "Hello"
+ *   onMessage: (message) => messages.push(message),
  *   onControl: () => {},
  * });
  * const decoder = new FrameDecoder(assembler, { role: "client" });
  * const text = (s: string) => new TextEncoder().encode(s);
  * decoder.push(encodeFrame({ fin: false, opcode: Opcode.Text, payload: text("Hel") }));
  * decoder.push(encodeFrame({ fin: true, opcode: Opcode.Continuation, payload: text("lo") }));
+ * assert.deepEqual(messages, ["Hello"]);
  * ```
  */
 export class MessageAssembler implements FrameHandler {

@@ -4,6 +4,7 @@
 import { report } from "./_report.ts";
 import type { Envelope } from "./_envelope.ts";
 import type { StreamPosition } from "./history.ts";
+import type { PubSubEvent, PubSubEventKind } from "./pubsub_event.ts";
 import type { PubSubDeliver, PubSubStats } from "./topic_hub.ts";
 
 const MAX_SEQUENCE = 0xffff_ffff;
@@ -25,6 +26,36 @@ export const MAX_TRACKED = 65_536;
 export const MAX_GAP = 1 << 20;
 /** Reports of one kind (a gap, a malformed message) go out once a second at most. */
 const REPORT_INTERVAL = 1000;
+
+/** The kinds of event that are good news. */
+const RECOVERIES = new Set<PubSubEventKind>([
+  "reconnected",
+  "publish-recovered",
+]);
+
+/** The callbacks an adapter's options give its node. */
+export interface BusCallbacks {
+  /** Told each event as an `Error`, as it always was (not `reconnected`). */
+  onError?: (error: unknown) => void;
+  /** Told each event. */
+  onEvent?: (event: PubSubEvent) => void;
+}
+
+/** What {@linkcode BusNode.tell} takes beside an event's kind and message. */
+export interface Telling {
+  /** The error behind the event: the event's `cause`. */
+  cause?: unknown;
+  /**
+   * What `onError` gets: by default an `Error` with the message and the
+   * cause; an error of the application's or the bus's own is passed as is.
+   */
+  error?: unknown;
+  /**
+   * Reported once a second at most: what the held-back reports are, for
+   * the next one to say how many there were.
+   */
+  limited?: string;
+}
 
 /** Where the last message of one origin on one topic stood. */
 interface Position {
@@ -49,7 +80,10 @@ export class BusNode {
     resets: 0,
     reconnects: 0,
   };
-  #onError: (error: unknown) => void;
+  #onError: ((error: unknown) => void) | undefined;
+  #onEvent: ((event: PubSubEvent) => void) | undefined;
+  /** Put before each line the default reporter logs. */
+  #label: string;
   /** Where messages from other nodes go, once the hub has opened the node. */
   #deliver: PubSubDeliver | undefined;
   #epoch = 0;
@@ -61,13 +95,21 @@ export class BusNode {
   /** Per report kind: when it last went out and how many were held back. */
   #reports = new Map<string, { at: number; held: number }>();
 
-  constructor(onError: ((error: unknown) => void) | undefined, label: string) {
+  constructor(callbacks: BusCallbacks, label: string) {
     this.id = crypto.getRandomValues(new Uint8Array(12)).toBase64({
       alphabet: "base64url",
       omitPadding: true,
     });
-    this.#onError = onError ??
-      ((error) => console.error(`${label} error:`, error));
+    for (const name of ["onError", "onEvent"] as const) {
+      if (
+        callbacks[name] !== undefined && typeof callbacks[name] !== "function"
+      ) {
+        throw new TypeError(`The ${name} option must be a function`);
+      }
+    }
+    this.#onError = callbacks.onError;
+    this.#onEvent = callbacks.onEvent;
+    this.#label = label;
   }
 
   /** Takes the hub's `deliver`: one hub per adapter. */
@@ -153,12 +195,10 @@ export class BusNode {
     const expected = last.epoch === epoch ? last.sequence + 1 : 1;
     if (sequence < expected || sequence - expected > MAX_GAP) {
       this.stats.resets++;
-      this.reportLimited(
+      this.tell(
         "reset",
-        new Error(
-          `The numbering of node ${origin} on topic "${topic}" went from ${last.epoch}:${last.sequence} to ${epoch}:${sequence} (a forged or corrupt message, or losses beyond counting): counting starts again from it`,
-        ),
-        "numbering resets",
+        `The numbering of node ${origin} on topic "${topic}" went from ${last.epoch}:${last.sequence} to ${epoch}:${sequence} (a forged or corrupt message, or losses beyond counting): counting starts again from it`,
+        { limited: "numbering resets" },
       );
     } else if (sequence > expected) {
       this.#gap(sequence - expected, origin, topic);
@@ -179,48 +219,76 @@ export class BusNode {
   /** Counts and reports a bus message that is not one of ours. */
   malformed(error: unknown): void {
     this.stats.malformed++;
-    this.reportLimited("malformed", error, "malformed bus messages");
+    this.tell("malformed", messageOf(error), {
+      error,
+      limited: "malformed bus messages",
+    });
   }
 
-  /** Tells `onError`; if that throws too, `console.error` hears of both. */
+  /** Reports an error of the application's or of the bus's own. */
   report(error: unknown): void {
-    report(this.#onError, error);
+    this.tell("error", messageOf(error), { cause: error, error });
   }
 
   /**
-   * Reports at most one error of a kind a second, so that a flood of bad
-   * messages cannot flood the log; the next report says how many were held
-   * back (the counters have them all).
+   * Tells `onEvent` and `onError` of an event (a callback that throws is
+   * heard through `console.error`), or, when the application gave neither,
+   * logs it as one line. With `limited`, one event of a kind goes out a
+   * second at most, so that a flood of bad messages cannot flood the log;
+   * the next says how many were held back (the counters have them all).
    */
-  reportLimited(kind: string, error: unknown, what: string): void {
-    const now = performance.now();
-    const state = this.#reports.get(kind);
-    if (state !== undefined && now - state.at < REPORT_INTERVAL) {
-      state.held++;
-      return;
+  tell(
+    kind: PubSubEventKind,
+    message: string,
+    { cause, error, limited }: Telling = {},
+  ): void {
+    if (limited !== undefined) {
+      const now = performance.now();
+      const state = this.#reports.get(limited);
+      if (state !== undefined && now - state.at < REPORT_INTERVAL) {
+        state.held++;
+        return;
+      }
+      const held = state?.held ?? 0;
+      this.#reports.set(limited, { at: now, held: 0 });
+      if (held > 0) {
+        error = new Error(
+          `${message} (and ${held} more ${limited} since the last report, counted but not reported)`,
+          { cause: error ?? errorOf(message, cause) },
+        );
+        message = (error as Error).message;
+      }
     }
-    const held = state?.held ?? 0;
-    this.#reports.set(kind, { at: now, held: 0 });
-    this.report(
-      held > 0
-        ? new Error(
-          `${
-            messageOf(error)
-          } (and ${held} more ${what} since the last report, counted but not reported)`,
-          { cause: error },
-        )
-        : error,
-    );
+    const event: PubSubEvent = {
+      kind,
+      recovery: RECOVERIES.has(kind),
+      message,
+    };
+    if (cause !== undefined) event.cause = cause;
+    const onEvent = this.#onEvent;
+    const onError = this.#onError;
+    if (onEvent !== undefined) report(onEvent, event, "onEvent");
+    // `onError` hears what it always heard: every event but a reconnection.
+    if (onError !== undefined && kind !== "reconnected") {
+      report(onError, error ?? errorOf(message, cause));
+    }
+    if (onEvent === undefined && onError === undefined) {
+      const line = `${this.#label}: ${oneLine(message)}${
+        cause === undefined || cause === error
+          ? ""
+          : ` (${oneLine(messageOf(cause))})`
+      }`;
+      if (event.recovery) console.info(line);
+      else console.error(line);
+    }
   }
 
   #gap(missing: number, origin: string, topic: string): void {
     this.stats.gaps += missing;
-    this.reportLimited(
+    this.tell(
       "gap",
-      new Error(
-        `${missing} message(s) from node ${origin} on topic "${topic}" were lost on the bus`,
-      ),
-      "losses on the bus",
+      `${missing} message(s) from node ${origin} on topic "${topic}" were lost on the bus`,
+      { limited: "losses on the bus" },
     );
   }
 
@@ -230,6 +298,19 @@ export class BusNode {
   }
 }
 
-function messageOf(error: unknown): string {
+/** An error's message, or what else was thrown as text. */
+export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** The `Error` that `onError` gets for an event. */
+function errorOf(message: string, cause: unknown): Error {
+  return cause === undefined
+    ? new Error(message)
+    : new Error(message, { cause });
+}
+
+/** A message on one line: what a log line may not break. */
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, " ").trim();
 }

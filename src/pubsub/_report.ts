@@ -1,16 +1,26 @@
-// Telling an application's `onError` of a fault without ever throwing: a
-// handler that throws too is heard through `console.error`, with both errors.
-// It lives in pubsub/, the lowest layer that uses it (the hub and the bus);
-// the server and the reconnecting client use it too.
+// Telling an application's `onError` (or another callback) of a fault
+// without ever throwing: a callback that throws too is heard through
+// `console.error`, with both. It lives in pubsub/, the lowest layer that
+// uses it (the hub and the bus); the server and the reconnecting client use
+// it too.
 
-/** Calls `onError` with `error`; what `onError` throws goes to the console. */
-export function report(
-  onError: (error: unknown) => void,
-  error: unknown,
+/**
+ * Calls `callback` with `value`; what it throws goes to the console.
+ *
+ * @example
+ * ```ts ignore
+ * report(this.#onError, error);
+ * report(this.#onEvent, event, "onEvent");
+ * ```
+ */
+export function report<T>(
+  callback: (value: T) => void,
+  value: T,
+  name = "onError",
 ): void {
   try {
-    onError(error);
+    callback(value);
   } catch (thrown) {
-    console.error("onError threw", thrown, "while reporting", error);
+    console.error(`${name} threw`, thrown, "while reporting", value);
   }
 }

@@ -4,6 +4,7 @@
 import { clearImmediate, setImmediate } from "node:timers";
 import { BusNode } from "./_bus.ts";
 import { decodeEnvelope, encodeEnvelope, type Envelope } from "./_envelope.ts";
+import type { PubSubEvent } from "./pubsub_event.ts";
 import type { PubSubAdapter, PubSubStats } from "./topic_hub.ts";
 
 /**
@@ -15,7 +16,7 @@ import type { PubSubAdapter, PubSubStats } from "./topic_hub.ts";
  *
  * const pubsub = new BroadcastChannelPubSub({
  *   name: "chat-cluster",
- *   onError: (error) => console.warn("bus:", error),
+ *   onEvent: (event) => console.warn(`bus ${event.kind}: ${event.message}`),
  * });
  * await pubsub.close();
  * ```
@@ -27,10 +28,16 @@ export interface BroadcastChannelPubSubOptions {
    */
   name?: string;
   /**
-   * Told about losses and bad input: a publication that could not be
-   * posted, messages found missing, a malformed message on the channel
-   * (ignored). Reports of one kind go out once a second at most; `stats`
-   * counts them all. Default: `console.error`.
+   * Told about losses and bad input, one {@linkcode PubSubEvent} each: a
+   * publication that could not be posted (`publish-failed`), messages
+   * found missing (`gap`), a malformed message on the channel (ignored).
+   * Reports of one kind go out once a second at most; `stats` counts them
+   * all. Without `onEvent` and `onError`, each is logged as one line.
+   */
+  onEvent?: (event: PubSubEvent) => void;
+  /**
+   * Told the same as `onEvent`, each as an `Error` whose message is the
+   * event's (as before `onEvent` existed).
    */
   onError?: (error: unknown) => void;
 }
@@ -92,7 +99,7 @@ export class BroadcastChannelPubSub implements PubSubAdapter {
       throw new TypeError("The name option must be a string");
     }
     this.#name = name;
-    this.#bus = new BusNode(options.onError, "BroadcastChannelPubSub");
+    this.#bus = new BusNode(options, "BroadcastChannelPubSub");
   }
 
   /**
@@ -101,10 +108,12 @@ export class BroadcastChannelPubSub implements PubSubAdapter {
    *
    * @example Naming the node in logs
    * ```ts
+   * import assert from "node:assert/strict";
    * import { BroadcastChannelPubSub } from "@scope/ws";
    *
    * const pubsub = new BroadcastChannelPubSub();
-   * console.log(`node ${pubsub.id}`);
+   * const label = `node ${pubsub.id}`; // 16 base64url characters
+   * assert.match(label, /^node [\w-]{16}$/);
    * await pubsub.close();
    * ```
    */
@@ -117,11 +126,12 @@ export class BroadcastChannelPubSub implements PubSubAdapter {
    *
    * @example Logging losses
    * ```ts
+   * import assert from "node:assert/strict";
    * import { BroadcastChannelPubSub } from "@scope/ws";
    *
    * const pubsub = new BroadcastChannelPubSub();
    * const { gaps, malformed } = pubsub.stats;
-   * console.log(`${gaps} lost, ${malformed} ignored`);
+   * assert.equal(`${gaps} lost, ${malformed} ignored`, "0 lost, 0 ignored");
    * await pubsub.close();
    * ```
    */
@@ -262,13 +272,10 @@ export class BroadcastChannelPubSub implements PubSubAdapter {
 
   #failed(count: number, error: unknown): void {
     this.#bus.stats.failed += count;
-    this.#bus.reportLimited(
-      "failed",
-      new Error(
-        `${count} publication(s) could not be posted to the other workers`,
-        { cause: error },
-      ),
-      "failed publications",
+    this.#bus.tell(
+      "publish-failed",
+      `${count} publication(s) could not be posted to the other workers`,
+      { cause: error, limited: "failed publications" },
     );
   }
 

@@ -10,6 +10,7 @@
  *
  * @example Keeping the last position seen, to resume from it
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { StreamPosition } from "@scope/ws";
  *
  * let last: StreamPosition | undefined;
@@ -17,7 +18,7 @@
  *   last = position;
  * }
  * seen({ offset: 41, epoch: "k3x9Qa" });
- * console.log(last); // { offset: 41, epoch: "k3x9Qa" }
+ * assert.deepEqual(last, { offset: 41, epoch: "k3x9Qa" });
  * ```
  */
 export interface StreamPosition {
@@ -76,10 +77,11 @@ export interface HistoryQuery {
  *
  * @example Showing what was kept
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { Publication } from "@scope/ws";
  *
  * const kept: Publication = { offset: 42, message: "Hello" };
- * console.log(`#${kept.offset}: ${kept.message}`);
+ * assert.equal(`#${kept.offset}: ${kept.message}`, "#42: Hello");
  * ```
  */
 export interface Publication {
@@ -94,6 +96,7 @@ export interface Publication {
  *
  * @example Telling a page whether it missed anything
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { HistoryResult } from "@scope/ws";
  *
  * function report(result: HistoryResult): string {
@@ -101,7 +104,11 @@ export interface Publication {
  *     ? `${result.publications.length} missed publications`
  *     : "history does not reach back: send a snapshot";
  * }
- * console.log(report({ position: { offset: 3, epoch: "a" }, publications: [], recovered: true }));
+ * const position = { offset: 3, epoch: "a" };
+ * assert.equal(
+ *   report({ position, publications: [], recovered: true }),
+ *   "0 missed publications",
+ * );
  * ```
  */
 export interface HistoryResult {

@@ -5,7 +5,7 @@ import { Buffer } from "node:buffer";
 import { createClient } from "@redis/client";
 import { byteLength } from "../protocol/_bytes.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../protocol/message_assembler.ts";
-import { BusNode } from "./_bus.ts";
+import { BusNode, messageOf } from "./_bus.ts";
 import { decodeEnvelope, encodeEnvelope, type Envelope } from "./_envelope.ts";
 import type { HistoryLimits } from "./_memory_history.ts";
 import {
@@ -14,6 +14,7 @@ import {
   RedisHistory,
 } from "./_redis_history.ts";
 import type { HistoryQuery, HistoryResult, StreamPosition } from "./history.ts";
+import type { PubSubEvent } from "./pubsub_event.ts";
 import type {
   HistoryAdapter,
   PresenceAdapter,
@@ -57,7 +58,7 @@ type RedisClient = ReturnType<typeof createClient>;
  *   prefix: "chat:",
  *   maxPendingBytes: 4 * 1024 * 1024,
  *   maxMessageSize: 1024 * 1024,
- *   onError: (error) => console.warn("bus:", error),
+ *   onEvent: (event) => console.warn(`bus ${event.kind}: ${event.message}`),
  * });
  * ```
  */
@@ -102,12 +103,22 @@ export interface RedisPubSubOptions {
    */
   presenceTtl?: number;
   /**
-   * Told about connection losses, failed publications (once when they
-   * start failing, then how many failed once they work again), messages
-   * found missing, numbering resets, and malformed or too big messages on
-   * the channels (ignored).
+   * Told what happens to the adapter's connections and messages, one
+   * {@linkcode PubSubEvent} each: a connection lost (`disconnected`) and
+   * back (`reconnected`), given up (`gave-up`), publications failing
+   * (`publish-failed`, when they start) and working again
+   * (`publish-recovered`, with how many failed), messages found missing
+   * (`gap`), numbering resets (`reset`), malformed or too big messages on
+   * the channels (`malformed`, ignored), and other errors (`error`).
    * Reports of one kind go out once a second at most; `stats` counts them
-   * all. Default: `console.error`.
+   * all. Without `onEvent` and `onError`, each is logged as one line:
+   * `RedisPubSub: Lost the connection to Redis (publisher): retrying; …`.
+   */
+  onEvent?: (event: PubSubEvent) => void;
+  /**
+   * Told the same events as `onEvent` but `reconnected`, each as an `Error`
+   * whose message is the event's and whose `cause` is the error behind it
+   * (as before `onEvent` existed: `publish-recovered` too, as an `Error`).
    */
   onError?: (error: unknown) => void;
 }
@@ -151,7 +162,8 @@ const MAX_TAGS = 4096;
  * once rather than wait in an offline queue, which would deliver them late
  * and hold memory without bound), and every message carries its
  * publisher's sequence number per topic, so receivers count what went
- * missing (`stats.gaps`); both are reported to `onError`.
+ * missing (`stats.gaps`); both are told to `onEvent` (by default logged,
+ * one line each), as are a lost connection and its return.
  *
  * **History and presence.** For topics that keep history (the hub's
  * `history` option), Redis keeps it: one Lua script gives each publication
@@ -262,7 +274,7 @@ export class RedisPubSub implements PubSubAdapter {
     this.#prefix = prefix;
     this.#maxPendingBytes = maxPendingBytes;
     this.#maxMessageSize = maxMessageSize;
-    this.#bus = new BusNode(options.onError, "RedisPubSub");
+    this.#bus = new BusNode(options, "RedisPubSub");
     const template = options.client;
     if (template !== undefined) {
       this.#publisher = template.duplicate({
@@ -642,7 +654,15 @@ export class RedisPubSub implements PubSubAdapter {
       );
     if (count === 0) this.#presenceLocal.delete(topic);
     writing.catch((error) =>
-      this.#bus.reportLimited("presence", error, "presence failures")
+      this.#bus.tell(
+        "error",
+        `Could not write presence to Redis: ${messageOf(error)}`,
+        {
+          cause: error,
+          error,
+          limited: "presence failures",
+        },
+      )
     );
   }
 
@@ -722,7 +742,10 @@ export class RedisPubSub implements PubSubAdapter {
 
   /** Follows a connection's events: losses, returns, giving up. */
   #watch(client: RedisClient, role: "publisher" | "subscriber"): void {
+    /** Whether a loss (or a failed first connection) was told. */
     let reported = false;
+    /** Whether this connection has been up before. */
+    let connected = false;
     client.on("error", (error: unknown) => {
       if (this.#closing) return;
       if (client.isReady) {
@@ -733,26 +756,24 @@ export class RedisPubSub implements PubSubAdapter {
       if (this.#everReady) this.#outage = true;
       if (reported) return;
       reported = true;
-      this.#bus.report(
-        new Error(
-          `${
-            this.#everReady ? "Lost the connection" : "Cannot connect"
-          } to Redis (${role}): retrying; ${
-            role === "publisher"
-              ? "publications fail meanwhile"
-              : "messages from other nodes are missed meanwhile"
-          }`,
-          { cause: error },
-        ),
+      this.#bus.tell(
+        "disconnected",
+        `${
+          this.#everReady ? "Lost the connection" : "Cannot connect"
+        } to Redis (${role}): retrying; ${
+          role === "publisher"
+            ? "publications fail meanwhile"
+            : "messages from other nodes are missed meanwhile"
+        }`,
+        { cause: error },
       );
     });
     client.on("terminated", (cause: unknown) => {
       if (this.#closing) return;
-      this.#bus.report(
-        new Error(
-          `Gave up reconnecting to Redis (${role}): the topics are no longer shared`,
-          { cause },
-        ),
+      this.#bus.tell(
+        "gave-up",
+        `Gave up reconnecting to Redis (${role}): the topics are no longer shared`,
+        { cause },
       );
     });
     client.on("ready", () => {
@@ -761,7 +782,18 @@ export class RedisPubSub implements PubSubAdapter {
         client.destroy();
         return;
       }
-      reported = false;
+      if (reported) {
+        reported = false;
+        this.#bus.tell(
+          "reconnected",
+          connected
+            ? `Connected to Redis (${role}) again${
+              role === "subscriber" ? ": its topics are subscribed again" : ""
+            }`
+            : `Connected to Redis (${role})`,
+        );
+      }
+      connected = true;
       if (role === "subscriber") this.#settle();
       else {
         // Loaded before the first publication, so that pipelined EVALSHAs
@@ -797,11 +829,10 @@ export class RedisPubSub implements PubSubAdapter {
     // Publications still in flight when the adapter closes are counted only.
     if (this.#failing || this.#closing) return;
     this.#failing = true;
-    this.#bus.report(
-      new Error(
-        "Publications to Redis are failing: other nodes will miss them (counted in stats.failed)",
-        { cause: error },
-      ),
+    this.#bus.tell(
+      "publish-failed",
+      "Publications to Redis are failing: other nodes will miss them (counted in stats.failed)",
+      { cause: error },
     );
   }
 
@@ -810,10 +841,9 @@ export class RedisPubSub implements PubSubAdapter {
     const failed = this.#failedSinceReport;
     this.#failing = false;
     this.#failedSinceReport = 0;
-    this.#bus.report(
-      new Error(
-        `Publishing to Redis works again; ${failed} publication(s) failed meanwhile and reached no other node`,
-      ),
+    this.#bus.tell(
+      "publish-recovered",
+      `Publishing to Redis works again; ${failed} publication(s) failed meanwhile and reached no other node`,
     );
   }
 

@@ -174,12 +174,17 @@ export interface PresenceMember {
  *
  * @example Showing a room's members
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { TopicPresence } from "@scope/ws";
  *
  * function line(presence: TopicPresence): string {
- *   return `${presence.count} here`;
+ *   const names = presence.members.map((member) => member.client);
+ *   return `${presence.count} here: ${names.join(", ")}`;
  * }
- * console.log(line({ count: 2, members: [] })); // "2 here"
+ * assert.equal(
+ *   line({ count: 2, members: [{ client: "c81f" }, { client: "d02a" }] }),
+ *   "2 here: c81f, d02a",
+ * );
  * ```
  */
 export interface TopicPresence {
@@ -196,11 +201,12 @@ export interface TopicPresence {
  *
  * @example Watching for losses
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BroadcastChannelPubSub } from "@scope/ws";
  *
  * const pubsub = new BroadcastChannelPubSub();
  * const { failed, gaps, malformed } = pubsub.stats;
- * console.log({ failed, gaps, malformed }); // { failed: 0, gaps: 0, malformed: 0 }
+ * assert.deepEqual({ failed, gaps, malformed }, { failed: 0, gaps: 0, malformed: 0 });
  * await pubsub.close();
  * ```
  */
@@ -955,7 +961,9 @@ export class TopicHub {
    *
    * @param topic The topic.
    * @param message A `string` (text) or a `Uint8Array` (binary).
-   * @returns How many local sockets it was queued for.
+   * @returns How many local sockets it was queued for (on a topic whose
+   * history `RedisPubSub` keeps: how many will be offered it once it comes
+   * back from Redis). Other processes' subscribers are not counted.
    *
    * @example Publishing a price
    * ```ts ignore

@@ -144,7 +144,10 @@ export interface ServeOptions {
   reusePort?: boolean;
   /** Aborting it shuts the server down, as {@linkcode WebSocketServer.shutdown}. */
   signal?: AbortSignal;
-  /** Called once listening; default: logs the address. */
+  /**
+   * Called once listening; default: logs the URL to open, `http://` (or
+   * `https://` with TLS) when `fetch` serves pages, else `ws://` (`wss://`).
+   */
   onListen?: (addr: Deno.NetAddr) => void;
   /**
    * The page origins allowed to open a WebSocket, compared exactly with the
@@ -435,7 +438,9 @@ export interface WebSocketServer extends AsyncDisposable {
    * the hub's adapter to other nodes), framed once. Never waits for a
    * socket: each applies its own backpressure policy.
    *
-   * @returns How many local sockets it was queued for.
+   * @returns How many local sockets it was queued for (on a topic whose
+   * history `RedisPubSub` keeps: how many will be offered it once it comes
+   * back from Redis). Other processes' subscribers are not counted.
    */
   publish(topic: string, message: string | Uint8Array): number;
   /** How many local sockets subscribe to `topic`. */
@@ -581,7 +586,10 @@ class Server implements WebSocketServer {
     this.#http.base = `${this.#tls ? "https" : "http"}://${
       hostname.includes(":") ? `[${hostname}]` : hostname
     }:${port}`;
-    const scheme = this.#tls ? "wss" : "ws";
+    // The URL to open: a page's when `fetch` serves one, else the socket's.
+    const scheme = options.fetch === undefined
+      ? (this.#tls ? "wss" : "ws")
+      : (this.#tls ? "https" : "http");
     const onListen = options.onListen ??
       ((addr) =>
         console.log(`Listening on ${scheme}://${addr.hostname}:${addr.port}/`));

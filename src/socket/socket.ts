@@ -628,7 +628,9 @@ class SocketCore implements Subscriber, PipeTarget {
 
   #hubFor(topic: string): Subscriptions {
     if (this.#hub === undefined) {
-      throw new TypeError("This socket has no topic hub");
+      throw new TypeError(
+        "This socket has no topic hub: pass { hub } to upgradeWebSocket() (a client's socket has none)",
+      );
     }
     if (typeof topic !== "string") {
       throw new TypeError("A topic must be a string");

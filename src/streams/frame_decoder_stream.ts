@@ -20,6 +20,7 @@ import { WebSocketError } from "../protocol/websocket_error.ts";
  *
  * @example Decoding a masked frame from a client
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FrameDecoderStream } from "@scope/ws/frames";
  *
  * // RFC 6455 §5.7: a single-frame masked text message, "Hello".
@@ -28,9 +29,9 @@ import { WebSocketError } from "../protocol/websocket_error.ts";
  * ]);
  * const frames = ReadableStream.from([bytes])
  *   .pipeThrough(new FrameDecoderStream({ role: "server" }));
- * for await (const frame of frames) {
- *   console.log(frame.opcode, new TextDecoder().decode(frame.payload)); // 1 "Hello"
- * }
+ * const [frame] = await Array.fromAsync(frames);
+ * assert.equal(frame.opcode, 1);
+ * assert.equal(new TextDecoder().decode(frame.payload), "Hello");
  * ```
  */
 export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {

@@ -30,12 +30,14 @@ export interface FrameEncoderStreamOptions {
  *
  * @example Encoding frames for a server to send
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FrameEncoderStream, Opcode } from "@scope/ws/frames";
  *
  * const bytes = ReadableStream.from([
  *   { fin: true, opcode: Opcode.Text, payload: new TextEncoder().encode("Hi") },
  * ]).pipeThrough(new FrameEncoderStream());
- * for await (const chunk of bytes) console.log(chunk); // Uint8Array(4) [ 129, 2, 72, 105 ]
+ * const [chunk] = await Array.fromAsync(bytes);
+ * assert.deepEqual([...chunk], [0x81, 0x02, 0x48, 0x69]);
  * ```
  */
 export class FrameEncoderStream extends TransformStream<Frame, Uint8Array> {

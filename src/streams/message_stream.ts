@@ -42,6 +42,7 @@ export interface MessageStreamOptions extends MessageAssemblerOptions {
  *
  * @example Reassembling a fragmented text message
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MessageStream, Opcode } from "@scope/ws/frames";
  *
  * const encode = (text: string) => new TextEncoder().encode(text);
@@ -49,7 +50,7 @@ export interface MessageStreamOptions extends MessageAssemblerOptions {
  *   { fin: false, opcode: Opcode.Text, payload: encode("Hel") },
  *   { fin: true, opcode: Opcode.Continuation, payload: encode("lo") },
  * ]).pipeThrough(new MessageStream());
- * for await (const message of messages) console.log(message); // "Hello"
+ * assert.deepEqual(await Array.fromAsync(messages), ["Hello"]);
  * ```
  */
 export class MessageStream extends TransformStream<Frame, Message> {
