@@ -4,7 +4,14 @@
  * when their subscriptions are in place.
  */
 import { pingRedis, spawnRedis } from "../bench/_redis.ts";
-import type { HistoryOptions, PubSubStats } from "../mod.ts";
+import type {
+  HistoryOptions,
+  PresenceMember,
+  PubSubStats,
+  StreamPosition,
+} from "../mod.ts";
+import type { SharedMessage } from "../src/pubsub/_shared_message.ts";
+import type { Subscriber } from "../src/pubsub/topic_hub.ts";
 import { freePort, waitFor } from "./_util.ts";
 import { PROBE, type TestClient } from "./_ws_client.ts";
 
@@ -319,4 +326,34 @@ export function fromPublisher(
     .filter((message) =>
       message.startsWith(prefix) || message.startsWith(`#${prefix}`)
     );
+}
+
+/** A subscriber that keeps what it is offered and the gaps it is told of. */
+export class Recorder implements Subscriber {
+  offered: SharedMessage[] = [];
+  gaps: StreamPosition[] = [];
+  readonly member?: PresenceMember;
+
+  constructor(member?: PresenceMember) {
+    this.member = member;
+  }
+
+  offer(shared: SharedMessage): boolean {
+    this.offered.push(shared);
+    return true;
+  }
+
+  gap(_topic: string, position: StreamPosition): void {
+    this.gaps.push(position);
+  }
+
+  /** The messages offered, in order. */
+  get messages(): (string | Uint8Array)[] {
+    return this.offered.map((shared) => shared.message);
+  }
+
+  /** The offsets offered, in order. */
+  get offsets(): number[] {
+    return this.offered.map((shared) => shared.position!.offset);
+  }
 }

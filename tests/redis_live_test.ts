@@ -10,16 +10,16 @@
 
 import assert from "node:assert/strict";
 import { createClient } from "@redis/client";
-import { type HistoryOptions, type StreamPosition, TopicHub } from "../mod.ts";
+import { type HistoryOptions, TopicHub } from "../mod.ts";
 import { RedisPubSub } from "../redis.ts";
 import { RedisHistory } from "../src/pubsub/_redis_history.ts";
-import type { SharedMessage } from "../src/pubsub/_shared_message.ts";
+import { subscriptionsOf } from "../src/pubsub/topic_hub.ts";
 import {
-  type PresenceMember,
-  type Subscriber,
-  subscriptionsOf,
-} from "../src/pubsub/topic_hub.ts";
-import { DEADLINE, RedisNode, RedisServer } from "./_pubsub_helpers.ts";
+  DEADLINE,
+  Recorder,
+  RedisNode,
+  RedisServer,
+} from "./_pubsub_helpers.ts";
 import { waitFor as poll } from "./_util.ts";
 
 /** Waits with the Redis tests' deadline. */
@@ -29,29 +29,6 @@ import { closeAll, openClients } from "./_ws_client.ts";
 
 const HISTORY: HistoryOptions = { size: 1000, ttl: 60_000 };
 const PREFIX = "live:";
-
-/** A subscriber that keeps what it is offered and the gaps it is told of. */
-class Recorder implements Subscriber {
-  readonly member?: PresenceMember;
-  offered: SharedMessage[] = [];
-  gaps: StreamPosition[] = [];
-  offer(shared: SharedMessage): boolean {
-    this.offered.push(shared);
-    return true;
-  }
-  constructor(member?: PresenceMember) {
-    this.member = member;
-  }
-  gap(_topic: string, position: StreamPosition): void {
-    this.gaps.push(position);
-  }
-  get messages(): (string | Uint8Array)[] {
-    return this.offered.map((shared) => shared.message);
-  }
-  get offsets(): number[] {
-    return this.offered.map((shared) => shared.position!.offset);
-  }
-}
 
 /** A hub over its own `RedisPubSub`, closed with the test. */
 async function node(

@@ -21,45 +21,14 @@ import {
   type HistoryLimits,
   MemoryHistory,
 } from "../src/pubsub/_memory_history.ts";
-import type { SharedMessage } from "../src/pubsub/_shared_message.ts";
 import {
-  type PresenceMember,
   type Recovery,
   type Subscriber,
   subscriptionsOf,
 } from "../src/pubsub/topic_hub.ts";
+import { Recorder } from "./_pubsub_helpers.ts";
 
 const HISTORY: HistoryOptions = { size: 100, ttl: 60_000 };
-
-/** A subscriber that keeps what it is offered and the gaps it is told of. */
-class Recorder implements Subscriber {
-  offered: SharedMessage[] = [];
-  gaps: StreamPosition[] = [];
-  readonly member?: PresenceMember;
-
-  constructor(member?: PresenceMember) {
-    this.member = member;
-  }
-
-  offer(shared: SharedMessage): boolean {
-    this.offered.push(shared);
-    return true;
-  }
-
-  gap(_topic: string, position: StreamPosition): void {
-    this.gaps.push(position);
-  }
-
-  /** The messages offered, in order. */
-  get messages(): (string | Uint8Array)[] {
-    return this.offered.map((shared) => shared.message);
-  }
-
-  /** The offsets offered, in order. */
-  get offsets(): number[] {
-    return this.offered.map((shared) => shared.position!.offset);
-  }
-}
 
 /**
  * A shared history store in the process, as Redis would be for several
