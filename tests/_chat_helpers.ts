@@ -5,6 +5,7 @@
  * driven through its element ids.
  */
 
+import { onEveryEvent } from "./_live_events.ts";
 import {
   LiveClient,
   type LiveClientEventMap,
@@ -39,21 +40,9 @@ export class Recorder extends LiveClient implements AsyncDisposable {
 
   constructor(url: string, options: LiveClientOptions = FAST) {
     super(url, options);
-    for (
-      const type of [
-        "connected",
-        "disconnected",
-        "subscribed",
-        "publication",
-        "gap",
-        "unsubscribed",
-        "error",
-      ] as const
-    ) {
-      this.addEventListener(type, ({ detail }) => {
-        this.told.push({ type, detail } as Told);
-      });
-    }
+    onEveryEvent(this, (type, detail) => {
+      this.told.push({ type, detail } as Told);
+    });
   }
 
   /** The details of the `type` events told so far. */

@@ -9,6 +9,7 @@
  * publish/presence answers.
  */
 
+import { onEveryEvent } from "./_live_events.ts";
 import assert from "node:assert/strict";
 import {
   type Command,
@@ -194,22 +195,10 @@ class Recorded extends LiveClient implements AsyncDisposable {
   constructor(server: ScriptedServer, options?: LiveClientOptions) {
     super(server.url, options);
     this.#server = server;
-    for (
-      const type of [
-        "connected",
-        "disconnected",
-        "subscribed",
-        "publication",
-        "gap",
-        "unsubscribed",
-        "error",
-      ] as const
-    ) {
-      this.addEventListener(type, (event) => {
-        this.log.push(type);
-        this.#inbox(type).push(event.detail);
-      });
-    }
+    onEveryEvent(this, (type, detail) => {
+      this.log.push(type);
+      this.#inbox(type).push(detail);
+    });
     this.addEventListener("disconnected", ({ detail }) => {
       if (!detail.willRetry) this.#ended.resolve();
     });

@@ -9,6 +9,7 @@
  * presence, and the publication's JSON made once for all subscribers.
  */
 
+import { onEveryEvent } from "./_live_events.ts";
 import assert from "node:assert/strict";
 import {
   type HistoryOptions,
@@ -198,22 +199,7 @@ class Watched extends LiveClient implements AsyncDisposable {
 
   constructor(url: string, options: LiveClientOptions = FAST) {
     super(url, options);
-    for (
-      const type of [
-        "connected",
-        "disconnected",
-        "subscribed",
-        "publication",
-        "gap",
-        "unsubscribed",
-        "error",
-      ] as const
-    ) {
-      this.addEventListener(
-        type,
-        (event) => this.#inbox(type).push(event.detail),
-      );
-    }
+    onEveryEvent(this, (type, detail) => this.#inbox(type).push(detail));
     this.addEventListener("disconnected", ({ detail }) => {
       if (!detail.willRetry) this.#ended.resolve();
     });
