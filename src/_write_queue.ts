@@ -30,8 +30,8 @@ const GATHER_LIMIT = 256 * 1024;
  * reads and accepts included); past it, each write waits in a slower
  * queue of its own, where fresh writes overtake it: fanning a message out
  * to 10,000 sockets in one turn left some of them without a byte for
- * seconds (bench/README.md, "Fan-out"). Half the budget leaves room for
- * the reads and accepts of the same turn.
+ * seconds (bench/README.md, "Fan-out at 10,000 subscribers"). Half the
+ * budget leaves room for the reads and accepts of the same turn.
  */
 export const TURN_WRITES = 64;
 
