@@ -22,8 +22,13 @@ export interface Metric {
   label: string;
   /** Whether bigger values are better. */
   higherIsBetter: boolean;
-  /** The target as a ratio of ours to `Deno.upgradeWebSocket`. */
+  /**
+   * The target as a ratio of ours to `targetPeer`: at least this where
+   * higher is better, at most where lower is.
+   */
   targetRatio?: number;
+  /** The peer of `targetRatio`; default `Deno.upgradeWebSocket`. */
+  targetPeer?: ServerName;
   /** The target as a maximum of our own value. */
   targetMax?: number;
   /** The unit of an absolute target, for the chart. */
@@ -88,8 +93,14 @@ export function targetMet(
   const ours = medianOf(results, metric, "ours");
   if (metric.targetMax !== undefined) return ours <= metric.targetMax;
   if (metric.targetRatio !== undefined) {
-    const ratio = _ratio(ours, medianOf(results, metric, "deno"));
-    return Number.isFinite(ratio) ? ratio >= metric.targetRatio : undefined;
+    const ratio = _ratio(
+      ours,
+      medianOf(results, metric, metric.targetPeer ?? "deno"),
+    );
+    if (!Number.isFinite(ratio)) return undefined;
+    return metric.higherIsBetter
+      ? ratio >= metric.targetRatio
+      : ratio <= metric.targetRatio;
   }
   return undefined;
 }
@@ -116,11 +127,15 @@ export function resultsTable(
   for (const metric of metrics) {
     if (!results.has(metric.scenario)) continue;
     const medians = servers.map((server) => medianOf(results, metric, server));
+    // A metric no server measured (a number of subscribers not run).
+    if (!medians.some(Number.isFinite)) continue;
     const ours = medianOf(results, metric, "ours");
     const target = metric.targetMax !== undefined
       ? `≤ ${metric.targetMax}${metric.unit ? " " + metric.unit : ""} (ours)`
       : metric.targetRatio !== undefined
-      ? `≥ ${metric.targetRatio.toFixed(1)}× Deno`
+      ? `${metric.higherIsBetter ? "≥" : "≤"} ${
+        metric.targetRatio.toFixed(1)
+      }× ${metric.targetPeer ? SERVERS[metric.targetPeer].label : "Deno"}`
       : "";
     const met = targetMet(results, metric);
     rows.push([
@@ -189,6 +204,13 @@ function _metricsTable(
   const rows = [header, header.map(() => "---")];
   for (const metric of metrics) {
     if (!results.has(metric.scenario)) continue;
+    if (
+      !servers.some((server) =>
+        Number.isFinite(medianOf(results, metric, server))
+      )
+    ) {
+      continue;
+    }
     rows.push([
       `(${metric.scenario})`,
       metric.label,
@@ -246,7 +268,12 @@ export function ratioChart(
     // A scenario ours did not run (e.g. (g) before the topic API) has no bars.
     if (!bars.some((bar) => Number.isFinite(bar.value))) continue;
     let note = metric.higherIsBetter ? "ours ÷ peer" : "peer ÷ ours";
-    let target = metric.targetRatio;
+    // Only targets against Deno are drawn: the line is read against the
+    // bars of each peer, as "ours ÷ Deno".
+    let target = metric.targetPeer === undefined ||
+        metric.targetPeer === "deno"
+      ? metric.targetRatio
+      : undefined;
     let targetLabel = target === undefined
       ? ""
       : `target ≥ ${target.toFixed(1)}×`;

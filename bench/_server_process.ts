@@ -17,6 +17,11 @@ export interface ServerSpec {
   runtime: "deno" | Runtime;
   /** The file under bench/servers/ for each kind it has. */
   files: Partial<Record<ServerKind, string>>;
+  /**
+   * Another checkout whose bench/servers/ files run instead (`--base`):
+   * the module as it was, beside it as it is.
+   */
+  root?: string;
 }
 
 /** The servers the benchmark compares. */
@@ -47,11 +52,28 @@ export const SERVERS = {
     files: { echo: "ws_node.mjs" },
   },
   floor: {
-    label: "floor (bare Deno.Conn echo)",
+    label: "floor (bare Deno.Conn)",
     runtime: "deno",
-    files: { echo: "floor.ts" },
+    files: { echo: "floor.ts", fanout: "floor_fanout.ts" },
   },
-} as const satisfies Record<string, ServerSpec>;
+  base: {
+    label: "@scope/ws before",
+    runtime: "deno",
+    files: { echo: "ours.ts", fanout: "ours_fanout.ts" },
+  },
+} as Record<
+  "ours" | "deno" | "ws" | "bun" | "node" | "floor" | "base",
+  ServerSpec
+>;
+
+/**
+ * Runs `base` (our own servers) from another checkout: `dir` is its root,
+ * `label` names it in tables.
+ */
+export function setBase(dir: string, label: string): void {
+  SERVERS.base.root = dir;
+  SERVERS.base.label = label;
+}
 
 /** The name of one of {@linkcode SERVERS}. */
 export type ServerName = keyof typeof SERVERS;
@@ -142,7 +164,9 @@ export class ServerProcess implements AsyncDisposable {
     if (fileName === undefined) {
       throw new RangeError(`The ${name} server has no ${kind} variant`);
     }
-    const file = new URL(`./servers/${fileName}`, import.meta.url).pathname;
+    const file = spec.root
+      ? `${spec.root}/bench/servers/${fileName}`
+      : new URL(`./servers/${fileName}`, import.meta.url).pathname;
     let command = Deno.execPath();
     let args = ["run", "-A", "--v8-flags=--expose-gc"];
     let env: Record<string, string> = {};
@@ -207,6 +231,27 @@ export class ServerProcess implements AsyncDisposable {
   /** Resident memory now, in bytes. */
   rssBytes(): number {
     return rssBytes(this.pid);
+  }
+
+  /**
+   * Starts the peak of resident memory (VmHWM) again from what is resident
+   * now (Linux's `/proc/PID/clear_refs`); false when that is refused.
+   */
+  resetPeakRss(): boolean {
+    try {
+      Deno.writeTextFileSync(`/proc/${this.pid}/clear_refs`, "5");
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The most resident memory since the start or `resetPeakRss()`, bytes. */
+  peakRssBytes(): number {
+    const status = Deno.readTextFileSync(`/proc/${this.pid}/status`);
+    const match = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+    if (!match) throw new Error(`No VmHWM for process ${this.pid}`);
+    return Number(match[1]) * 1024;
   }
 
   /**

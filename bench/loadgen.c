@@ -30,7 +30,7 @@
 
 /* ---- options ------------------------------------------------------------ */
 
-enum mode { MODE_ECHO, MODE_HANDSHAKE, MODE_FANOUT };
+enum mode { MODE_ECHO, MODE_HANDSHAKE, MODE_FANOUT, MODE_STORM };
 
 static struct {
   enum mode mode;
@@ -83,7 +83,9 @@ static void usage(void) {
           "  fanout:    --subscribers N (100) --window W (16) --size S (64)\n"
           "             --warmup MS --duration MS (publisher /pub, N x /sub)\n"
           "             --port2 P2 (every other subscriber on P2: a second\n"
-          "             server sharing the topic; the publisher stays on P)\n");
+          "             server sharing the topic; the publisher stays on P)\n"
+          "  storm:     --subscribers N (1000) --concurrency K: N subscribers\n"
+          "             drop at once and reconnect, K connecting at most\n");
   exit(2);
 }
 
@@ -328,6 +330,11 @@ struct conn {
   /* Subscriber: the sequence number it expects next. */
   uint64_t expected;
   int ready;
+  /* Subscriber: its last delivery in the measured window (or the window's
+     start), and the longest wait between two (the stall). */
+  uint64_t last_delivery, max_gap;
+  /* Storm: when it had its first hello after reconnecting. */
+  uint64_t back;
 };
 
 static struct {
@@ -347,14 +354,17 @@ static struct {
   uint64_t messages, closed, echo_errors;
   /* Handshake. */
   uint64_t storm_ok, storm_errors, idle_errors, dropped, storm_first,
-      storm_last;
+      storm_last, storm_back;
   /* Fan-out. */
   struct conn *publisher;
   uint32_t *remaining; /* per window slot: subscribers still to deliver */
+  uint8_t *payload;    /* the publisher's message, `size` bytes */
   uint64_t next_seq, oldest, published, deliveries, missing, out_of_order,
       bad_messages, dead_subs, undelivered;
   uint32_t active_subs;
   int publishing;
+  /* The hellos sent before the run, and the newest any subscriber had. */
+  uint64_t hellos_sent, hello_seen;
   uint32_t reports;
 } g;
 
@@ -767,7 +777,7 @@ static void mark(const char *what) {
 }
 
 static void on_open(struct conn *c) {
-  if (opt.mode == MODE_HANDSHAKE && c->measured) {
+  if ((opt.mode == MODE_HANDSHAKE || opt.mode == MODE_STORM) && c->measured) {
     hist_add(g.now - c->started);
     g.storm_ok++;
     g.storm_last = g.now;
@@ -853,6 +863,13 @@ static void on_message(struct conn *c, int opcode, const uint8_t *payload,
   }
   if (c->role != ROLE_SUB) return;
   if (length >= 5 && memcmp(payload, "hello", 5) == 0) {
+    uint64_t number = 0;
+    if (length > 6) parse_digits(payload + 6, (int)length - 6, &number);
+    if (number > g.hello_seen) g.hello_seen = number;
+    if (!c->ready && c->measured) {
+      c->back = g.now;
+      if (g.now > g.storm_back) g.storm_back = g.now;
+    }
     c->ready = 1;
     return;
   }
@@ -896,6 +913,10 @@ static void on_message(struct conn *c, int opcode, const uint8_t *payload,
   if (g.counting) {
     g.deliveries++;
     hist_add(g.now > sent ? g.now - sent : 0);
+    if (g.now - c->last_delivery > c->max_gap) {
+      c->max_gap = g.now - c->last_delivery;
+    }
+    c->last_delivery = g.now;
   }
   fan_resolve(seq);
 }
@@ -906,11 +927,12 @@ static void publish_more(void) {
   if (!g.publishing || c->state != ST_OPEN) return;
   if (g.next_seq - g.oldest >= opt.window) return;
   while (g.next_seq - g.oldest < opt.window) {
-    uint8_t payload[128];
+    uint8_t *payload = g.payload;
     uint64_t seq = g.next_seq++;
-    int n = snprintf((char *)payload, sizeof payload, "%020" PRIu64 " %020"
-                     PRIu64, seq, now_ns());
-    memset(payload + n, ' ', opt.size - (size_t)n);
+    char digits[48];
+    int n = snprintf(digits, sizeof digits, "%020" PRIu64 " %020" PRIu64, seq,
+                     now_ns());
+    memcpy(payload, digits, (size_t)n);
     g.remaining[seq % opt.window] = g.active_subs;
     out_frame(c, OPCODE_TEXT, payload, opt.size);
     if (g.counting) g.published++;
@@ -927,6 +949,11 @@ static void launch(uint32_t total, enum role role, const char *path,
 }
 
 static uint64_t ms_ns(uint64_t ms) { return ms * 1000000u; }
+
+static int compare_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
 
 static void poll_once(int timeout_ms) {
   static struct epoll_event events[1024];
@@ -1058,10 +1085,56 @@ static void run_handshake(void) {
   /* Exiting closes every connection at once. */
 }
 
+/*
+ * Publishes "hello <n>" until subscribers have had one each: with `whole`,
+ * the first `subscribers` connections, every one; else those from `from`
+ * on, launched meanwhile up to `launch_total` (one that fails to open is
+ * not waited for). A hello goes 20 ms after the last, once some subscriber
+ * had it (or 1 s passed): a server that takes longer than 20 ms to deliver
+ * one to everyone (10,000 subscribers) would otherwise fall ever further
+ * behind. In the storm, 100 ms: a hello sent while every subscriber was
+ * away reaches nobody.
+ */
+static void say_hello(uint32_t from, int whole, uint32_t launch_total) {
+  uint64_t deadline = g.now + ms_ns(30000), next_hello = 0, last_hello = 0;
+  uint32_t to = whole ? opt.subscribers : 0;
+  for (;;) {
+    if (!whole) to = g.conn_count;
+    uint32_t waiting = 0;
+    for (uint32_t i = from; i < to; i++) {
+      struct conn *c = g.conns[i];
+      if (c->role != ROLE_SUB) continue;
+      /* Before the run every subscriber must be there; in the storm, one
+         that failed to connect again is counted as an error instead. */
+      if (!c->ready && (whole || c->state != ST_DONE)) waiting++;
+    }
+    if (waiting == 0 && (whole || g.launched >= launch_total)) break;
+    if (g.now > deadline) {
+      die("%u subscribers got no message in 30 s", waiting);
+    }
+    if (!whole) launch(launch_total, ROLE_SUB, "/sub", 1);
+    if (g.now >= next_hello &&
+        (g.hello_seen == g.hellos_sent ||
+         g.now >= last_hello + ms_ns(whole ? 1000 : 100))) {
+      char hello[32];
+      int n = snprintf(hello, sizeof hello, "hello %" PRIu64, ++g.hellos_sent);
+      out_frame(g.publisher, OPCODE_TEXT, (const uint8_t *)hello, (size_t)n);
+      conn_flush(g.publisher);
+      last_hello = g.now;
+      next_hello = g.now + ms_ns(20);
+    }
+    poll_once(until_ms(next_hello));
+  }
+}
+
 static void run_fanout(void) {
-  if (opt.size < 48 || opt.size > 125) die("--size must be 48 to 125");
+  if (opt.size < 48 || opt.size > MAX_KEPT_PAYLOAD) {
+    die("--size must be 48 to %d", MAX_KEPT_PAYLOAD);
+  }
   g.remaining = calloc(opt.window, sizeof *g.remaining);
-  if (g.remaining == NULL) die("out of memory");
+  g.payload = malloc(opt.size);
+  if (g.remaining == NULL || g.payload == NULL) die("out of memory");
+  memset(g.payload, ' ', opt.size);
   open_all(opt.subscribers, ROLE_SUB, "/sub");
   if (g.failed_open > 0) die("%u subscriber(s) failed to open", g.failed_open);
   open_all(1, ROLE_PUB, "/pub");
@@ -1070,25 +1143,10 @@ static void run_fanout(void) {
   g.active_subs = opt.subscribers;
   /*
    * Servers subscribe a socket some time after its 101 (Deno's on `open`):
-   * publish "hello" until every subscriber has had one, so that no message
+   * publish hellos until every subscriber has had one, so that no message
    * of the run is published before all are subscribed.
    */
-  uint64_t ready_deadline = g.now + ms_ns(10000), next_hello = 0;
-  for (;;) {
-    uint32_t ready = 0;
-    for (uint32_t i = 0; i < opt.subscribers; i++) ready += g.conns[i]->ready;
-    if (ready == opt.subscribers) break;
-    if (g.now > ready_deadline) {
-      die("%u of %u subscribers got no message in 10 s", opt.subscribers -
-          ready, opt.subscribers);
-    }
-    if (g.now >= next_hello) {
-      out_frame(g.publisher, OPCODE_TEXT, (const uint8_t *)"hello", 5);
-      conn_flush(g.publisher);
-      next_hello = g.now + ms_ns(20);
-    }
-    poll_once(until_ms(next_hello));
-  }
+  say_hello(0, 1, 0);
   g.publishing = 1;
   publish_more();
   uint64_t start = g.now + ms_ns(opt.warmup_ms);
@@ -1099,6 +1157,7 @@ static void run_fanout(void) {
   mark("start");
   double cpu0 = cpu_seconds();
   uint64_t t0 = now_ns();
+  for (uint32_t i = 0; i < opt.subscribers; i++) g.conns[i]->last_delivery = t0;
   g.counting = 1;
   uint64_t end = t0 + ms_ns(opt.duration_ms);
   while (g.now < end) {
@@ -1109,6 +1168,26 @@ static void run_fanout(void) {
   uint64_t t1 = now_ns();
   double cpu = cpu_seconds() - cpu0;
   mark("end");
+  /*
+   * The stall: the longest a subscriber waited between two deliveries in
+   * the window (its start and end count as deliveries, so a subscriber
+   * starved at either edge shows too), the longest of all and the median
+   * of each subscriber's longest.
+   */
+  uint64_t *gaps = calloc(opt.subscribers, sizeof *gaps);
+  if (gaps == NULL) die("out of memory");
+  uint32_t gap_count = 0;
+  for (uint32_t i = 0; i < opt.subscribers; i++) {
+    struct conn *c = g.conns[i];
+    if (c->state != ST_OPEN) continue;
+    uint64_t gap = c->max_gap;
+    if (t1 - c->last_delivery > gap) gap = t1 - c->last_delivery;
+    gaps[gap_count++] = gap;
+  }
+  qsort(gaps, gap_count, sizeof *gaps, compare_u64);
+  double stall_max = gap_count ? (double)gaps[gap_count - 1] / 1000 : -1;
+  double stall_p50 = gap_count ? (double)gaps[(gap_count - 1) / 2] / 1000 : -1;
+  free(gaps);
   g.publishing = 0;
   uint64_t drain_deadline = g.now + ms_ns(opt.drain_ms);
   while (g.oldest < g.next_seq && g.now < drain_deadline) {
@@ -1121,15 +1200,55 @@ static void run_fanout(void) {
   printf("{\"mode\":\"fanout\",\"subscribers\":%u,\"window\":%u,\"size\":%u,"
          "\"seconds\":%.6f,\"published\":%" PRIu64 ",\"deliveries\":%" PRIu64
          ",\"publishesPerSec\":%.1f,\"deliveriesPerSec\":%.1f,"
-         "\"p50Us\":%.2f,\"p99Us\":%.2f,\"missing\":%" PRIu64
+         "\"p50Us\":%.2f,\"p99Us\":%.2f,\"maxUs\":%.2f,"
+         "\"maxStallUs\":%.2f,\"p50StallUs\":%.2f,\"missing\":%" PRIu64
          ",\"outOfOrder\":%" PRIu64 ",\"malformed\":%" PRIu64
          ",\"deadSubscribers\":%" PRIu64 ",\"undelivered\":%" PRIu64
          ",\"cpu\":%.1f}\n",
          opt.subscribers, opt.window, opt.size, seconds, g.published,
          g.deliveries, (double)g.published / seconds,
          (double)g.deliveries / seconds, hist_quantile_us(0.5),
-         hist_quantile_us(0.99), g.missing, g.out_of_order, g.bad_messages,
-         g.dead_subs, g.undelivered, cpu / seconds * 100);
+         hist_quantile_us(0.99), hist_quantile_us(1.0), stall_max, stall_p50,
+         g.missing, g.out_of_order, g.bad_messages, g.dead_subs,
+         g.undelivered, cpu / seconds * 100);
+}
+
+/*
+ * A reconnect storm: `subscribers` subscribers and a publisher, every
+ * subscriber with a hello; then all subscribers drop at once (their sockets
+ * closed, no close frame: a network blip, a restarted proxy) and connect
+ * again at once (at most `concurrency` connecting). A client is back once
+ * it has its checked 101 and a hello published after it. Reports the time
+ * from the drop to the last 101 and to the last client back, and each
+ * handshake's time.
+ */
+static void run_storm(void) {
+  open_all(opt.subscribers, ROLE_SUB, "/sub");
+  if (g.failed_open > 0) die("%u subscriber(s) failed to open", g.failed_open);
+  open_all(1, ROLE_PUB, "/pub");
+  if (g.failed_open > 0) die("the publisher failed to open");
+  g.publisher = g.conns[g.conn_count - 1];
+  say_hello(0, 1, 0);
+  mark("start");
+  double cpu0 = cpu_seconds();
+  uint32_t first = g.conn_count;
+  g.storm_first = g.now = now_ns();
+  g.storm_last = g.storm_back = g.storm_first;
+  for (uint32_t i = 0; i < opt.subscribers; i++) conn_close_fd(g.conns[i]);
+  uint32_t failed_before = g.failed_open;
+  say_hello(first, 0, g.launched + opt.subscribers);
+  double cpu = cpu_seconds() - cpu0;
+  mark("end");
+  double seconds = (double)(g.storm_back - g.storm_first) / 1e9;
+  printf("{\"mode\":\"storm\",\"subscribers\":%u,\"concurrency\":%u,"
+         "\"back\":%" PRIu64 ",\"errors\":%u,\"allOpenMs\":%.3f,"
+         "\"allBackMs\":%.3f,\"p50Us\":%.2f,\"p99Us\":%.2f,"
+         "\"maxUs\":%.2f,\"cpu\":%.1f}\n",
+         opt.subscribers, opt.concurrency, g.storm_ok,
+         g.failed_open - failed_before,
+         (double)(g.storm_last - g.storm_first) / 1e6, seconds * 1e3,
+         hist_quantile_us(0.5), hist_quantile_us(0.99), hist_quantile_us(1.0),
+         seconds > 0 ? cpu / seconds * 100 : 0);
 }
 
 /* ---- main ----------------------------------------------------------------- */
@@ -1163,6 +1282,8 @@ int main(int argc, char **argv) {
         opt.mode = MODE_HANDSHAKE;
       } else if (strcmp(v, "fanout") == 0) {
         opt.mode = MODE_FANOUT;
+      } else if (strcmp(v, "storm") == 0) {
+        opt.mode = MODE_STORM;
       } else {
         usage();
       }
@@ -1238,6 +1359,9 @@ int main(int argc, char **argv) {
     break;
   case MODE_FANOUT:
     run_fanout();
+    break;
+  case MODE_STORM:
+    run_storm();
     break;
   }
   fflush(stdout);

@@ -13,14 +13,17 @@
  * topic, never read from or written to by the application. (j) is an
  * innocent client's ping round trip while another floods tiny frames
  * (_flood_ping.ts, in this process; not the floor, which answers no ping).
+ * (k) is a reconnect storm on the fan-out servers (loadgen.c).
  *
  * Flags: `--rounds N` (5), `--duration MS` (3000, measured per run),
  * `--warmup MS` (1000), `--idle N` (5000), `--quick` (1 round of 1 s, 1000
  * idle connections, no files written), `--servers ours,deno,ws,bun,node,floor`,
- * `--scenarios a,b,c,d,e,f,g,h,i,j`, `--no-micro`, `--no-pin` (do not run (b) on
- * one CPU), `--profile DIR` (CPU profiles of our server, one per run), `--out
- * DIR` (where the report goes; by default only a full run writes it, into
- * `bench/`).
+ * `--scenarios a,b,c,d,e,f,g,h,i,j,k`, `--subscribers 100,1000,10000` and
+ * `--sizes 64,100,4096` ((g)'s), `--base DIR` (also run our servers from
+ * another checkout, as `base`: before and after in one run), `--no-micro`,
+ * `--no-pin` (do not run (b) on one CPU), `--profile DIR` (CPU profiles of
+ * our server, one per run), `--out DIR` (where the report goes; by default
+ * only a full run writes it, into `bench/`).
  *
  * @module
  */
@@ -43,6 +46,7 @@ import {
   ServerProcess,
   SERVERS,
   type ServerSpec,
+  setBase,
   UnsupportedServerError,
 } from "./_server_process.ts";
 import { MICRO_CASES } from "./_micro_cases.ts";
@@ -78,12 +82,28 @@ const STORM = { open: 1000, handshakes: 5000, concurrency: 128 };
 const MANY = { connections: 256, inFlight: 4, size: 16 };
 /**
  * (g): one publisher, N subscribers; at most `window` messages published and
- * not yet delivered to every subscriber.
+ * not yet delivered to every subscriber. `size` at every N; `infoSizes`, for
+ * information, at N of 1,000 and more.
  */
-const FANOUT = { subscribers: [100, 1000], window: 16, size: 64 };
+const FANOUT = {
+  subscribers: [100, 1000, 10000],
+  window: 16,
+  size: 64,
+  infoSizes: [100, 4096],
+};
+/** (h): (g) across two processes, at these N. */
+const CLUSTER_SUBSCRIBERS = [100, 1000];
+/**
+ * (k), a reconnect storm: `subscribers` subscribed clients drop at once and
+ * connect again, all at once, then (a fresh server) `paced` at a time: all
+ * at once overflows every server's listen backlog (511 for Deno, 512 for
+ * Bun) unless it accepts faster than the clients connect, and a dropped SYN
+ * is sent again only 1 s later.
+ */
+const RECONNECT = { subscribers: 1000, paced: 128 };
 
 const DEFAULT_SERVERS = "ours,deno,ws,bun,node,floor";
-const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,h,i,j";
+const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,h,i,j,k";
 /** The scenarios that measure memory per idle connection. */
 const IDLE_SCENARIOS = ["d", "i"];
 /**
@@ -94,6 +114,12 @@ const IDLE_SUBSCRIBER_PATH = "/idle";
 
 interface _Flags {
   rounds: number;
+  /** (g)'s numbers of subscribers. */
+  subscribers: number[];
+  /** (g)'s message sizes (the first at every N, the others at 1,000+). */
+  sizes: number[];
+  /** Another checkout of this module, run as `base` beside ours. */
+  base?: string;
   duration: number;
   warmup: number;
   idle: number;
@@ -165,11 +191,18 @@ const TITLES: Record<string, string> = {
   } handshakes, ${STORM.concurrency} in progress at most (C generator)`,
   f: `${MANY.connections} connections × ${MANY.inFlight} in flight, ${MANY.size} B text (C generator)`,
   g: `fan-out: 1 publisher, ${
-    FANOUT.subscribers.map(_n).join(" and ")
-  } subscribers, ${FANOUT.size} B text, at most ${FANOUT.window} messages undelivered (C generator)`,
-  h: `cross-process fan-out, @scope/ws only: (g) over 2 server processes sharing the topic through Redis (RedisPubSub, a redis-server on this machine), the publisher on the first, the subscribers split over both (C generator)`,
+    FANOUT.subscribers.map(_n).join(", ")
+  } subscribers, ${FANOUT.size} B text (and ${
+    FANOUT.infoSizes.map((size) => `${_n(size)} B`).join(" and ")
+  } at 1,000 and more, for information), at most ${FANOUT.window} messages undelivered; max stall (the longest a subscriber waits between two deliveries) and the server's peak RSS growth from idle (C generator)`,
+  h: `cross-process fan-out, @scope/ws only: (g) at ${
+    CLUSTER_SUBSCRIBERS.map(_n).join(" and ")
+  } subscribers over 2 server processes sharing the topic through Redis (RedisPubSub, a redis-server on this machine), the publisher on the first, the subscribers split over both (C generator)`,
   i: `idle subscribed sockets: server memory per connection (as (d), on the fan-out servers' ${IDLE_SUBSCRIBER_PATH}: subscribed to the topic, never read from or written to)`,
   j: "another client's ping round trip while one client floods tiny frames (1-byte text, 256 KiB per write) at the echo server",
+  k: `reconnect storm: ${
+    _n(RECONNECT.subscribers)
+  } subscribers of the fan-out server drop at once and connect again, all at once, then (a fresh server) ${RECONNECT.paced} at a time; back = 101 and a message published after it (C generator)`,
 };
 
 function _n(value: number): string {
@@ -209,8 +242,12 @@ function _idleMetrics(
   ];
 }
 
-/** The fan-out metrics of (g) or (h), per number of subscribers. */
+/**
+ * The fan-out metrics of (g) or (h), per number of subscribers; in (g) at
+ * 1,000 and 10,000 the targets of issue 23, against Bun and Deno.
+ */
 function _fanoutMetrics(n: number, scenario = "g"): Metric[] {
+  const targeted = scenario === "g" && n >= 1000;
   return [
     {
       scenario,
@@ -220,6 +257,7 @@ function _fanoutMetrics(n: number, scenario = "g"): Metric[] {
       chartLabel: n === 1000 && scenario === "g"
         ? "(g) fan-out to 1,000"
         : undefined,
+      ...(targeted ? { targetRatio: 0.5, targetPeer: "bun" as const } : {}),
       decimals: 0,
     },
     {
@@ -236,6 +274,33 @@ function _fanoutMetrics(n: number, scenario = "g"): Metric[] {
       higherIsBetter: false,
       decimals: 2,
     },
+    ...(scenario === "g"
+      ? [
+        {
+          scenario,
+          key: `stall${n}`,
+          label: `N = ${_n(n)}: max stall, ms`,
+          higherIsBetter: false,
+          ...(n >= 10000 ? { targetRatio: 2, targetPeer: "bun" as const } : {}),
+          decimals: 1,
+        },
+        {
+          scenario,
+          key: `rss${n}`,
+          label: `N = ${_n(n)}: peak RSS growth, MiB`,
+          higherIsBetter: false,
+          ...(targeted ? { targetRatio: 1, targetPeer: "deno" as const } : {}),
+          decimals: 1,
+        },
+        ...FANOUT.infoSizes.filter(() => n >= 1000).map((size) => ({
+          scenario,
+          key: `dps${n}_${size}`,
+          label: `N = ${_n(n)}, ${_n(size)} B: deliveries/s`,
+          higherIsBetter: true,
+          decimals: 0,
+        })),
+      ]
+      : []),
   ];
 }
 
@@ -342,7 +407,7 @@ export const METRICS: Metric[] = [
     decimals: 2,
   },
   ...FANOUT.subscribers.flatMap((n) => _fanoutMetrics(n)),
-  ...FANOUT.subscribers.flatMap((n) => _fanoutMetrics(n, "h")),
+  ...CLUSTER_SUBSCRIBERS.flatMap((n) => _fanoutMetrics(n, "h")),
   ..._idleMetrics("i", "subscribed socket", "(i) memory per idle subscriber"),
   {
     scenario: "j",
@@ -351,27 +416,64 @@ export const METRICS: Metric[] = [
     higherIsBetter: false,
     decimals: 2,
   },
+  ...["", "Paced"].flatMap((suffix) => {
+    const how = suffix
+      ? `${RECONNECT.paced} connecting at a time`
+      : "all connecting at once";
+    return [
+      {
+        scenario: "k",
+        key: `allBack${suffix}`,
+        label: `${how}: all back, ms`,
+        higherIsBetter: false,
+        decimals: 0,
+      },
+      {
+        scenario: "k",
+        key: `allOpen${suffix}`,
+        label: `${how}: all handshakes done, ms`,
+        higherIsBetter: false,
+        decimals: 0,
+      },
+      {
+        scenario: "k",
+        key: `stormP99${suffix}`,
+        label: `${how}: p99 handshake, ms`,
+        higherIsBetter: false,
+        decimals: 1,
+      },
+    ];
+  }),
 ];
 
 const CPU_METRICS: Metric[] = [
-  ...["a", "b", "c", "e", "f"].flatMap((scenario) => [
-    {
-      scenario,
-      key: "serverCpu",
-      label: "server CPU, % of one core",
-      higherIsBetter: false,
-      decimals: 0,
-    },
-    {
-      scenario,
-      key: "loadCpu",
-      label: "load generator CPU, % of one core",
-      higherIsBetter: false,
-      decimals: 0,
-    },
-  ]),
+  ...["a", "b", "c", "e", "f", "k", "k/Paced"].flatMap((id) => {
+    const [scenario, suffix = ""] = id.split("/");
+    return [
+      {
+        scenario,
+        key: `serverCpu${suffix}`,
+        label: `${
+          suffix ? `${RECONNECT.paced} at a time: ` : ""
+        }server CPU, % of one core`,
+        higherIsBetter: false,
+        decimals: 0,
+      },
+      {
+        scenario,
+        key: `loadCpu${suffix}`,
+        label: `${
+          suffix ? `${RECONNECT.paced} at a time: ` : ""
+        }load generator CPU, % of one core`,
+        higherIsBetter: false,
+        decimals: 0,
+      },
+    ];
+  }),
   ...["g", "h"].flatMap((scenario) =>
-    FANOUT.subscribers.flatMap((n) => [
+    (scenario === "g" ? FANOUT.subscribers : CLUSTER_SUBSCRIBERS).flatMap((
+      n,
+    ) => [
       {
         scenario,
         key: `serverCpu${n}`,
@@ -483,8 +585,60 @@ const RUN_METRICS: Metric[] = [
     higherIsBetter: false,
     decimals: 0,
   },
+  ...["", "Paced"].flatMap((suffix) => [
+    {
+      scenario: "k",
+      key: `stormErrors${suffix}`,
+      label: `${
+        suffix ? `${RECONNECT.paced} at a time` : "at once"
+      }: clients that did not come back`,
+      higherIsBetter: false,
+      decimals: 0,
+    },
+    {
+      scenario: "k",
+      key: `stormP50${suffix}`,
+      label: `${
+        suffix ? `${RECONNECT.paced} at a time` : "at once"
+      }: p50 handshake, ms`,
+      higherIsBetter: false,
+      decimals: 1,
+    },
+  ]),
+  ...FANOUT.subscribers.flatMap((n) => [
+    {
+      scenario: "g",
+      key: `stallP50_${n}`,
+      label: `N = ${_n(n)}: median of each subscriber's longest stall, ms`,
+      higherIsBetter: false,
+      decimals: 1,
+    },
+    {
+      scenario: "g",
+      key: `failed${n}`,
+      label: `N = ${_n(n)}: failed (a subscriber got no message in 30 s)`,
+      higherIsBetter: false,
+      decimals: 0,
+    },
+    {
+      scenario: "g",
+      key: `rssIdle${n}`,
+      label: `N = ${_n(n)}: server RSS before, MiB`,
+      higherIsBetter: false,
+      decimals: 1,
+    },
+    ...FANOUT.infoSizes.filter(() => n >= 1000).map((size) => ({
+      scenario: "g",
+      key: `stall${n}_${size}`,
+      label: `N = ${_n(n)}, ${_n(size)} B: max stall, ms`,
+      higherIsBetter: false,
+      decimals: 1,
+    })),
+  ]),
   ...["g", "h"].flatMap((scenario) =>
-    FANOUT.subscribers.flatMap((n) => [
+    (scenario === "g" ? FANOUT.subscribers : CLUSTER_SUBSCRIBERS).flatMap((
+      n,
+    ) => [
       {
         scenario,
         key: `pps${n}`,
@@ -518,15 +672,26 @@ function _parseFlags(args: string[]): _Flags {
       "no-pin": { type: "boolean", default: false },
       profile: { type: "string" },
       out: { type: "string" },
+      subscribers: {
+        type: "string",
+        default: FANOUT.subscribers.join(","),
+      },
+      sizes: {
+        type: "string",
+        default: [FANOUT.size, ...FANOUT.infoSizes].join(","),
+      },
+      base: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     console.log(
       "deno task bench [--quick] [--rounds N] [--duration MS] [--warmup MS] " +
-        `[--idle N] [--servers ${DEFAULT_SERVERS}] ` +
+        `[--idle N] [--servers ${DEFAULT_SERVERS},base] ` +
         `[--scenarios ${DEFAULT_SCENARIOS}] ` +
-        "[--no-micro] [--no-pin] [--profile DIR] [--out DIR]",
+        `[--subscribers ${FANOUT.subscribers.join(",")}] ` +
+        `[--sizes ${[FANOUT.size, ...FANOUT.infoSizes].join(",")}] ` +
+        "[--base DIR] [--no-micro] [--no-pin] [--profile DIR] [--out DIR]",
     );
     Deno.exit(0);
   }
@@ -543,6 +708,20 @@ function _parseFlags(args: string[]): _Flags {
   for (const name of servers) {
     if (!(name in SERVERS)) throw new RangeError(`Unknown server: ${name}`);
   }
+  if (values.base !== undefined && !servers.includes("base")) {
+    servers.push("base");
+  }
+  if (servers.includes("base") && values.base === undefined) {
+    throw new RangeError("The base server needs --base DIR");
+  }
+  const list = (text: string, what: string, allowed?: number[]) =>
+    text.split(",").map((item) => {
+      const n = Number(item.trim());
+      if (!Number.isInteger(n) || n <= 0 || (allowed && !allowed.includes(n))) {
+        throw new RangeError(`Invalid ${what}: ${item}`);
+      }
+      return n;
+    });
   if (!servers.includes("ours")) {
     throw new RangeError("The servers must include ours");
   }
@@ -551,6 +730,14 @@ function _parseFlags(args: string[]): _Flags {
     if (!(id in TITLES)) throw new RangeError(`Unknown scenario: ${id}`);
   }
   return {
+    subscribers: list(values.subscribers, "number of subscribers"),
+    sizes: list(values.sizes, "message size").map((size) => {
+      if (size < 48 || size > 65536) {
+        throw new RangeError(`A fan-out message is 48 B to 64 KiB: ${size}`);
+      }
+      return size;
+    }),
+    base: values.base,
     rounds: Math.max(1, number(values.rounds, quick ? 1 : 5)),
     duration: number(values.duration, quick ? 1000 : 3000),
     warmup: number(values.warmup, quick ? 300 : 1000),
@@ -563,6 +750,9 @@ function _parseFlags(args: string[]): _Flags {
     out: values.out,
     quick,
     full: !quick && values.profile === undefined &&
+      values.base === undefined &&
+      values.subscribers === FANOUT.subscribers.join(",") &&
+      values.sizes === [FANOUT.size, ...FANOUT.infoSizes].join(",") &&
       _sameSet(servers, DEFAULT_SERVERS.split(",")) &&
       _sameSet(scenarios, DEFAULT_SCENARIOS.split(",")),
   };
@@ -618,8 +808,12 @@ function _fdsFor(id: string, flags: _Flags): number {
     ? flags.idle + IDLE_WARM
     : id === "e"
     ? STORM.open + STORM.handshakes
-    : id === "g" || id === "h"
-    ? Math.max(...FANOUT.subscribers) + 1
+    : id === "g"
+    ? Math.max(...flags.subscribers) + 1
+    : id === "h"
+    ? Math.max(...CLUSTER_SUBSCRIBERS) + 1
+    : id === "k"
+    ? 2 * RECONNECT.subscribers + 1
     : id === "f"
     ? MANY.connections
     : 64;
@@ -893,7 +1087,7 @@ async function _runManyScenario(
 }
 
 /** The load generator's flags for a fan-out run to `n` subscribers. */
-function _fanoutArgs(n: number, flags: _Flags): string[] {
+function _fanoutArgs(n: number, flags: _Flags, size = FANOUT.size): string[] {
   return [
     "--mode",
     "fanout",
@@ -902,7 +1096,7 @@ function _fanoutArgs(n: number, flags: _Flags): string[] {
     "--window",
     String(FANOUT.window),
     "--size",
-    String(FANOUT.size),
+    String(size),
     "--warmup",
     String(flags.warmup),
     "--duration",
@@ -910,43 +1104,89 @@ function _fanoutArgs(n: number, flags: _Flags): string[] {
   ];
 }
 
-/** Records a fan-out run's figures for `n` subscribers under their keys. */
+/**
+ * Records a fan-out run's figures for `n` subscribers under their keys
+ * (with `_size` after them for a size other than the first).
+ */
 function _fanoutValues(
   values: Record<string, number>,
   n: number,
   result: LoadgenResult,
+  suffix = "",
 ): void {
-  values[`dps${n}`] = _number(result, "deliveriesPerSec");
+  values[`dps${n}${suffix}`] = _number(result, "deliveriesPerSec");
+  values[`stall${n}${suffix}`] = _number(result, "maxStallUs") / 1000;
+  if (suffix) return;
   values[`pps${n}`] = _number(result, "publishesPerSec");
   values[`p50_${n}`] = _number(result, "p50Us") / 1000;
   values[`p99_${n}`] = _number(result, "p99Us") / 1000;
+  values[`stallP50_${n}`] = _number(result, "p50StallUs") / 1000;
   values[`errors${n}`] = _number(result, "missing") +
     _number(result, "outOfOrder") + _number(result, "malformed") +
     _number(result, "undelivered");
   values[`loadCpu${n}`] = _number(result, "cpu");
 }
 
-/** (g): one fresh fan-out server per number of subscribers. */
+/**
+ * (g): one fresh fan-out server per number of subscribers and size; the
+ * first size at every N, the others at N ≥ 1,000. The server's peak RSS
+ * is measured from its idle start (Linux's VmHWM, started again just
+ * before the generator opens the subscribers), or by sampling when that
+ * cannot be reset.
+ */
 async function _runFanoutScenario(
   name: ServerName,
   flags: _Flags,
   profile: (label: string) => { profileDir?: string; profileName?: string },
 ): Promise<Sample> {
   const values: Record<string, number> = {};
-  for (const n of FANOUT.subscribers) {
-    const server = await ServerProcess.start(name, {
-      kind: "fanout",
-      ...profile(`g${n}`),
-    });
-    try {
-      const { result, serverCpu } = await _runLoadgen(
-        server,
-        _fanoutArgs(n, flags),
-      );
-      _fanoutValues(values, n, result);
-      values[`serverCpu${n}`] = serverCpu;
-    } finally {
-      await server.stop();
+  for (const n of flags.subscribers) {
+    for (const [index, size] of flags.sizes.entries()) {
+      if (index > 0 && n < 1000) continue;
+      const suffix = index === 0 ? "" : `_${size}`;
+      const server = await ServerProcess.start(name, {
+        kind: "fanout",
+        ...profile(`g${n}${suffix}`),
+      });
+      try {
+        await _sleep(200);
+        const idle = server.rssBytes();
+        let peak = idle;
+        const exact = server.resetPeakRss();
+        const sampler = exact ? undefined : setInterval(() => {
+          peak = Math.max(peak, server.rssBytes());
+        }, 20);
+        let result: LoadgenResult;
+        let serverCpu: number;
+        try {
+          ({ result, serverCpu } = await _runLoadgen(
+            server,
+            _fanoutArgs(n, flags, size),
+          ));
+        } catch (error) {
+          // A server that never gets every subscriber its first message (an
+          // old one starving some at 10,000) fails this run, not the others.
+          console.log(
+            `  (g) N = ${_n(n)}, ${size} B, ${SERVERS[name].label} failed: ${
+              (error as Error).message
+            }`,
+          );
+          values[`failed${n}${suffix}`] = 1;
+          continue;
+        } finally {
+          clearInterval(sampler);
+        }
+        peak = exact
+          ? server.peakRssBytes()
+          : Math.max(peak, server.rssBytes());
+        _fanoutValues(values, n, result, suffix);
+        if (suffix) continue;
+        values[`serverCpu${n}`] = serverCpu;
+        values[`rss${n}`] = (peak - idle) / MiB;
+        values[`rssIdle${n}`] = idle / MiB;
+      } finally {
+        await server.stop();
+      }
     }
   }
   return { values };
@@ -962,7 +1202,7 @@ async function _runClusterFanoutScenario(
   profile: (label: string) => { profileDir?: string; profileName?: string },
 ): Promise<Sample> {
   const values: Record<string, number> = {};
-  for (const n of FANOUT.subscribers) {
+  for (const n of CLUSTER_SUBSCRIBERS) {
     await using redis = await RedisProcess.start();
     const args = ["--redis", redis.url];
     await using first = await ServerProcess.start("ours", {
@@ -990,6 +1230,41 @@ async function _runClusterFanoutScenario(
     _fanoutValues(values, n, result);
     values[`serverCpu${n}`] = firstCpu + secondCpu;
     values[`redisCpu${n}`] = redisCpu;
+  }
+  return { values };
+}
+
+/**
+ * (k): a reconnect storm: a fresh fan-out server's subscribers drop at once
+ * and connect again all at once, then on another fresh server
+ * `RECONNECT.paced` at a time.
+ */
+async function _runReconnectScenario(
+  name: ServerName,
+  profile: (label: string) => { profileDir?: string; profileName?: string },
+): Promise<Sample> {
+  const values: Record<string, number> = {};
+  for (const paced of [false, true]) {
+    const suffix = paced ? "Paced" : "";
+    await using server = await ServerProcess.start(name, {
+      kind: "fanout",
+      ...profile(`k${suffix}`),
+    });
+    const { result, serverCpu } = await _runLoadgen(server, [
+      "--mode",
+      "storm",
+      "--subscribers",
+      String(RECONNECT.subscribers),
+      "--concurrency",
+      String(paced ? RECONNECT.paced : RECONNECT.subscribers),
+    ]);
+    values[`allBack${suffix}`] = _number(result, "allBackMs");
+    values[`allOpen${suffix}`] = _number(result, "allOpenMs");
+    values[`stormP50${suffix}`] = _number(result, "p50Us") / 1000;
+    values[`stormP99${suffix}`] = _number(result, "p99Us") / 1000;
+    values[`stormErrors${suffix}`] = _number(result, "errors");
+    values[`serverCpu${suffix}`] = serverCpu;
+    values[`loadCpu${suffix}`] = _number(result, "cpu");
   }
   return { values };
 }
@@ -1055,18 +1330,40 @@ function _describe(id: string, sample: Sample): string {
       } (${cpu()})`;
     case "g":
     case "h":
-      return FANOUT.subscribers.map((s) =>
-        `N=${s}: ${n(v[`dps${s}`])} deliveries/s (${
-          n(v[`pps${s}`])
-        } publishes/s), p50 ${n(v[`p50_${s}`], 2)} ms, p99 ${
-          n(v[`p99_${s}`], 2)
-        } ms${v[`errors${s}`] ? `, ${n(v[`errors${s}`])} errors` : ""}${
-          id === "h"
-            ? ` (servers' CPU ${n(v[`serverCpu${s}`])}%, redis ${
-              n(v[`redisCpu${s}`])
-            }%)`
-            : ""
-        }`
+      return (id === "g" ? FANOUT.subscribers : CLUSTER_SUBSCRIBERS)
+        .filter((s) => v[`dps${s}`] !== undefined).map((s) =>
+          `N=${s}: ${n(v[`dps${s}`])} deliveries/s (${
+            n(v[`pps${s}`])
+          } publishes/s), p50 ${n(v[`p50_${s}`], 2)} ms, p99 ${
+            n(v[`p99_${s}`], 2)
+          } ms${
+            id === "g"
+              ? `, max stall ${n(v[`stall${s}`], 1)} ms, peak RSS +${
+                n(v[`rss${s}`], 1)
+              } MiB${
+                FANOUT.infoSizes.filter((size) =>
+                  v[`dps${s}_${size}`] !== undefined
+                ).map((size) => `, ${size} B ${n(v[`dps${s}_${size}`])}/s`)
+                  .join("")
+              }`
+              : ""
+          }${v[`errors${s}`] ? `, ${n(v[`errors${s}`])} errors` : ""}${
+            id === "h"
+              ? ` (servers' CPU ${n(v[`serverCpu${s}`])}%, redis ${
+                n(v[`redisCpu${s}`])
+              }%)`
+              : ""
+          }`
+        ).join("; ");
+    case "k":
+      return ["", "Paced"].map((s) =>
+        `${s ? `${RECONNECT.paced} at a time` : "at once"}: all back in ${
+          n(v[`allBack${s}`])
+        } ms, all 101s in ${n(v[`allOpen${s}`])} ms, handshake p50 ${
+          n(v[`stormP50${s}`], 1)
+        } ms, p99 ${n(v[`stormP99${s}`], 1)} ms${
+          v[`stormErrors${s}`] ? `, ${n(v[`stormErrors${s}`])} not back` : ""
+        } (server CPU ${n(v[`serverCpu${s}`])}%)`
       ).join("; ");
     case "j":
       return `${n(v.pings)} pings, p50 ${n(v.pingP50, 2)} ms, p99 ${
@@ -1087,7 +1384,9 @@ function _describe(id: string, sample: Sample): string {
 
 /** Which kind of server a scenario runs against. */
 function _kindOf(id: string): ServerKind {
-  return id === "g" || id === "h" || id === "i" ? "fanout" : "echo";
+  return id === "g" || id === "h" || id === "i" || id === "k"
+    ? "fanout"
+    : "echo";
 }
 
 async function _runScenario(
@@ -1104,6 +1403,7 @@ async function _runScenario(
       }
       : {};
   if (id === "g") return await _runFanoutScenario(name, flags, profile);
+  if (id === "k") return await _runReconnectScenario(name, profile);
   if (id === "h") return await _runClusterFanoutScenario(flags, profile);
   const server = await ServerProcess.start(name, {
     kind: _kindOf(id),
@@ -1135,7 +1435,8 @@ async function _runScenarios(flags: _Flags): Promise<Results> {
       // answers no ping: (j) cannot measure it.
       const servers = flags.servers.filter((name) =>
         hasKind(name, kind) && !unsupported.has(`${name}/${kind}`) &&
-        (id !== "h" || name === "ours") && (id !== "j" || name !== "floor")
+        (id !== "h" || name === "ours") &&
+        (id !== "j" || name !== "floor")
       );
       // Alternate the servers run by run: each round starts with another.
       const order = servers.map((_, i) =>
@@ -1322,19 +1623,40 @@ async function main(): Promise<void> {
       );
     }
   }
-  if (flags.scenarios.includes("e")) {
-    const needed = _fdsFor("e", flags);
-    if (fdLimit < needed) {
+  for (const id of ["e", "k"]) {
+    const needed = _fdsFor(id, flags);
+    if (flags.scenarios.includes(id) && fdLimit < needed) {
       console.log(
-        `The open file limit (${fdLimit}) is below the ${needed} that (e) needs: expect failed handshakes`,
+        `The open file limit (${fdLimit}) is below the ${needed} that (${id}) needs: expect failed handshakes`,
       );
     }
+  }
+  if (flags.scenarios.includes("g")) {
+    const fit = flags.subscribers.filter((n) => n + 1 + FD_SPARE <= fdLimit);
+    if (fit.length < flags.subscribers.length) {
+      console.log(
+        `The open file limit (${fdLimit}) is too low for (g) with ${
+          flags.subscribers.filter((n) => !fit.includes(n)).map(_n).join(
+            " and ",
+          )
+        } subscribers: left out`,
+      );
+      flags.subscribers = fit;
+      if (fit.length === 0) {
+        flags.scenarios = flags.scenarios.filter((id) => id !== "g");
+      }
+    }
+  }
+  if (flags.base !== undefined) {
+    const base = await Deno.realPath(flags.base);
+    const commit = await _shell("git rev-parse --short HEAD", base);
+    setBase(base, `@scope/ws at ${commit || base}`);
   }
   if (flags.scenarios.includes("h") && !(await RedisProcess.available())) {
     console.log("Skipping (h): no redis-server (apt-get install redis-server)");
     flags.scenarios = flags.scenarios.filter((id) => id !== "h");
   }
-  const usesLoadgen = ["e", "f", "g", "h"].filter((id) =>
+  const usesLoadgen = ["e", "f", "g", "h", "k"].filter((id) =>
     flags.scenarios.includes(id)
   );
   if (usesLoadgen.length > 0) {
@@ -1385,7 +1707,18 @@ async function main(): Promise<void> {
       ? ["(e) times its handshakes from the first to the last, no warm-up"]
       : []),
     ...(flags.scenarios.includes("g")
-      ? ["in (g), a fresh server for each number of subscribers"]
+      ? [
+        `in (g), ${flags.subscribers.map(_n).join(", ")} subscribers, ${
+          flags.sizes.map((size) => `${_n(size)} B`).join(", ")
+        } messages (the first size at every N, the others at 1,000 and more), a fresh server for each`,
+      ]
+      : []),
+    ...(flags.scenarios.includes("k")
+      ? [
+        `in (k), ${
+          _n(RECONNECT.subscribers)
+        } subscribers reconnecting all at once, then ${RECONNECT.paced} at a time, a fresh server for each`,
+      ]
       : []),
     ...(flags.scenarios.includes("h")
       ? [

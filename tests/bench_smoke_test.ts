@@ -373,6 +373,37 @@ Deno.test({
         assert.equal(result.outOfOrder, 0);
         assert.equal(result.malformed, 0);
         assert.equal(result.undelivered, 0);
+        // A stall is at least the wait for one delivery, at most the run.
+        const stall = result.maxStallUs as number;
+        assert.ok(stall > 0 && stall <= 300_000 * 1.01, `stall ${stall} µs`);
+        assert.ok((result.p50StallUs as number) <= stall);
+      },
+    );
+
+    await t.step(
+      "storm: 20 subscribers drop at once and every one comes back",
+      async () => {
+        await using server = await ServerProcess.start("deno", {
+          kind: "fanout",
+        });
+        const result = await runLoadgen([
+          "--port",
+          String(server.port),
+          "--mode",
+          "storm",
+          "--subscribers",
+          "20",
+          "--concurrency",
+          "20",
+          "--timeout",
+          "20000",
+        ]);
+        assert.equal(result.mode, "storm");
+        assert.equal(result.back, 20);
+        assert.equal(result.errors, 0);
+        assert.ok(
+          (result.allOpenMs as number) <= (result.allBackMs as number),
+        );
       },
     );
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
-import { WriteQueue } from "../src/engine/_write_queue.ts";
+import { TURN_WRITES, WriteQueue } from "../src/engine/_write_queue.ts";
 
 /** A writer that records what it is given and completes when told to. */
 class GatedWriter {
@@ -164,12 +164,15 @@ Deno.test("write queue is not backlogged by what one task queued, however much: 
 
 Deno.test("write queue is backlogged as soon as a write comes back short, until one is taken whole", async () => {
   const offered: number[] = [];
-  let take = 10;
-  const queue = new WriteQueue(
+  /** Whether the queue said it was backlogged as each write was offered. */
+  const backlogged: boolean[] = [];
+  const queue: WriteQueue = new WriteQueue(
     {
       write(bytes) {
         offered.push(bytes.length);
-        return Promise.resolve(Math.min(take, bytes.length));
+        backlogged.push(queue.backlogged);
+        // The transport takes 10 bytes at a time, the first 3 times.
+        return Promise.resolve(offered.length <= 3 ? 10 : bytes.length);
       },
     },
     1024,
@@ -177,14 +180,73 @@ Deno.test("write queue is backlogged as soon as a write comes back short, until 
   );
   queue.push(new Uint8Array(100));
   assert.equal(queue.backlogged, false);
-  // Short writes follow each other within microtasks.
-  await Promise.resolve();
-  await Promise.resolve();
-  await Promise.resolve();
-  assert.equal(queue.backlogged, true);
-  take = Infinity;
   await queue.idle();
+  assert.deepEqual(offered, [100, 90, 80, 70]);
+  assert.deepEqual(backlogged, [false, true, true, true]);
   assert.equal(queue.backlogged, false);
-  assert.equal(offered[0], 100);
-  assert.equal(offered.at(-1), 100 - 10 * (offered.length - 1));
+});
+
+Deno.test("write queue writes what one task pushed in one write once the task has ended, microtasks between the pushes included", async () => {
+  const writer = new GatedWriter();
+  const queue = new WriteQueue(writer, 1024, () => {});
+  // As a publisher's messages arrive: each from its own promise callback.
+  queue.push(new Uint8Array([1]));
+  await Promise.resolve();
+  queue.push(new Uint8Array([2]));
+  await Promise.resolve();
+  queue.push(new Uint8Array([3]));
+  assert.deepEqual(writer.writes, []);
+  await turn();
+  assert.deepEqual(writer.writes, [[1, 2, 3]]);
+  writer.release();
+  await queue.idle();
+});
+
+Deno.test("write queues start at most TURN_WRITES writes per turn of the event loop, the others in the next turns, first come first served", async () => {
+  const started: number[] = [];
+  const queues = Array.from(
+    { length: TURN_WRITES * 2 + 10 },
+    (_, i) =>
+      new WriteQueue(
+        {
+          write(bytes) {
+            started.push(i);
+            return Promise.resolve(bytes.length);
+          },
+        },
+        1024,
+        () => {},
+      ),
+  );
+  // A publication to every queue, as a topic's fan-out queues it.
+  const frame = new Uint8Array([0x81, 0]);
+  for (const queue of queues) queue.push(frame);
+  await turn();
+  assert.equal(started.length, TURN_WRITES);
+  await turn();
+  assert.equal(started.length, TURN_WRITES * 2);
+  await turn();
+  assert.deepEqual(started, queues.map((_, i) => i));
+  await Promise.all(queues.map((queue) => queue.idle()));
+});
+
+Deno.test("write queues with the same shared frames queued write one joined copy of them, not one each", async () => {
+  const written: Uint8Array[] = [];
+  const writer = {
+    write(bytes: Uint8Array) {
+      written.push(bytes);
+      return Promise.resolve(bytes.length);
+    },
+  };
+  const queues = [0, 1, 2].map(() => new WriteQueue(writer, 1024, () => {}));
+  const first = new Uint8Array([0x81, 1, 65]);
+  const second = new Uint8Array([0x81, 1, 66]);
+  for (const queue of queues) {
+    queue.push(first);
+    queue.push(second);
+  }
+  await Promise.all(queues.map((queue) => queue.idle()));
+  assert.equal(written.length, 3);
+  assert.deepEqual([...written[0]], [0x81, 1, 65, 0x81, 1, 66]);
+  assert.ok(written[1] === written[0] && written[2] === written[0]);
 });

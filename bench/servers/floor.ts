@@ -12,36 +12,11 @@
  */
 import { writeAll } from "../../src/engine/_transport.ts";
 import { concat } from "../../src/protocol/_bytes.ts";
-import { computeAccept } from "../../src/protocol/_client_handshake.ts";
-import { handleSignals, portFlag } from "./_common.ts";
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-const KEY = /\r\nsec-websocket-key:[ \t]*([^\r\n]*?)[ \t]*\r\n/i;
+import { frameHead, readFrameHead, serveFloor, upgrade } from "./_floor.ts";
 
 async function handshake(conn: Deno.Conn): Promise<void> {
-  const head = new Uint8Array(1024);
-  let length = 0;
-  for (;;) {
-    const read = await conn.read(head.subarray(length));
-    if (read === null || length + read === head.length) return conn.close();
-    length += read;
-    const text = decoder.decode(head.subarray(0, length));
-    if (!text.includes("\r\n\r\n")) continue;
-    const key = KEY.exec(text)?.[1];
-    if (key === undefined) return conn.close();
-    await writeAll(
-      conn,
-      encoder.encode(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
-          `Connection: Upgrade\r\nSec-WebSocket-Accept: ${
-            computeAccept(key)
-          }\r\n\r\n`,
-      ),
-    );
-    // A separate function, so that the head's buffer is not kept.
-    return echo(conn, head.slice(text.indexOf("\r\n\r\n") + 4, length));
-  }
+  const upgraded = await upgrade(conn);
+  if (upgraded !== undefined) return echo(conn, upgraded.leftover);
 }
 
 async function echo(conn: Deno.Conn, leftover: Uint8Array): Promise<void> {
@@ -55,21 +30,9 @@ async function echo(conn: Deno.Conn, leftover: Uint8Array): Promise<void> {
     let closing = false;
     let need = 2;
     while (length - at >= 2) {
+      if (!readFrameHead(buffer, at, length)) break;
+      const { header, size } = frameHead;
       const second = buffer[at + 1] & 0x7f;
-      let header = 2;
-      let size = second;
-      if (second === 126) {
-        header = 4;
-        if (length - at < 4) break;
-        size = (buffer[at + 2] << 8) | buffer[at + 3];
-      } else if (second === 127) {
-        header = 10;
-        if (length - at < 10) break;
-        size = Number(
-          new DataView(buffer.buffer, buffer.byteOffset + at + 2, 8)
-            .getBigUint64(0),
-        );
-      }
       need = header + 4 + size;
       if (length - at < need) break;
       const payload = buffer.subarray(at + header + 4, at + need);
@@ -107,15 +70,4 @@ async function echo(conn: Deno.Conn, leftover: Uint8Array): Promise<void> {
   }
 }
 
-const listener = Deno.listen({ port: portFlag(), hostname: "127.0.0.1" });
-console.log((listener.addr as Deno.NetAddr).port);
-handleSignals();
-for await (const conn of listener) {
-  handshake(conn).catch(() => {
-    try {
-      conn.close();
-    } catch {
-      // Closed already.
-    }
-  });
-}
+await serveFloor(handshake);

@@ -15,13 +15,28 @@ const MIN_BATCH = 4 * 1024;
 /**
  * Queued parts smaller than this are gathered into one write with their
  * neighbours (up to `GATHER_LIMIT` bytes): a copy of a few bytes costs far
- * less than a system call per frame, as when many publications wait.
+ * less than a system call per frame, as when many publications wait. The
+ * limit holds a publisher's read of 4 KiB messages (16 of them in the
+ * bench's (g): 64 KiB and their headers) in one write.
  */
 const GATHER_MAX = 16 * 1024;
-const GATHER_LIMIT = 64 * 1024;
+const GATHER_LIMIT = 256 * 1024;
 
 /**
- * The turns of the event loop, counted only while a write needs them: a
+ * Writes handed to the transport per turn of the event loop, across all
+ * connections; the others wait for the next turn, first come first
+ * served. Deno completes an I/O operation at once only while the event
+ * loop's turn has budget left (Tokio's cooperative budget: 128 per turn,
+ * reads and accepts included); past it, each write waits in a slower
+ * queue of its own, where fresh writes overtake it: fanning a message out
+ * to 10,000 sockets in one turn left some of them without a byte for
+ * seconds (bench/README.md, "Fan-out at 10,000 subscribers"). Half the
+ * budget leaves room for the reads and accepts of the same turn.
+ */
+export const TURN_WRITES = 64;
+
+/**
+ * The turns of the event loop, counted only while writes need them: a
  * write still waiting two turns after it was handed to the transport is
  * waiting for the peer (a write the transport can take ends in the next
  * turn). `setImmediate` runs after the pending I/O of a turn.
@@ -29,32 +44,71 @@ const GATHER_LIMIT = 64 * 1024;
 let turn = 0;
 let turnsWanted = 0;
 let ticking = false;
+/** Writes still allowed in this turn (see `TURN_WRITES`). */
+let budget = TURN_WRITES;
+/**
+ * Queues waiting for their next write: publications queued in this task,
+ * written once it ends, and writes over this turn's budget.
+ */
+let due: WriteQueue[] = [];
+let dueHead = 0;
 
 /** The current turn; the clock runs for two more. */
 function writeTurn(): number {
   turnsWanted = turn + 2;
+  tickSoon();
+  return turn;
+}
+
+function tickSoon(): void {
   if (!ticking) {
     ticking = true;
     setImmediate(tick);
   }
-  return turn;
 }
 
+/** A new turn: the budget is refilled and the queues that wait go first. */
 function tick(): void {
   turn++;
-  ticking = turn < turnsWanted;
-  if (ticking) setImmediate(tick);
+  budget = TURN_WRITES;
+  while (budget > 0 && dueHead < due.length) {
+    const queue = due[dueHead];
+    due[dueHead++] = undefined!;
+    queue.resume();
+  }
+  if (dueHead === due.length) {
+    due.length = dueHead = 0;
+  } else if (dueHead >= 1024) {
+    due = due.slice(dueHead);
+    dueHead = 0;
+  }
+  ticking = turn < turnsWanted || dueHead < due.length;
+  if (ticking) {
+    setImmediate(tick);
+  } else {
+    // Writing has stopped: the last join is not kept.
+    joined = null;
+    joinedParts = [];
+  }
+}
+
+/** Takes one write from this turn's budget, if any is left. */
+function takeWrite(): boolean {
+  if (budget === 0) return false;
+  budget--;
+  return true;
 }
 
 /**
  * The one outbound queue of a connection: data frames from `writable` and the
  * control frames the protocol sends (pongs, closes) go through it in order.
  * Small frames are written straight into a shared batch buffer (`reserve`),
- * large payloads are queued by reference (`push`); while one socket write is
- * in flight, everything queued behind it goes out in the next write (write
- * coalescing). `hold()` and `release(true)` keep writing back until the
- * current task's microtasks have run, so that the replies to one read go out
- * in one write.
+ * large payloads and shared frames are queued by reference (`push`); while
+ * one socket write is in flight, everything queued behind it goes out in the
+ * next write (write coalescing). `hold()` and `release(true)` keep writing
+ * back until the current task's microtasks have run, so that the replies to
+ * one read go out in one write; `push` waits for the end of the task, so
+ * that all the publications of one task go out in one write.
  */
 export class WriteQueue {
   #writer: Writer;
@@ -71,8 +125,17 @@ export class WriteQueue {
   #batchUsed = 0;
   #pending = 0;
   #writing = false;
-  /** Whether anything was written yet. */
-  #written = false;
+  /** Waiting in `due` for its next write. */
+  #due = false;
+  /** The bytes of the write in flight (or cut short), and how many went. */
+  #bytes: Uint8Array | null = null;
+  #offset = 0;
+  /**
+   * What the transport's write promises settle with: made at the first
+   * write, so that a socket that never sends (an idle subscriber) has none.
+   */
+  #onWritten: ((taken: number) => void) | null = null;
+  #onFailed: ((error: unknown) => void) | null = null;
   /** The turn in which the write in flight was handed to the transport. */
   #offeredAt = 0;
   /** The last write came back short: the transport took only part of it. */
@@ -159,22 +222,18 @@ export class WriteQueue {
   /**
    * Queues bytes by reference, after what is queued; they must not change
    * until written. For large payloads and frames shared by many sockets:
-   * other frames go through `reserve`. Writing starts once the current
-   * microtasks have run, so that a burst of publications goes out in one
-   * write.
+   * other frames go through `reserve`. Writing starts once the current task
+   * has ended (in the event loop's next round of immediates), so that all
+   * the publications of one task, as those of one read of a publisher, go
+   * out in one write.
    */
   push(bytes: Uint8Array): void {
     if (this.#failed) return;
     this.#seal();
     this.#chunks.push(bytes);
     this.#pending += bytes.length;
-    if (this.#writing || this.#corked || this.#held) return;
-    this.#corked = true;
-    queueMicrotask(() => {
-      this.#corked = false;
-      this.#kick();
-      if (!this.#writing && !this.#held) wake(this.#idleWaiters);
-    });
+    if (this.#writing || this.#corked || this.#held || this.#due) return;
+    this.#wait();
   }
 
   /** Holds writing back until `release()`: what is queued meanwhile waits. */
@@ -195,11 +254,11 @@ export class WriteQueue {
         this.#uncork = undefined;
         this.#corked = false;
         this.#kick();
-        if (!this.#writing) wake(this.#idleWaiters);
+        if (this.#idle()) wake(this.#idleWaiters);
       });
     } else {
       this.#kick();
-      if (!this.#writing && !this.#corked) wake(this.#idleWaiters);
+      if (this.#idle()) wake(this.#idleWaiters);
     }
   }
 
@@ -211,9 +270,7 @@ export class WriteQueue {
 
   /** Resolves once everything queued has been written (or the queue failed). */
   idle(): Promise<void> {
-    if ((!this.#writing && !this.#corked && !this.#held) || this.#failed) {
-      return Promise.resolve();
-    }
+    if (this.#idle() || this.#failed) return Promise.resolve();
     return new Promise((resolve) => (this.#idleWaiters ??= []).push(resolve));
   }
 
@@ -231,9 +288,29 @@ export class WriteQueue {
    * that has gone quiet does not keep it (the next frame makes a new one).
    */
   trim(): void {
-    if (!this.#writing && !this.#corked && !this.#held && this.#pending === 0) {
-      this.#batch = null;
-    }
+    if (this.#idle() && this.#pending === 0) this.#batch = null;
+  }
+
+  /**
+   * This queue's turn to write, given by the turn clock (`tick`) to a queue
+   * that waited in `due`.
+   */
+  resume(): void {
+    this.#due = false;
+    this.#kick();
+    if (this.#idle()) wake(this.#idleWaiters);
+  }
+
+  /** Whether nothing is being written nor waits to be. */
+  #idle(): boolean {
+    return !this.#writing && !this.#corked && !this.#held && !this.#due;
+  }
+
+  /** Waits in `due` for the next turn. */
+  #wait(): void {
+    this.#due = true;
+    due.push(this);
+    tickSoon();
   }
 
   /** Moves the committed part of the open batch to the parts to write. */
@@ -248,15 +325,36 @@ export class WriteQueue {
   }
 
   #kick(): void {
-    if (!this.#writing && !this.#corked && !this.#held && this.#pending > 0) {
-      this.#flush();
-    }
+    if (this.#idle() && this.#pending > 0) this.#next();
   }
 
-  async #flush(): Promise<void> {
-    this.#writing = true;
-    if (!this.#written) {
-      this.#written = true;
+  /**
+   * Hands the next write to the transport: the rest of one cut short, or
+   * the parts queued, small ones gathered into one. Over this turn's
+   * budget, the queue waits for the next turn instead.
+   */
+  #next(): void {
+    if (!takeWrite()) {
+      this.#wait();
+      return;
+    }
+    let bytes = this.#bytes;
+    if (bytes === null) {
+      this.#seal();
+      const chunks = this.#chunks;
+      if (chunks.length === 0) {
+        // Disposed meanwhile: nothing is left to write.
+        budget++;
+        return;
+      }
+      const end = gatherEnd(chunks, 0);
+      bytes = this.#bytes = end === 1 ? chunks[0] : join(chunks, 0, end);
+      if (end === chunks.length) chunks.length = 0;
+      else chunks.splice(0, end);
+    }
+    if (this.#onWritten === null) {
+      this.#onWritten = (taken) => this.#written(taken);
+      this.#onFailed = (error) => this.#fail(error);
       // Frames are coalesced here; Nagle's delay would only add latency to
       // the last write of a burst. Done at the first write, not at accept:
       // a socket that never sends (an idle subscriber) costs no call.
@@ -266,42 +364,54 @@ export class WriteQueue {
         // Closed meanwhile: the write below fails and says so.
       }
     }
+    this.#writing = true;
+    this.#offeredAt = writeTurn();
+    const offset = this.#offset;
+    let written: Promise<number>;
     try {
-      while (true) {
-        this.#seal();
-        if (this.#chunks.length === 0) break;
-        const chunks = this.#chunks;
-        this.#chunks = [];
-        for (let i = 0; i < chunks.length;) {
-          const end = gatherEnd(chunks, i);
-          const bytes = end - i === 1 ? chunks[i] : join(chunks, i, end);
-          i = end;
-          let written = 0;
-          do {
-            this.#offeredAt = writeTurn();
-            const offered = bytes.length - written;
-            const taken = await this.#writer.write(
-              written === 0 ? bytes : bytes.subarray(written),
-            );
-            this.#short = taken < offered;
-            written += taken;
-          } while (written < bytes.length);
-          this.#pending -= bytes.length;
-          if (!this.full) wake(this.#readyWaiters);
-        }
-      }
+      written = this.#writer.write(
+        offset === 0 ? bytes : bytes.subarray(offset),
+      );
     } catch (error) {
-      this.#failed = true;
-      this.#chunks = [];
-      this.#batch = null;
-      this.#pending = 0;
-      wake(this.#readyWaiters);
-      this.#onError(error);
-    } finally {
-      this.#writing = false;
-      this.#short = false;
-      if (!this.#corked && !this.#held) wake(this.#idleWaiters);
+      this.#fail(error);
+      return;
     }
+    written.then(this.#onWritten, this.#onFailed);
+  }
+
+  /** The transport took `taken` bytes of the write in flight. */
+  #written(taken: number): void {
+    const bytes = this.#bytes!;
+    this.#writing = false;
+    this.#short = taken < bytes.length - this.#offset;
+    this.#offset += taken;
+    if (this.#offset >= bytes.length) {
+      this.#bytes = null;
+      this.#offset = 0;
+      this.#pending -= bytes.length;
+      if (!this.full) wake(this.#readyWaiters);
+    }
+    // Whatever was queued meanwhile goes next, held or not: a hold only
+    // gathers what one read answers, and this write has ended.
+    if (this.#bytes !== null || this.#pending > 0) {
+      if (!this.#due) this.#next();
+      if (this.#writing) return;
+    }
+    this.#short = false;
+    if (this.#idle()) wake(this.#idleWaiters);
+  }
+
+  #fail(error: unknown): void {
+    this.#failed = true;
+    this.#chunks = [];
+    this.#batch = null;
+    this.#bytes = null;
+    this.#pending = 0;
+    wake(this.#readyWaiters);
+    this.#onError(error);
+    this.#writing = false;
+    this.#short = false;
+    if (!this.#corked && !this.#held) wake(this.#idleWaiters);
   }
 }
 
@@ -321,17 +431,33 @@ function gatherEnd(chunks: Uint8Array[], at: number): number {
   return Math.max(end, at + 1);
 }
 
-/** A copy of `chunks[from]` to `chunks[to - 1]`, joined. */
+/**
+ * The parts of the last join and their copy. The subscribers of a topic are
+ * written one after another, each with the same shared frames queued: they
+ * share one copy rather than making one each. The parts never change once
+ * queued (see `push`), so the same parts make the same bytes.
+ */
+let joinedParts: Uint8Array[] = [];
+let joined: Uint8Array | null = null;
+
+/** `chunks[from]` to `chunks[to - 1]`, joined (a copy, or the last one). */
 function join(chunks: Uint8Array[], from: number, to: number): Uint8Array {
+  const count = to - from;
+  if (joined !== null && joinedParts.length === count) {
+    let same = 0;
+    while (same < count && chunks[from + same] === joinedParts[same]) same++;
+    if (same === count) return joined;
+  }
   let size = 0;
   for (let i = from; i < to; i++) size += chunks[i].length;
-  const joined = new Uint8Array(size);
+  const copy = new Uint8Array(size);
   let offset = 0;
   for (let i = from; i < to; i++) {
-    joined.set(chunks[i], offset);
+    copy.set(chunks[i], offset);
     offset += chunks[i].length;
   }
-  return joined;
+  joinedParts = chunks.slice(from, to);
+  return joined = copy;
 }
 
 /** What `ready()` returns while there is room: one promise for all calls. */

@@ -1,0 +1,114 @@
+/**
+ * What the two floors (floor.ts, floor_fanout.ts) share: the accept loop,
+ * the least an upgrade takes (the head read into a 1 KiB buffer, the `101`
+ * with the accept value) and reading a client frame's header, with no
+ * checks.
+ *
+ * @module
+ */
+import { writeAll } from "../../src/engine/_transport.ts";
+import { computeAccept } from "../../src/protocol/_client_handshake.ts";
+import { handleSignals, portFlag } from "./_common.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const KEY = /\r\nsec-websocket-key:[ \t]*([^\r\n]*?)[ \t]*\r\n/i;
+const PATH = /^GET ([^ ]*) /;
+
+/** An upgraded connection's request path and the bytes after its head. */
+export interface Upgraded {
+  path: string;
+  leftover: Uint8Array;
+}
+
+/**
+ * Reads the upgrade head and answers `101`; undefined (the connection
+ * closed) when the head is missing, too large or has no key.
+ */
+export async function upgrade(conn: Deno.Conn): Promise<Upgraded | undefined> {
+  const head = new Uint8Array(1024);
+  let length = 0;
+  for (;;) {
+    const read = await conn.read(head.subarray(length));
+    if (read === null || length + read === head.length) {
+      conn.close();
+      return undefined;
+    }
+    length += read;
+    const text = decoder.decode(head.subarray(0, length));
+    if (!text.includes("\r\n\r\n")) continue;
+    const key = KEY.exec(text)?.[1];
+    if (key === undefined) {
+      conn.close();
+      return undefined;
+    }
+    await writeAll(
+      conn,
+      encoder.encode(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+          `Connection: Upgrade\r\nSec-WebSocket-Accept: ${
+            computeAccept(key)
+          }\r\n\r\n`,
+      ),
+    );
+    return {
+      path: PATH.exec(text)?.[1] ?? "/",
+      // A copy, so that the head's buffer is not kept.
+      leftover: head.slice(text.indexOf("\r\n\r\n") + 4, length),
+    };
+  }
+}
+
+/** The last header read by {@linkcode readFrameHead}. */
+export const frameHead = { header: 0, size: 0 };
+
+/**
+ * Reads the header of the masked frame at `at` in `buffer[0..length)` into
+ * {@linkcode frameHead}: its length before the mask key, and the payload's.
+ * False while the header is incomplete.
+ */
+export function readFrameHead(
+  buffer: Uint8Array,
+  at: number,
+  length: number,
+): boolean {
+  const second = buffer[at + 1] & 0x7f;
+  let header = 2;
+  let size = second;
+  if (second === 126) {
+    header = 4;
+    if (length - at < 4) return false;
+    size = (buffer[at + 2] << 8) | buffer[at + 3];
+  } else if (second === 127) {
+    header = 10;
+    if (length - at < 10) return false;
+    size = Number(
+      new DataView(buffer.buffer, buffer.byteOffset + at + 2, 8)
+        .getBigUint64(0),
+    );
+  }
+  frameHead.header = header;
+  frameHead.size = size;
+  return true;
+}
+
+/**
+ * Listens on 127.0.0.1 (`--port`), prints the port and hands each
+ * connection to `handle`; a connection whose handler fails is closed.
+ */
+export async function serveFloor(
+  handle: (conn: Deno.Conn) => Promise<void>,
+): Promise<void> {
+  const listener = Deno.listen({ port: portFlag(), hostname: "127.0.0.1" });
+  console.log((listener.addr as Deno.NetAddr).port);
+  handleSignals();
+  for await (const conn of listener) {
+    handle(conn).catch(() => {
+      try {
+        conn.close();
+      } catch {
+        // Closed already.
+      }
+    });
+  }
+}
