@@ -479,8 +479,12 @@ export class Connection implements ProtocolHandler, SocketEngine {
     leftover = null;
     try {
       while (!this.#isClosed()) {
-        await this.#waitForRoom();
-        if (this.#isClosed()) break;
+        // Called only when reading must wait: an async call per read would
+        // cost a promise and a suspended frame each time.
+        if (this.#holdReason() !== Hold.None) {
+          await this.#waitForRoom();
+          if (this.#isClosed()) break;
+        }
         if (rest === null) {
           const target = protocol.readTarget();
           const n = await this.#transport.read(target ?? buffer);

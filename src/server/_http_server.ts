@@ -81,8 +81,6 @@ type Phase = "head" | "busy" | "idle";
  */
 export class Deadline {
   readonly conn: Deno.Conn;
-  /** Rejects once the connection is stopped (a timeout or a shutdown). */
-  readonly stopped: Promise<never>;
   /**
    * `"head"`: reading a request head or running the upgrade's hooks;
    * `"busy"`: an HTTP request in flight; `"idle"`: waiting for the next.
@@ -94,13 +92,24 @@ export class Deadline {
   #grace: ReturnType<typeof setTimeout> | undefined;
   #holds = 0;
   #noDelay = false;
-  #reject!: (error: Error) => void;
+  /** Made when first asked for: most handshakes never race it. */
+  #stopped: Promise<never> | undefined;
+  #reject: ((error: Error) => void) | undefined;
   #done = false;
 
   constructor(conn: Deno.Conn) {
     this.conn = conn;
-    this.stopped = new Promise<never>((_, reject) => this.#reject = reject);
-    this.stopped.catch(ignore);
+  }
+
+  /** Rejects once the connection is stopped (a timeout or a shutdown). */
+  get stopped(): Promise<never> {
+    if (this.#stopped === undefined) {
+      this.#stopped = this.#done
+        ? Promise.reject(stoppedError())
+        : new Promise<never>((_, reject) => this.#reject = reject);
+      this.#stopped.catch(ignore);
+    }
+    return this.#stopped;
   }
 
   /** Stops the connection `ms` from now, unless armed again or disarmed first. */
@@ -176,7 +185,7 @@ export class Deadline {
     this.#done = true;
     this.dispose();
     closeQuietly(this.conn);
-    this.#reject(new Deno.errors.Interrupted("The connection was stopped"));
+    this.#reject?.(stoppedError());
   }
 
   /**
@@ -206,6 +215,11 @@ export class Deadline {
   #release(): void {
     if (--this.#holds === 0) this.disarm();
   }
+}
+
+/** What a stopped connection's waits fail with. */
+function stoppedError(): Error {
+  return new Deno.errors.Interrupted("The connection was stopped");
 }
 
 /** A request head read off a connection, and the bytes read after it. */
