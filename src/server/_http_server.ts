@@ -64,6 +64,13 @@ const BODY_READ_SIZE = 64 * 1024;
  * a bigger one grows the buffer.
  */
 const FIRST_READ = 2048;
+/**
+ * First-read buffers whose head was read, for the next heads: a burst of
+ * handshakes then allocates (and the collector frees) no buffer each.
+ * Bounded, so that a burst leaves at most this many behind.
+ */
+const spareHeadBuffers: Uint8Array[] = [];
+const MAX_SPARE_HEAD_BUFFERS = 64;
 const EMPTY = new Uint8Array(0);
 /** A wait that never ends (a limit that is off). */
 const NEVER: Promise<never> = new Promise(() => {});
@@ -254,34 +261,51 @@ export async function readRequestHead(
   // takeRequestHead refuses a head once maxHeadSize bytes hold no end, so
   // the buffer never needs to be larger.
   const max = Math.max(limits.maxHeadSize, 1);
-  let buffer = new Uint8Array(
-    Math.min(Math.max(FIRST_READ, scanned * 2), max),
-  );
+  const size = Math.min(Math.max(FIRST_READ, scanned * 2), max);
+  const first = size === FIRST_READ
+    ? spareHeadBuffers.pop() ?? new Uint8Array(FIRST_READ)
+    : new Uint8Array(size);
+  let buffer = first;
   buffer.set(initial);
   let length = scanned;
-  while (true) {
-    if (length === buffer.length) {
-      const bigger = new Uint8Array(Math.min(length * 2, max));
-      bigger.set(buffer);
-      buffer = bigger;
+  try {
+    while (true) {
+      if (length === buffer.length) {
+        const bigger = new Uint8Array(Math.min(length * 2, max));
+        bigger.set(buffer);
+        buffer = bigger;
+      }
+      const n = await conn.read(buffer.subarray(length));
+      if (n === null) {
+        if (onlyEmptyLines(buffer.subarray(0, length))) return undefined;
+        throw new HttpError(400, "Incomplete request head");
+      }
+      length += n;
+      const taken = takeRequestHead(
+        buffer.subarray(0, length),
+        limits,
+        scanned,
+      );
+      if (taken !== undefined) {
+        return {
+          ...taken,
+          // Usually nothing: a WebSocket client waits for the 101. A copy,
+          // as the head and its text are: the buffer is used again.
+          leftover: taken.size === length
+            ? EMPTY
+            : buffer.slice(taken.size, length),
+        };
+      }
+      scanned = length;
     }
-    const n = await conn.read(buffer.subarray(length));
-    if (n === null) {
-      if (onlyEmptyLines(buffer.subarray(0, length))) return undefined;
-      throw new HttpError(400, "Incomplete request head");
+  } finally {
+    // Nothing read into it is kept, and its read is over (done or failed).
+    if (
+      first.length === FIRST_READ &&
+      spareHeadBuffers.length < MAX_SPARE_HEAD_BUFFERS
+    ) {
+      spareHeadBuffers.push(first);
     }
-    length += n;
-    const taken = takeRequestHead(buffer.subarray(0, length), limits, scanned);
-    if (taken !== undefined) {
-      return {
-        ...taken,
-        // Usually nothing: a WebSocket client waits for the 101.
-        leftover: taken.size === length
-          ? EMPTY
-          : buffer.slice(taken.size, length),
-      };
-    }
-    scanned = length;
   }
 }
 
