@@ -517,6 +517,15 @@ export const METRICS: Metric[] = [
   }),
   ...HISTORY_VARIANTS.flatMap(({ key, label }) => [
     _plain("l", `dps${key}`, `${label}: deliveries/s`, true, 0),
+    _plain(
+      "l",
+      `cpuPerPub${key}`,
+      `${label}: server CPU per publication (${
+        _n(HISTORY_FANOUT.subscribers)
+      } deliveries), µs`,
+      false,
+      0,
+    ),
     _plain("l", `p99_${key}`, `${label}: p99 publish → receive, ms`, false, 2),
     _plain("l", `stall${key}`, `${label}: max stall, ms`, false, 1),
     _plain("l", `rss${key}`, `${label}: peak RSS growth, MiB`, false, 1),
@@ -618,6 +627,26 @@ const CPU_METRICS: Metric[] = [
       `${label}: load generator CPU, % of one core`,
       false,
       0,
+    ),
+  ]),
+  ...HISTORY_VARIANTS.filter((variant) => variant.redis).flatMap((
+    { key, label, history },
+  ) => [
+    _plain(
+      "l",
+      `redisCpuPerPub${key}`,
+      `${label}: redis-server CPU per publication, µs`,
+      false,
+      1,
+    ),
+    _plain(
+      "l",
+      `redisUsPerPub${key}`,
+      `${label}: Redis's own time per ${
+        history ? "publish script (EVALSHA)" : "PUBLISH"
+      }, µs (INFO commandstats)`,
+      false,
+      1,
     ),
   ]),
 ];
@@ -1510,6 +1539,7 @@ async function _runHistoryFanoutScenario(
   const record = (key: string, run: _FanoutRun) => {
     _fanoutValues(values, key, run.result);
     values[`serverCpu${key}`] = run.cpu[0];
+    values[`cpuPerPub${key}`] = run.cpu[0] / 100 / values[`pps${key}`] * 1e6;
     values[`rss${key}`] = run.rss;
     values[`rssIdle${key}`] = run.rssIdle;
   };
@@ -1549,7 +1579,17 @@ async function _runHistoryFanoutScenario(
       continue;
     }
     record(variant.key, run);
-    if (redis) values[`redisCpu${variant.key}`] = run.cpu[1];
+    if (redis === undefined) continue;
+    const key = variant.key;
+    values[`redisCpu${key}`] = run.cpu[1];
+    values[`redisCpuPerPub${key}`] = run.cpu[1] / 100 / values[`pps${key}`] *
+      1e6;
+    // Redis's own time for what a publication costs it: the script that
+    // numbers, appends and publishes, or a plain PUBLISH.
+    const stat = (await redis.commandStats()).get(
+      variant.history ? "evalsha" : "publish",
+    );
+    if (stat) values[`redisUsPerPub${key}`] = stat.usec / stat.calls;
   }
   return { values };
 }
@@ -1730,13 +1770,17 @@ function _describe(id: string, sample: Sample): string {
       ).map(({ key, label }) =>
         v[`failed${key}`]
           ? `${label}: failed`
-          : `${label}: ${n(v[`dps${key}`])} deliveries/s, p99 ${
+          : `${label}: ${n(v[`dps${key}`])} deliveries/s (${
+            n(v[`cpuPerPub${key}`])
+          } µs of CPU per publication), p99 ${
             n(v[`p99_${key}`], 2)
           } ms, max stall ${n(v[`stall${key}`], 1)} ms, peak RSS +${
             n(v[`rss${key}`], 1)
           } MiB${v[`errors${key}`] ? `, ${n(v[`errors${key}`])} errors` : ""}${
             v[`redisCpu${key}`] !== undefined
-              ? ` (redis CPU ${n(v[`redisCpu${key}`])}%)`
+              ? ` (redis CPU ${n(v[`redisCpu${key}`])}%, its own time ${
+                n(v[`redisUsPerPub${key}`], 1)
+              } µs per publication)`
               : ""
           }`
       ).join("; ");
