@@ -18,13 +18,14 @@ import {
 import { applyMask } from "../src/protocol/mask.ts";
 import { MessageAssembler } from "../src/protocol/message_assembler.ts";
 import { fragmentPayload, pseudoRandomBytes } from "../tests/_util.ts";
+import { subscriptionsOf, TopicHub } from "../src/pubsub/topic_hub.ts";
 import { encodeMaskedFrame } from "./load.ts";
 
 /** One micro benchmark. */
 export interface MicroCase {
   /** What `Deno.bench` calls it. */
   name: string;
-  /** `decode`, `unmask`, `encode`, `reassemble` or `handshake`. */
+  /** `decode`, `unmask`, `encode`, `reassemble`, `handshake` or `hub`. */
   group: string;
   /** Payload bytes handled per iteration. */
   bytes: number;
@@ -211,6 +212,32 @@ function _handshakeCases(): MicroCase[] {
   ];
 }
 
+/**
+ * `TopicHub.publish` of 64 B text to `subscribers` that take it and do
+ * nothing (no socket, no frame), on a topic without history or keeping its
+ * last 1,000 in memory (as bench/servers/ours_fanout.ts `--history`): what
+ * history adds to each publication, apart from the deliveries (with one
+ * subscriber; with many, the loop over them varies more than that).
+ */
+function _hubCase(subscribers: number, history: boolean): MicroCase {
+  const hub = new TopicHub(
+    history ? { history: { size: 1000, ttl: 600_000 } } : {},
+  );
+  for (let i = 0; i < subscribers; i++) {
+    subscriptionsOf(hub).subscribe({ offer: () => true }, "t");
+  }
+  const message = "x".repeat(64);
+  return {
+    name: `hub publish 64 B to ${subscribers.toLocaleString("en-US")}, ${
+      history ? "history in memory" : "no history"
+    }`,
+    group: "hub",
+    bytes: message.length,
+    frames: 1,
+    fn: () => void hub.publish("t", message),
+  };
+}
+
 /** Every micro benchmark, in the order they run. */
 export const MICRO_CASES: MicroCase[] = [
   _decodeCase(16, 1024),
@@ -232,4 +259,6 @@ export const MICRO_CASES: MicroCase[] = [
   _reassembleCase("text", MiB, 64),
   _reassembleCase("text", MiB, 64 * KiB),
   ..._handshakeCases(),
+  _hubCase(1, false),
+  _hubCase(1, true),
 ];

@@ -1,9 +1,17 @@
 /**
- * A `redis-server` for the cross-process fan-out scenario: on a free port
- * of 127.0.0.1, nothing saved to disk, stopped after the run.
+ * A `redis-server` for the scenarios that use Redis ((h), (l), (m)): on a
+ * free port of 127.0.0.1, nothing saved to disk, stopped after the run.
  *
  * @module
  */
+
+/** One command's line of `INFO commandstats`. */
+export interface CommandStat {
+  /** How many times it ran. */
+  calls: number;
+  /** The time it took in all, µs. */
+  usec: number;
+}
 
 /** One running redis-server. */
 export class RedisProcess implements AsyncDisposable {
@@ -49,6 +57,44 @@ export class RedisProcess implements AsyncDisposable {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     return redis;
+  }
+
+  /**
+   * Redis's own count and time of each command so far (`INFO
+   * commandstats`): a script's commands count both inside it and as the
+   * `evalsha` that ran it. Time spent reading and writing the sockets is not
+   * in it (the process's CPU time is).
+   */
+  async commandStats(): Promise<Map<string, CommandStat>> {
+    const port = Number(new URL(this.url).port);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    let text = "";
+    try {
+      await conn.write(new TextEncoder().encode("INFO commandstats\r\n"));
+      const decoder = new TextDecoder();
+      const buffer = new Uint8Array(65536);
+      // A bulk string: `$<length>\r\n<text>\r\n`.
+      let length = -1;
+      while (length < 0 || text.length < length) {
+        const n = await conn.read(buffer);
+        if (n === null) throw new Error("redis-server closed the connection");
+        text += decoder.decode(buffer.subarray(0, n), { stream: true });
+        if (length < 0 && text.includes("\r\n")) {
+          const head = text.slice(0, text.indexOf("\r\n"));
+          if (!head.startsWith("$")) throw new Error(`INFO failed: ${head}`);
+          length = Number(head.slice(1)) + head.length + 4;
+        }
+      }
+    } finally {
+      conn.close();
+    }
+    const stats = new Map<string, CommandStat>();
+    for (
+      const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)
+    ) {
+      stats.set(match[1], { calls: Number(match[2]), usec: Number(match[3]) });
+    }
+    return stats;
   }
 
   /** Stops it and waits for its exit. */

@@ -14,7 +14,7 @@ export interface Sample {
 
 /** One row of the results table. */
 export interface Metric {
-  /** The scenario's id: `a` to `i`. */
+  /** The scenario's id: `a` to `m`. */
   scenario: string;
   /** The key into {@linkcode Sample.values}. */
   key: string;

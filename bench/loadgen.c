@@ -5,7 +5,9 @@
  *   cc -O2 -o loadgen bench/loadgen.c
  * It connects only to 127.0.0.1:<port> (and <port2> in fan-out). Modes (see usage()): `echo` (a closed
  * loop of pre-masked messages), `handshake` (a reconnect storm over idle
- * connections) and `fanout` (one publisher, many subscribers). It prints one
+ * connections), `fanout` (one publisher, many subscribers), `storm` (the
+ * subscribers drop and reconnect) and `recover` (live-protocol clients drop,
+ * miss publications, reconnect and recover them). It prints one
  * JSON object on stdout; lines on stderr starting with "#start" and "#end"
  * mark the measured window, anything else there is a note or an error.
  */
@@ -30,7 +32,7 @@
 
 /* ---- options ------------------------------------------------------------ */
 
-enum mode { MODE_ECHO, MODE_HANDSHAKE, MODE_FANOUT, MODE_STORM };
+enum mode { MODE_ECHO, MODE_HANDSHAKE, MODE_FANOUT, MODE_STORM, MODE_RECOVER };
 
 static struct {
   enum mode mode;
@@ -48,6 +50,8 @@ static struct {
   uint32_t concurrency; /* handshakes in progress at most (all modes) */
   uint32_t subscribers; /* fanout */
   uint32_t window;      /* fanout: published messages not yet delivered */
+  uint32_t missed;      /* recover: publications made while away */
+  uint32_t settle_ms;   /* recover: after the drop, before publishing */
   uint32_t timeout_ms;  /* the whole run, so that a stuck server cannot hang it */
   uint32_t drain_ms;    /* after the run: for echoes and deliveries to arrive */
 } opt = {
@@ -66,6 +70,8 @@ static struct {
     .concurrency = 128,
     .subscribers = 100,
     .window = 16,
+    .missed = 100,
+    .settle_ms = 500,
     .timeout_ms = 120000,
     .drain_ms = 5000,
 };
@@ -85,7 +91,10 @@ static void usage(void) {
           "             --port2 P2 (every other subscriber on P2: a second\n"
           "             server sharing the topic; the publisher stays on P)\n"
           "  storm:     --subscribers N (1000) --concurrency K: N subscribers\n"
-          "             drop at once and reconnect, K connecting at most\n");
+          "             drop at once and reconnect, K connecting at most\n"
+          "  recover:   --subscribers N (1000) --missed M (100) --concurrency K\n"
+          "             --settle MS (500): N live-protocol clients (/live)\n"
+          "             drop, M are published, they reconnect and recover\n");
   exit(2);
 }
 
@@ -254,10 +263,15 @@ static void accept_for(const char *key, char out[29]) {
 #define HIST_HALF (1 << (HIST_SUB_BITS - 1))
 #define HIST_BUCKETS (64 * HIST_HALF + HIST_HALF)
 
-static uint64_t hist[HIST_BUCKETS];
-static uint64_t hist_count;
+struct histogram {
+  uint64_t buckets[HIST_BUCKETS];
+  uint64_t count;
+};
 
-static void hist_add(uint64_t v) {
+/* Every mode's latencies; recover mode's two recovery times. */
+static struct histogram latency, recovery, resubscribe;
+
+static void hist_add(struct histogram *h, uint64_t v) {
   int index;
   if (v < (1u << HIST_SUB_BITS)) {
     index = (int)v;
@@ -266,18 +280,18 @@ static void hist_add(uint64_t v) {
     int shift = msb - (HIST_SUB_BITS - 1);
     index = shift * HIST_HALF + (int)(v >> shift);
   }
-  hist[index]++;
-  hist_count++;
+  h->buckets[index]++;
+  h->count++;
 }
 
 /* The value at quantile q (nearest rank), in µs, from the bucket's middle. */
-static double hist_quantile_us(double q) {
-  if (hist_count == 0) return -1;
-  uint64_t rank = (uint64_t)(q * (double)hist_count + 0.999999999);
+static double hist_quantile_us(const struct histogram *h, double q) {
+  if (h->count == 0) return -1;
+  uint64_t rank = (uint64_t)(q * (double)h->count + 0.999999999);
   if (rank < 1) rank = 1;
   uint64_t seen = 0;
   for (int i = 0; i < HIST_BUCKETS; i++) {
-    seen += hist[i];
+    seen += h->buckets[i];
     if (seen < rank) continue;
     if (i < (1 << HIST_SUB_BITS)) return i / 1000.0;
     int shift = i / HIST_HALF - 1;
@@ -289,7 +303,11 @@ static double hist_quantile_us(double q) {
 
 /* ---- connections ------------------------------------------------------- */
 
-enum role { ROLE_ECHO, ROLE_IDLE, ROLE_PUB, ROLE_SUB };
+/* ROLE_LIVE: a client of the live protocol (JSON text frames, /live). */
+enum role { ROLE_ECHO, ROLE_IDLE, ROLE_PUB, ROLE_SUB, ROLE_LIVE };
+/* A live client's progress: its commands answered, then its publications. */
+enum live_state { LIVE_CONNECTING, LIVE_SUBSCRIBING, LIVE_SUBSCRIBED,
+                  LIVE_RECOVERED, LIVE_FAILED };
 enum state { ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DONE };
 
 #define OPCODE_CONTINUATION 0
@@ -335,6 +353,14 @@ struct conn {
   uint64_t last_delivery, max_gap;
   /* Storm: when it had its first hello after reconnecting. */
   uint64_t back;
+  /* The number of the last hello it had. */
+  uint64_t hello;
+  /* Live client: its state, the last position it saw (the one it
+     resubscribes from after a reconnection), when it sent that `sub`, and
+     how many of the missed publications it has had since. */
+  enum live_state live;
+  uint64_t offset, since, sub_sent, got;
+  char epoch[64];
 };
 
 static struct {
@@ -366,6 +392,9 @@ static struct {
   /* The hellos sent before the run, and the newest any subscriber had. */
   uint64_t hellos_sent, hello_seen;
   uint32_t reports;
+  /* Recover: the first reconnecting client, and what the clients found. */
+  uint32_t recover_first;
+  uint64_t recovered, not_recovered, live_errors, duplicates, wrong_data;
 } g;
 
 static void conn_fail(struct conn *c, const char *why);
@@ -653,7 +682,7 @@ static size_t parse_frames(struct conn *c, const uint8_t *p, size_t n) {
     int opcode = b0 & 15;
     int fin = (b0 & 0x80) != 0;
     int control = opcode >= 8;
-    if (control || c->role == ROLE_SUB) {
+    if (control || c->role == ROLE_SUB || c->role == ROLE_LIVE) {
       if (length > MAX_KEPT_PAYLOAD) {
         conn_fail(c, "a frame too large to look at");
         break;
@@ -776,9 +805,16 @@ static void mark(const char *what) {
   fflush(stderr);
 }
 
+static void live_send(struct conn *c, const char *json) {
+  out_frame(c, OPCODE_TEXT, (const uint8_t *)json, strlen(json));
+  conn_flush(c);
+}
+
 static void on_open(struct conn *c) {
-  if ((opt.mode == MODE_HANDSHAKE || opt.mode == MODE_STORM) && c->measured) {
-    hist_add(g.now - c->started);
+  if ((opt.mode == MODE_HANDSHAKE || opt.mode == MODE_STORM ||
+       opt.mode == MODE_RECOVER) &&
+      c->measured) {
+    hist_add(&latency, g.now - c->started);
     g.storm_ok++;
     g.storm_last = g.now;
   }
@@ -786,6 +822,15 @@ static void on_open(struct conn *c) {
     c->fifo = calloc(opt.inflight, sizeof *c->fifo);
     if (c->fifo == NULL) die("out of memory");
   }
+  if (c->role != ROLE_LIVE) return;
+  if (c->measured) {
+    /* Reconnected: it resubscribes from where the client it replaces was. */
+    const struct conn *was = g.conns[c->id - g.recover_first];
+    c->since = was->offset;
+    memcpy(c->epoch, was->epoch, sizeof c->epoch);
+  }
+  /* As LiveClient does: `connect` on open, `sub` once it is answered. */
+  live_send(c, "{\"t\":\"connect\",\"v\":1}");
 }
 
 static void on_closed(struct conn *c, int clean, int was_open) {
@@ -799,6 +844,15 @@ static void on_closed(struct conn *c, int clean, int was_open) {
       g.closed++;
     } else {
       g.echo_errors++;
+    }
+    return;
+  }
+  if (c->role == ROLE_LIVE) {
+    /* One that reconnected and failed before it recovered: not back (one
+       that failed to open is counted as such). */
+    if (c->measured && c->live < LIVE_RECOVERED) {
+      c->live = LIVE_FAILED;
+      if (was_open) g.live_errors++;
     }
     return;
   }
@@ -842,9 +896,16 @@ static int parse_digits(const uint8_t *p, int n, uint64_t *out) {
   return 0;
 }
 
+static void on_live_event(struct conn *c, const uint8_t *payload,
+                          size_t length);
+
 static void on_message(struct conn *c, int opcode, const uint8_t *payload,
                        uint64_t length) {
   (void)opcode;
+  if (c->role == ROLE_LIVE) {
+    on_live_event(c, payload, (size_t)length);
+    return;
+  }
   if (c->role == ROLE_ECHO) {
     if (c->outstanding == 0) {
       conn_fail(c, "the server echoed more messages than were sent");
@@ -855,7 +916,7 @@ static void on_message(struct conn *c, int opcode, const uint8_t *payload,
     c->fifo_head = (c->fifo_head + 1) % opt.inflight;
     c->echoed_now++;
     if (g.counting) {
-      hist_add(g.now - sent);
+      hist_add(&latency, g.now - sent);
       c->counted++;
       g.messages++;
     }
@@ -866,6 +927,7 @@ static void on_message(struct conn *c, int opcode, const uint8_t *payload,
     uint64_t number = 0;
     if (length > 6) parse_digits(payload + 6, (int)length - 6, &number);
     if (number > g.hello_seen) g.hello_seen = number;
+    c->hello = number;
     if (!c->ready && c->measured) {
       c->back = g.now;
       if (g.now > g.storm_back) g.storm_back = g.now;
@@ -912,13 +974,205 @@ static void on_message(struct conn *c, int opcode, const uint8_t *payload,
   c->expected = seq + 1;
   if (g.counting) {
     g.deliveries++;
-    hist_add(g.now > sent ? g.now - sent : 0);
+    hist_add(&latency, g.now > sent ? g.now - sent : 0);
     if (g.now - c->last_delivery > c->max_gap) {
       c->max_gap = g.now - c->last_delivery;
     }
     c->last_delivery = g.now;
   }
   fan_resolve(seq);
+}
+
+/*
+ * The live protocol's events are JSON.stringify's output: flat apart from
+ * `position`, each key once, no escapes in what is read here (topic, epoch,
+ * the publications' digits). So a key is found by its text.
+ */
+static const uint8_t *json_after(const uint8_t *p, size_t n, const char *key,
+                                 size_t *rest) {
+  char needle[32];
+  int k = snprintf(needle, sizeof needle, "\"%s\":", key);
+  const uint8_t *at = memmem(p, n, needle, (size_t)k);
+  if (at == NULL) return NULL;
+  at += k;
+  *rest = n - (size_t)(at - p);
+  return at;
+}
+
+/* A JSON string's characters (no escapes), or NULL. */
+static const uint8_t *json_string(const uint8_t *p, size_t n, const char *key,
+                                  size_t *length) {
+  size_t rest;
+  const uint8_t *at = json_after(p, n, key, &rest);
+  if (at == NULL || rest < 2 || at[0] != '"') return NULL;
+  const uint8_t *end = memchr(at + 1, '"', rest - 1);
+  if (end == NULL) return NULL;
+  *length = (size_t)(end - at - 1);
+  return at + 1;
+}
+
+static int json_number(const uint8_t *p, size_t n, const char *key,
+                       uint64_t *value) {
+  size_t rest, digits = 0;
+  const uint8_t *at = json_after(p, n, key, &rest);
+  if (at == NULL) return -1;
+  while (digits < rest && digits < 19 && at[digits] >= '0' && at[digits] <= '9')
+    digits++;
+  if (digits == 0) return -1;
+  return parse_digits(at, (int)digits, value);
+}
+
+static int json_is(const uint8_t *value, size_t length, const char *text) {
+  return value != NULL && length == strlen(text) &&
+         memcmp(value, text, length) == 0;
+}
+
+/*
+ * Counts a live client's fault; one that reconnected is then done. Before
+ * the drop, the run cannot go on (a server whose topic keeps no history).
+ */
+static void live_fault(struct conn *c, const char *why, const uint8_t *p,
+                       size_t n) {
+  if (!c->measured) {
+    die("live client %u: %s: %.*s", c->id, why, (int)(n > 200 ? 200 : n),
+        (const char *)p);
+  }
+  g.live_errors++;
+  c->live = LIVE_FAILED;
+  if (g.reports++ < 10) {
+    fprintf(stderr, "loadgen: live client %u: %s: %.*s\n", c->id, why,
+            (int)(n > 200 ? 200 : n), (const char *)p);
+  }
+}
+
+/* A reconnected client's publication: the next missed one, in order. */
+static void live_recovering(struct conn *c, uint64_t offset,
+                            const uint8_t *data, size_t data_length) {
+  uint64_t expected = c->since + c->got + 1;
+  if (offset < expected) {
+    g.duplicates++;
+    if (g.reports++ < 10) {
+      fprintf(stderr, "loadgen: live client %u got offset %" PRIu64
+              " again (or out of order), expected %" PRIu64 "\n", c->id,
+              offset, expected);
+    }
+    return;
+  }
+  if (offset > expected) {
+    g.missing += offset - expected;
+    if (g.reports++ < 10) {
+      fprintf(stderr, "loadgen: live client %u expected offset %" PRIu64
+              ", got %" PRIu64 "\n", c->id, expected, offset);
+    }
+  }
+  c->got = offset - c->since;
+  c->offset = offset;
+  /* The missed publications carry their sequence numbers, from 0. */
+  uint64_t seq;
+  if (data_length < 20 || parse_digits(data, 20, &seq) < 0 ||
+      seq != c->got - 1) {
+    g.wrong_data++;
+    if (g.reports++ < 10) {
+      fprintf(stderr, "loadgen: live client %u got \"%.*s\" at offset %" PRIu64
+              ", not publication %" PRIu64 "\n", c->id,
+              (int)(data_length > 40 ? 40 : data_length), (const char *)data,
+              offset, c->got - 1);
+    }
+  }
+  if (c->got > opt.missed) {
+    live_fault(c, "a publication that was never made", data, data_length);
+    return;
+  }
+  if (c->got == opt.missed && c->live == LIVE_SUBSCRIBED) {
+    c->live = LIVE_RECOVERED;
+    g.recovered++;
+    if (g.now > g.storm_back) g.storm_back = g.now;
+    hist_add(&recovery, g.now - c->started);
+    hist_add(&resubscribe, g.now - c->sub_sent);
+  }
+}
+
+/*
+ * An event of the live protocol: `connected` (then `sub`, from the last
+ * position after a reconnection), `subscribed`, `pub`; anything else is a
+ * fault. Before the drop a client keeps the position of each publication
+ * (hellos); after it, it checks what it recovers.
+ */
+static void on_live_event(struct conn *c, const uint8_t *p, size_t n) {
+  /* A client's first fault is counted; what it gets after is not. */
+  if (c->live == LIVE_FAILED) return;
+  size_t type_length = 0, epoch_length = 0, data_length = 0;
+  const uint8_t *type = json_string(p, n, "t", &type_length);
+  if (json_is(type, type_length, "connected") && c->live == LIVE_CONNECTING) {
+    char sub[160];
+    if (c->measured) {
+      snprintf(sub, sizeof sub,
+               "{\"t\":\"sub\",\"id\":1,\"topic\":\"t\",\"since\":"
+               "{\"offset\":%" PRIu64 ",\"epoch\":\"%s\"}}",
+               c->since, c->epoch);
+      c->sub_sent = g.now;
+    } else {
+      snprintf(sub, sizeof sub, "{\"t\":\"sub\",\"id\":1,\"topic\":\"t\"}");
+    }
+    c->live = LIVE_SUBSCRIBING;
+    live_send(c, sub);
+    return;
+  }
+  uint64_t offset = 0;
+  const uint8_t *epoch = json_string(p, n, "epoch", &epoch_length);
+  if (epoch == NULL || epoch_length >= sizeof c->epoch ||
+      json_number(p, n, "offset", &offset) < 0) {
+    live_fault(c, "an unexpected event (a topic without history?)", p, n);
+    return;
+  }
+  if (json_is(type, type_length, "subscribed") &&
+      c->live == LIVE_SUBSCRIBING) {
+    size_t rest;
+    const uint8_t *recovered = json_after(p, n, "recovered", &rest);
+    if (!c->measured) {
+      c->offset = offset;
+      memcpy(c->epoch, epoch, epoch_length);
+      c->epoch[epoch_length] = '\0';
+    } else if (recovered == NULL || rest < 4 ||
+               memcmp(recovered, "true", 4) != 0) {
+      g.not_recovered++;
+      c->live = LIVE_FAILED;
+      if (g.reports++ < 10) {
+        fprintf(stderr, "loadgen: live client %u was not recovered: %.*s\n",
+                c->id, (int)n, (const char *)p);
+      }
+      return;
+    } else if (!json_is(epoch, epoch_length, c->epoch) ||
+               offset != c->since + opt.missed) {
+      live_fault(c, "recovered to another position", p, n);
+      return;
+    }
+    c->live = LIVE_SUBSCRIBED;
+    return;
+  }
+  const uint8_t *data = json_string(p, n, "data", &data_length);
+  if (!json_is(type, type_length, "pub") || data == NULL ||
+      c->live < LIVE_SUBSCRIBED || !json_is(epoch, epoch_length, c->epoch)) {
+    live_fault(c, "an unexpected event", p, n);
+    return;
+  }
+  if (c->measured) {
+    live_recovering(c, offset, data, data_length);
+    return;
+  }
+  /* Before the drop: hellos, the last of which it resubscribes from. */
+  if (offset <= c->offset) {
+    live_fault(c, "a publication again", p, n);
+    return;
+  }
+  c->offset = offset;
+  uint64_t number = 0;
+  if (data_length > 6 && memcmp(data, "hello ", 6) == 0 &&
+      parse_digits(data + 6, (int)data_length - 6, &number) == 0) {
+    if (number > g.hello_seen) g.hello_seen = number;
+    c->hello = number;
+    c->ready = 1;
+  }
 }
 
 /* The publisher sends while fewer than `window` messages are incomplete. */
@@ -1049,8 +1303,9 @@ static void run_echo(void) {
          "\"connMaxMsgs\":%.1f,\"errors\":%" PRIu64 ",\"unclean\":%" PRIu64
          ",\"cpu\":%.1f}\n",
          opt.connections, opt.inflight, opt.size, seconds, g.messages,
-         (double)g.messages / seconds, hist_quantile_us(0.5),
-         hist_quantile_us(0.99), (double)lo / seconds, (double)hi / seconds,
+         (double)g.messages / seconds, hist_quantile_us(&latency, 0.5),
+         hist_quantile_us(&latency, 0.99), (double)lo / seconds,
+         (double)hi / seconds,
          g.echo_errors, unclean, cpu / seconds * 100);
 }
 
@@ -1080,14 +1335,14 @@ static void run_handshake(void) {
          opt.open - (uint32_t)g.idle_errors, opt.concurrency, g.storm_ok,
          g.storm_errors, g.idle_errors, g.dropped, seconds,
          seconds > 0 ? (double)g.storm_ok / seconds : 0,
-         hist_quantile_us(0.5), hist_quantile_us(0.99),
+         hist_quantile_us(&latency, 0.5), hist_quantile_us(&latency, 0.99),
          seconds > 0 ? cpu / seconds * 100 : 0);
   /* Exiting closes every connection at once. */
 }
 
 /*
  * Publishes "hello <n>" until subscribers have had one each: with `whole`,
- * the first `subscribers` connections, every one; else those from `from`
+ * every one of the connections from `from` to `to`; else those from `from`
  * on, launched meanwhile up to `launch_total` (one that fails to open is
  * not waited for). A hello goes 20 ms after the last, once some subscriber
  * had it (or 1 s passed): a server that takes longer than 20 ms to deliver
@@ -1095,15 +1350,15 @@ static void run_handshake(void) {
  * behind. In the storm, 100 ms: a hello sent while every subscriber was
  * away reaches nobody.
  */
-static void say_hello(uint32_t from, int whole, uint32_t launch_total) {
+static void say_hello(uint32_t from, uint32_t to, int whole,
+                      uint32_t launch_total) {
   uint64_t deadline = g.now + ms_ns(30000), next_hello = 0, last_hello = 0;
-  uint32_t to = whole ? opt.subscribers : 0;
   for (;;) {
     if (!whole) to = g.conn_count;
     uint32_t waiting = 0;
     for (uint32_t i = from; i < to; i++) {
       struct conn *c = g.conns[i];
-      if (c->role != ROLE_SUB) continue;
+      if (c->role != ROLE_SUB && c->role != ROLE_LIVE) continue;
       /* Before the run every subscriber must be there; in the storm, one
          that failed to connect again is counted as an error instead. */
       if (!c->ready && (whole || c->state != ST_DONE)) waiting++;
@@ -1146,7 +1401,7 @@ static void run_fanout(void) {
    * publish hellos until every subscriber has had one, so that no message
    * of the run is published before all are subscribed.
    */
-  say_hello(0, 1, 0);
+  say_hello(0, opt.subscribers, 1, 0);
   g.publishing = 1;
   publish_more();
   uint64_t start = g.now + ms_ns(opt.warmup_ms);
@@ -1207,8 +1462,9 @@ static void run_fanout(void) {
          ",\"cpu\":%.1f}\n",
          opt.subscribers, opt.window, opt.size, seconds, g.published,
          g.deliveries, (double)g.published / seconds,
-         (double)g.deliveries / seconds, hist_quantile_us(0.5),
-         hist_quantile_us(0.99), hist_quantile_us(1.0), stall_max, stall_p50,
+         (double)g.deliveries / seconds, hist_quantile_us(&latency, 0.5),
+         hist_quantile_us(&latency, 0.99), hist_quantile_us(&latency, 1.0),
+         stall_max, stall_p50,
          g.missing, g.out_of_order, g.bad_messages, g.dead_subs,
          g.undelivered, cpu / seconds * 100);
 }
@@ -1228,7 +1484,7 @@ static void run_storm(void) {
   open_all(1, ROLE_PUB, "/pub");
   if (g.failed_open > 0) die("the publisher failed to open");
   g.publisher = g.conns[g.conn_count - 1];
-  say_hello(0, 1, 0);
+  say_hello(0, opt.subscribers, 1, 0);
   mark("start");
   double cpu0 = cpu_seconds();
   uint32_t first = g.conn_count;
@@ -1236,7 +1492,7 @@ static void run_storm(void) {
   g.storm_last = g.storm_back = g.storm_first;
   for (uint32_t i = 0; i < opt.subscribers; i++) conn_close_fd(g.conns[i]);
   uint32_t failed_before = g.failed_open;
-  say_hello(first, 0, g.launched + opt.subscribers);
+  say_hello(first, 0, 0, g.launched + opt.subscribers);
   double cpu = cpu_seconds() - cpu0;
   mark("end");
   double seconds = (double)(g.storm_back - g.storm_first) / 1e9;
@@ -1247,8 +1503,127 @@ static void run_storm(void) {
          opt.subscribers, opt.concurrency, g.storm_ok,
          g.failed_open - failed_before,
          (double)(g.storm_last - g.storm_first) / 1e6, seconds * 1e3,
-         hist_quantile_us(0.5), hist_quantile_us(0.99), hist_quantile_us(1.0),
+         hist_quantile_us(&latency, 0.5), hist_quantile_us(&latency, 0.99),
+         hist_quantile_us(&latency, 1.0),
          seconds > 0 ? cpu / seconds * 100 : 0);
+}
+
+/* Waits until every subscriber from `from` to `to` has had the last hello. */
+static void wait_for_last_hello(uint32_t from, uint32_t to) {
+  uint64_t deadline = g.now + ms_ns(30000);
+  for (;;) {
+    uint32_t waiting = 0;
+    for (uint32_t i = from; i < to; i++) {
+      if (g.conns[i]->hello != g.hellos_sent) waiting++;
+    }
+    if (waiting == 0) return;
+    if (g.now > deadline) {
+      die("%u subscribers did not get the last hello in 30 s", waiting);
+    }
+    poll_once(50);
+  }
+}
+
+/*
+ * Recovery after a reconnect storm, in the live protocol (/live):
+ * `subscribers` clients connect, subscribe to the topic and have a hello,
+ * as has a plain subscriber, the witness (/sub); then every client drops at
+ * once (its socket closed, no close frame), `settle` ms later `missed`
+ * publications are made (sequence numbers 0 to missed - 1), and once the
+ * witness has had them all (they are then in the topic's history) every
+ * client connects again (at most `concurrency` connecting), says `connect`,
+ * and once answered resubscribes from the last position it saw (the last
+ * hello's). A client has recovered once it has had `subscribed` with
+ * `recovered: true` at the position `missed` after its own, then each
+ * missed publication, once, in order, at the offsets after its position.
+ * Reports the time from the reconnect to the last 101 and to the last client
+ * recovered, each client's time from connect() and from its `sub` to its
+ * recovery, and what went wrong (a client not recovered in 60 s is
+ * unfinished).
+ */
+static void run_recover(void) {
+  if (opt.size < 48 || opt.size > MAX_KEPT_PAYLOAD) {
+    die("--size must be 48 to %d", MAX_KEPT_PAYLOAD);
+  }
+  /* The witness's window is every missed publication. */
+  opt.window = opt.missed;
+  g.remaining = calloc(opt.window, sizeof *g.remaining);
+  g.payload = malloc(opt.size);
+  if (g.remaining == NULL || g.payload == NULL) die("out of memory");
+  memset(g.payload, ' ', opt.size);
+  open_all(opt.subscribers, ROLE_LIVE, "/live");
+  open_all(1, ROLE_SUB, "/sub");
+  open_all(1, ROLE_PUB, "/pub");
+  if (g.failed_open > 0) die("%u connection(s) failed to open", g.failed_open);
+  g.publisher = g.conns[g.conn_count - 1];
+  say_hello(0, opt.subscribers + 1, 1, 0);
+  wait_for_last_hello(0, opt.subscribers + 1);
+  for (uint32_t i = 0; i < opt.subscribers; i++) conn_close_fd(g.conns[i]);
+  uint64_t settled = g.now + ms_ns(opt.settle_ms);
+  while (g.now < settled) poll_once(until_ms(settled));
+  uint64_t published = g.now, deadline = g.now + ms_ns(30000);
+  g.active_subs = 1;
+  g.publishing = 1;
+  publish_more();
+  g.publishing = 0;
+  while (g.oldest < g.next_seq) {
+    if (g.now > deadline) die("the witness did not get the publications");
+    poll_once(50);
+  }
+  double publish_ms = (double)(g.now - published) / 1e6;
+  mark("start");
+  double cpu0 = cpu_seconds();
+  g.recover_first = g.conn_count;
+  uint32_t failed_before = g.failed_open;
+  uint32_t total = g.launched + opt.subscribers;
+  g.storm_first = g.now = now_ns();
+  g.storm_last = g.storm_back = g.storm_first;
+  deadline = g.now + ms_ns(60000);
+  for (;;) {
+    launch(total, ROLE_LIVE, "/live", 1);
+    uint32_t pending = total - g.launched;
+    for (uint32_t i = g.recover_first; i < g.conn_count; i++) {
+      struct conn *c = g.conns[i];
+      if (c->live < LIVE_RECOVERED && c->state != ST_DONE) pending++;
+    }
+    if (pending == 0 || g.now > deadline) break;
+    poll_once(50);
+  }
+  uint64_t t1 = g.now;
+  double cpu = cpu_seconds() - cpu0;
+  mark("end");
+  uint64_t unfinished = 0;
+  for (uint32_t i = g.recover_first; i < g.conn_count; i++) {
+    struct conn *c = g.conns[i];
+    if (c->live < LIVE_RECOVERED && c->state != ST_DONE) unfinished++;
+  }
+  /* What a client gets after its last missed publication is a duplicate. */
+  uint64_t drained = g.now + ms_ns(200);
+  while (g.now < drained) poll_once(until_ms(drained));
+  double window = (double)(t1 - g.storm_first) / 1e9;
+  printf("{\"mode\":\"recover\",\"subscribers\":%u,\"missed\":%u,"
+         "\"concurrency\":%u,\"recovered\":%" PRIu64
+         ",\"notRecovered\":%" PRIu64 ",\"failedOpen\":%u,"
+         "\"liveErrors\":%" PRIu64 ",\"unfinished\":%" PRIu64
+         ",\"missing\":%" PRIu64 ",\"duplicates\":%" PRIu64
+         ",\"wrongData\":%" PRIu64 ",\"outOfOrder\":%" PRIu64
+         ",\"malformed\":%" PRIu64 ",\"publishMs\":%.3f,\"allOpenMs\":%.3f,"
+         "\"allRecoveredMs\":%.3f,\"p50Us\":%.2f,\"p99Us\":%.2f,"
+         "\"recoverP50Us\":%.2f,\"recoverP99Us\":%.2f,"
+         "\"subP50Us\":%.2f,\"subP99Us\":%.2f,\"subMaxUs\":%.2f,"
+         "\"cpu\":%.1f}\n",
+         opt.subscribers, opt.missed, opt.concurrency, g.recovered,
+         g.not_recovered, g.failed_open - failed_before, g.live_errors,
+         unfinished, g.missing, g.duplicates, g.wrong_data, g.out_of_order,
+         g.bad_messages, publish_ms,
+         (double)(g.storm_last - g.storm_first) / 1e6,
+         (double)(g.storm_back - g.storm_first) / 1e6,
+         hist_quantile_us(&latency, 0.5), hist_quantile_us(&latency, 0.99),
+         hist_quantile_us(&recovery, 0.5), hist_quantile_us(&recovery, 0.99),
+         hist_quantile_us(&resubscribe, 0.5),
+         hist_quantile_us(&resubscribe, 0.99),
+         hist_quantile_us(&resubscribe, 1.0),
+         window > 0 ? cpu / window * 100 : 0);
 }
 
 /* ---- main ----------------------------------------------------------------- */
@@ -1284,6 +1659,8 @@ int main(int argc, char **argv) {
         opt.mode = MODE_FANOUT;
       } else if (strcmp(v, "storm") == 0) {
         opt.mode = MODE_STORM;
+      } else if (strcmp(v, "recover") == 0) {
+        opt.mode = MODE_RECOVER;
       } else {
         usage();
       }
@@ -1317,6 +1694,10 @@ int main(int argc, char **argv) {
       opt.subscribers = number(a, v, 1);
     } else if (strcmp(a, "--window") == 0) {
       opt.window = number(a, v, 1);
+    } else if (strcmp(a, "--missed") == 0) {
+      opt.missed = number(a, v, 1);
+    } else if (strcmp(a, "--settle") == 0) {
+      opt.settle_ms = number(a, v, 0);
     } else if (strcmp(a, "--drain") == 0) {
       opt.drain_ms = number(a, v, 0);
     } else if (strcmp(a, "--timeout") == 0) {
@@ -1326,7 +1707,9 @@ int main(int argc, char **argv) {
     }
   }
   if (opt.port == 0) usage();
-  if (opt.mode == MODE_FANOUT && !size_given) opt.size = 64;
+  if ((opt.mode == MODE_FANOUT || opt.mode == MODE_RECOVER) && !size_given) {
+    opt.size = 64;
+  }
 
   /* The RFC 6455 §1.3 example: a broken SHA-1 must not pass as a slow server. */
   char check[29];
@@ -1362,6 +1745,9 @@ int main(int argc, char **argv) {
     break;
   case MODE_STORM:
     run_storm();
+    break;
+  case MODE_RECOVER:
+    run_recover();
     break;
   }
   fflush(stdout);

@@ -1,5 +1,6 @@
 /**
- * Micro benchmarks of the frame codec: `deno bench bench/micro_bench.ts`
+ * Micro benchmarks of the frame codec, the handshake and the topic hub's
+ * publish with and without history: `deno bench bench/micro_bench.ts`
  * (or `deno task bench:micro`). `deno task bench` runs them too and reports
  * bytes per second.
  *

@@ -13,13 +13,16 @@
  * topic, never read from or written to by the application. (j) is an
  * innocent client's ping round trip while another floods tiny frames
  * (_flood_ping.ts, in this process; not the floors, which answer no ping).
- * (k) is a reconnect storm on the fan-out servers (loadgen.c).
+ * (k) is a reconnect storm on the fan-out servers (loadgen.c). (l) is (g) at
+ * 1,000 subscribers on a topic that keeps history (this module, in memory
+ * and in Redis) beside history off and Bun; (m) a reconnect storm of live
+ * protocol clients that recover what they missed (this module only).
  *
  * Flags: `--rounds N` (5), `--duration MS` (3000, measured per run),
  * `--warmup MS` (1000), `--idle N` (5000), `--quick` (1 round of 1 s, 1000
  * idle connections, no files written), `--servers ours,deno,ws,bun,node,floor`
  * (and `floorstreams`, the floor with the echo's streams, not by default),
- * `--scenarios a,b,c,d,e,f,g,h,i,j,k`, `--subscribers 100,1000,10000` and
+ * `--scenarios a,b,c,d,e,f,g,h,i,j,k,l,m`, `--subscribers 100,1000,10000` and
  * `--sizes 64,100,4096` ((g)'s), `--base DIR` (also run our servers from
  * another checkout, as `base`: before and after in one run), `--no-micro`,
  * `--no-pin` (do not run (b) on one CPU), `--profile DIR` (CPU profiles of
@@ -102,9 +105,43 @@ const CLUSTER_SUBSCRIBERS = [100, 1000];
  * is sent again only 1 s later.
  */
 const RECONNECT = { subscribers: 1000, paced: 128 };
+/**
+ * (l): (g) at `subscribers` on a topic of ours that keeps history (the
+ * fan-out server's `--history`: its last 1,000 publications for 10 min),
+ * against the same topic without, in one run; each variant a fresh server
+ * (and a fresh redis-server). "Redis, no history" is (h)'s adapter on one
+ * server: what Redis costs apart from the history.
+ */
+const HISTORY_FANOUT = { subscribers: 1000 };
+/** One way (l) and (m) run our topic; `key` goes into the metrics' keys. */
+interface _HistoryVariant {
+  key: string;
+  label: string;
+  history: boolean;
+  redis: boolean;
+}
+const HISTORY_VARIANTS: _HistoryVariant[] = [
+  { key: "Off", label: "history off", history: false, redis: false },
+  { key: "Memory", label: "history in memory", history: true, redis: false },
+  { key: "Redis", label: "Redis, no history", history: false, redis: true },
+  {
+    key: "RedisHistory",
+    label: "history in Redis",
+    history: true,
+    redis: true,
+  },
+];
+/**
+ * (m), a recovery storm: `clients` live-protocol clients drop at once,
+ * `missed` publications are made, and they reconnect and resubscribe from
+ * their last positions, all at once, then (a fresh server) `paced` at a
+ * time; history in memory, then in Redis.
+ */
+const RECOVERY = { clients: 1000, missed: 100, paced: 128 };
+const RECOVERY_VARIANTS = HISTORY_VARIANTS.filter((variant) => variant.history);
 
 const DEFAULT_SERVERS = "ours,deno,ws,bun,node,floor";
-const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,h,i,j,k";
+const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,h,i,j,k,l,m";
 /** The scenarios that measure memory per idle connection. */
 const IDLE_SCENARIOS = ["d", "i"];
 /**
@@ -115,6 +152,8 @@ const IDLE_SUBSCRIBER_PATH = "/idle";
 
 interface _Flags {
   rounds: number;
+  /** Whether redis-server is here, for (h) and the Redis variants of (l), (m). */
+  redis: boolean;
   /** (g)'s numbers of subscribers. */
   subscribers: number[];
   /** (g)'s message sizes (the first at every N, the others at 1,000+). */
@@ -204,6 +243,14 @@ const TITLES: Record<string, string> = {
   k: `reconnect storm: ${
     _n(RECONNECT.subscribers)
   } subscribers of the fan-out server drop at once and connect again, all at once, then (a fresh server) ${RECONNECT.paced} at a time; back = 101 and a message published after it (C generator)`,
+  l: `fan-out with history: (g) at ${
+    _n(HISTORY_FANOUT.subscribers)
+  } subscribers, ${FANOUT.size} B, on our topic with ${
+    HISTORY_VARIANTS.map((variant) => variant.label).join(", ")
+  } (one server, a redis-server of its own); Bun's publish has no history (C generator)`,
+  m: `recovery storm, @scope/ws only: ${
+    _n(RECOVERY.clients)
+  } live-protocol clients (LiveTopics) drop at once, ${RECOVERY.missed} publications are made, they reconnect all at once, then (a fresh server) ${RECOVERY.paced} at a time, and resubscribe from their last position; recovered = every missed publication, once, in order; history in memory and in Redis (C generator)`,
 };
 
 function _n(value: number): string {
@@ -303,6 +350,30 @@ function _fanoutMetrics(n: number, scenario = "g"): Metric[] {
       ]
       : []),
   ];
+}
+
+/** A metric without a target, of scenario `scenario`. */
+function _plain(
+  scenario: string,
+  key: string,
+  label: string,
+  higherIsBetter: boolean,
+  decimals: number,
+): Metric {
+  return { scenario, key, label, higherIsBetter, decimals };
+}
+
+/** (m)'s runs: each variant, all at once and paced, with its label. */
+function _recoveryRuns(): { key: string; label: string; redis: boolean }[] {
+  return RECOVERY_VARIANTS.flatMap((variant) =>
+    ["", "Paced"].map((suffix) => ({
+      key: `${variant.key}${suffix}`,
+      label: `${variant.label}, ${
+        suffix ? `${RECOVERY.paced} at a time` : "all at once"
+      }`,
+      redis: variant.redis,
+    }))
+  );
 }
 
 export const METRICS: Metric[] = [
@@ -445,6 +516,33 @@ export const METRICS: Metric[] = [
       },
     ];
   }),
+  ...HISTORY_VARIANTS.flatMap(({ key, label }) => [
+    _plain("l", `dps${key}`, `${label}: deliveries/s`, true, 0),
+    _plain(
+      "l",
+      `cpuPerPub${key}`,
+      `${label}: server CPU per publication (${
+        _n(HISTORY_FANOUT.subscribers)
+      } deliveries), µs`,
+      false,
+      0,
+    ),
+    _plain("l", `p99_${key}`, `${label}: p99 publish → receive, ms`, false, 2),
+    _plain("l", `stall${key}`, `${label}: max stall, ms`, false, 1),
+    _plain("l", `rss${key}`, `${label}: peak RSS growth, MiB`, false, 1),
+  ]),
+  ..._recoveryRuns().flatMap(({ key, label }) => [
+    _plain("m", `allRecovered${key}`, `${label}: all recovered, ms`, false, 0),
+    _plain("m", `allOpen${key}`, `${label}: all 101s, ms`, false, 0),
+    _plain("m", `subP99${key}`, `${label}: p99 sub → recovered, ms`, false, 1),
+    _plain(
+      "m",
+      `errors${key}`,
+      `${label}: clients not recovered, and publications missing, repeated or wrong`,
+      false,
+      0,
+    ),
+  ]),
 ];
 
 const CPU_METRICS: Metric[] = [
@@ -502,6 +600,56 @@ const CPU_METRICS: Metric[] = [
       },
     ])
   ),
+  ...[
+    ...HISTORY_VARIANTS.map((variant) => ({ ...variant, scenario: "l" })),
+    ..._recoveryRuns().map((run) => ({ ...run, scenario: "m" })),
+  ].flatMap(({ scenario, key, label, redis }) => [
+    _plain(
+      scenario,
+      `serverCpu${key}`,
+      `${label}: server CPU, % of one core`,
+      false,
+      0,
+    ),
+    ...(redis
+      ? [
+        _plain(
+          scenario,
+          `redisCpu${key}`,
+          `${label}: redis-server CPU, % of one core`,
+          false,
+          0,
+        ),
+      ]
+      : []),
+    _plain(
+      scenario,
+      `loadCpu${key}`,
+      `${label}: load generator CPU, % of one core`,
+      false,
+      0,
+    ),
+  ]),
+  ...HISTORY_VARIANTS.filter((variant) => variant.redis).flatMap((
+    { key, label, history },
+  ) => [
+    _plain(
+      "l",
+      `redisCpuPerPub${key}`,
+      `${label}: redis-server CPU per publication, µs`,
+      false,
+      1,
+    ),
+    _plain(
+      "l",
+      `redisUsPerPub${key}`,
+      `${label}: Redis's own time per ${
+        history ? "publish script (EVALSHA)" : "PUBLISH"
+      }, µs (INFO commandstats)`,
+      false,
+      1,
+    ),
+  ]),
 ];
 
 const RUN_METRICS: Metric[] = [
@@ -656,6 +804,64 @@ const RUN_METRICS: Metric[] = [
       },
     ])
   ),
+  ...HISTORY_VARIANTS.flatMap(({ key, label }) => [
+    _plain("l", `p50_${key}`, `${label}: p50 publish → receive, ms`, false, 2),
+    _plain(
+      "l",
+      `stallP50_${key}`,
+      `${label}: median of each subscriber's longest stall, ms`,
+      false,
+      1,
+    ),
+    _plain("l", `pps${key}`, `${label}: publishes/s`, true, 0),
+    _plain(
+      "l",
+      `errors${key}`,
+      `${label}: missing, out-of-order or undelivered`,
+      false,
+      0,
+    ),
+    _plain(
+      "l",
+      `failed${key}`,
+      `${label}: failed (a subscriber got no message in 30 s)`,
+      false,
+      0,
+    ),
+    _plain("l", `rssIdle${key}`, `${label}: server RSS before, MiB`, false, 1),
+  ]),
+  ..._recoveryRuns().flatMap(({ key, label }) => [
+    _plain("m", `subP50${key}`, `${label}: p50 sub → recovered, ms`, false, 1),
+    _plain(
+      "m",
+      `subMax${key}`,
+      `${label}: slowest sub → recovered, ms`,
+      false,
+      1,
+    ),
+    _plain(
+      "m",
+      `recoverP50${key}`,
+      `${label}: p50 connect() → recovered, ms`,
+      false,
+      1,
+    ),
+    _plain(
+      "m",
+      `recoverP99${key}`,
+      `${label}: p99 connect() → recovered, ms`,
+      false,
+      1,
+    ),
+    _plain("m", `hsP99${key}`, `${label}: p99 handshake, ms`, false, 1),
+    _plain(
+      "m",
+      `publish${key}`,
+      `${label}: the ${RECOVERY.missed} missed publications published, ms`,
+      false,
+      1,
+    ),
+  ]),
 ];
 
 function _parseFlags(args: string[]): _Flags {
@@ -740,6 +946,7 @@ function _parseFlags(args: string[]): _Flags {
     }),
     base: values.base,
     rounds: Math.max(1, number(values.rounds, quick ? 1 : 5)),
+    redis: false,
     duration: number(values.duration, quick ? 1000 : 3000),
     warmup: number(values.warmup, quick ? 300 : 1000),
     idle: number(values.idle, quick ? 1000 : 5000),
@@ -815,6 +1022,10 @@ function _fdsFor(id: string, flags: _Flags): number {
     ? Math.max(...CLUSTER_SUBSCRIBERS) + 1
     : id === "k"
     ? 2 * RECONNECT.subscribers + 1
+    : id === "l"
+    ? HISTORY_FANOUT.subscribers + 1
+    : id === "m"
+    ? 2 * RECOVERY.clients + 2
     : id === "f"
     ? MANY.connections
     : 64;
@@ -1106,12 +1317,13 @@ function _fanoutArgs(n: number, flags: _Flags, size = FANOUT.size): string[] {
 }
 
 /**
- * Records a fan-out run's figures for `n` subscribers under their keys
- * (with `_size` after them for a size other than the first).
+ * Records a fan-out run's figures under their keys for `n` subscribers
+ * (with `_size` after them for a size other than the first), or in (l) for
+ * a variant's key.
  */
 function _fanoutValues(
   values: Record<string, number>,
-  n: number,
+  n: number | string,
   result: LoadgenResult,
   suffix = "",
 ): void {
@@ -1128,12 +1340,50 @@ function _fanoutValues(
   values[`loadCpu${n}`] = _number(result, "cpu");
 }
 
+/** What {@linkcode _runFanoutMeasured} measured of one run. */
+interface _FanoutRun {
+  result: LoadgenResult;
+  /** The CPU of the server and of each other clock, % of one core. */
+  cpu: number[];
+  /** The server's RSS when idle just before, and its peak growth, MiB. */
+  rssIdle: number;
+  rss: number;
+}
+
+/**
+ * Runs the generator with `args` against a fresh `server`, measuring its
+ * CPU (and that of `clocks`) over the measured window and its peak RSS
+ * from its idle start (Linux's VmHWM, started again just before the
+ * generator opens its connections, or sampled when that cannot be reset).
+ */
+async function _runFanoutMeasured(
+  server: ServerProcess,
+  args: string[],
+  clocks: (() => number)[] = [],
+): Promise<_FanoutRun> {
+  await _sleep(200);
+  const idle = server.rssBytes();
+  let peak = idle;
+  const exact = server.resetPeakRss();
+  const sampler = exact ? undefined : setInterval(() => {
+    peak = Math.max(peak, server.rssBytes());
+  }, 20);
+  try {
+    const { result, cpu } = await _runLoadgenWatching(
+      ["--port", String(server.port), ...args],
+      [() => server.cpuSeconds(), ...clocks],
+    );
+    peak = exact ? server.peakRssBytes() : Math.max(peak, server.rssBytes());
+    return { result, cpu, rssIdle: idle / MiB, rss: (peak - idle) / MiB };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
 /**
  * (g): one fresh fan-out server per number of subscribers and size; the
- * first size at every N, the others at N ≥ 1,000. The server's peak RSS
- * is measured from its idle start (Linux's VmHWM, started again just
- * before the generator opens the subscribers), or by sampling when that
- * cannot be reset.
+ * first size at every N, the others at N ≥ 1,000, each with the server's
+ * peak RSS growth.
  */
 async function _runFanoutScenario(
   name: ServerName,
@@ -1145,49 +1395,29 @@ async function _runFanoutScenario(
     for (const [index, size] of flags.sizes.entries()) {
       if (index > 0 && n < 1000) continue;
       const suffix = index === 0 ? "" : `_${size}`;
-      const server = await ServerProcess.start(name, {
+      await using server = await ServerProcess.start(name, {
         kind: "fanout",
         ...profile(`g${n}${suffix}`),
       });
+      let run: _FanoutRun;
       try {
-        await _sleep(200);
-        const idle = server.rssBytes();
-        let peak = idle;
-        const exact = server.resetPeakRss();
-        const sampler = exact ? undefined : setInterval(() => {
-          peak = Math.max(peak, server.rssBytes());
-        }, 20);
-        let result: LoadgenResult;
-        let serverCpu: number;
-        try {
-          ({ result, serverCpu } = await _runLoadgen(
-            server,
-            _fanoutArgs(n, flags, size),
-          ));
-        } catch (error) {
-          // A server that never gets every subscriber its first message (an
-          // old one starving some at 10,000) fails this run, not the others.
-          console.log(
-            `  (g) N = ${_n(n)}, ${size} B, ${SERVERS[name].label} failed: ${
-              (error as Error).message
-            }`,
-          );
-          values[`failed${n}${suffix}`] = 1;
-          continue;
-        } finally {
-          clearInterval(sampler);
-        }
-        peak = exact
-          ? server.peakRssBytes()
-          : Math.max(peak, server.rssBytes());
-        _fanoutValues(values, n, result, suffix);
-        if (suffix) continue;
-        values[`serverCpu${n}`] = serverCpu;
-        values[`rss${n}`] = (peak - idle) / MiB;
-        values[`rssIdle${n}`] = idle / MiB;
-      } finally {
-        await server.stop();
+        run = await _runFanoutMeasured(server, _fanoutArgs(n, flags, size));
+      } catch (error) {
+        // A server that never gets every subscriber its first message (an
+        // old one starving some at 10,000) fails this run, not the others.
+        console.log(
+          `  (g) N = ${_n(n)}, ${size} B, ${SERVERS[name].label} failed: ${
+            (error as Error).message
+          }`,
+        );
+        values[`failed${n}${suffix}`] = 1;
+        continue;
       }
+      _fanoutValues(values, n, run.result, suffix);
+      if (suffix) continue;
+      values[`serverCpu${n}`] = run.cpu[0];
+      values[`rss${n}`] = run.rss;
+      values[`rssIdle${n}`] = run.rssIdle;
     }
   }
   return { values };
@@ -1266,6 +1496,175 @@ async function _runReconnectScenario(
     values[`stormErrors${suffix}`] = _number(result, "errors");
     values[`serverCpu${suffix}`] = serverCpu;
     values[`loadCpu${suffix}`] = _number(result, "cpu");
+  }
+  return { values };
+}
+
+/** The variants of (l) or (m) that run here: the Redis ones need redis-server. */
+function _variantsHere(
+  variants: _HistoryVariant[],
+  flags: _Flags,
+  round: number,
+): _HistoryVariant[] {
+  const here = variants.filter((variant) => flags.redis || !variant.redis);
+  // Each round starts with another variant, as the servers alternate.
+  return here.map((_, i) => here[(i + round) % here.length]);
+}
+
+/** Our fan-out server's flags for a variant, with its redis-server's URL. */
+function _variantArgs(
+  variant: _HistoryVariant,
+  redis?: RedisProcess,
+): string[] {
+  return [
+    ...(variant.history ? ["--history"] : []),
+    ...(redis ? ["--redis", redis.url] : []),
+  ];
+}
+
+/**
+ * (l): (g) at {@linkcode HISTORY_FANOUT}'s subscribers on our topic with
+ * each variant of history, each a fresh server (and a fresh redis-server).
+ * A peer has no history: its plain publish, run once, stands beside each
+ * variant, so that each row has its ratio.
+ */
+async function _runHistoryFanoutScenario(
+  name: ServerName,
+  flags: _Flags,
+  round: number,
+  profile: (label: string) => { profileDir?: string; profileName?: string },
+): Promise<Sample> {
+  const values: Record<string, number> = {};
+  const n = HISTORY_FANOUT.subscribers;
+  const args = _fanoutArgs(n, flags);
+  const record = (key: string, run: _FanoutRun) => {
+    _fanoutValues(values, key, run.result);
+    values[`serverCpu${key}`] = run.cpu[0];
+    values[`cpuPerPub${key}`] = run.cpu[0] / 100 / values[`pps${key}`] * 1e6;
+    values[`rss${key}`] = run.rss;
+    values[`rssIdle${key}`] = run.rssIdle;
+  };
+  const variants = _variantsHere(HISTORY_VARIANTS, flags, round);
+  if (name !== "ours") {
+    await using server = await ServerProcess.start(name, { kind: "fanout" });
+    try {
+      const run = await _runFanoutMeasured(server, args);
+      for (const { key } of variants) record(key, run);
+    } catch (error) {
+      console.log(
+        `  (l) ${SERVERS[name].label} failed: ${(error as Error).message}`,
+      );
+      for (const { key } of variants) values[`failed${key}`] = 1;
+    }
+    return { values };
+  }
+  for (const variant of variants) {
+    await using redis = variant.redis ? await RedisProcess.start() : undefined;
+    await using server = await ServerProcess.start(name, {
+      kind: "fanout",
+      args: _variantArgs(variant, redis),
+      ...profile(`l${variant.key}`),
+    });
+    let run: _FanoutRun;
+    try {
+      run = await _runFanoutMeasured(
+        server,
+        args,
+        redis ? [() => cpuSeconds(redis.pid)] : [],
+      );
+    } catch (error) {
+      console.log(
+        `  (l) ${variant.label} failed: ${(error as Error).message}`,
+      );
+      values[`failed${variant.key}`] = 1;
+      continue;
+    }
+    record(variant.key, run);
+    if (redis === undefined) continue;
+    const key = variant.key;
+    values[`redisCpu${key}`] = run.cpu[1];
+    values[`redisCpuPerPub${key}`] = run.cpu[1] / 100 / values[`pps${key}`] *
+      1e6;
+    // Redis's own time for what a publication costs it: the script that
+    // numbers, appends and publishes, or a plain PUBLISH.
+    const stat = (await redis.commandStats()).get(
+      variant.history ? "evalsha" : "publish",
+    );
+    if (stat) values[`redisUsPerPub${key}`] = stat.usec / stat.calls;
+  }
+  return { values };
+}
+
+/**
+ * (m): for each variant with history, a fresh server (and redis-server)
+ * whose live clients drop, miss {@linkcode RECOVERY}'s publications and
+ * reconnect all at once; then another fresh one, `RECOVERY.paced` at a
+ * time. `errors` counts the clients that did not recover (all of them when
+ * the run failed) and every publication missing, repeated, out of order or
+ * not the one made, so that a run cannot pass without every recovery.
+ */
+async function _runRecoveryScenario(
+  flags: _Flags,
+  round: number,
+  profile: (label: string) => { profileDir?: string; profileName?: string },
+): Promise<Sample> {
+  const values: Record<string, number> = {};
+  for (const variant of _variantsHere(RECOVERY_VARIANTS, flags, round)) {
+    for (const paced of [false, true]) {
+      const key = `${variant.key}${paced ? "Paced" : ""}`;
+      await using redis = variant.redis
+        ? await RedisProcess.start()
+        : undefined;
+      await using server = await ServerProcess.start("ours", {
+        kind: "fanout",
+        args: _variantArgs(variant, redis),
+        ...profile(`m${key}`),
+      });
+      let result: LoadgenResult;
+      let cpu: number[];
+      try {
+        ({ result, cpu } = await _runLoadgenWatching([
+          "--port",
+          String(server.port),
+          "--mode",
+          "recover",
+          "--subscribers",
+          String(RECOVERY.clients),
+          "--missed",
+          String(RECOVERY.missed),
+          "--concurrency",
+          String(paced ? RECOVERY.paced : RECOVERY.clients),
+        ], [
+          () => server.cpuSeconds(),
+          ...(redis ? [() => cpuSeconds(redis.pid)] : []),
+        ]));
+      } catch (error) {
+        console.log(
+          `  (m) ${variant.label}, ${
+            paced ? `${RECOVERY.paced} at a time` : "all at once"
+          } failed: ${(error as Error).message}`,
+        );
+        values[`errors${key}`] = RECOVERY.clients;
+        continue;
+      }
+      values[`allRecovered${key}`] = _number(result, "allRecoveredMs");
+      values[`allOpen${key}`] = _number(result, "allOpenMs");
+      values[`subP50${key}`] = _number(result, "subP50Us") / 1000;
+      values[`subP99${key}`] = _number(result, "subP99Us") / 1000;
+      values[`subMax${key}`] = _number(result, "subMaxUs") / 1000;
+      values[`recoverP50${key}`] = _number(result, "recoverP50Us") / 1000;
+      values[`recoverP99${key}`] = _number(result, "recoverP99Us") / 1000;
+      values[`hsP99${key}`] = _number(result, "p99Us") / 1000;
+      values[`publish${key}`] = _number(result, "publishMs");
+      values[`errors${key}`] = RECOVERY.clients -
+        _number(result, "recovered") + _number(result, "liveErrors") +
+        _number(result, "missing") + _number(result, "duplicates") +
+        _number(result, "wrongData") + _number(result, "outOfOrder") +
+        _number(result, "malformed");
+      values[`serverCpu${key}`] = cpu[0];
+      if (redis) values[`redisCpu${key}`] = cpu[1];
+      values[`loadCpu${key}`] = _number(result, "cpu");
+    }
   }
   return { values };
 }
@@ -1366,6 +1765,48 @@ function _describe(id: string, sample: Sample): string {
           v[`stormErrors${s}`] ? `, ${n(v[`stormErrors${s}`])} not back` : ""
         } (server CPU ${n(v[`serverCpu${s}`])}%)`
       ).join("; ");
+    case "l":
+      return HISTORY_VARIANTS.filter(({ key }) =>
+        v[`dps${key}`] !== undefined || v[`failed${key}`]
+      ).map(({ key, label }) =>
+        v[`failed${key}`]
+          ? `${label}: failed`
+          : `${label}: ${n(v[`dps${key}`])} deliveries/s (${
+            n(v[`cpuPerPub${key}`])
+          } µs of CPU per publication), p99 ${
+            n(v[`p99_${key}`], 2)
+          } ms, max stall ${n(v[`stall${key}`], 1)} ms, peak RSS +${
+            n(v[`rss${key}`], 1)
+          } MiB${v[`errors${key}`] ? `, ${n(v[`errors${key}`])} errors` : ""}${
+            v[`redisCpu${key}`] !== undefined
+              ? ` (redis CPU ${n(v[`redisCpu${key}`])}%, its own time ${
+                n(v[`redisUsPerPub${key}`], 1)
+              } µs per publication)`
+              : ""
+          }`
+      ).join("; ");
+    case "m":
+      return _recoveryRuns().filter(({ key }) =>
+        v[`errors${key}`] !== undefined
+      ).map(({ key, label }) =>
+        `${label}: ${
+          v[`allRecovered${key}`] === undefined
+            ? "failed"
+            : `all recovered in ${n(v[`allRecovered${key}`])} ms (101s in ${
+              n(v[`allOpen${key}`])
+            } ms), sub → recovered p50 ${n(v[`subP50${key}`], 1)} ms, p99 ${
+              n(v[`subP99${key}`], 1)
+            } ms`
+        }${
+          v[`errors${key}`]
+            ? `, ${n(v[`errors${key}`])} not recovered or wrong`
+            : ""
+        } (server CPU ${n(v[`serverCpu${key}`])}%${
+          v[`redisCpu${key}`] !== undefined
+            ? `, redis ${n(v[`redisCpu${key}`])}%`
+            : ""
+        })`
+      ).join("; ");
     case "j":
       return `${n(v.pings)} pings, p50 ${n(v.pingP50, 2)} ms, p99 ${
         n(v.pingP99, 2)
@@ -1385,9 +1826,7 @@ function _describe(id: string, sample: Sample): string {
 
 /** Which kind of server a scenario runs against. */
 function _kindOf(id: string): ServerKind {
-  return id === "g" || id === "h" || id === "i" || id === "k"
-    ? "fanout"
-    : "echo";
+  return ["g", "h", "i", "k", "l", "m"].includes(id) ? "fanout" : "echo";
 }
 
 async function _runScenario(
@@ -1406,6 +1845,10 @@ async function _runScenario(
   if (id === "g") return await _runFanoutScenario(name, flags, profile);
   if (id === "k") return await _runReconnectScenario(name, profile);
   if (id === "h") return await _runClusterFanoutScenario(flags, profile);
+  if (id === "l") {
+    return await _runHistoryFanoutScenario(name, flags, round, profile);
+  }
+  if (id === "m") return await _runRecoveryScenario(flags, round, profile);
   const server = await ServerProcess.start(name, {
     kind: _kindOf(id),
     ...profile(id),
@@ -1432,11 +1875,14 @@ async function _runScenarios(flags: _Flags): Promise<Results> {
   for (let round = 0; round < flags.rounds; round++) {
     for (const id of flags.scenarios) {
       const kind = _kindOf(id);
-      // (h) is this module's own scale-out: it has no peers. The floors
-      // answer no ping: (j) cannot measure them.
+      // (h) and (m) are this module's own scale-out and recovery: they
+      // have no peers; (l) has Bun's publish beside it, the others' are in
+      // (g). `base` may predate history: (l) and (m) leave it out. The
+      // floors answer no ping: (j) cannot measure them.
       const servers = flags.servers.filter((name) =>
         hasKind(name, kind) && !unsupported.has(`${name}/${kind}`) &&
-        (id !== "h" || name === "ours") &&
+        (!["h", "m"].includes(id) || name === "ours") &&
+        (id !== "l" || name === "ours" || name === "bun") &&
         (id !== "j" || (name !== "floor" && name !== "floorstreams"))
       );
       // Alternate the servers run by run: each round starts with another.
@@ -1624,7 +2070,7 @@ async function main(): Promise<void> {
       );
     }
   }
-  for (const id of ["e", "k"]) {
+  for (const id of ["e", "k", "l", "m"]) {
     const needed = _fdsFor(id, flags);
     if (flags.scenarios.includes(id) && fdLimit < needed) {
       console.log(
@@ -1653,11 +2099,18 @@ async function main(): Promise<void> {
     const commit = await _shell("git rev-parse --short HEAD", base);
     setBase(base, `@scope/ws at ${commit || base}`);
   }
-  if (flags.scenarios.includes("h") && !(await RedisProcess.available())) {
-    console.log("Skipping (h): no redis-server (apt-get install redis-server)");
+  if (["h", "l", "m"].some((id) => flags.scenarios.includes(id))) {
+    flags.redis = await RedisProcess.available();
+  }
+  if (!flags.redis) {
+    if (["h", "l", "m"].some((id) => flags.scenarios.includes(id))) {
+      console.log(
+        `No redis-server (apt-get install redis-server): skipping (h), and (l) and (m) without Redis`,
+      );
+    }
     flags.scenarios = flags.scenarios.filter((id) => id !== "h");
   }
-  const usesLoadgen = ["e", "f", "g", "h", "k"].filter((id) =>
+  const usesLoadgen = ["e", "f", "g", "h", "k", "l", "m"].filter((id) =>
     flags.scenarios.includes(id)
   );
   if (usesLoadgen.length > 0) {
@@ -1726,6 +2179,20 @@ async function main(): Promise<void> {
         "in (h), a fresh redis-server and two fresh servers for each number of subscribers",
       ]
       : []),
+    ...(flags.scenarios.includes("l")
+      ? [
+        `in (l), ${
+          _n(HISTORY_FANOUT.subscribers)
+        } subscribers, a fresh server (and redis-server) for each variant, Bun's plain publish run once per round beside them`,
+      ]
+      : []),
+    ...(flags.scenarios.includes("m")
+      ? [
+        `in (m), ${
+          _n(RECOVERY.clients)
+        } live clients missing ${RECOVERY.missed} publications each, a fresh server (and redis-server) for each run`,
+      ]
+      : []),
   ].join("; ");
   console.log(`${command}\n${machine}\n${runtimeNote}\n${setup}\n`);
   const loadBefore = await _loadAverage();
@@ -1762,7 +2229,7 @@ async function main(): Promise<void> {
     `- Machine: ${machine}`,
     `- Runtimes: ${runtimeNote}`,
     `- Setup: ${setup}; servers alternated run by run, each run in a fresh server subprocess`,
-    "- The load generators share the cores with the server: bench/load.ts runs (a)–(d) and (i) in the benchmark's own process, bench/loadgen.c (compiled with `cc -O2`) runs (e)–(h) as a subprocess; in (h) two servers and redis-server share them too",
+    "- The load generators share the cores with the server: bench/load.ts runs (a)–(d) and (i) in the benchmark's own process, bench/loadgen.c (compiled with `cc -O2`) runs (e)–(h) and (k)–(m) as a subprocess; in (h), (l) and (m) redis-server shares them too",
     `- 1-minute load average before and after the run (other work on the machine skews results): ${loadBefore}, ${loadAfter}`,
     "",
     `## Medians of ${flags.rounds} round(s)`,

@@ -5,7 +5,7 @@
  * never how fast anything was.
  */
 import assert from "node:assert/strict";
-import { serve, TopicHub, type WebSocketHandler } from "../mod.ts";
+import { LiveTopics, serve, TopicHub, type WebSocketHandler } from "../mod.ts";
 import { IdleConnections, openSocket, runLoad } from "../bench/load.ts";
 import { ServerProcess } from "../bench/_server_process.ts";
 import { runFloodPing } from "../bench/_flood_ping.ts";
@@ -268,9 +268,32 @@ function fanoutArgs(options: {
   ];
 }
 
+/**
+ * bench/loadgen.c's arguments for a recovery run on `port`: 20 live clients
+ * missing 10 publications, reconnecting all at once, a 20 s timeout.
+ */
+function recoverArgs(port: number): string[] {
+  return [
+    "--port",
+    String(port),
+    "--mode",
+    "recover",
+    "--subscribers",
+    "20",
+    "--missed",
+    "10",
+    "--concurrency",
+    "20",
+    "--settle",
+    "100",
+    "--timeout",
+    "20000",
+  ];
+}
+
 Deno.test({
   name:
-    "C load generator (bench/loadgen.c) counts echoes, handshakes and fan-out deliveries",
+    "C load generator (bench/loadgen.c) counts echoes, handshakes, fan-out deliveries and recoveries",
   ignore: !hasCc,
 }, async (t) => {
   try {
@@ -403,6 +426,79 @@ Deno.test({
         assert.equal(result.errors, 0);
         assert.ok(
           (result.allOpenMs as number) <= (result.allBackMs as number),
+        );
+      },
+    );
+
+    await t.step(
+      "recover: 20 live clients drop, miss 10 publications and each gets them back once, in order",
+      async () => {
+        await using server = await ServerProcess.start("ours", {
+          kind: "fanout",
+          args: ["--history"],
+        });
+        const result = await runLoadgen(recoverArgs(server.port));
+        assert.equal(result.mode, "recover");
+        assert.equal(result.recovered, 20);
+        for (
+          const key of [
+            "notRecovered",
+            "failedOpen",
+            "liveErrors",
+            "unfinished",
+            "missing",
+            "duplicates",
+            "wrongData",
+          ]
+        ) {
+          assert.equal(result[key], 0, key);
+        }
+        assert.ok(
+          (result.allOpenMs as number) <= (result.allRecoveredMs as number),
+        );
+      },
+    );
+
+    await t.step(
+      "recover: a topic without history fails the run with a clear message",
+      async () => {
+        await using server = await ServerProcess.start("ours", {
+          kind: "fanout",
+        });
+        await assert.rejects(
+          runLoadgen(recoverArgs(server.port)),
+          /a topic without history\?\): \{"t":"subscribed"/,
+        );
+      },
+    );
+
+    await t.step(
+      "recover: clients whose history no longer reaches back are counted, not recovered",
+      async () => {
+        // History of 5 publications: the 10 missed ones are not all there.
+        const live = new LiveTopics();
+        await using server = serve({
+          port: 0,
+          hostname: "127.0.0.1",
+          history: { size: 5, ttl: 60_000 },
+          onListen() {},
+        }, async (socket) => {
+          const path = new URL(socket.request.url).pathname;
+          if (path === "/live") return live.handle(socket);
+          if (path === "/sub") socket.subscribe("t");
+          for await (const message of socket.readable) {
+            if (path === "/pub") socket.publish("t", message);
+          }
+        });
+        const notes: string[] = [];
+        const result = await runLoadgen(recoverArgs(server.addr.port), {
+          onNote: (line) => notes.push(line),
+        });
+        assert.equal(result.recovered, 0);
+        assert.equal(result.notRecovered, 20);
+        assert.match(
+          notes.join("\n"),
+          /was not recovered: .*"recovered":false/,
         );
       },
     );

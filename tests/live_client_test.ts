@@ -497,7 +497,7 @@ Deno.test("live client: the delay grows on drops of unstable connections, faster
   // The connections never stay up 60 s, so the delay never resets.
   await using client = new Recorded(server, {
     ...FAST,
-    resetAfter: 60_000,
+    minUptime: 60_000,
   });
   const ends = [];
   for (let i = 0; i < 4; i++) {
@@ -511,7 +511,7 @@ Deno.test("live client: the delay grows on drops of unstable connections, faster
   await client.next("connected");
 });
 
-Deno.test("live client: the delay resets only after a connection stayed up resetAfter ms, and a 1013 then still waits longer", async () => {
+Deno.test("live client: the delay resets only after a connection stayed up minUptime ms, and a 1013 then still waits longer", async () => {
   // The connections that stay up until the test lets them go.
   const releases = new Map([2, 3].map((i) => [i, Promise.withResolvers()]));
   await using server = startServer(
@@ -525,12 +525,12 @@ Deno.test("live client: the delay resets only after a connection stayed up reset
     },
     (attempt) => attempt < 2,
   );
-  await using client = new Recorded(server, { ...FAST, resetAfter: 50 });
+  await using client = new Recorded(server, { ...FAST, minUptime: 50 });
   assert.deepEqual((await client.next("disconnected")).delay, 10);
   assert.deepEqual((await client.next("disconnected")).delay, 20);
   for (const [index, expected] of [[2, 10], [3, 20]]) {
     await client.next("connected");
-    await sleep(500); // well past resetAfter
+    await sleep(500); // well past minUptime
     releases.get(index)!.resolve(undefined);
     const { delay } = await client.next("disconnected");
     assert.equal(delay, expected);

@@ -76,7 +76,7 @@ export interface StreamPosition {
  * Between attempts the client waits a random time below
  * `min(maxDelay, initialDelay * multiplier ** n)` ("full jitter"), where
  * `n` counts the retries since the last stable connection (one that stayed
- * up `resetAfter` ms), plus one for each close with 1011 (server error),
+ * up `minUptime` ms), plus one for each close with 1011 (server error),
  * 1012 (restart) or 1013 (try again later): so a connection that keeps
  * dropping or failing its handshake backs off further each time, a server
  * that asks for time gets it even after a long connection, and a stable
@@ -114,7 +114,7 @@ export interface LiveClientOptions {
    * How long a connection must stay up, in ms, before the backoff and the
    * attempt count start again from zero. Default 5,000.
    */
-  resetAfter?: number;
+  minUptime?: number;
   /**
    * How long an attempt may take from opening the WebSocket to the
    * server's `connected`, in ms, before it is closed and retried.

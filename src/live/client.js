@@ -40,7 +40,7 @@ export class LiveClient extends EventTarget {
   #maxDelay;
   #multiplier;
   #maxAttempts;
-  #resetAfter;
+  #minUptime;
   #connectTimeout;
   #maxQueued;
   #stopCodes;
@@ -82,7 +82,7 @@ export class LiveClient extends EventTarget {
     this.#maxDelay = count("maxDelay", options.maxDelay, 30_000);
     this.#multiplier = count("multiplier", options.multiplier, 2, 1);
     this.#maxAttempts = count("maxAttempts", options.maxAttempts, Infinity, 1);
-    this.#resetAfter = count("resetAfter", options.resetAfter, 5_000);
+    this.#minUptime = count("minUptime", options.minUptime, 5_000);
     this.#connectTimeout = count(
       "connectTimeout",
       options.connectTimeout,
@@ -334,7 +334,7 @@ export class LiveClient extends EventTarget {
     this.#stableTimer = setTimeout(() => {
       this.#backoff = 0;
       this.#attempts = 0;
-    }, this.#resetAfter);
+    }, this.#minUptime);
     // The server runs a socket's commands in order: the publications queued
     // while offline reach their topics after the resubscriptions.
     for (const [topic, sub] of this.#topics) this.#subscribe(topic, sub);
