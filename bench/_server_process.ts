@@ -56,13 +56,18 @@ export const SERVERS = {
     runtime: "deno",
     files: { echo: "floor.ts", fanout: "floor_fanout.ts" },
   },
+  floorstreams: {
+    label: "floor + the echo's streams",
+    runtime: "deno",
+    files: { echo: "floor_streams.ts" },
+  },
   base: {
     label: "@scope/ws before",
     runtime: "deno",
     files: { echo: "ours.ts", fanout: "ours_fanout.ts" },
   },
 } as Record<
-  "ours" | "deno" | "ws" | "bun" | "node" | "floor" | "base",
+  "ours" | "deno" | "ws" | "bun" | "node" | "floor" | "floorstreams" | "base",
   ServerSpec
 >;
 

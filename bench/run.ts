@@ -12,7 +12,7 @@
  * (i) is (d) on the fan-out servers' `/idle`: sockets only subscribed to a
  * topic, never read from or written to by the application. (j) is an
  * innocent client's ping round trip while another floods tiny frames
- * (_flood_ping.ts, in this process; not the floor, which answers no ping).
+ * (_flood_ping.ts, in this process; not the floors, which answer no ping).
  * (k) is a reconnect storm on the fan-out servers (loadgen.c). (l) is (g) at
  * 1,000 subscribers on a topic that keeps history (this module, in memory
  * and in Redis) beside history off and Bun; (m) a reconnect storm of live
@@ -20,7 +20,8 @@
  *
  * Flags: `--rounds N` (5), `--duration MS` (3000, measured per run),
  * `--warmup MS` (1000), `--idle N` (5000), `--quick` (1 round of 1 s, 1000
- * idle connections, no files written), `--servers ours,deno,ws,bun,node,floor`,
+ * idle connections, no files written), `--servers ours,deno,ws,bun,node,floor`
+ * (and `floorstreams`, the floor with the echo's streams, not by default),
  * `--scenarios a,b,c,d,e,f,g,h,i,j,k,l,m`, `--subscribers 100,1000,10000` and
  * `--sizes 64,100,4096` ((g)'s), `--base DIR` (also run our servers from
  * another checkout, as `base`: before and after in one run), `--no-micro`,
@@ -1877,12 +1878,12 @@ async function _runScenarios(flags: _Flags): Promise<Results> {
       // (h) and (m) are this module's own scale-out and recovery: they
       // have no peers; (l) has Bun's publish beside it, the others' are in
       // (g). `base` may predate history: (l) and (m) leave it out. The
-      // floor answers no ping: (j) cannot measure it.
+      // floors answer no ping: (j) cannot measure them.
       const servers = flags.servers.filter((name) =>
         hasKind(name, kind) && !unsupported.has(`${name}/${kind}`) &&
         (!["h", "m"].includes(id) || name === "ours") &&
         (id !== "l" || name === "ours" || name === "bun") &&
-        (id !== "j" || name !== "floor")
+        (id !== "j" || (name !== "floor" && name !== "floorstreams"))
       );
       // Alternate the servers run by run: each round starts with another.
       const order = servers.map((_, i) =>

@@ -1,7 +1,12 @@
 // Tests of the sans-I/O HTTP/1.1 core (src/http/_http1.ts): bytes in, decisions and
 // bytes out, grouped by RFC 9112 / RFC 9110 section; smuggling cases throughout.
 import assert from "node:assert/strict";
-import { HttpError, type RequestHead } from "../src/http/_http.ts";
+import {
+  hasToken,
+  headerTokens,
+  HttpError,
+  type RequestHead,
+} from "../src/http/_http.ts";
 import {
   BodyDecoder,
   type BodyFraming,
@@ -347,6 +352,29 @@ Deno.test("RFC 9110 §5.5 OWS around a value is dropped, obs-text is kept byte f
   assert.equal(h.headers.get("x"), "caf\xe9 \x80\x9f");
   assert.equal(h.headers.get("y"), "");
   assert.equal(h.headers.get("z"), "");
+});
+
+Deno.test("RFC 9110 §5.6.1 a token list has a token whatever its case, OWS and empty elements, and only whole", () => {
+  const cases: [string | null, string, boolean][] = [
+    ["websocket", "websocket", true],
+    ["WebSocket", "websocket", true],
+    ["h2c, websocket", "websocket", true],
+    [" \t,, websocket \t,", "websocket", true],
+    ["keep-alive, UPGRADE", "upgrade", true],
+    ["websockets", "websocket", false],
+    ["web socket", "websocket", false],
+    ["websocket;q=1", "websocket", false],
+    ["", "websocket", false],
+    [null, "websocket", false],
+    [",", "upgrade", false],
+    ["upgrad", "upgrade", false],
+    ["\xfapgrade", "upgrade", false],
+  ];
+  for (const [value, token, expected] of cases) {
+    assert.equal(hasToken(value, token), expected, `${value} has ${token}`);
+    // The same answer as the list it stands for.
+    assert.equal(headerTokens(value).includes(token), expected);
+  }
 });
 
 // RFC 9112 §3.2: Host.

@@ -291,6 +291,50 @@ Deno.test("§4.2.1 a head cut off by the client's end is refused with 400; nothi
   assert.equal(String.fromCharCode(...read!.leftover), "first frame");
 });
 
+Deno.test("§4.2.1 heads read one after another (a buffer used again) keep nothing of each other, nor their leftover", async () => {
+  const reader = (text: string) => ({
+    read(buffer: Uint8Array): Promise<number | null> {
+      buffer.set(bytes(text));
+      return Promise.resolve(text.length);
+    },
+  });
+  const long = await readRequestHead(
+    reader(
+      `GET /long HTTP/1.1\r\nHost: x\r\nX-Pad: ${"p".repeat(900)}\r\n\r\nframe`,
+    ),
+    DEFAULT_HTTP1_LIMITS,
+  );
+  const short = await readRequestHead(
+    reader("GET /s HTTP/1.1\r\nHost: y\r\n\r\n"),
+    DEFAULT_HTTP1_LIMITS,
+  );
+  // A failed read (a reset) gives its buffer back too.
+  await assert.rejects(
+    readRequestHead(
+      { read: () => Promise.reject(new Deno.errors.ConnectionReset()) },
+      DEFAULT_HTTP1_LIMITS,
+    ),
+    Deno.errors.ConnectionReset,
+  );
+  const last = await readRequestHead(
+    reader("GET /t HTTP/1.1\r\nHost: z\r\n\r\n\x81"),
+    DEFAULT_HTTP1_LIMITS,
+  );
+  assert.equal(String.fromCharCode(...long!.leftover), "frame");
+  assert.equal(short?.text, "GET /s HTTP/1.1\r\nHost: y");
+  assert.equal(short?.leftover.length, 0);
+  assert.equal(short?.head.headers.get("x-pad"), null);
+  assert.equal(last?.text, "GET /t HTTP/1.1\r\nHost: z");
+  assert.deepEqual([...last!.leftover], [0x81]);
+  // The leftover is a copy: reading the next head does not change it.
+  await readRequestHead(
+    reader("GET /u HTTP/1.1\r\nHost: u\r\n\r\nOTHER"),
+    DEFAULT_HTTP1_LIMITS,
+  );
+  assert.equal(String.fromCharCode(...long!.leftover), "frame");
+  assert.deepEqual([...last!.leftover], [0x81]);
+});
+
 // --- §10.2: origins -------------------------------------------------------------------
 
 for (

@@ -73,7 +73,10 @@ export async function writeAll(
 ): Promise<void> {
   let written = 0;
   while (written < bytes.length) {
-    written += await conn.write(bytes.subarray(written));
+    // Most writes take everything at once: no view of the rest for them.
+    written += await conn.write(
+      written === 0 ? bytes : bytes.subarray(written),
+    );
   }
 }
 

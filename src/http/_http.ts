@@ -152,6 +152,44 @@ export function headerTokens(value: string | null): string[] {
 }
 
 /**
+ * Whether a comma-separated header value (RFC 9110 §5.6.1) has `token` (in
+ * lower case) among its elements: `headerTokens(value).includes(token)`
+ * without making the list, for the checks every upgrade runs. Letters are
+ * compared as ASCII: a head's values are byte strings (one character per
+ * byte), where no other character lower-cases to an ASCII letter.
+ */
+export function hasToken(value: string | null, token: string): boolean {
+  if (!value) return false;
+  const size = token.length;
+  for (let start = 0; start <= value.length;) {
+    let end = value.indexOf(",", start);
+    if (end === -1) end = value.length;
+    let from = start;
+    let to = end;
+    while (from < to && isSpace(value.charCodeAt(from))) from++;
+    while (to > from && isSpace(value.charCodeAt(to - 1))) to--;
+    if (to - from === size) {
+      let i = 0;
+      while (i < size) {
+        const code = value.charCodeAt(from + i);
+        // A-Z to a-z.
+        const lower = code >= 65 && code <= 90 ? code + 32 : code;
+        if (lower !== token.charCodeAt(i)) break;
+        i++;
+      }
+      if (i === size) return true;
+    }
+    start = end + 1;
+  }
+  return false;
+}
+
+/** Whether a character code is a space or a tab (OWS). */
+function isSpace(code: number): boolean {
+  return code === 32 || code === 9;
+}
+
+/**
  * A head's bytes as text, one character per byte (ISO-8859-1, what
  * `Headers` takes as a byte string, RFC 9110 §5.5). `TextDecoder("latin1")`
  * is windows-1252 in the Encoding Standard, which maps 0x80–0x9F to other

@@ -175,9 +175,11 @@ export function takeRequestHead(
   // to parse MUST respond with a 414 (URI Too Long)" (RFC 9112 §3): decided
   // as soon as the line is longer, before the head is whole.
   const maxLine = Math.min(MAX_REQUEST_LINE, maxHeadSize);
-  const lineEnd = bytes.subarray(start, start + maxLine + 2).indexOf(LF);
+  // The first LF within maxLine + 2 bytes of the start, if any.
+  let lineEnd = bytes.indexOf(LF, start) - start;
+  if (lineEnd >= maxLine + 2) lineEnd = -1;
   if (
-    lineEnd === -1 ? bytes.length - start > maxLine + 1 : lineEnd - 1 > maxLine
+    lineEnd < 0 ? bytes.length - start > maxLine + 1 : lineEnd - 1 > maxLine
   ) {
     throw new HttpError(414, "Request line too long");
   }
@@ -196,30 +198,38 @@ export function takeRequestHead(
  * bare CR and LF, as {@linkcode takeRequestHead} does; throws `HttpError`.
  */
 export function parseRequestHead(text: string): RequestHead<Fields> {
-  const lines = text.split("\r\n");
-  const match = REQUEST_LINE.exec(lines[0]);
+  // Line by line without splitting the text: a line is [start, end).
+  let end = text.indexOf("\r\n");
+  const match = REQUEST_LINE.exec(end === -1 ? text : text.slice(0, end));
   if (!match) throw new HttpError(400, "Malformed request line");
   // A major version we do not implement (RFC 9110 §2.5, §15.6.6), such as
   // the HTTP/2 connection preface "PRI * HTTP/2.0".
   if (match[4] !== "1") throw new HttpError(505, "HTTP version not supported");
   const headers = new Fields();
   let host: string | undefined;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i];
-    const first = line.charCodeAt(0);
+  while (end !== -1) {
+    const start = end + 2;
+    end = text.indexOf("\r\n", start);
+    const stop = end === -1 ? text.length : end;
+    const first = text.charCodeAt(start);
     // "A server that receives an obs-fold in a request message ... MUST
     // either reject the message by sending a 400 (Bad Request)" (§5.2); a
     // whitespace-preceded first line is refused the same way (§2.2).
     if (first === SP || first === HTAB) {
       throw new HttpError(400, "Obsolete line folding in request head");
     }
-    const colon = line.indexOf(":");
-    const name = colon === -1 ? "" : line.slice(0, colon);
+    const colon = text.indexOf(":", start);
+    const name = colon === -1 || colon > stop ? "" : text.slice(start, colon);
     // "A server MUST reject, with a response status code of 400 (Bad
     // Request), any received request message that contains whitespace
     // between a header field name and colon" (§5.1): not a token.
     if (!TOKEN.test(name)) throw new HttpError(400, "Malformed header line");
-    const value = trimSpaces(line.slice(colon + 1));
+    // The value without the spaces and tabs around it (OWS, RFC 9110 §5.5).
+    let from = colon + 1;
+    let to = stop;
+    while (from < to && isSpaceOrTab(text.charCodeAt(from))) from++;
+    while (to > from && isSpaceOrTab(text.charCodeAt(to - 1))) to--;
+    const value = text.slice(from, to);
     try {
       // Checks the value: field-content, no control characters (RFC 9110
       // §5.5).
@@ -245,6 +255,10 @@ export function parseRequestHead(text: string): RequestHead<Fields> {
     throw new HttpError(400, "Invalid Host header");
   }
   return { method: match[1], target: match[2], version: match[3], headers };
+}
+
+function isSpaceOrTab(code: number): boolean {
+  return code === SP || code === HTAB;
 }
 
 /**

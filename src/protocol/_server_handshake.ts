@@ -4,8 +4,8 @@
 
 import { computeAccept } from "./_client_handshake.ts";
 import {
+  hasToken,
   type HeaderFields,
-  headerTokens,
   HttpError,
   latin1Into,
   type RequestHead,
@@ -83,7 +83,7 @@ const HANDSHAKE_HEADERS = new Set([
 
 /** Whether a request asks for a WebSocket at all (`Upgrade: websocket`). */
 export function isUpgradeRequest(head: { headers: HeaderFields }): boolean {
-  return headerTokens(head.headers.get("upgrade")).includes("websocket");
+  return hasToken(head.headers.get("upgrade"), "websocket");
 }
 
 /**
@@ -205,7 +205,7 @@ export class ServerHandshake {
       });
     }
     if (!headers.has("host")) return this.reject(400, "Missing Host header");
-    if (!headerTokens(headers.get("connection")).includes("upgrade")) {
+    if (!hasToken(headers.get("connection"), "upgrade")) {
       return this.reject(400, "Connection header must include upgrade");
     }
     const version = headers.get("sec-websocket-version");
@@ -248,10 +248,12 @@ export class ServerHandshake {
         : origins.has(origin);
       if (!allowed) return this.reject(403, "Origin not allowed");
     }
+    const offered = headers.get("sec-websocket-protocol");
     return {
       key,
-      protocols: (headers.get("sec-websocket-protocol") ?? "").split(",")
-        .map(trimSpaces).filter((token) => token !== ""),
+      protocols: offered === null
+        ? []
+        : offered.split(",").map(trimSpaces).filter((token) => token !== ""),
       extensions: headers.get("sec-websocket-extensions"),
     };
   }

@@ -64,6 +64,13 @@ const BODY_READ_SIZE = 64 * 1024;
  * a bigger one grows the buffer.
  */
 const FIRST_READ = 2048;
+/**
+ * First-read buffers whose head was read, for the next heads: a burst of
+ * handshakes then allocates (and the collector frees) no buffer each.
+ * Bounded, so that a burst leaves at most this many behind.
+ */
+const spareHeadBuffers: Uint8Array[] = [];
+const MAX_SPARE_HEAD_BUFFERS = 64;
 const EMPTY = new Uint8Array(0);
 /** A wait that never ends (a limit that is off). */
 const NEVER: Promise<never> = new Promise(() => {});
@@ -81,8 +88,6 @@ type Phase = "head" | "busy" | "idle";
  */
 export class Deadline {
   readonly conn: Deno.Conn;
-  /** Rejects once the connection is stopped (a timeout or a shutdown). */
-  readonly stopped: Promise<never>;
   /**
    * `"head"`: reading a request head or running the upgrade's hooks;
    * `"busy"`: an HTTP request in flight; `"idle"`: waiting for the next.
@@ -94,13 +99,24 @@ export class Deadline {
   #grace: ReturnType<typeof setTimeout> | undefined;
   #holds = 0;
   #noDelay = false;
-  #reject!: (error: Error) => void;
+  /** Made when first asked for: most handshakes never race it. */
+  #stopped: Promise<never> | undefined;
+  #reject: ((error: Error) => void) | undefined;
   #done = false;
 
   constructor(conn: Deno.Conn) {
     this.conn = conn;
-    this.stopped = new Promise<never>((_, reject) => this.#reject = reject);
-    this.stopped.catch(ignore);
+  }
+
+  /** Rejects once the connection is stopped (a timeout or a shutdown). */
+  get stopped(): Promise<never> {
+    if (this.#stopped === undefined) {
+      this.#stopped = this.#done
+        ? Promise.reject(stoppedError())
+        : new Promise<never>((_, reject) => this.#reject = reject);
+      this.#stopped.catch(ignore);
+    }
+    return this.#stopped;
   }
 
   /** Stops the connection `ms` from now, unless armed again or disarmed first. */
@@ -176,7 +192,7 @@ export class Deadline {
     this.#done = true;
     this.dispose();
     closeQuietly(this.conn);
-    this.#reject(new Deno.errors.Interrupted("The connection was stopped"));
+    this.#reject?.(stoppedError());
   }
 
   /**
@@ -206,6 +222,11 @@ export class Deadline {
   #release(): void {
     if (--this.#holds === 0) this.disarm();
   }
+}
+
+/** What a stopped connection's waits fail with. */
+function stoppedError(): Error {
+  return new Deno.errors.Interrupted("The connection was stopped");
 }
 
 /** A request head read off a connection, and the bytes read after it. */
@@ -240,34 +261,51 @@ export async function readRequestHead(
   // takeRequestHead refuses a head once maxHeadSize bytes hold no end, so
   // the buffer never needs to be larger.
   const max = Math.max(limits.maxHeadSize, 1);
-  let buffer = new Uint8Array(
-    Math.min(Math.max(FIRST_READ, scanned * 2), max),
-  );
+  const size = Math.min(Math.max(FIRST_READ, scanned * 2), max);
+  const first = size === FIRST_READ
+    ? spareHeadBuffers.pop() ?? new Uint8Array(FIRST_READ)
+    : new Uint8Array(size);
+  let buffer = first;
   buffer.set(initial);
   let length = scanned;
-  while (true) {
-    if (length === buffer.length) {
-      const bigger = new Uint8Array(Math.min(length * 2, max));
-      bigger.set(buffer);
-      buffer = bigger;
+  try {
+    while (true) {
+      if (length === buffer.length) {
+        const bigger = new Uint8Array(Math.min(length * 2, max));
+        bigger.set(buffer);
+        buffer = bigger;
+      }
+      const n = await conn.read(buffer.subarray(length));
+      if (n === null) {
+        if (onlyEmptyLines(buffer.subarray(0, length))) return undefined;
+        throw new HttpError(400, "Incomplete request head");
+      }
+      length += n;
+      const taken = takeRequestHead(
+        buffer.subarray(0, length),
+        limits,
+        scanned,
+      );
+      if (taken !== undefined) {
+        return {
+          ...taken,
+          // Usually nothing: a WebSocket client waits for the 101. A copy,
+          // as the head and its text are: the buffer is used again.
+          leftover: taken.size === length
+            ? EMPTY
+            : buffer.slice(taken.size, length),
+        };
+      }
+      scanned = length;
     }
-    const n = await conn.read(buffer.subarray(length));
-    if (n === null) {
-      if (onlyEmptyLines(buffer.subarray(0, length))) return undefined;
-      throw new HttpError(400, "Incomplete request head");
+  } finally {
+    // Nothing read into it is kept, and its read is over (done or failed).
+    if (
+      first.length === FIRST_READ &&
+      spareHeadBuffers.length < MAX_SPARE_HEAD_BUFFERS
+    ) {
+      spareHeadBuffers.push(first);
     }
-    length += n;
-    const taken = takeRequestHead(buffer.subarray(0, length), limits, scanned);
-    if (taken !== undefined) {
-      return {
-        ...taken,
-        // Usually nothing: a WebSocket client waits for the 101.
-        leftover: taken.size === length
-          ? EMPTY
-          : buffer.slice(taken.size, length),
-      };
-    }
-    scanned = length;
   }
 }
 

@@ -247,8 +247,11 @@ export class Inbox implements PipeSource {
     this.#pipe = pipe;
     this.#controller = undefined;
     this.#readable = new WeakRef(piped);
-    // What waited for a reader goes first; an end that came already, next.
-    queueMicrotask(() => this.pump());
+    // What waited for a reader goes first; an end that came already, next
+    // (once the pipe's target is set up). Most pipes start with neither.
+    if (this.#items.length > 0 || this.#end !== undefined) {
+      queueMicrotask(() => this.pump());
+    }
   }
 
   get pipeReader(): ReadableStreamDefaultReader<Message> | undefined {

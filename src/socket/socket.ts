@@ -901,10 +901,9 @@ class MessageWritable extends WritableStream<Message> {
     // Reachable as `writable.constructor`: only this module makes them.
     if (key !== INTERNAL) throw new TypeError("Illegal constructor");
     const core = sink.owner;
-    super(sink, {
-      highWaterMark: 1,
-      size: (message: Message) => core.entered(message),
-    });
+    // The default high-water mark, 1: one write waits while one is in
+    // flight. Left out, as a member less for the stream to convert.
+    super(sink, { size: (message: Message) => core.entered(message) });
     // Its sink, whose owner is the socket: for the direct pipe.
     setInternals(this, sink);
   }
