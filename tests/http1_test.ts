@@ -18,6 +18,7 @@ import {
   LAST_CHUNK,
   parseContentLength,
   type RequestFraming,
+  requestUrl,
   ResponseBodyEncoder,
   type ResponseHeadOptions,
   serializeErrorResponse,
@@ -439,6 +440,32 @@ Deno.test("RFC 9112 §3.2 valid Host values are accepted, the empty one included
   ) {
     assert.equal(decide(request([`Host: ${host}`])).keepAlive, true, host);
   }
+});
+
+Deno.test("RFC 9112 §3.3 each request's URL comes from its own target and Host, also after the same ones", () => {
+  const url = (target: string, host: string, base = "http://b") =>
+    requestUrl(head(`GET ${target} HTTP/1.1\r\nHost: ${host}\r\n\r\n`), base);
+  // The same target, Host and base twice (the second from the last one
+  // made), then each of the three changed in turn.
+  assert.equal(
+    url("/a?x=1", "example.com:8080"),
+    "http://example.com:8080/a?x=1",
+  );
+  assert.equal(
+    url("/a?x=1", "example.com:8080"),
+    "http://example.com:8080/a?x=1",
+  );
+  assert.equal(url("/b", "example.com:8080"), "http://example.com:8080/b");
+  assert.equal(url("/b", "example.org"), "http://example.org/b");
+  assert.equal(url("/b", "example.org", "https://b"), "https://example.org/b");
+  assert.equal(url("/b", "example.org", "https://b"), "https://example.org/b");
+  assert.equal(url("/b", "example.org"), "http://example.org/b");
+  // An invalid one after a valid one is still refused.
+  assert.throws(
+    () => url("/b", "256.256.256.256"),
+    (error) => error instanceof HttpError && error.status === 400,
+  );
+  assert.equal(url("/b", "example.org"), "http://example.org/b");
 });
 
 // RFC 9112 §6.1: Transfer-Encoding.

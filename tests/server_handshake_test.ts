@@ -76,7 +76,7 @@ function acceptance(
   if (decision instanceof HttpError) {
     assert.fail(`refused with ${decision.status}: ${decision.message}`);
   }
-  const text = String.fromCharCode(...decision.response);
+  const text = decision.response;
   assert.ok(text.endsWith("\r\n\r\n"), text);
   const [status, ...lines] = text.slice(0, -4).split("\r\n");
   const fields = lines.map((line): [string, string] => {

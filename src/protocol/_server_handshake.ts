@@ -7,7 +7,6 @@ import {
   hasToken,
   type HeaderFields,
   HttpError,
-  latin1Into,
   type RequestHead,
   trimSpaces,
 } from "../http/_http.ts";
@@ -51,8 +50,12 @@ export interface UpgradeRequest {
 
 /** The server's answer to an accepted upgrade. */
 export interface ServerAcceptance {
-  /** The `101 Switching Protocols` head, ready to write. */
-  response: Uint8Array;
+  /**
+   * The `101 Switching Protocols` head, ending in CRLF CRLF: latin1 text,
+   * one byte a character, for the server to write from a buffer it uses
+   * again.
+   */
+  response: string;
   /** The chosen subprotocol, or `""`. */
   protocol: string;
   /** The negotiated extensions (`Sec-WebSocket-Extensions`), or `""`. */
@@ -310,9 +313,7 @@ export class ServerHandshake {
       }
     }
     head += "\r\n";
-    const response = new Uint8Array(head.length);
-    latin1Into(head, response);
-    return { response, protocol, extensions, perMessageDeflate };
+    return { response: head, protocol, extensions, perMessageDeflate };
   }
 
   /**

@@ -13,6 +13,7 @@ import {
   HttpHandler,
   type HttpSettings,
   type UpgradeHead,
+  writeHead,
 } from "./_http_server.ts";
 import {
   type ConnectionLimits,
@@ -25,7 +26,6 @@ import {
   closeQuietly,
   isDisconnect,
   type Transport,
-  writeAll,
 } from "../engine/_transport.ts";
 import { HttpError } from "../http/_http.ts";
 import { DEFAULT_HTTP1_LIMITS, parseRequestHead } from "../http/_http1.ts";
@@ -894,7 +894,7 @@ class Server implements WebSocketServer {
     this.#open++;
     const conn = handshaking.conn;
     try {
-      await writeAll(conn, accepted.response);
+      await writeHead(conn, accepted.response);
     } catch (error) {
       this.#open--;
       throw error;
