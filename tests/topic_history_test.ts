@@ -284,6 +284,23 @@ Deno.test("topic history: a binary publication is kept as it was, whatever the p
 
 // --- An adapter that keeps history: order, races, losses ------------------------------
 
+/**
+ * A hub on a fresh shared store with `history`, one subscriber to "t", and
+ * what the hub reports.
+ */
+function watchedHub(history: HistoryOptions) {
+  const store = new SharedStore();
+  const reports: unknown[] = [];
+  const hub = new TopicHub({
+    pubsub: store.adapter(),
+    history,
+    onError: (error) => reports.push(error),
+  });
+  const subscriber = new Recorder();
+  subscriptionsOf(hub).subscribe(subscriber, "t");
+  return { store, hub, subscriber, reports };
+}
+
 Deno.test("topic history (shared store): publications come back from the store in its order, the publisher's own too", async () => {
   const store = new SharedStore();
   const [a, b] = [
@@ -360,15 +377,7 @@ Deno.test("topic history (shared store): a publication the history read gave a s
 });
 
 Deno.test("topic history (shared store): a publication the bus lost is read back from history before what follows it", async () => {
-  const store = new SharedStore();
-  const reports: unknown[] = [];
-  const hub = new TopicHub({
-    pubsub: store.adapter(),
-    history: HISTORY,
-    onError: (error) => reports.push(error),
-  });
-  const subscriber = new Recorder();
-  subscriptionsOf(hub).subscribe(subscriber, "t");
+  const { store, hub, subscriber, reports } = watchedHub(HISTORY);
   hub.publish("t", "1");
   store.lose = 1;
   hub.publish("t", "2");
@@ -382,15 +391,10 @@ Deno.test("topic history (shared store): a publication the bus lost is read back
 });
 
 Deno.test("topic history (shared store): a loss that history no longer holds is told to the subscribers as a gap and reported", async () => {
-  const store = new SharedStore();
-  const reports: unknown[] = [];
-  const hub = new TopicHub({
-    pubsub: store.adapter(),
-    history: { size: 1, ttl: 60_000 },
-    onError: (error) => reports.push(error),
+  const { store, hub, subscriber, reports } = watchedHub({
+    size: 1,
+    ttl: 60_000,
   });
-  const subscriber = new Recorder();
-  subscriptionsOf(hub).subscribe(subscriber, "t");
   hub.publish("t", "1");
   store.lose = 2;
   hub.publish("t", "2");
@@ -408,15 +412,7 @@ Deno.test("topic history (shared store): a loss that history no longer holds is 
 });
 
 Deno.test("topic history (shared store): a new epoch (the store's history lost) is told as a gap", async () => {
-  const store = new SharedStore();
-  const reports: unknown[] = [];
-  const hub = new TopicHub({
-    pubsub: store.adapter(),
-    history: HISTORY,
-    onError: (error) => reports.push(error),
-  });
-  const subscriber = new Recorder();
-  subscriptionsOf(hub).subscribe(subscriber, "t");
+  const { store, hub, subscriber, reports } = watchedHub(HISTORY);
   hub.publish("t", "1");
   await settle();
   store.history = new MemoryHistory();
