@@ -129,15 +129,14 @@ function splitHead(head: Uint8Array): { first: string; headers: Fields } {
 
 /** Removes the spaces and tabs around a field value (RFC 9110 §5.5 OWS). */
 export function trimSpaces(value: string): string {
-  let start = 0;
-  let end = value.length;
-  while (start < end && (value[start] === " " || value[start] === "\t")) {
-    start++;
-  }
-  while (end > start && (value[end - 1] === " " || value[end - 1] === "\t")) {
-    end--;
-  }
-  return start === 0 && end === value.length ? value : value.slice(start, end);
+  return trimSpacesIn(value, 0, value.length);
+}
+
+/** {@linkcode trimSpaces} of `value`'s characters from `from` to `to`. */
+export function trimSpacesIn(value: string, from: number, to: number): string {
+  while (from < to && isSpaceOrTab(value.charCodeAt(from))) from++;
+  while (to > from && isSpaceOrTab(value.charCodeAt(to - 1))) to--;
+  return from === 0 && to === value.length ? value : value.slice(from, to);
 }
 
 /**
@@ -166,8 +165,8 @@ export function hasToken(value: string | null, token: string): boolean {
     if (end === -1) end = value.length;
     let from = start;
     let to = end;
-    while (from < to && isSpace(value.charCodeAt(from))) from++;
-    while (to > from && isSpace(value.charCodeAt(to - 1))) to--;
+    while (from < to && isSpaceOrTab(value.charCodeAt(from))) from++;
+    while (to > from && isSpaceOrTab(value.charCodeAt(to - 1))) to--;
     if (to - from === size) {
       let i = 0;
       while (i < size) {
@@ -184,8 +183,8 @@ export function hasToken(value: string | null, token: string): boolean {
   return false;
 }
 
-/** Whether a character code is a space or a tab (OWS). */
-function isSpace(code: number): boolean {
+/** Whether a character code is a space or a tab (OWS, RFC 9110 §5.6.3). */
+export function isSpaceOrTab(code: number): boolean {
   return code === 32 || code === 9;
 }
 

@@ -38,6 +38,7 @@ import {
   TOKEN,
   TOKEN_CHARS,
   trimSpaces,
+  trimSpacesIn,
 } from "./_http.ts";
 
 /** Size limits for one request; each is checked before the bytes it guards are kept. */
@@ -224,12 +225,7 @@ export function parseRequestHead(text: string): RequestHead<Fields> {
     // Request), any received request message that contains whitespace
     // between a header field name and colon" (§5.1): not a token.
     if (!TOKEN.test(name)) throw new HttpError(400, "Malformed header line");
-    // The value without the spaces and tabs around it (OWS, RFC 9110 §5.5).
-    let from = colon + 1;
-    let to = stop;
-    while (from < to && isSpaceOrTab(text.charCodeAt(from))) from++;
-    while (to > from && isSpaceOrTab(text.charCodeAt(to - 1))) to--;
-    const value = text.slice(from, to);
+    const value = trimSpacesIn(text, colon + 1, stop);
     try {
       // Checks the value: field-content, no control characters (RFC 9110
       // §5.5).
@@ -255,10 +251,6 @@ export function parseRequestHead(text: string): RequestHead<Fields> {
     throw new HttpError(400, "Invalid Host header");
   }
   return { method: match[1], target: match[2], version: match[3], headers };
-}
-
-function isSpaceOrTab(code: number): boolean {
-  return code === SP || code === HTAB;
 }
 
 /** The last origin-form request URL that {@linkcode requestUrl} made. */

@@ -334,10 +334,7 @@ export async function writeHead(
     : new Uint8Array(head.length);
   latin1Into(head, buffer);
   try {
-    let written = 0;
-    while (written < head.length) {
-      written += await conn.write(buffer.subarray(written, head.length));
-    }
+    await writeAll(conn, buffer.subarray(0, head.length));
   } finally {
     // Its writes are over (done or failed): nothing reads it any more.
     if (spare && spareHeadBuffers.length < MAX_SPARE_HEAD_BUFFERS) {
