@@ -9,7 +9,7 @@
  * publish/presence answers.
  */
 
-import { onEveryEvent } from "./_live_events.ts";
+import { WatchedClient } from "./_live_events.ts";
 import assert from "node:assert/strict";
 import {
   type Command,
@@ -25,7 +25,6 @@ import {
 } from "../src/live/_protocol.ts";
 import {
   LiveClient,
-  type LiveClientEventMap,
   type LiveClientOptions,
   LiveError,
   type Presence,
@@ -179,43 +178,16 @@ function startServer(
 
 // --- The client's events ------------------------------------------------------
 
-type EventType = keyof LiveClientEventMap;
-type Detail<K extends EventType> = LiveClientEventMap[K]["detail"];
-
-/** A client whose events the test takes one at a time, per type. */
-class Recorded extends LiveClient implements AsyncDisposable {
-  /** Every event's type, in order. */
-  readonly log: string[] = [];
-  #inboxes = new Map<string, Inbox<unknown>>();
-
+/**
+ * A client whose events the test takes one at a time, per type, and whose
+ * waits fail at once if the server's script fails meanwhile.
+ */
+class Recorded extends WatchedClient {
   #server: ScriptedServer;
-  #ended = Promise.withResolvers<void>();
 
-  /** A client of `server`, whose script's failure fails any wait at once. */
   constructor(server: ScriptedServer, options?: LiveClientOptions) {
     super(server.url, options);
     this.#server = server;
-    onEveryEvent(this, (type, detail) => {
-      this.log.push(type);
-      this.#inbox(type).push(detail);
-    });
-    this.addEventListener("disconnected", ({ detail }) => {
-      if (!detail.willRetry) this.#ended.resolve();
-    });
-  }
-
-  #inbox(type: string): Inbox<unknown> {
-    let inbox = this.#inboxes.get(type);
-    if (!inbox) this.#inboxes.set(type, inbox = new Inbox());
-    return inbox;
-  }
-
-  /** The next `type` event's detail. */
-  next<K extends EventType>(type: K): Promise<Detail<K>> {
-    return this.#answer(
-      this.#inbox(type).next() as Promise<Detail<K>>,
-      `a ${type} event`,
-    );
   }
 
   /** Publishes, failing at once if the server's script fails meanwhile. */
@@ -223,15 +195,18 @@ class Recorded extends LiveClient implements AsyncDisposable {
     topic: string,
     data: string | Uint8Array | ArrayBuffer | ArrayBufferView,
   ): Promise<void> {
-    return this.#answer(super.publish(topic, data), "a publish answer");
+    return this.answer(super.publish(topic, data), "a publish answer");
   }
 
   /** Asks for presence, failing at once if the server's script fails meanwhile. */
   override presence(topic: string): Promise<Presence> {
-    return this.#answer(super.presence(topic), "a presence answer");
+    return this.answer(super.presence(topic), "a presence answer");
   }
 
-  async #answer<T>(promise: Promise<T>, what: string): Promise<T> {
+  protected override async answer<T>(
+    promise: Promise<T>,
+    what: string,
+  ): Promise<T> {
     const server = this.#server;
     const outcome = await within(
       Promise.race([
@@ -243,13 +218,6 @@ class Recorded extends LiveClient implements AsyncDisposable {
     if ("value" in outcome) return outcome.value;
     server.reported = true;
     throw outcome.failure;
-  }
-
-  /** Closes the client and waits for its last `disconnected` if a socket was open. */
-  async [Symbol.asyncDispose]() {
-    const open = this.state === "connecting" || this.state === "connected";
-    this.close();
-    if (open) await within(this.#ended.promise, "the last disconnected event");
   }
 }
 

@@ -9,7 +9,7 @@
  * presence, and the publication's JSON made once for all subscribers.
  */
 
-import { onEveryEvent } from "./_live_events.ts";
+import { WatchedClient } from "./_live_events.ts";
 import assert from "node:assert/strict";
 import {
   type HistoryOptions,
@@ -21,12 +21,7 @@ import {
   type WebSocketConnection,
   type WebSocketServer,
 } from "../mod.ts";
-import {
-  LiveClient,
-  type LiveClientEventMap,
-  type LiveClientOptions,
-  LiveError,
-} from "../src/live/client.js";
+import { type LiveClientOptions, LiveError } from "../src/live/client.js";
 import { SharedMessage } from "../src/pubsub/_shared_message.ts";
 import { Inbox, within } from "./_peer_helpers.ts";
 import { serveLocal, sleep, start } from "./_util.ts";
@@ -182,9 +177,6 @@ class JsonClient implements AsyncDisposable {
 
 // --- The real LiveClient ------------------------------------------------------
 
-type EventType = keyof LiveClientEventMap;
-type Detail<K extends EventType> = LiveClientEventMap[K]["detail"];
-
 /** Quick retries, fixed jitter, a short ceiling. */
 const FAST: LiveClientOptions = {
   initialDelay: 20,
@@ -193,30 +185,9 @@ const FAST: LiveClientOptions = {
 };
 
 /** A LiveClient whose events the test takes one at a time, per type. */
-class Watched extends LiveClient implements AsyncDisposable {
-  #inboxes = new Map<string, Inbox<unknown>>();
-  #ended = Promise.withResolvers<void>();
-
+class Watched extends WatchedClient {
   constructor(url: string, options: LiveClientOptions = FAST) {
     super(url, options);
-    onEveryEvent(this, (type, detail) => this.#inbox(type).push(detail));
-    this.addEventListener("disconnected", ({ detail }) => {
-      if (!detail.willRetry) this.#ended.resolve();
-    });
-  }
-
-  #inbox(type: string): Inbox<unknown> {
-    let inbox = this.#inboxes.get(type);
-    if (!inbox) this.#inboxes.set(type, inbox = new Inbox());
-    return inbox;
-  }
-
-  /** The next `type` event's detail. */
-  next<K extends EventType>(type: K): Promise<Detail<K>> {
-    return within(
-      this.#inbox(type).next() as Promise<Detail<K>>,
-      `a ${type} event`,
-    );
   }
 
   /** The data of the next `n` publications. */
@@ -226,12 +197,6 @@ class Watched extends LiveClient implements AsyncDisposable {
       data.push((await this.next("publication")).data);
     }
     return data;
-  }
-
-  async [Symbol.asyncDispose]() {
-    const open = this.state === "connecting" || this.state === "connected";
-    this.close();
-    if (open) await within(this.#ended.promise, "the last disconnected event");
   }
 }
 
