@@ -111,6 +111,12 @@ const DISCARD = {
   payloadRemaining: 0,
 };
 
+/** Stands for the decoder until the first bytes arrive: no payload pends. */
+const UNSTARTED = {
+  push: (chunk: Uint8Array): number => chunk.length,
+  payloadRemaining: 0,
+};
+
 /**
  * The connection state machine (RFC 6455 §5, §7), with no I/O. Feed it the
  * peer's bytes with `receive`; it calls its handler with each message and
@@ -125,9 +131,12 @@ export class Protocol {
   #handler: ProtocolHandler;
   #sink: FrameSink;
   #client: boolean;
-  #input: Pick<FrameDecoder, "push" | "payloadRemaining">;
-  #decoder: FrameDecoder;
-  #assembler: MessageAssembler;
+  #options: ProtocolOptions;
+  #input: Pick<FrameDecoder, "push" | "payloadRemaining"> = UNSTARTED;
+  // Made with the first bytes from the peer: an idle subscriber, which never
+  // sends, then keeps none of the decoder's state (about 0.4 KiB).
+  #decoder!: FrameDecoder;
+  #assembler!: MessageAssembler;
   #state: ProtocolState = "open";
 
   constructor(
@@ -138,6 +147,12 @@ export class Protocol {
     this.#handler = handler;
     this.#sink = sink;
     this.#client = options.role === "client";
+    this.#options = options;
+  }
+
+  /** Makes the decoder and the assembler for the first bytes received. */
+  #start(): void {
+    const options = this.#options;
     const assembler = this.#assembler = new CountingAssembler(
       options.compression ? new CompressedEvents(this) : new Events(this),
       options,
@@ -174,6 +189,7 @@ export class Protocol {
    * messages before it have been handed over already.
    */
   receive(chunk: Uint8Array): number {
+    if (this.#input === UNSTARTED) this.#start();
     try {
       const used = this.#input.push(chunk);
       // Once the peer's close has ended it, the rest of the chunk is
