@@ -274,6 +274,41 @@ Deno.test("write queues start at most TURN_WRITES writes per turn of the event l
   await Promise.all(queues.map((queue) => queue.idle()));
 });
 
+Deno.test("write queue writes the answers to a read at once, even when this turn's budget of writes is spent", async () => {
+  const started: string[] = [];
+  const queue = (name: string) =>
+    new WriteQueue(
+      {
+        write(bytes) {
+          started.push(name);
+          return Promise.resolve(bytes.length);
+        },
+      },
+      1024,
+      () => {},
+    );
+  // A fan-out spends the budget: the rest of it waits for the next turn.
+  const fanOut = Array.from({ length: TURN_WRITES + 1 }, () => queue("fan"));
+  const frame = new Uint8Array([0x81, 0]);
+  for (const q of fanOut) q.push(frame);
+  await turn();
+  assert.equal(started.length, TURN_WRITES);
+  // An echo answers a read: its write starts now, not behind the fan-out
+  // (256 echoing connections waited for each other's turns, bench (f)).
+  const echo = queue("echo");
+  echo.hold();
+  queueSmall(echo, [0x81, 1, 0x61]);
+  echo.release(false);
+  assert.equal(started.at(-1), "echo");
+  // Writes outside a read still take their turn.
+  const late = queue("late");
+  queueSmall(late, [0x81, 0]);
+  assert.equal(started.at(-1), "echo");
+  await turn();
+  assert.deepEqual(started.slice(-2), ["fan", "late"]);
+  await Promise.all([...fanOut, echo, late].map((q) => q.idle()));
+});
+
 Deno.test("write queues with the same shared frames queued write one joined copy of them, not one each", async () => {
   const written: Uint8Array[] = [];
   const writer = {

@@ -31,7 +31,8 @@ const GATHER_LIMIT = 256 * 1024;
  * queue of its own, where fresh writes overtake it: fanning a message out
  * to 10,000 sockets in one turn left some of them without a byte for
  * seconds (bench/README.md, "Fan-out at 10,000 subscribers"). Half the
- * budget leaves room for the reads and accepts of the same turn.
+ * budget leaves room for the reads and accepts of the same turn. A
+ * connection's answers to its own read do not count: one read makes them.
  */
 export const TURN_WRITES = 64;
 
@@ -262,11 +263,11 @@ export class WriteQueue {
       this.#uncork = setImmediate(() => {
         this.#uncork = undefined;
         this.#corked = false;
-        this.#kick();
+        this.#kick(true);
         if (this.#idle()) wake(this.#idleWaiters);
       });
     } else {
-      this.#kick();
+      this.#kick(true);
       if (this.#idle()) wake(this.#idleWaiters);
     }
   }
@@ -333,17 +334,22 @@ export class WriteQueue {
     }
   }
 
-  #kick(): void {
-    if (this.#idle() && this.#pending > 0) this.#next();
+  /** Writes what waits unless a write is in flight; `answer`: see `#next`. */
+  #kick(answer = false): void {
+    if (this.#idle() && this.#pending > 0) this.#next(answer);
   }
 
   /**
    * Hands the next write to the transport: the rest of one cut short, or
    * the parts queued, small ones gathered into one. Over this turn's
-   * budget, the queue waits for the next turn instead.
+   * budget, the queue waits for the next turn instead, unless the write is
+   * the `answer` to a read of this connection (what `release()` writes):
+   * the reads of a turn bound those already, and made to wait behind each
+   * other they held 256 echoing connections' p99 round trip at 30 ms
+   * rather than 7 (bench (f)).
    */
-  #next(): void {
-    if (!takeWrite()) {
+  #next(answer = false): void {
+    if (!answer && !takeWrite()) {
       this.#wait();
       return;
     }
@@ -353,7 +359,7 @@ export class WriteQueue {
       const chunks = this.#chunks;
       if (chunks.length === 0) {
         // Disposed meanwhile: nothing is left to write.
-        budget++;
+        if (!answer) budget++;
         return;
       }
       const end = gatherEnd(chunks, 0);
