@@ -78,6 +78,18 @@ const FIRST_READ = 2048;
  */
 const spareHeadBuffers: Uint8Array[] = [];
 const MAX_SPARE_HEAD_BUFFERS = 128;
+
+/** A first-read buffer: a spare one, or a new one when none is left. */
+function takeHeadBuffer(): Uint8Array {
+  return spareHeadBuffers.pop() ?? new Uint8Array(FIRST_READ);
+}
+
+/** Keeps a first-read buffer nothing uses any more, up to the bound. */
+function giveBackHeadBuffer(buffer: Uint8Array): void {
+  if (spareHeadBuffers.length < MAX_SPARE_HEAD_BUFFERS) {
+    spareHeadBuffers.push(buffer);
+  }
+}
 const EMPTY = new Uint8Array(0);
 /** A wait that never ends (a limit that is off). */
 const NEVER: Promise<never> = new Promise(() => {});
@@ -270,9 +282,7 @@ export async function readRequestHead(
   // the buffer never needs to be larger.
   const max = Math.max(limits.maxHeadSize, 1);
   const size = Math.min(Math.max(FIRST_READ, scanned * 2), max);
-  const first = size === FIRST_READ
-    ? spareHeadBuffers.pop() ?? new Uint8Array(FIRST_READ)
-    : new Uint8Array(size);
+  const first = size === FIRST_READ ? takeHeadBuffer() : new Uint8Array(size);
   let buffer = first;
   buffer.set(initial);
   let length = scanned;
@@ -309,12 +319,7 @@ export async function readRequestHead(
     }
   } finally {
     // Nothing read into it is kept, and its read is over (done or failed).
-    if (
-      first.length === FIRST_READ &&
-      spareHeadBuffers.length < MAX_SPARE_HEAD_BUFFERS
-    ) {
-      spareHeadBuffers.push(first);
-    }
+    if (first.length === FIRST_READ) giveBackHeadBuffer(first);
   }
 }
 
@@ -329,17 +334,13 @@ export async function writeHead(
   head: string,
 ): Promise<void> {
   const spare = head.length <= FIRST_READ;
-  const buffer = spare
-    ? spareHeadBuffers.pop() ?? new Uint8Array(FIRST_READ)
-    : new Uint8Array(head.length);
+  const buffer = spare ? takeHeadBuffer() : new Uint8Array(head.length);
   latin1Into(head, buffer);
   try {
     await writeAll(conn, buffer.subarray(0, head.length));
   } finally {
     // Its writes are over (done or failed): nothing reads it any more.
-    if (spare && spareHeadBuffers.length < MAX_SPARE_HEAD_BUFFERS) {
-      spareHeadBuffers.push(buffer);
-    }
+    if (spare) giveBackHeadBuffer(buffer);
   }
 }
 
