@@ -16,6 +16,7 @@ import {
   RedisServer,
   untilConnected,
 } from "./_pubsub_helpers.ts";
+import { CutProxy } from "./_tcp_proxy.ts";
 import { TestClient } from "./_ws_client.ts";
 import { freePort, waitFor } from "./_util.ts";
 
@@ -637,6 +638,64 @@ Deno.test("RedisPubSub events through a Redis restart: the default reporter logs
       error.message ===
         "Publishing to Redis works again; 1 publication(s) failed meanwhile and reached no other node"
     ),
+  );
+});
+
+Deno.test("RedisPubSub: commands cut off by a lost connection are part of the loss it told, not errors of their own", async () => {
+  await using redis = await RedisServer.start();
+  // Between the adapter and Redis: refusing at first, so that the
+  // publisher's first ready is told; cut then, as its SCRIPT LOADs go out,
+  // so that they fail with the connection.
+  await using proxy = new CutProxy(redis.port);
+  proxy.cut();
+  const events: PubSubEvent[] = [];
+  const errors: unknown[] = [];
+  const pubsub = new RedisPubSub({
+    url: `redis://127.0.0.1:${proxy.port}`,
+    onEvent: (event) => {
+      events.push(event);
+      if (event.message === "Connected to Redis (publisher)") proxy.cut();
+    },
+    onError: (error) => errors.push(error),
+  });
+  const told = (kind: string, role: string) =>
+    events.filter((event) =>
+      event.kind === kind && event.message.includes(`(${role})`)
+    ).length;
+  try {
+    await waitFor(
+      () => told("disconnected", "publisher") === 1,
+      "the first attempt to fail",
+      DEADLINE,
+    );
+    proxy.restore();
+    await waitFor(
+      () => told("disconnected", "publisher") === 2,
+      "the cut to be told",
+      DEADLINE,
+    );
+    proxy.restore();
+    await waitFor(
+      () =>
+        events.some((event) =>
+          event.message === "Connected to Redis (publisher) again"
+        ) && told("reconnected", "subscriber") > 0,
+      "both connections to be back",
+      DEADLINE,
+    );
+    await pubsub.ready;
+  } finally {
+    await pubsub.close();
+  }
+  assert.deepEqual(
+    events.filter((event) => event.kind === "error").map((e) => e.message),
+    [],
+  );
+  assert.ok(
+    errors.every((error) =>
+      !/Socket closed unexpectedly|ECONNRESET/.test(String(error))
+    ),
+    errors.join("\n"),
   );
 });
 

@@ -216,6 +216,8 @@ export class RedisPubSub implements PubSubAdapter {
   /** Both connections have been ready; one of them dropped since. */
   #outage = false;
   #everReady = false;
+  /** Connection losses so far, either connection's (see `#reportUnlessLost`). */
+  #losses = 0;
   /** Publications are failing; how many since that was reported. */
   #failing = false;
   #failedSinceReport = 0;
@@ -722,22 +724,38 @@ export class RedisPubSub implements PubSubAdapter {
       this.#onMessage,
       true,
     );
+    const losses = this.#losses;
     subscribing.catch((error: unknown) => {
       if (this.#closing || !this.#topics.has(topic)) return;
       this.#unsettled.add(topic);
-      // A connection loss was reported as such; anything else is news.
-      if (this.#subscriber.isReady) this.#bus.report(error);
+      this.#reportUnlessLost(error, this.#subscriber, losses);
     });
     return subscribing;
   }
 
   #unsubscribeChannel(topic: string): void {
+    const losses = this.#losses;
     this.#subscriber.unsubscribe(this.#prefix + topic, this.#onMessage, true)
       .catch((error: unknown) => {
         if (this.#closing || this.#topics.has(topic)) return;
         this.#unsettled.add(topic);
-        if (this.#subscriber.isReady) this.#bus.report(error);
+        this.#reportUnlessLost(error, this.#subscriber, losses);
       });
+  }
+
+  /**
+   * Reports a command's failure, unless a connection was lost since it was
+   * sent (`losses` then) or its client is down: the loss was told, and the
+   * command failed with it (a reset, a socket closed), possibly only once
+   * the client was back.
+   */
+  #reportUnlessLost(
+    error: unknown,
+    client: RedisClient,
+    losses: number,
+  ): void {
+    if (this.#closing || this.#losses !== losses || !client.isReady) return;
+    this.#bus.report(error);
   }
 
   /** Follows a connection's events: losses, returns, giving up. */
@@ -753,6 +771,7 @@ export class RedisPubSub implements PubSubAdapter {
         this.#bus.report(error);
         return;
       }
+      this.#losses++;
       if (this.#everReady) this.#outage = true;
       if (reported) return;
       reported = true;
@@ -798,7 +817,10 @@ export class RedisPubSub implements PubSubAdapter {
       else {
         // Loaded before the first publication, so that pipelined EVALSHAs
         // never all fail over to EVAL (and out of order) after a restart.
-        this.#store.loadScripts().catch((error) => this.#bus.report(error));
+        const losses = this.#losses;
+        this.#store.loadScripts().catch((error) =>
+          this.#reportUnlessLost(error, client, losses)
+        );
       }
       if (!this.#publisher.isReady || !this.#subscriber.isReady) return;
       if (!this.#everReady) {
