@@ -3,6 +3,14 @@ import { createHook } from "node:async_hooks";
 import { setImmediate } from "node:timers";
 import { TURN_WRITES, WriteQueue } from "../src/engine/_write_queue.ts";
 
+/** Owners of the queues below: one ignores a failed write, one throws it. */
+const IGNORE_FAILURES = { writeFailed() {} };
+const THROW_FAILURES = {
+  writeFailed(error: unknown) {
+    throw error;
+  },
+};
+
 /** A writer that records what it is given and completes when told to. */
 class GatedWriter {
   writes: number[][] = [];
@@ -30,9 +38,7 @@ function queueSmall(queue: WriteQueue, bytes: number[]): void {
 
 Deno.test("write queue writes the first frame at once and gathers the small parts queued behind a write in flight into one write, in order", async () => {
   const writer = new GatedWriter();
-  const queue = new WriteQueue(writer, 1024, (error) => {
-    throw error;
-  });
+  const queue = new WriteQueue(writer, 1024, THROW_FAILURES);
   const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
   queueSmall(queue, [1, 2]);
   queueSmall(queue, [3]);
@@ -61,9 +67,7 @@ Deno.test("write queue writes a large part queued by reference on its own, witho
       },
     },
     1 << 20,
-    (error) => {
-      throw error;
-    },
+    THROW_FAILURES,
   );
   const large = new Uint8Array(64 * 1024).fill(7);
   queueSmall(queue, [1]);
@@ -78,7 +82,7 @@ Deno.test("write queue writes a large part queued by reference on its own, witho
 
 Deno.test("write queue reserves successive frames in one batch buffer, at increasing offsets", () => {
   const writer = new GatedWriter();
-  const queue = new WriteQueue(writer, 1024, () => {});
+  const queue = new WriteQueue(writer, 1024, IGNORE_FAILURES);
   queue.hold();
   const first = queue.reserve(10);
   const batch = queue.batch;
@@ -91,7 +95,7 @@ Deno.test("write queue reserves successive frames in one batch buffer, at increa
 
 Deno.test("write queue trim gives back the batch buffer only when nothing is queued", async () => {
   const writer = new GatedWriter();
-  const queue = new WriteQueue(writer, 1024, () => {});
+  const queue = new WriteQueue(writer, 1024, IGNORE_FAILURES);
   queueSmall(queue, [1]);
   const batch = queue.batch;
   queue.trim();
@@ -107,7 +111,7 @@ Deno.test("write queue trim gives back the batch buffer only when nothing is que
 
 Deno.test("write queue holds frames until release, then writes them together: at once, or after the task's microtasks when deferred", async () => {
   const writer = new GatedWriter();
-  const queue = new WriteQueue(writer, 1024, () => {});
+  const queue = new WriteQueue(writer, 1024, IGNORE_FAILURES);
   queue.hold();
   queueSmall(queue, [1]);
   queueSmall(queue, [2]);
@@ -141,7 +145,7 @@ Deno.test("write queue is not backlogged by what one task queued, however much: 
       new Promise<number>((resolve) => gates.push(() => resolve(bytes.length))),
     release: () => gates.shift()?.(),
   };
-  const queue = new WriteQueue(writer, 1024, () => {});
+  const queue = new WriteQueue(writer, 1024, IGNORE_FAILURES);
   for (let i = 0; i < 100; i++) queue.push(new Uint8Array(64 * 1024));
   // 6.4 MiB queued in this task, none of it refused yet.
   assert.equal(queue.backlogged, false);
@@ -176,9 +180,7 @@ Deno.test("write queue schedules no turn of the event loop for writes the transp
     const queue = new WriteQueue(
       { write: (bytes) => Promise.resolve(bytes.length) },
       1024,
-      (error) => {
-        throw error;
-      },
+      THROW_FAILURES,
     );
     for (let i = 0; i < 10; i++) {
       queueSmall(queue, [i]);
@@ -190,9 +192,7 @@ Deno.test("write queue schedules no turn of the event loop for writes the transp
     // Asked whether it is backlogged while a write is in flight, it counts
     // turns again: two of them, then the clock stops.
     const writer = new GatedWriter();
-    const gated = new WriteQueue(writer, 1024, (error) => {
-      throw error;
-    });
+    const gated = new WriteQueue(writer, 1024, THROW_FAILURES);
     queueSmall(gated, [1]);
     assert.equal(gated.backlogged, false);
     await turn();
@@ -220,7 +220,7 @@ Deno.test("write queue is backlogged as soon as a write comes back short, until 
       },
     },
     1024,
-    () => {},
+    IGNORE_FAILURES,
   );
   queue.push(new Uint8Array(100));
   assert.equal(queue.backlogged, false);
@@ -232,7 +232,7 @@ Deno.test("write queue is backlogged as soon as a write comes back short, until 
 
 Deno.test("write queue writes what one task pushed in one write once the task has ended, microtasks between the pushes included", async () => {
   const writer = new GatedWriter();
-  const queue = new WriteQueue(writer, 1024, () => {});
+  const queue = new WriteQueue(writer, 1024, IGNORE_FAILURES);
   // As a publisher's messages arrive: each from its own promise callback.
   queue.push(new Uint8Array([1]));
   await Promise.resolve();
@@ -259,7 +259,7 @@ Deno.test("write queues start at most TURN_WRITES writes per turn of the event l
           },
         },
         1024,
-        () => {},
+        IGNORE_FAILURES,
       ),
   );
   // A publication to every queue, as a topic's fan-out queues it.
@@ -285,7 +285,7 @@ Deno.test("write queue writes the answers to a read at once, even when this turn
         },
       },
       1024,
-      () => {},
+      IGNORE_FAILURES,
     );
   // A fan-out spends the budget: the rest of it waits for the next turn.
   const fanOut = Array.from({ length: TURN_WRITES + 1 }, () => queue("fan"));
@@ -317,7 +317,9 @@ Deno.test("write queues with the same shared frames queued write one joined copy
       return Promise.resolve(bytes.length);
     },
   };
-  const queues = [0, 1, 2].map(() => new WriteQueue(writer, 1024, () => {}));
+  const queues = [0, 1, 2].map(() =>
+    new WriteQueue(writer, 1024, IGNORE_FAILURES)
+  );
   const first = new Uint8Array([0x81, 1, 65]);
   const second = new Uint8Array([0x81, 1, 66]);
   for (const queue of queues) {

@@ -7,7 +7,7 @@ import { clearImmediate, setImmediate } from "node:timers";
 import { DeflateCodec } from "./_deflate_codec.ts";
 import { DeflateSender } from "./_deflate_sender.ts";
 import type { Transport } from "./_transport.ts";
-import { WriteQueue } from "./_write_queue.ts";
+import { WriteQueue, type WriteQueueOwner } from "./_write_queue.ts";
 import {
   type CloseResult,
   COPY_LIMIT,
@@ -24,6 +24,7 @@ import {
   deliver,
   endReading,
   openSocket,
+  type RequestSource,
   settle,
   type Socket,
   type SocketEngine,
@@ -34,7 +35,7 @@ import {
 export interface ConnectionInit {
   role: "server" | "client";
   /** The handshake's request, or what makes it when first asked for. */
-  request: Request | (() => Request);
+  request: Request | RequestSource;
   remoteAddr: Deno.NetAddr;
   protocol: string;
   extensions: string;
@@ -113,7 +114,8 @@ const TURN_MESSAGES = 64;
  * compressing). After the closing handshake a server closes TCP first, a
  * client waits for the server to (§7.1.1).
  */
-export class Connection implements ProtocolHandler, SocketEngine {
+export class Connection
+  implements ProtocolHandler, SocketEngine, WriteQueueOwner {
   /** The object the application holds. */
   readonly socket: Socket;
   /** Resolves once the transport is closed and every timer cleared. */
@@ -159,9 +161,7 @@ export class Connection implements ProtocolHandler, SocketEngine {
     this.#closeTimeout = init.closeTimeout;
     // Queued outgoing bytes above which `write()` waits and reading pauses:
     // the protocol's copy limit (see `COPY_LIMIT`).
-    this.#queue = new WriteQueue(transport, COPY_LIMIT, () => {
-      this.#protocol.abort("Writing to the peer failed");
-    });
+    this.#queue = new WriteQueue(transport, COPY_LIMIT, this);
     const deflate = init.perMessageDeflate;
     const protocol = this.#protocol = new Protocol(
       {
@@ -295,6 +295,11 @@ export class Connection implements ProtocolHandler, SocketEngine {
 
   release(): void {
     this.#codec?.closeInflater();
+  }
+
+  /** The queue could not write to the peer (it drops the rest). */
+  writeFailed(): void {
+    this.#protocol.abort("Writing to the peer failed");
   }
 
   // --- ProtocolHandler: what the protocol tells its connection --------------

@@ -10,6 +10,11 @@ export interface Writer {
   setNoDelay?(noDelay: boolean): void;
 }
 
+/** Who is told when a write fails: the queue's connection. */
+export interface WriteQueueOwner {
+  writeFailed(error: unknown): void;
+}
+
 /** Small frames are written into batch buffers of at least this size. */
 const MIN_BATCH = 4 * 1024;
 /**
@@ -118,7 +123,7 @@ function takeWrite(): boolean {
 export class WriteQueue {
   #writer: Writer;
   #highWaterMark: number;
-  #onError: (error: unknown) => void;
+  #owner: WriteQueueOwner;
   /** Sealed parts waiting to be written, in order. */
   #chunks: Uint8Array[] = [];
   /**
@@ -159,16 +164,12 @@ export class WriteQueue {
   /**
    * @param writer Where the bytes go.
    * @param highWaterMark Queued bytes above which `ready` waits.
-   * @param onError Told once when a write fails; the queue then drops all.
+   * @param owner Told once when a write fails; the queue then drops all.
    */
-  constructor(
-    writer: Writer,
-    highWaterMark: number,
-    onError: (error: unknown) => void,
-  ) {
+  constructor(writer: Writer, highWaterMark: number, owner: WriteQueueOwner) {
     this.#writer = writer;
     this.#highWaterMark = highWaterMark;
-    this.#onError = onError;
+    this.#owner = owner;
   }
 
   /** Bytes queued or being written. */
@@ -423,7 +424,7 @@ export class WriteQueue {
     this.#bytes = null;
     this.#pending = 0;
     wake(this.#readyWaiters);
-    this.#onError(error);
+    this.#owner.writeFailed(error);
     this.#writing = false;
     this.#short = false;
     if (!this.#corked && !this.#held) wake(this.#idleWaiters);

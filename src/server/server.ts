@@ -45,6 +45,7 @@ import {
 } from "../pubsub/topic_hub.ts";
 import {
   closeWith,
+  type RequestSource,
   SendAfterCloseError,
   type Socket,
   type SocketOptions,
@@ -848,9 +849,9 @@ class Server implements WebSocketServer {
     // The Request is made when first asked for: an idle socket then holds its
     // head as one string, not a Request with its Headers (~2 KiB); the
     // socket holds one it made only weakly (see `Socket.request`).
-    const make = requestMaker(found);
+    const source = new HeadRequest(found);
     let made: Request | undefined;
-    const request = () => made ??= make();
+    const request = () => made ??= source.makeRequest();
     let extraHeaders: HeadersInit | undefined;
     if (options.onUpgrade) {
       let verdict: Response | UpgradeAcceptance | void;
@@ -901,7 +902,7 @@ class Server implements WebSocketServer {
     }
     return new Connection(conn as Transport, {
       role: "server",
-      request: made ?? make,
+      request: made ?? source,
       remoteAddr: info.remoteAddr,
       protocol: accepted.protocol,
       extensions: accepted.extensions,
@@ -918,15 +919,22 @@ class Server implements WebSocketServer {
 }
 
 /**
- * What makes an upgrade's `Request` from its head's text again (the same
- * parser, so the same head). A function of its own, so that what the
- * socket keeps is only the URL and that string.
+ * Makes an upgrade's `Request` from its head's text again (the same parser,
+ * so the same head): what the socket keeps is only the URL and that string.
  */
-function requestMaker({ url, text }: UpgradeHead): () => Request {
-  return () => {
-    const { method, headers } = parseRequestHead(text);
-    return new Request(url, { method, headers });
-  };
+class HeadRequest implements RequestSource {
+  #url: string;
+  #text: string;
+
+  constructor({ url, text }: UpgradeHead) {
+    this.#url = url;
+    this.#text = text;
+  }
+
+  makeRequest(): Request {
+    const { method, headers } = parseRequestHead(this.#text);
+    return new Request(this.#url, { method, headers });
+  }
 }
 
 /** What a server runs with: its options checked once, with their defaults. */

@@ -189,6 +189,20 @@ export const DEFAULT_SOCKET_OPTIONS: SocketOptions = {
 };
 
 /**
+ * What makes a socket's upgrade `Request` when it is first asked for (see
+ * `Socket.request`): an object with a method, not a closure, so that an
+ * idle socket keeps only what the source holds.
+ *
+ * @example
+ * ```ts ignore
+ * const source: RequestSource = { makeRequest: () => new Request(url) };
+ * ```
+ */
+export interface RequestSource {
+  makeRequest(): Request;
+}
+
+/**
  * What a socket is told about its connection when it is made.
  *
  * @example
@@ -197,7 +211,7 @@ export const DEFAULT_SOCKET_OPTIONS: SocketOptions = {
  * ```
  */
 export interface SocketInit {
-  request: Request | (() => Request);
+  request: Request | RequestSource;
   remoteAddr: Deno.NetAddr;
   protocol: string;
   extensions: string;
@@ -309,7 +323,7 @@ function coreOf(socket: Socket): SocketCore {
 export class Socket implements WebSocketConnection {
   #core: SocketCore;
   /** The upgrade request, or how to make it from the head the server read. */
-  #request: Request | (() => Request);
+  #request: Request | RequestSource;
   #madeRequest: WeakRef<Request> | undefined;
   #remoteAddr: Deno.NetAddr;
   #protocol: string;
@@ -348,12 +362,12 @@ export class Socket implements WebSocketConnection {
 
   get request(): Request {
     const request = this.#request;
-    if (typeof request !== "function") return request;
+    if (request instanceof Request) return request;
     // Held weakly: a socket that was routed by its URL once keeps no
     // Request and Headers (~2.5 KiB) that nobody holds any more.
     let made = this.#madeRequest?.deref();
     if (made === undefined) {
-      made = request();
+      made = request.makeRequest();
       this.#madeRequest = new WeakRef(made);
     }
     return made;
