@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { WebSocketConnection } from "../mod.ts";
+import { connect, type WebSocketConnection } from "../mod.ts";
 import {
   GOOD_ACCEPT,
   headerValues,
@@ -138,6 +138,27 @@ Deno.test("a response header value beyond ASCII goes out as its latin1 bytes and
   // Header values are byte strings (RFC 9110 §5.5): é is the one byte E9.
   assert.ok(answer.includes("\r\nx-name: caf\u00e9\r\n"), answer);
   assert.ok(answer.endsWith("\r\n\r\nhello"), answer);
+});
+
+Deno.test("§4.2.2 the server and the client compute Sec-WebSocket-Accept with WebCrypto's SHA-1, as the project asks", async () => {
+  const subtle = crypto.subtle;
+  const digest = subtle.digest;
+  const hashed: string[] = [];
+  // Counted on the way through, for this test only.
+  subtle.digest = function (algorithm, data) {
+    hashed.push(String(algorithm));
+    return digest.call(this, algorithm, data);
+  };
+  try {
+    await using server = start();
+    const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+    socket.close();
+    await socket.closed;
+  } finally {
+    subtle.digest = digest;
+  }
+  // One accept value computed by the server, one checked by the client.
+  assert.deepEqual(hashed, ["SHA-1", "SHA-1"]);
 });
 
 Deno.test("§4.2.2 server picks the first offered subprotocol it supports", async () => {

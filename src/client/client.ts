@@ -155,6 +155,8 @@ export async function connect(
   const target = parseUrl(url);
   const settings = resolveConnectOptions(options ?? {});
   const handshake = new ClientHandshake(target, settings);
+  // Computed while the connection opens (WebCrypto's digest is asynchronous).
+  const expectedAccept = handshake.expectedAccept();
   const signal = settings.signal;
   signal?.throwIfAborted();
 
@@ -196,9 +198,10 @@ export async function connect(
       settings.maxHeadSize,
       target,
     );
+    const accept = await expectedAccept;
     let accepted;
     try {
-      accepted = handshake.check(response);
+      accepted = handshake.check(response, accept);
     } catch (error) {
       // The cause keeps the status and headers of a refusal.
       const refused = failure((error as Error).message);

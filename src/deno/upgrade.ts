@@ -302,11 +302,10 @@ export function upgradeWebSocket(
   }
   // Deno writes the 101 itself: what is taken from the decision is the
   // subprotocol (there is no compression).
-  const accepted = handshake.accept(checked, { request: () => request });
+  const protocol = handshake.protocolFor(checked, () => request);
   // A protocols function that threw (or chose what was not offered) throws
   // out of the handler, as it would have by itself.
-  if (accepted instanceof HttpError) throw accepted.cause;
-  const protocol = accepted.protocol;
+  if (protocol instanceof HttpError) throw protocol.cause;
   const upgrade = Deno.upgradeWebSocket(request, {
     idleTimeout: limits.idleTimeout / 1000,
   });

@@ -2,7 +2,6 @@
 // request head and the server's settings in, a `101 Switching Protocols` or
 // an HTTP refusal out. `serve()` and `upgradeWebSocket()` both decide here.
 
-import { computeAccept } from "./_client_handshake.ts";
 import {
   hasToken,
   type HeaderFields,
@@ -273,28 +272,31 @@ export class ServerHandshake {
    * for the caller to report.
    *
    * @param upgrade What `check` returned.
-   * @param init The request (made when a protocols function asks for it)
-   * and extra headers.
+   * @param init The request (made when a protocols function asks for it),
+   * extra headers, and the accept value of the upgrade's key
+   * (`computeAccept`: asynchronous, so the caller's to await).
    */
   accept(
     upgrade: UpgradeRequest,
-    init: { request: () => Request; headers?: HeadersInit },
+    init: {
+      request: () => Request;
+      headers?: HeadersInit;
+      acceptValue: string;
+    },
   ): ServerAcceptance | HttpError {
-    let protocol: string;
+    const protocol = this.protocolFor(upgrade, init.request);
+    if (protocol instanceof HttpError) return protocol;
     let extra: Headers | undefined;
     try {
-      protocol = this.#chooseProtocol(upgrade.protocols, init.request);
       // Headers refuses a value with CR, LF or NUL (a response splitting
       // attempt, or a bug): no 101 goes out with it.
       if (init.headers !== undefined) extra = new Headers(init.headers);
     } catch (error) {
-      const refusal = this.reject(500, "Internal Server Error");
-      refusal.cause = error;
-      return refusal;
+      return this.#fault(error);
     }
     let head = "HTTP/1.1 101 Switching Protocols\r\n" +
       "upgrade: websocket\r\nconnection: Upgrade\r\n" +
-      `sec-websocket-accept: ${computeAccept(upgrade.key)}\r\n`;
+      `sec-websocket-accept: ${init.acceptValue}\r\n`;
     if (protocol !== "") head += `sec-websocket-protocol: ${protocol}\r\n`;
     let extensions = "";
     let perMessageDeflate: DeflateSettings | undefined;
@@ -328,7 +330,30 @@ export class ServerHandshake {
     return new HttpError(status, message, { ...headers });
   }
 
-  /** The subprotocol spoken: `""` when none was offered or none matches. */
+  /**
+   * The subprotocol spoken (what `accept` answers with, for a server that
+   * writes its own 101): `""` when none was offered or none matches; a 500
+   * refusal whose `cause` is the fault when a protocols function throws or
+   * picks what was not offered.
+   */
+  protocolFor(
+    upgrade: UpgradeRequest,
+    request: () => Request,
+  ): string | HttpError {
+    try {
+      return this.#chooseProtocol(upgrade.protocols, request);
+    } catch (error) {
+      return this.#fault(error);
+    }
+  }
+
+  /** The 500 refusal for a fault of the application's, as its `cause`. */
+  #fault(error: unknown): HttpError {
+    const refusal = this.reject(500, "Internal Server Error");
+    refusal.cause = error;
+    return refusal;
+  }
+
   #chooseProtocol(offered: string[], request: () => Request): string {
     const supported = this.#protocols;
     if (supported === undefined || offered.length === 0) return "";

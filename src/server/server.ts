@@ -29,6 +29,7 @@ import {
 } from "../engine/_transport.ts";
 import { HttpError } from "../http/_http.ts";
 import { DEFAULT_HTTP1_LIMITS, parseRequestHead } from "../http/_http1.ts";
+import { computeAccept } from "../protocol/_client_handshake.ts";
 import {
   ServerHandshake,
   type ServerHandshakeSettings,
@@ -846,6 +847,8 @@ class Server implements WebSocketServer {
       await this.#http.refuse(handshaking, checked, method);
       return;
     }
+    // WebCrypto's digest runs meanwhile (an `onUpgrade` hook's time).
+    const acceptValue = computeAccept(checked.key);
     // The Request is made when first asked for: an idle socket then holds its
     // head as one string, not a Request with its Headers (~2 KiB); the
     // socket holds one it made only weakly (see `Socket.request`).
@@ -874,6 +877,7 @@ class Server implements WebSocketServer {
     const accepted = this.#handshake.accept(checked, {
       request,
       headers: extraHeaders,
+      acceptValue: await acceptValue,
     });
     if (accepted instanceof HttpError) {
       // A protocols function that threw or chose what was not offered.
