@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
-import { computeAccept } from "../src/protocol/_client_handshake.ts";
+import { computeAccept } from "../src/engine/_accept_value.ts";
 import { requestUrl, takeRequestHead } from "../src/http/_http1.ts";
 import {
   ServerHandshake,
@@ -21,6 +20,7 @@ import { MessageAssembler } from "../src/protocol/message_assembler.ts";
 import { fragmentPayload, pseudoRandomBytes } from "../tests/_util.ts";
 import { subscriptionsOf, TopicHub } from "../src/pubsub/topic_hub.ts";
 import { encodeMaskedFrame } from "./load.ts";
+import { acceptValue } from "./servers/_floor.ts";
 
 /** One micro benchmark. */
 export interface MicroCase {
@@ -193,7 +193,6 @@ function _handshakeCases(): MicroCase[] {
     protocols: ["chat.v1"],
   });
   const request = () => new Request("http://example.com/chat");
-  const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
   const ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
   return [
     {
@@ -208,7 +207,7 @@ function _handshakeCases(): MicroCase[] {
       group: "handshake",
       bytes: key.length + 36,
       frames: 1,
-      fn: () => void createHash("sha1").update(key + GUID).digest("base64"),
+      fn: () => void acceptValue(key),
     },
     {
       name: "upgrade head to 101: parse, URL, check, accept",

@@ -4,10 +4,8 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { type WebSocket as WsSocket, WebSocketServer } from "npm:ws@8";
 import { connect, serve, WebSocketError } from "../mod.ts";
-import {
-  ClientHandshake,
-  computeAccept,
-} from "../src/protocol/_client_handshake.ts";
+import { computeAccept } from "../src/engine/_accept_value.ts";
+import { ClientHandshake } from "../src/protocol/_client_handshake.ts";
 import type { RequestHead } from "../src/http/_http.ts";
 import { takeRequestHead } from "../src/http/_http1.ts";
 import { RawClient } from "./_raw_client.ts";

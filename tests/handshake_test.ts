@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { connect, type WebSocketConnection } from "../mod.ts";
+import { connect, type WebSocketConnection, WebSocketError } from "../mod.ts";
 import {
   GOOD_ACCEPT,
   headerValues,
@@ -144,21 +144,51 @@ Deno.test("§4.2.2 the server and the client compute Sec-WebSocket-Accept with W
   const subtle = crypto.subtle;
   const digest = subtle.digest;
   const hashed: string[] = [];
-  // Counted on the way through, for this test only.
+  // Counted on the way through (an own property over the prototype's
+  // method), for this test only.
   subtle.digest = function (algorithm, data) {
     hashed.push(String(algorithm));
     return digest.call(this, algorithm, data);
   };
   try {
     await using server = start();
-    const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+    const port = server.addr.port;
+    // The server's side alone: a raw client checks the value itself.
+    const answer = await ask(port, upgradeRequest(port));
+    assert.equal(answer.status, 101);
+    assert.equal(answer.headers.get("sec-websocket-accept"), GOOD_ACCEPT);
+    assert.deepEqual(hashed, ["SHA-1"]);
+    // Both sides: the server's digest again, and our client's check.
+    const socket = await connect(`ws://127.0.0.1:${port}`);
     socket.close();
     await socket.closed;
+    assert.deepEqual(hashed, ["SHA-1", "SHA-1", "SHA-1"]);
   } finally {
-    subtle.digest = digest;
+    Reflect.deleteProperty(subtle, "digest");
   }
-  // One accept value computed by the server, one checked by the client.
-  assert.deepEqual(hashed, ["SHA-1", "SHA-1"]);
+  assert.equal(crypto.subtle.digest, digest);
+});
+
+Deno.test("§4.2.2 a failing SHA-1 gets the upgrade 500 and goes to onError, and fails connect() with a WebSocketError", async () => {
+  const subtle = crypto.subtle;
+  const broken = new Error("The digest failed");
+  subtle.digest = () => Promise.reject(broken);
+  const reported: unknown[] = [];
+  try {
+    await using server = start({ onError: (error) => reported.push(error) });
+    const port = server.addr.port;
+    const answer = await ask(port, upgradeRequest(port));
+    assert.equal(answer.status, 500);
+    assert.equal(answer.eof, true);
+    assert.deepEqual(reported, [broken]);
+    // The client's own fails before it reads the server's 500.
+    await assert.rejects(
+      connect(`ws://127.0.0.1:${port}`),
+      (error) => error instanceof WebSocketError && error.cause === broken,
+    );
+  } finally {
+    Reflect.deleteProperty(subtle, "digest");
+  }
 });
 
 Deno.test("§4.2.2 server picks the first offered subprotocol it supports", async () => {

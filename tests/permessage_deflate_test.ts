@@ -24,7 +24,7 @@ import {
 } from "../src/protocol/permessage_deflate.ts";
 import { parseExtensions } from "../src/protocol/_extensions.ts";
 import { DeflateCodec } from "../src/engine/_deflate_codec.ts";
-import { computeAccept } from "../src/protocol/_client_handshake.ts";
+import { computeAccept } from "../src/engine/_accept_value.ts";
 import { RawClient, text, upgradeRequest } from "./_raw_client.ts";
 import { closePayload, frame, type WireFrame } from "./_wire.ts";
 import {

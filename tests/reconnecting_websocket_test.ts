@@ -10,7 +10,7 @@ import {
   backoffDelay,
   retryAfterDelay,
 } from "../src/client/reconnecting_websocket.ts";
-import { computeAccept } from "../src/protocol/_client_handshake.ts";
+import { computeAccept } from "../src/engine/_accept_value.ts";
 import {
   deadline,
   echo,

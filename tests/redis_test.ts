@@ -641,7 +641,7 @@ Deno.test("RedisPubSub events through a Redis restart: the default reporter logs
   );
 });
 
-Deno.test("RedisPubSub: commands cut off by a lost connection are part of the loss it told, not errors of their own", async () => {
+Deno.test("RedisPubSub: the SCRIPT LOADs of a ready publisher cut off by a lost connection are part of the loss it told, not an error of their own", async () => {
   await using redis = await RedisServer.start();
   // Between the adapter and Redis: refusing at first, so that the
   // publisher's first ready is told; cut then, as its SCRIPT LOADs go out,

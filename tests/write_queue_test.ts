@@ -331,3 +331,33 @@ Deno.test("write queues with the same shared frames queued write one joined copy
   assert.deepEqual([...written[0]], [0x81, 1, 65, 0x81, 1, 66]);
   assert.ok(written[1] === written[0] && written[2] === written[0]);
 });
+
+Deno.test("write queue tells its owner once when a write fails, then drops what is queued and what comes", async () => {
+  const broken = new Error("Broken pipe");
+  const written: number[][] = [];
+  const failures: unknown[] = [];
+  const queue = new WriteQueue(
+    {
+      write(bytes) {
+        written.push([...bytes]);
+        return Promise.reject(broken);
+      },
+    },
+    1024,
+    { writeFailed: (error) => failures.push(error) },
+  );
+  queueSmall(queue, [1]);
+  // Behind the write in flight, which fails.
+  queueSmall(queue, [2, 3]);
+  queue.push(new Uint8Array([4]));
+  await queue.idle();
+  assert.deepEqual(failures, [broken]);
+  assert.equal(queue.pending, 0);
+  queueSmall(queue, [5]);
+  queue.push(new Uint8Array([6]));
+  await queue.idle();
+  await turn();
+  assert.deepEqual(failures, [broken]);
+  assert.deepEqual(written, [[1]]);
+  assert.equal(queue.pending, 0);
+});

@@ -6,9 +6,9 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { writeAll } from "../../src/engine/_transport.ts";
 import { concat } from "../../src/protocol/_bytes.ts";
-import { createHash } from "node:crypto";
 import { handleSignals, portFlag } from "./_common.ts";
 
 const encoder = new TextEncoder();
@@ -67,7 +67,7 @@ export async function upgrade(conn: Deno.Conn): Promise<Upgraded | undefined> {
  * what this module does (WebCrypto's asynchronous digest, which its brief
  * asks for; see bench/README.md, "The handshake's SHA-1").
  */
-function acceptValue(key: string): string {
+export function acceptValue(key: string): string {
   return createHash("sha1").update(key + GUID).digest("base64");
 }
 

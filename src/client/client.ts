@@ -1,6 +1,7 @@
 // `connect()`: a WebSocket client on `Deno.connect` (TLS for `wss:`) that
 // resolves with the same socket `serve()` hands out.
 
+import { computeAccept } from "../engine/_accept_value.ts";
 import { Connection, startHeartbeat } from "../engine/_connection.ts";
 import {
   type ConnectionLimits,
@@ -155,8 +156,6 @@ export async function connect(
   const target = parseUrl(url);
   const settings = resolveConnectOptions(options ?? {});
   const handshake = new ClientHandshake(target, settings);
-  // Computed while the connection opens (WebCrypto's digest is asynchronous).
-  const expectedAccept = handshake.expectedAccept();
   const signal = settings.signal;
   signal?.throwIfAborted();
 
@@ -198,10 +197,9 @@ export async function connect(
       settings.maxHeadSize,
       target,
     );
-    const accept = await expectedAccept;
     let accepted;
     try {
-      accepted = handshake.check(response, accept);
+      accepted = handshake.check(response, await computeAccept(handshake.key));
     } catch (error) {
       // The cause keeps the status and headers of a refusal.
       const refused = failure((error as Error).message);

@@ -1,7 +1,7 @@
 // The client's opening handshake (RFC 6455 §4.1), with no I/O: its request
 // and its checks of the server's answer, with its own subprotocol and
-// extension negotiation; and the accept value both sides compute. The
-// server's side is `_server_handshake.ts`.
+// extension negotiation. The server's side is `_server_handshake.ts`; the
+// accept value, asynchronous, `src/engine/_accept_value.ts`.
 
 import {
   headerTokens,
@@ -15,33 +15,6 @@ import {
   type DeflateSettings,
   type PerMessageDeflateOptions,
 } from "./permessage_deflate.ts";
-
-/** The GUID that RFC 6455 §1.3 appends to the key. */
-const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-const encoder = new TextEncoder();
-
-/**
- * The base64 of the SHA-1 digest of a string's UTF-8 bytes, by the
- * platform's WebCrypto (`crypto.subtle.digest`), as the project's brief
- * asks. It is asynchronous, so the handshake's decisions take its result as
- * an input and stay synchronous; the server starts it as soon as the head is
- * checked. It costs more than `node:crypto`'s synchronous `createHash` (see
- * bench/README.md, "The handshake's SHA-1").
- */
-export async function sha1Base64(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-1", encoder.encode(text));
-  return new Uint8Array(digest).toBase64();
-}
-
-/**
- * `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)) (§4.2.2).
- * SHA-1 protects nothing here (§10.3): it only proves that the server read
- * the key.
- */
-export function computeAccept(key: string): Promise<string> {
-  return sha1Base64(key + GUID);
-}
 
 /**
  * Parses a WebSocket URL as the WHATWG `WebSocket` constructor does: `http:`
@@ -153,7 +126,8 @@ export class ClientHandshake {
   readonly request: Uint8Array;
   /** The request's headers, for the socket's `request`. */
   readonly headers: Headers;
-  #key: string;
+  /** The `Sec-WebSocket-Key` sent. */
+  readonly key: string;
   #protocols: string[];
   #deflate: PerMessageDeflateOptions | null;
 
@@ -171,7 +145,7 @@ export class ClientHandshake {
       key?: string;
     },
   ) {
-    this.#key = options.key ?? generateKey();
+    this.key = options.key ?? generateKey();
     this.#protocols = options.protocols;
     this.#deflate = options.deflate;
     const extra = options.headers;
@@ -180,7 +154,7 @@ export class ClientHandshake {
       ["Host", extra.get("host") ?? url.host],
       ["Upgrade", "websocket"],
       ["Connection", "Upgrade"],
-      ["Sec-WebSocket-Key", this.#key],
+      ["Sec-WebSocket-Key", this.key],
       ["Sec-WebSocket-Version", "13"],
     ];
     if (options.protocols.length > 0) {
@@ -202,17 +176,9 @@ export class ClientHandshake {
   }
 
   /**
-   * The `Sec-WebSocket-Accept` the server must answer with (§4.1): to start
-   * before the answer comes, and give to `check`.
-   */
-  expectedAccept(): Promise<string> {
-    return computeAccept(this.#key);
-  }
-
-  /**
    * Verifies the server's answer as §4.1 requires of a client, against the
-   * accept value `expectedAccept` gave, and returns the negotiated
-   * subprotocol and extensions.
+   * accept value of its key (`computeAccept(key)`), and returns the
+   * negotiated subprotocol and extensions.
    */
   check(response: ResponseHead, expectedAccept: string): ClientAcceptance {
     const { status, statusText, headers } = response;

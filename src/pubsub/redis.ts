@@ -216,8 +216,6 @@ export class RedisPubSub implements PubSubAdapter {
   /** Both connections have been ready; one of them dropped since. */
   #outage = false;
   #everReady = false;
-  /** Connection losses so far, either connection's (see `#reportUnlessLost`). */
-  #losses = 0;
   /** Publications are failing; how many since that was reported. */
   #failing = false;
   #failedSinceReport = 0;
@@ -724,37 +722,30 @@ export class RedisPubSub implements PubSubAdapter {
       this.#onMessage,
       true,
     );
-    const losses = this.#losses;
     subscribing.catch((error: unknown) => {
       if (this.#closing || !this.#topics.has(topic)) return;
       this.#unsettled.add(topic);
-      this.#reportUnlessLost(error, this.#subscriber, losses);
+      this.#reportUnlessDown(error, this.#subscriber);
     });
     return subscribing;
   }
 
   #unsubscribeChannel(topic: string): void {
-    const losses = this.#losses;
     this.#subscriber.unsubscribe(this.#prefix + topic, this.#onMessage, true)
       .catch((error: unknown) => {
         if (this.#closing || this.#topics.has(topic)) return;
         this.#unsettled.add(topic);
-        this.#reportUnlessLost(error, this.#subscriber, losses);
+        this.#reportUnlessDown(error, this.#subscriber);
       });
   }
 
   /**
-   * Reports a command's failure, unless a connection was lost since it was
-   * sent (`losses` then) or its client is down: the loss was told, and the
-   * command failed with it (a reset, a socket closed), possibly only once
-   * the client was back.
+   * Reports a command's failure unless its client is down: a command cut
+   * off by a lost connection (a reset, a socket closed) is part of the loss,
+   * which was told when the client's `error` came, before the rejection.
    */
-  #reportUnlessLost(
-    error: unknown,
-    client: RedisClient,
-    losses: number,
-  ): void {
-    if (this.#closing || this.#losses !== losses || !client.isReady) return;
+  #reportUnlessDown(error: unknown, client: RedisClient): void {
+    if (this.#closing || !client.isReady) return;
     this.#bus.report(error);
   }
 
@@ -771,7 +762,6 @@ export class RedisPubSub implements PubSubAdapter {
         this.#bus.report(error);
         return;
       }
-      this.#losses++;
       if (this.#everReady) this.#outage = true;
       if (reported) return;
       reported = true;
@@ -817,9 +807,8 @@ export class RedisPubSub implements PubSubAdapter {
       else {
         // Loaded before the first publication, so that pipelined EVALSHAs
         // never all fail over to EVAL (and out of order) after a restart.
-        const losses = this.#losses;
         this.#store.loadScripts().catch((error) =>
-          this.#reportUnlessLost(error, client, losses)
+          this.#reportUnlessDown(error, client)
         );
       }
       if (!this.#publisher.isReady || !this.#subscriber.isReady) return;

@@ -3,6 +3,7 @@
 // to the handler.
 
 import { CloseCode } from "../protocol/constants.ts";
+import { computeAccept } from "../engine/_accept_value.ts";
 import { Connection, startHeartbeat } from "../engine/_connection.ts";
 import { report } from "../pubsub/_report.ts";
 import {
@@ -29,7 +30,6 @@ import {
 } from "../engine/_transport.ts";
 import { HttpError } from "../http/_http.ts";
 import { DEFAULT_HTTP1_LIMITS, parseRequestHead } from "../http/_http1.ts";
-import { computeAccept } from "../protocol/_client_handshake.ts";
 import {
   ServerHandshake,
   type ServerHandshakeSettings,
@@ -847,8 +847,6 @@ class Server implements WebSocketServer {
       await this.#http.refuse(handshaking, checked, method);
       return;
     }
-    // WebCrypto's digest runs meanwhile (an `onUpgrade` hook's time).
-    const acceptValue = computeAccept(checked.key);
     // The Request is made when first asked for: an idle socket then holds its
     // head as one string, not a Request with its Headers (~2 KiB); the
     // socket holds one it made only weakly (see `Socket.request`).
@@ -874,10 +872,26 @@ class Server implements WebSocketServer {
       }
       extraHeaders = verdict?.headers;
     }
+    // Computed once the upgrade is to be accepted: a digest still running
+    // when the connection is given up would outlive it.
+    let acceptValue: string;
+    try {
+      acceptValue = await computeAccept(checked.key);
+    } catch (error) {
+      this.#report(error);
+      await this.#http.refuse(
+        handshaking,
+        this.#handshake.reject(500, "Internal Server Error"),
+        method,
+      );
+      return;
+    }
+    // The deadline or a shutdown may have stopped the connection meanwhile.
+    if (handshaking.ended) return;
     const accepted = this.#handshake.accept(checked, {
       request,
       headers: extraHeaders,
-      acceptValue: await acceptValue,
+      acceptValue,
     });
     if (accepted instanceof HttpError) {
       // A protocols function that threw or chose what was not offered.
