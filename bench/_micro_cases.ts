@@ -19,7 +19,7 @@ import { applyMask } from "../src/protocol/mask.ts";
 import { MessageAssembler } from "../src/protocol/message_assembler.ts";
 import { fragmentPayload, pseudoRandomBytes } from "../tests/_util.ts";
 import { subscriptionsOf, TopicHub } from "../src/pubsub/topic_hub.ts";
-import { encodeMaskedFrame } from "./load.ts";
+import { encodeMaskedFrame, HANDSHAKE_ACCEPT, HANDSHAKE_KEY } from "./load.ts";
 import { acceptValue } from "./servers/_floor.ts";
 
 /** One micro benchmark. */
@@ -177,8 +177,7 @@ function _reassembleCase(
  * "Payload" is the bytes hashed or parsed; a "frame" is one handshake.
  */
 function _handshakeCases(): MicroCase[] {
-  // RFC 6455 §1.3's sample key and its accept value.
-  const key = "dGhlIHNhbXBsZSBub25jZQ==";
+  const key = HANDSHAKE_KEY;
   const head = new TextEncoder().encode(
     "GET /chat HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\n" +
       "Pragma: no-cache\r\nCache-Control: no-cache\r\n" +
@@ -193,7 +192,6 @@ function _handshakeCases(): MicroCase[] {
     protocols: ["chat.v1"],
   });
   const request = () => new Request("http://example.com/chat");
-  const ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
   return [
     {
       name: "computeAccept (SHA-1 by WebCrypto)",
@@ -218,7 +216,7 @@ function _handshakeCases(): MicroCase[] {
         const taken = takeRequestHead(head)!;
         requestUrl(taken.head, "http://127.0.0.1:80");
         const checked = handshake.check(taken.head) as UpgradeRequest;
-        handshake.accept(checked, { request, acceptValue: ACCEPT });
+        handshake.accept(checked, { request, acceptValue: HANDSHAKE_ACCEPT });
       },
     },
   ];

@@ -10,8 +10,9 @@
  */
 
 /** The RFC 6455 §1.3 sample key, whose accept value is well known. */
-const HANDSHAKE_KEY = "dGhlIHNhbXBsZSBub25jZQ==";
-const HANDSHAKE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+export const HANDSHAKE_KEY = "dGhlIHNhbXBsZSBub25jZQ==";
+/** The accept value of `HANDSHAKE_KEY`. */
+export const HANDSHAKE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 const MAX_HEAD_SIZE = 16 * 1024;
 
 const OPCODE_TEXT = 1;

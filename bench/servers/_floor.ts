@@ -7,13 +7,13 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { GUID } from "../../src/engine/_accept_value.ts";
 import { writeAll } from "../../src/engine/_transport.ts";
 import { concat } from "../../src/protocol/_bytes.ts";
 import { handleSignals, portFlag } from "./_common.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const KEY = /\r\nsec-websocket-key:[ \t]*([^\r\n]*?)[ \t]*\r\n/i;
 const PATH = /^GET ([^ ]*) /;
 

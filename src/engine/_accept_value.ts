@@ -5,7 +5,7 @@
 // value as an input.
 
 /** The GUID that RFC 6455 §1.3 appends to the key. */
-const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+export const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 const encoder = new TextEncoder();
 
