@@ -234,6 +234,9 @@ const PEER_COLORS: Partial<Record<ServerName, string>> = {
   ws: "#e0892b",
   bun: "#8e5bb5",
   node: "#3f9a4f",
+  floor: "#888",
+  floorstreams: "#aaa",
+  floorwebcrypto: "#c4a24a",
 };
 
 function _escape(text: string): string {

@@ -61,13 +61,26 @@ export const SERVERS = {
     runtime: "deno",
     files: { echo: "floor_streams.ts" },
   },
+  floorwebcrypto: {
+    label: "floor + streams + WebCrypto",
+    runtime: "deno",
+    files: { echo: "floor_webcrypto.ts" },
+  },
   base: {
     label: "@scope/ws before",
     runtime: "deno",
     files: { echo: "ours.ts", fanout: "ours_fanout.ts" },
   },
 } as Record<
-  "ours" | "deno" | "ws" | "bun" | "node" | "floor" | "floorstreams" | "base",
+  | "ours"
+  | "deno"
+  | "ws"
+  | "bun"
+  | "node"
+  | "floor"
+  | "floorstreams"
+  | "floorwebcrypto"
+  | "base",
   ServerSpec
 >;
 

@@ -20,8 +20,10 @@
  *
  * Flags: `--rounds N` (5), `--duration MS` (3000, measured per run),
  * `--warmup MS` (1000), `--idle N` (5000), `--quick` (1 round of 1 s, 1000
- * idle connections, no files written), `--servers ours,deno,ws,bun,node,floor`
- * (and `floorstreams`, the floor with the echo's streams, not by default),
+ * idle connections, no files written),
+ * `--servers ours,deno,ws,bun,node,floor,floorwebcrypto` (the last, the floor
+ * with the echo's streams and WebCrypto's SHA-1, runs only in (e); so does
+ * `floorstreams`, the floor with the streams, not run by default),
  * `--scenarios a,b,c,d,e,f,g,h,i,j,k,l,m`, `--subscribers 100,1000,10000` and
  * `--sizes 64,100,4096` ((g)'s), `--base DIR` (also run our servers from
  * another checkout, as `base`: before and after in one run), `--no-micro`,
@@ -140,7 +142,7 @@ const HISTORY_VARIANTS: _HistoryVariant[] = [
 const RECOVERY = { clients: 1000, missed: 100, paced: 128 };
 const RECOVERY_VARIANTS = HISTORY_VARIANTS.filter((variant) => variant.history);
 
-const DEFAULT_SERVERS = "ours,deno,ws,bun,node,floor";
+const DEFAULT_SERVERS = "ours,deno,ws,bun,node,floor,floorwebcrypto";
 const DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,h,i,j,k,l,m";
 /** The scenarios that measure memory per idle connection. */
 const IDLE_SCENARIOS = ["d", "i"];
@@ -1878,12 +1880,14 @@ async function _runScenarios(flags: _Flags): Promise<Results> {
       // (h) and (m) are this module's own scale-out and recovery: they
       // have no peers; (l) has Bun's publish beside it, the others' are in
       // (g). `base` may predate history: (l) and (m) leave it out. The
-      // floors answer no ping: (j) cannot measure them.
+      // floors answer no ping: (j) cannot measure them. The floors with
+      // streams echo as the floor does: they tell only of handshakes, (e).
       const servers = flags.servers.filter((name) =>
         hasKind(name, kind) && !unsupported.has(`${name}/${kind}`) &&
         (!["h", "m"].includes(id) || name === "ours") &&
         (id !== "l" || name === "ours" || name === "bun") &&
-        (id !== "j" || (name !== "floor" && name !== "floorstreams"))
+        (id !== "j" || !name.startsWith("floor")) &&
+        (id === "e" || (name !== "floorstreams" && name !== "floorwebcrypto"))
       );
       // Alternate the servers run by run: each round starts with another.
       const order = servers.map((_, i) =>

@@ -180,7 +180,15 @@ Deno.test("idle connections open the path they are given", async () => {
   );
 });
 
-for (const name of ["ours", "deno"] as const) {
+for (
+  const name of [
+    "ours",
+    "deno",
+    "floor",
+    "floorstreams",
+    "floorwebcrypto",
+  ] as const
+) {
   Deno.test(`bench server subprocess "${name}" prints its port and echoes`, async () => {
     await using server = await ServerProcess.start(name);
     const result = await runLoad({

@@ -1,8 +1,9 @@
 /**
- * What the two floors (floor.ts, floor_fanout.ts) share: the accept loop,
- * the least an upgrade takes (the head read into a 1 KiB buffer, the `101`
- * with the accept value) and reading a client frame's header, with no
- * checks.
+ * What the floors (floor.ts, floor_streams.ts, floor_webcrypto.ts,
+ * floor_fanout.ts) share: the accept loop, the least an upgrade takes (the
+ * head read into a 1 KiB buffer, the `101` with the accept value), reading a
+ * client frame's header, with no checks, and the two web streams an echo's
+ * pipe asks for.
  *
  * @module
  */
@@ -25,9 +26,13 @@ export interface Upgraded {
 
 /**
  * Reads the upgrade head and answers `101`; undefined (the connection
- * closed) when the head is missing, too large or has no key.
+ * closed) when the head is missing, too large or has no key. The accept
+ * value is {@linkcode acceptValue}'s, or what `digest` resolves to.
  */
-export async function upgrade(conn: Deno.Conn): Promise<Upgraded | undefined> {
+export async function upgrade(
+  conn: Deno.Conn,
+  digest?: (key: string) => Promise<string>,
+): Promise<Upgraded | undefined> {
   const head = new Uint8Array(1024);
   let length = 0;
   for (;;) {
@@ -44,13 +49,13 @@ export async function upgrade(conn: Deno.Conn): Promise<Upgraded | undefined> {
       conn.close();
       return undefined;
     }
+    // No await without a digest: the bare floor takes no extra turn.
+    const accept = digest === undefined ? acceptValue(key) : await digest(key);
     await writeAll(
       conn,
       encoder.encode(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
-          `Connection: Upgrade\r\nSec-WebSocket-Accept: ${
-            acceptValue(key)
-          }\r\n\r\n`,
+          `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
       ),
     );
     return {
@@ -182,4 +187,42 @@ export async function serveFloor(
       }
     });
   }
+}
+
+type Message = string | Uint8Array;
+
+/** Shaped as our socket's source (src/socket/_inbox.ts): methods, no closures. */
+class Source implements UnderlyingDefaultSource<Message> {
+  controller: ReadableStreamDefaultController<Message> | undefined;
+  start(controller: ReadableStreamDefaultController<Message>): void {
+    this.controller = controller;
+  }
+  pull(): void {}
+  cancel(): void {}
+}
+
+/** Shaped as our socket's sink (src/socket/socket.ts). */
+class Sink implements UnderlyingSink<Message> {
+  write(): void {}
+  close(): void {}
+  abort(): void {}
+}
+
+let entered = 0;
+
+/**
+ * What `socket.readable.pipeTo(socket.writable)` asks of Deno's web streams
+ * in any server that hands a socket out as streams: a `ReadableStream` (an
+ * underlying source with start, pull and cancel, a high-water mark of 2) and
+ * a `WritableStream` (a sink with write, close and abort, a size function),
+ * both locked as a pipe locks them (`getReader`, `getWriter`). Nothing keeps
+ * them, as our direct pipe keeps them only weakly.
+ */
+export function lockedStreams(): void {
+  const readable = new ReadableStream(new Source(), { highWaterMark: 2 });
+  const writable = new WritableStream(new Sink(), {
+    size: () => ++entered,
+  });
+  readable.getReader();
+  writable.getWriter();
 }
