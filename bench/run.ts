@@ -896,7 +896,7 @@ function _parseFlags(args: string[]): _Flags {
   if (values.help) {
     console.log(
       "deno task bench [--quick] [--rounds N] [--duration MS] [--warmup MS] " +
-        `[--idle N] [--servers ${DEFAULT_SERVERS},base] ` +
+        `[--idle N] [--servers ${DEFAULT_SERVERS},floorstreams,base] ` +
         `[--scenarios ${DEFAULT_SCENARIOS}] ` +
         `[--subscribers ${FANOUT.subscribers.join(",")}] ` +
         `[--sizes ${[FANOUT.size, ...FANOUT.infoSizes].join(",")}] ` +
