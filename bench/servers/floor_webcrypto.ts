@@ -1,10 +1,11 @@
 /**
  * The floor of a server built as this module's brief asks: the floor with
- * the echo's streams (floor_streams.ts), whose accept value is WebCrypto's
- * SHA-1 (`crypto.subtle.digest`, awaited, as src/engine/_accept_value.ts
- * computes it) rather than `node:crypto`'s synchronous one. It measures the
- * most handshakes per second that a server handing sockets out as web
- * streams and hashing with WebCrypto can reach on `Deno.Conn`
+ * the echo's streams (floor_streams.ts), whose accept value is the module's
+ * own (`computeAccept` in src/engine/_accept_value.ts: WebCrypto's SHA-1,
+ * `crypto.subtle.digest`, awaited) rather than `node:crypto`'s synchronous
+ * one. It approximates the most handshakes per second that a server handing
+ * sockets out as web streams and hashing as this module does can reach on
+ * `Deno.Conn`
  * (`deno task bench --scenarios e --servers ours,floor,floorstreams,floorwebcrypto`).
  *
  * @module
